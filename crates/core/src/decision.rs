@@ -1,0 +1,92 @@
+//! The result of evaluating a policy: what happens to a request and why.
+//!
+//! A `Decision` is `#[must_use]` and always carries the rule that produced it and a sentence a
+//! person can read. Must never: be constructed with an empty explanation.
+
+use jiff::SignedDuration;
+
+/// Whether a user's requests are enforced or only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Pre-revocation logging: everything the user could already do is allowed and recorded.
+    Discover,
+    /// Policy decisions are applied.
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Discover => "discover",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+/// Who must approve a request, how many of them, and how fast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRoute {
+    /// Name of the approver group.
+    pub approvers: String,
+    /// Number of distinct approvers needed (at least 1).
+    pub count: u32,
+    /// Time in which an approver should answer, if the rule sets one.
+    pub sla: Option<SignedDuration>,
+    /// Approver group to escalate to when the SLA passes.
+    pub escalate: Option<String>,
+}
+
+/// What the policy says happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Run now, no human involved.
+    Auto,
+    /// Wait for approvers.
+    Approve(ApprovalRoute),
+    /// Refused, with a message for the requester.
+    Deny { message: String },
+}
+
+impl Outcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Auto => "auto",
+            Outcome::Approve(_) => "approve",
+            Outcome::Deny { .. } => "deny",
+        }
+    }
+}
+
+/// Conditions attached to whatever is granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraints {
+    /// The requester must give a reason.
+    pub reason_required: bool,
+    /// Longest admin session that may be granted.
+    pub session_max: SignedDuration,
+}
+
+/// A policy decision with its explanation.
+#[must_use = "a decision that is not acted on is a bug"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What happens now. In `discover` mode this is always `Auto`.
+    pub outcome: Outcome,
+    /// What the policy itself says (equal to `outcome` in `enforce` mode). Discovery reports use
+    /// this to show what enforcement would have done.
+    pub policy_outcome: Outcome,
+    pub mode: Mode,
+    /// Name of the rule that matched, or `None` when the defaults applied.
+    pub rule: Option<String>,
+    /// One or two sentences for people: which rule matched and why.
+    pub explanation: String,
+    pub constraints: Constraints,
+}
+
+impl Decision {
+    /// True when the policy wants a reason and the request has none: ask for one before acting.
+    pub fn missing_reason(&self, request: &crate::AccessRequest) -> bool {
+        self.constraints.reason_required && !request.has_reason()
+    }
+}

@@ -1,0 +1,205 @@
+//! Evaluating a policy: the first rule whose who/what/when/where all hold decides, else the
+//! defaults.
+//!
+//! Every matcher that holds contributes a short clause to the explanation
+//! (`alice is in group developers`), so a decision always says why.
+//!
+//! Must never: read the clock (use `now`), do I/O, panic, or return an empty explanation.
+
+use jiff::Timestamp;
+
+use super::glob::args_match;
+use super::model::{PackageMatch, Rule, What, When, Where, Who};
+use super::Policy;
+use crate::{
+    duration, AccessRequest, CommandSpec, Constraints, Decision, Mode, Outcome, Subject, Target,
+};
+
+/// Evaluates `policy` for `request` at `now`.
+pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decision {
+    let defaults = &policy.defaults;
+    let matched = policy
+        .rules
+        .iter()
+        .find_map(|rule| rule_matches(policy, rule, request, now).map(|reasons| (rule, reasons)));
+    let rule_name = matched.as_ref().map(|(rule, _)| rule.name.clone());
+    let (mut policy_outcome, mut explanation, constraints, source) = match matched {
+        Some((rule, reasons)) => (
+            rule.action.clone(),
+            format!("rule \"{}\" matched: {}", rule.name, clauses(&reasons)),
+            Constraints {
+                reason_required: rule.reason_required.unwrap_or(defaults.reason_required),
+                session_max: rule.session_max.unwrap_or(defaults.session_max),
+            },
+            format!("rule \"{}\"", rule.name),
+        ),
+        None => (
+            defaults.unmatched.clone(),
+            format!(
+                "no rule matched; the default is to {}",
+                describe(&defaults.unmatched)
+            ),
+            Constraints {
+                reason_required: defaults.reason_required,
+                session_max: defaults.session_max,
+            },
+            "the policy defaults".to_owned(),
+        ),
+    };
+    if let Target::Session { duration: asked } = request.target {
+        let max = constraints.session_max;
+        let limit = duration::format(max);
+        if asked <= jiff::SignedDuration::ZERO {
+            policy_outcome = Outcome::Deny {
+                message: format!("an admin session needs a length; ask for {limit} or less"),
+            };
+            explanation.push_str("; the session asked for has no length");
+        } else if asked > max && !matches!(policy_outcome, Outcome::Deny { .. }) {
+            policy_outcome = Outcome::Deny {
+                message: format!(
+                    "admin sessions are limited to {limit} by {source}; ask for {limit} or less"
+                ),
+            };
+            explanation.push_str(&format!(
+                "; the {} session asked for is longer than the {limit} allowed",
+                duration::format(asked)
+            ));
+        }
+    }
+    let mode = policy.mode_for(&request.subject);
+    let outcome = match mode {
+        Mode::Enforce => policy_outcome.clone(),
+        Mode::Discover => {
+            explanation.push_str(&format!(
+                "; discovery mode records it and lets it run (enforce mode would {})",
+                describe(&policy_outcome)
+            ));
+            Outcome::Auto
+        }
+    };
+    Decision {
+        outcome,
+        policy_outcome,
+        mode,
+        rule: rule_name,
+        explanation,
+        constraints,
+    }
+}
+
+fn clauses(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        "it has no conditions, so it applies to every request".to_owned()
+    } else {
+        reasons.join(", ")
+    }
+}
+
+/// What an outcome does, for "the default is to ..." and "enforce mode would ...".
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Auto => "run it at once".to_owned(),
+        Outcome::Approve(route) if route.count == 1 => format!("ask {}", route.approvers),
+        Outcome::Approve(route) => format!("ask {} of {}", route.count, route.approvers),
+        Outcome::Deny { .. } => "deny it".to_owned(),
+    }
+}
+
+/// `Some(clauses)` when every condition of `rule` holds for `request` at `now`.
+fn rule_matches(
+    policy: &Policy,
+    rule: &Rule,
+    request: &AccessRequest,
+    now: Timestamp,
+) -> Option<Vec<String>> {
+    let mut reasons = Vec::new();
+    if let Some(who) = &rule.who {
+        reasons.push(who_matches(who, &request.subject)?);
+    }
+    if let Some(what) = &rule.what {
+        reasons.extend(what_matches(what, &request.target)?);
+    }
+    if let Some(when) = &rule.when {
+        reasons.push(when_matches(policy, when, now)?);
+    }
+    if let Some(where_) = &rule.where_ {
+        reasons.push(where_matches(where_, &request.subject)?);
+    }
+    Some(reasons)
+}
+
+pub(super) fn who_matches(who: &Who, subject: &Subject) -> Option<String> {
+    if who.users.contains(&subject.user) {
+        return Some(format!("{} is listed by name", subject.user));
+    }
+    let group = who.groups.iter().find(|g| subject.groups.contains(g))?;
+    Some(format!("{} is in group {group}", subject.user))
+}
+
+fn where_matches(where_: &Where, subject: &Subject) -> Option<String> {
+    if where_.devices.contains(&subject.device) {
+        return Some(format!("the device is {}", subject.device));
+    }
+    let tag = where_
+        .tags
+        .iter()
+        .find(|t| subject.device_tags.contains(t))?;
+    Some(format!("device {} is tagged {tag}", subject.device))
+}
+
+fn when_matches(policy: &Policy, when: &When, now: Timestamp) -> Option<String> {
+    let calendar = policy.calendars.get(when.calendar)?;
+    let inside = calendar.contains(now);
+    let word = if inside { "inside" } else { "outside" };
+    (inside == when.inside).then(|| format!("it is {word} {}", calendar.name()))
+}
+
+fn what_matches(what: &What, target: &Target) -> Option<Vec<String>> {
+    match target {
+        Target::Session { .. } => {
+            (what.session == Some(true)).then(|| vec!["it is an admin session".to_owned()])
+        }
+        Target::Command(command) if what.session != Some(true) => command_matches(what, command),
+        Target::Command(_) => None,
+    }
+}
+
+fn command_matches(what: &What, command: &CommandSpec) -> Option<Vec<String>> {
+    let path = &command.path;
+    let mut reasons = Vec::new();
+    if !what.paths.is_empty() {
+        let glob = what.paths.iter().find(|g| g.matches(path))?;
+        reasons.push(if glob.is_literal() {
+            format!("the command is {path}")
+        } else {
+            format!("{path} matches {glob}")
+        });
+    }
+    if !what.sha256.is_empty() {
+        let digest = command.sha256.as_deref()?.to_ascii_lowercase();
+        if !what.sha256.contains(&digest) {
+            return None;
+        }
+        reasons.push(format!("the SHA-256 of {path} is listed"));
+    }
+    if let Some(wanted) = &what.package {
+        let owner = command.package.as_deref()?;
+        if let PackageMatch::Named(name) = wanted {
+            if name != owner {
+                return None;
+            }
+        }
+        reasons.push(format!("{path} is owned by package {owner}"));
+    }
+    if let Some(patterns) = &what.args {
+        if !args_match(patterns, &command.args) {
+            return None;
+        }
+        let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+        reasons.push(format!("its arguments match `{}`", shown.join(" ")));
+    }
+    if reasons.is_empty() {
+        reasons.push("it is a command".to_owned());
+    }
+    Some(reasons)
+}

@@ -1,0 +1,110 @@
+//! Policy documents (TOML, `version = 1`): parsing, validation and evaluation.
+//!
+//! `Policy::parse` turns text into a validated [`Policy`] or a [`PolicyError`] that names the line,
+//! column and field (`rule[3].what.paths[1]`; indexes are 1-based) and says what to write instead.
+//! [`decide`] evaluates a policy for one request at one instant: rules in order, first match wins,
+//! the defaults cover the rest, and every decision carries its explanation.
+//!
+//! Must never: do I/O, read the clock (`now` is passed in), or panic on any input text or request.
+
+mod document;
+mod eval;
+mod glob;
+mod location;
+mod model;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use eval::decide;
+
+use crate::calendar::Calendar;
+use crate::{Mode, Subject};
+
+/// A parsed, validated policy, ready for [`decide`].
+#[derive(Debug, Clone)]
+pub struct Policy {
+    version: u32,
+    defaults: model::Defaults,
+    waves: Vec<model::Wave>,
+    calendars: Vec<Calendar>,
+    rules: Vec<model::Rule>,
+}
+
+impl Policy {
+    /// Parses and validates a policy document.
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        let doc: document::Document =
+            toml::from_str(text).map_err(|e| PolicyError::from_toml(text, &e))?;
+        validate::validate(text, doc)
+    }
+
+    /// The document's `version` (always 1 today).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Rule names in evaluation order.
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// The mode of the first wave that includes `subject`, else `defaults.mode`.
+    pub fn mode_for(&self, subject: &Subject) -> Mode {
+        self.waves
+            .iter()
+            .find(|w| eval::who_matches(&w.who, subject).is_some())
+            .map_or(self.defaults.mode, |w| w.mode)
+    }
+
+    /// The approver group used when a rule or the defaults do not name one.
+    pub fn default_approvers(&self) -> &str {
+        &self.defaults.approvers
+    }
+}
+
+/// A policy text that cannot be used, with the place and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}, `{field}`: {message}")]
+pub struct PolicyError {
+    /// 1-based line of the offending value (or key, for syntax errors and unknown keys).
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// Field path like `rule[3].what.paths[1]` (1-based indexes), or `policy` when unknown.
+    pub field: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl PolicyError {
+    fn from_toml(text: &str, error: &toml::de::Error) -> PolicyError {
+        let offset = error.span().map_or(0, |s| s.start);
+        let (line, column) = location::line_column(text, offset);
+        let field = location::field_at(text, offset);
+        let mut message = error
+            .message()
+            .trim()
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if message.is_empty() {
+            message =
+                "this is not valid TOML here; check the quotes, brackets and `=` signs".into();
+        }
+        let top = field.split(['[', '.']).next().unwrap_or_default();
+        if matches!(top, "rule" | "wave" | "calendar") && message.contains("expected a sequence") {
+            message.push_str(&format!(
+                "; write `[[{top}]]` (double brackets) above each {top}"
+            ));
+        }
+        PolicyError {
+            line,
+            column,
+            field,
+            message,
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Checking one `[[rule]]` table: who, what, when, where, action and its overrides.
+//!
+//! Must never: let a rule through that names a relative path, a malformed digest, an unknown
+//! calendar, an empty matcher table or an approval count below 1.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::{reason_required, Positions};
+use crate::calendar::Calendar;
+use crate::policy::document::{ActionDoc, ApproveDoc, RuleDoc, WhatDoc, WhereDoc, WhoDoc};
+use crate::policy::glob::{ArgPattern, Glob};
+use crate::policy::model::{Defaults, PackageMatch, Rule, What, When, Where, Who};
+use crate::policy::PolicyError;
+use crate::{ApprovalRoute, Outcome};
+
+pub(super) fn rule(
+    at: &Positions,
+    field: &str,
+    doc: RuleDoc,
+    defaults: &Defaults,
+    calendars: &[Calendar],
+) -> Result<Rule, PolicyError> {
+    let name = &doc.name;
+    let who = match doc.who {
+        Some(w) => Some(who(at, at.key(name, "who"), &format!("{field}.who"), w)?),
+        None => None,
+    };
+    let what = match doc.what {
+        Some(w) => Some(what(at, at.key(name, "what"), &format!("{field}.what"), w)?),
+        None => None,
+    };
+    let when = match &doc.when {
+        Some(w) => Some(when(at, &format!("{field}.when"), w, calendars)?),
+        None => None,
+    };
+    let where_ = match doc.where_ {
+        Some(w) => Some(where_(
+            at,
+            at.key(name, "where"),
+            &format!("{field}.where"),
+            w,
+        )?),
+        None => None,
+    };
+    let session_max = match &doc.session_max {
+        Some(d) => Some(at.duration(d, &format!("{field}.session_max"))?),
+        None => None,
+    };
+    Ok(Rule {
+        name: at.name(name, &format!("{field}.name"), "the rule name")?,
+        who,
+        what,
+        when,
+        where_,
+        action: action(at, &format!("{field}.action"), doc.action, defaults)?,
+        reason_required: doc.reason.map(reason_required),
+        session_max,
+    })
+}
+
+pub(super) fn who(
+    at: &Positions,
+    span: Range<usize>,
+    field: &str,
+    doc: WhoDoc,
+) -> Result<Who, PolicyError> {
+    let WhoDoc { users, groups } = doc;
+    if users.is_empty() && groups.is_empty() {
+        return Err(at.error(
+            span,
+            field,
+            "`who` lists nobody; add `users` or `groups`, or leave `who` out to match everyone",
+        ));
+    }
+    Ok(Who { users, groups })
+}
+
+fn where_(
+    at: &Positions,
+    span: Range<usize>,
+    field: &str,
+    doc: WhereDoc,
+) -> Result<Where, PolicyError> {
+    let WhereDoc { tags, devices } = doc;
+    if tags.is_empty() && devices.is_empty() {
+        return Err(at.error(
+            span,
+            field,
+            "`where` lists no device; add `tags` or `devices`, \
+             or leave `where` out to match every device",
+        ));
+    }
+    Ok(Where { tags, devices })
+}
+
+fn when(
+    at: &Positions,
+    field: &str,
+    doc: &Spanned<String>,
+    calendars: &[Calendar],
+) -> Result<When, PolicyError> {
+    let text = doc.get_ref().trim();
+    let (inside, name) = match text.strip_prefix('!') {
+        Some(rest) => (false, rest.trim()),
+        None => (true, text),
+    };
+    let Some(calendar) = calendars.iter().position(|c| c.name() == name) else {
+        let known: Vec<&str> = calendars.iter().map(Calendar::name).collect();
+        let message = if known.is_empty() {
+            format!(
+                "unknown calendar \"{name}\"; no calendars are defined, \
+                 add a [[calendar]] named \"{name}\""
+            )
+        } else {
+            format!(
+                "unknown calendar \"{name}\"; defined calendars: {}",
+                known.join(", ")
+            )
+        };
+        return Err(at.error(doc.span(), field, message));
+    };
+    Ok(When { calendar, inside })
+}
+
+fn what(
+    at: &Positions,
+    span: Range<usize>,
+    field: &str,
+    doc: WhatDoc,
+) -> Result<What, PolicyError> {
+    let mut paths = Vec::with_capacity(doc.paths.len());
+    for (i, p) in doc.paths.iter().enumerate() {
+        paths.push(path(at, &format!("{field}.paths[{}]", i + 1), p)?);
+    }
+    let mut sha256 = Vec::with_capacity(doc.sha256.len());
+    for (i, d) in doc.sha256.iter().enumerate() {
+        sha256.push(digest(at, &format!("{field}.sha256[{}]", i + 1), d)?);
+    }
+    let package = match &doc.package {
+        None => None,
+        Some(p) if p.get_ref() == "required" => Some(PackageMatch::Required),
+        Some(p) => {
+            let name = p.get_ref().trim();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(at.error(
+                    p.span(),
+                    format!("{field}.package"),
+                    "write `package = \"required\"` or the name of one package, \
+                     like `package = \"apt\"`",
+                ));
+            }
+            Some(PackageMatch::Named(name.to_owned()))
+        }
+    };
+    let args = doc
+        .args
+        .map(|a| a.iter().map(|s| ArgPattern::new(s)).collect());
+    let what = What {
+        paths,
+        sha256,
+        package,
+        args,
+        session: doc.session,
+    };
+    if what.session == Some(true) && what.has_command_matcher() {
+        return Err(at.error(
+            span,
+            field,
+            "a rule matches admin sessions (`session = true`) or commands \
+             (paths, sha256, package, args), not both; split it into two rules",
+        ));
+    }
+    if what.session.is_none() && !what.has_command_matcher() {
+        return Err(at.error(
+            span,
+            field,
+            "`what` is empty; add paths, sha256, package or args, set `session = true`, \
+             or leave `what` out to match every request",
+        ));
+    }
+    Ok(what)
+}
+
+fn path(at: &Positions, field: &str, doc: &Spanned<String>) -> Result<Glob, PolicyError> {
+    let p = doc.get_ref();
+    if !p.starts_with('/') {
+        let example = p.trim_start_matches("./");
+        return Err(at.error(
+            doc.span(),
+            field,
+            format!(
+                "\"{p}\" is a relative path; commands are matched by their resolved \
+                 absolute path, write it like \"/usr/bin/{example}\""
+            ),
+        ));
+    }
+    if p.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(at.error(
+            doc.span(),
+            field,
+            format!(
+                "\"{p}\" has `.` or `..` in it; commands are matched by their resolved \
+                 path, write that path"
+            ),
+        ));
+    }
+    Ok(Glob::new(p))
+}
+
+fn digest(at: &Positions, field: &str, doc: &Spanned<String>) -> Result<String, PolicyError> {
+    let d = doc.get_ref().trim();
+    if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(at.error(
+            doc.span(),
+            field,
+            format!(
+                "\"{d}\" is not a SHA-256 digest; write the 64 hexadecimal characters \
+                 that `sha256sum <file>` prints"
+            ),
+        ));
+    }
+    Ok(d.to_ascii_lowercase())
+}
+
+fn action(
+    at: &Positions,
+    field: &str,
+    doc: ActionDoc,
+    defaults: &Defaults,
+) -> Result<Outcome, PolicyError> {
+    match doc {
+        ActionDoc::Auto => Ok(Outcome::Auto),
+        ActionDoc::Deny(message) => {
+            if message.get_ref().trim().is_empty() {
+                return Err(at.error(
+                    message.span(),
+                    format!("{field}.deny"),
+                    "the deny message is empty; tell the requester what to do instead",
+                ));
+            }
+            Ok(Outcome::Deny {
+                message: message.into_inner().trim().to_owned(),
+            })
+        }
+        ActionDoc::Approve(doc) => {
+            approve(at, &format!("{field}.approve"), doc, defaults).map(Outcome::Approve)
+        }
+    }
+}
+
+fn approve(
+    at: &Positions,
+    field: &str,
+    doc: ApproveDoc,
+    defaults: &Defaults,
+) -> Result<ApprovalRoute, PolicyError> {
+    let approvers = match &doc.approvers {
+        Some(a) => at.name(a, &format!("{field}.approvers"), "the approver group")?,
+        None => defaults.approvers.clone(),
+    };
+    let count = match &doc.count {
+        None => 1,
+        Some(c) => match u32::try_from(*c.get_ref()) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(at.error(
+                    c.span(),
+                    format!("{field}.count"),
+                    format!(
+                        "count is {}; it is how many approvers must say yes, so write 1 or more",
+                        c.get_ref()
+                    ),
+                ))
+            }
+        },
+    };
+    let sla = doc
+        .sla
+        .map(|s| at.duration(&s, &format!("{field}.sla")))
+        .transpose()?;
+    let escalate = doc
+        .escalate
+        .map(|e| at.name(&e, &format!("{field}.escalate"), "the escalation group"))
+        .transpose()?;
+    Ok(ApprovalRoute {
+        approvers,
+        count,
+        sla,
+        escalate,
+    })
+}
