@@ -1,0 +1,210 @@
+//! The audit trail: ingest from devices (idempotent by event id, in any order), pages for the
+//! portal and the API, verification of the whole chain, and export.
+//!
+//! Must never: let a device write events in another device's name, or accept an event twice.
+
+use elevate_core::audit::{self, AuditEvent, ChainedRecord};
+use elevate_proto::v1::{AuditEventIn, ChainBreakView, IngestResult, VerifyReport};
+
+use super::{App, AppError, Principal, Result, Role};
+
+const MAX_BATCH: usize = 1000;
+const MAX_FIELD: usize = 256;
+const MAX_DATA: usize = 64 * 1024;
+
+fn check_event(device: &str, e: &AuditEventIn) -> Result<()> {
+    let own = e.actor == format!("device:{device}") || e.actor.ends_with(&format!("@{device}"));
+    if !own {
+        return Err(AppError::Forbidden(format!(
+            "event {} names actor {:?}; a device may only report its own events (device:{device} or user@{device})",
+            e.id, e.actor
+        )));
+    }
+    for (name, value) in [
+        ("id", &e.id),
+        ("action", &e.action),
+        ("subject", &e.subject),
+    ] {
+        if value.is_empty() || value.len() > MAX_FIELD {
+            return Err(AppError::BadRequest(format!(
+                "event field {name} must be 1 to {MAX_FIELD} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl App {
+    /// Stores a batch of device events; events already stored are counted, not stored again.
+    pub async fn ingest_audit(
+        &self,
+        caller: &Principal,
+        events: &[AuditEventIn],
+    ) -> Result<IngestResult> {
+        let device = caller.device()?;
+        if events.len() > MAX_BATCH {
+            return Err(AppError::BadRequest(format!(
+                "at most {MAX_BATCH} events per batch; split the batch"
+            )));
+        }
+        let mut prepared = Vec::with_capacity(events.len());
+        for e in events {
+            check_event(&device.name, e)?;
+            let data = e.data.to_string();
+            if data.len() > MAX_DATA {
+                return Err(AppError::BadRequest(format!(
+                    "event {} carries more than {MAX_DATA} bytes of data",
+                    e.id
+                )));
+            }
+            prepared.push(AuditEvent {
+                id: e.id.clone(),
+                at: jiff::Timestamp::from_millisecond(e.at.as_millisecond())
+                    .expect("a millisecond timestamp taken from a timestamp is valid"),
+                actor: e.actor.clone(),
+                action: e.action.clone(),
+                subject: e.subject.clone(),
+                data,
+            });
+        }
+        let mut result = IngestResult {
+            accepted: 0,
+            duplicates: 0,
+        };
+        let mut tx = self.store.begin().await?;
+        for event in prepared {
+            if tx.ingest_audit(event).await? {
+                result.accepted += 1;
+            } else {
+                result.duplicates += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    pub async fn audit_page(
+        &self,
+        caller: &Principal,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChainedRecord>> {
+        caller.require(&[Role::Admin, Role::Auditor])?;
+        Ok(self.store.audit_page(after, limit.clamp(1, 10_000)).await?)
+    }
+
+    /// Verifies the whole chain against the stored head.
+    pub async fn verify_audit(&self, caller: &Principal) -> Result<VerifyReport> {
+        caller.require(&[Role::Admin, Role::Auditor])?;
+        self.verify_chain().await
+    }
+
+    pub(crate) async fn verify_chain(&self) -> Result<VerifyReport> {
+        let chain = self.store.audit_chain().await?;
+        let count = chain.records.len() as u64;
+        Ok(match audit::verify(&chain.records, Some(&chain.head)) {
+            Ok(head) => VerifyReport {
+                ok: true,
+                count,
+                head: head.hash,
+                first_break: None,
+            },
+            Err(b) => VerifyReport {
+                ok: false,
+                count,
+                head: chain.head.hash,
+                first_break: Some(ChainBreakView {
+                    seq: b.seq,
+                    event_id: b.event_id,
+                    kind: b.kind.as_str().to_string(),
+                    message: b.message,
+                }),
+            },
+        })
+    }
+}
+
+/// One CSV cell: quoted, quotes doubled, and a leading `= + - @` (or tab/CR) defused with `'` so
+/// spreadsheets do not run it as a formula (DESIGN invariant 8).
+pub fn csv_cell(text: &str) -> String {
+    let defused = match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_string(),
+    };
+    format!("\"{}\"", defused.replace('"', "\"\""))
+}
+
+impl App {
+    /// The whole chain as `application/x-ndjson` or `text/csv`.
+    pub async fn export_audit(
+        &self,
+        caller: &Principal,
+        format: &str,
+    ) -> Result<(&'static str, String)> {
+        caller.require(&[Role::Admin, Role::Auditor])?;
+        if format != "jsonl" && format != "csv" {
+            return Err(AppError::BadRequest(format!(
+                "unknown export format {format:?}; use jsonl or csv"
+            )));
+        }
+        let chain = self.store.audit_chain().await?;
+        let mut out = String::new();
+        if format == "csv" {
+            out.push_str("seq,id,at,actor,action,subject,data,prev_hash,hash\n");
+        }
+        for r in chain.records {
+            let r = elevate_proto::v1::AuditRecord::from(r);
+            if format == "jsonl" {
+                out.push_str(&serde_json::to_string(&r).map_err(anyhow::Error::from)?);
+            } else {
+                let cells = [
+                    r.seq.to_string(),
+                    r.id,
+                    r.at.to_string(),
+                    r.actor,
+                    r.action,
+                    r.subject,
+                    r.data,
+                    r.prev_hash,
+                    r.hash,
+                ];
+                out.push_str(
+                    &cells
+                        .iter()
+                        .map(|c| csv_cell(c))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            out.push('\n');
+        }
+        Ok((
+            if format == "csv" {
+                "text/csv; charset=utf-8"
+            } else {
+                "application/x-ndjson"
+            },
+            out,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_are_quoted_and_defused() {
+        for (input, expect) in [
+            ("plain", "\"plain\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("=cmd|' /C calc'!A0", "\"'=cmd|' /C calc'!A0\""),
+            ("+1", "\"'+1\""),
+            ("-x", "\"'-x\""),
+            ("@SUM(A1)", "\"'@SUM(A1)\""),
+            ("a,b\nc", "\"a,b\nc\""),
+        ] {
+            assert_eq!(csv_cell(input), expect, "{input}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Use cases of the control plane: what the API, the portal and the CLI ask the server to do.
+//! Each use case checks who is asking, runs core's pure logic, and stores the result with its
+//! audit record in one transaction.
+//!
+//! Must never: know HTTP (no axum here) or SQL (that is `store`); let a state change skip its
+//! audit record.
+
+mod audit;
+pub(crate) mod auth;
+mod devices;
+mod keys;
+mod policy;
+mod requests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use elevate_core::audit::AuditEvent;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::store::{Store, StoreError};
+
+pub use auth::{Principal, Role};
+pub use keys::Keys;
+pub use policy::PolicyTestOutcome;
+pub use requests::RequestDetail;
+
+/// A source of the current time, so tests can move it.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
+/// Settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a request may wait for approvers before it expires.
+    pub request_ttl: SignedDuration,
+    /// Lifetime of API tokens issued for a password.
+    pub token_ttl: SignedDuration,
+    /// Lifetime of a portal session.
+    pub session_ttl: SignedDuration,
+    /// Where key files live.
+    pub data_dir: PathBuf,
+}
+
+impl Settings {
+    pub fn new(data_dir: PathBuf) -> Settings {
+        Settings {
+            request_ttl: SignedDuration::from_hours(24),
+            token_ttl: SignedDuration::from_hours(24 * 7),
+            session_ttl: SignedDuration::from_hours(12),
+            data_dir,
+        }
+    }
+}
+
+/// The application: store, keys, clock and the wake-up signal for long polls.
+#[derive(Clone)]
+pub struct App {
+    pub(crate) store: Store,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) clock: Clock,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) changes: Arc<tokio::sync::watch::Sender<u64>>,
+    pub(crate) policy_cache: Arc<std::sync::RwLock<Option<policy::Cached>>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a use case did not happen. `http` maps each kind to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{message}")]
+    InvalidPolicy {
+        message: String,
+        line: usize,
+        column: usize,
+        field: String,
+    },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => AppError::Conflict(m),
+            other => AppError::Unexpected(anyhow::Error::new(other)),
+        }
+    }
+}
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+impl App {
+    pub fn new(store: Store, keys: Keys, clock: Clock, settings: Settings) -> App {
+        App {
+            store,
+            keys: Arc::new(keys),
+            clock,
+            settings: Arc::new(settings),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+            policy_cache: Arc::new(std::sync::RwLock::new(None)),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Wakes every long poll so it re-reads its request.
+    pub(crate) fn announce_change(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A new audit event stamped now.
+    pub(crate) fn event(
+        &self,
+        actor: impl Into<String>,
+        action: &str,
+        subject: impl Into<String>,
+        data: serde_json::Value,
+    ) -> AuditEvent {
+        AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: Timestamp::from_millisecond(self.now().as_millisecond())
+                .expect("a millisecond timestamp taken from a timestamp is valid"),
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            data: data.to_string(),
+        }
+    }
+}

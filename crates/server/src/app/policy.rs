@@ -1,0 +1,179 @@
+//! Policy versions: apply (validated by core, stored with author and comment), list, show,
+//! diff, signed bundles for agents, and `policy test` explanations.
+//!
+//! Must never: store a policy that core cannot parse; sign anything but a stored version.
+
+use std::sync::Arc;
+
+use elevate_core::{decide, Policy, PolicyError};
+use elevate_proto::bundle::sha256_hex;
+use elevate_proto::v1::{DecisionView, PolicyTest};
+use elevate_proto::{BundlePayload, SignedBundle};
+
+use super::{App, AppError, Principal, Result, Role};
+use crate::store::PolicyRow;
+
+/// The parsed current policy, kept while its version stays current.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached {
+    version: u64,
+    policy: Arc<Policy>,
+}
+
+/// What `policy test` answers.
+#[derive(Debug, Clone)]
+pub struct PolicyTestOutcome {
+    pub decision: DecisionView,
+}
+
+fn invalid(e: PolicyError) -> AppError {
+    AppError::InvalidPolicy {
+        message: format!("the policy is not valid: {e}"),
+        line: e.line,
+        column: e.column,
+        field: e.field,
+    }
+}
+
+impl App {
+    pub async fn apply_policy(
+        &self,
+        caller: &Principal,
+        text: &str,
+        comment: Option<&str>,
+    ) -> Result<PolicyRow> {
+        let admin = caller.require(&[Role::Admin])?;
+        if text.len() > 1024 * 1024 {
+            return Err(AppError::BadRequest(
+                "a policy may be at most 1 MiB of text".into(),
+            ));
+        }
+        Policy::parse(text).map_err(invalid)?;
+        let sha = sha256_hex(text);
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let version = tx
+            .insert_policy(text, &sha, &admin.name, comment, now)
+            .await?;
+        tx.append_audit(self.event(
+            caller.actor(),
+            "policy.applied",
+            format!("policy:{version}"),
+            serde_json::json!({ "version": version, "sha256": sha, "comment": comment }),
+        ))
+        .await?;
+        tx.commit().await?;
+        self.store
+            .policy(version)
+            .await?
+            .ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("policy {version} vanished")))
+    }
+
+    pub async fn policies(&self, caller: &Principal) -> Result<Vec<PolicyRow>> {
+        caller.require(&[Role::Admin, Role::Auditor, Role::Approver])?;
+        Ok(self.store.policies().await?)
+    }
+
+    /// One version, or the latest when `version` is `None`.
+    pub async fn policy(&self, caller: &Principal, version: Option<u64>) -> Result<PolicyRow> {
+        if !matches!(caller, Principal::Device(_)) {
+            caller.require(&[Role::Admin, Role::Auditor, Role::Approver])?;
+        }
+        let row = match version {
+            Some(v) => self.store.policy(v).await?,
+            None => self.store.latest_policy().await?,
+        };
+        row.ok_or_else(|| match version {
+            Some(v) => AppError::NotFound(format!("there is no policy version {v}")),
+            None => no_policy(),
+        })
+    }
+
+    pub async fn policy_diff(&self, caller: &Principal, from: u64, to: u64) -> Result<String> {
+        let a = self.policy(caller, Some(from)).await?;
+        let b = self.policy(caller, Some(to)).await?;
+        Ok(similar::TextDiff::from_lines(&a.text, &b.text)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("policy v{from}"), &format!("policy v{to}"))
+            .to_string())
+    }
+
+    /// The current (or a given) version, signed for agents.
+    pub async fn policy_bundle(
+        &self,
+        caller: &Principal,
+        version: Option<u64>,
+    ) -> Result<SignedBundle> {
+        let row = self.policy(caller, version).await?;
+        let payload = BundlePayload {
+            version: row.version,
+            sha256: row.sha256,
+            issued_at: self.now(),
+            policy: row.text,
+        };
+        Ok(SignedBundle::sign(&payload, &self.keys.signing))
+    }
+
+    /// The current policy, parsed (cached per version).
+    pub(crate) async fn current_policy(&self) -> Result<(u64, Arc<Policy>)> {
+        let latest = self
+            .store
+            .latest_policy_version()
+            .await?
+            .ok_or_else(no_policy)?;
+        if let Some(c) = self
+            .policy_cache
+            .read()
+            .expect("policy cache lock")
+            .as_ref()
+        {
+            if c.version == latest {
+                return Ok((c.version, c.policy.clone()));
+            }
+        }
+        let row = self.store.policy(latest).await?.ok_or_else(no_policy)?;
+        let policy = Arc::new(Policy::parse(&row.text).map_err(|e| {
+            AppError::Unavailable(format!(
+                "stored policy version {latest} no longer parses ({e}); apply a fixed version"
+            ))
+        })?);
+        *self.policy_cache.write().expect("policy cache lock") = Some(Cached {
+            version: latest,
+            policy: policy.clone(),
+        });
+        Ok((latest, policy))
+    }
+
+    /// Explains how a policy (current, a stored version or a draft) would decide a request.
+    pub async fn test_policy(
+        &self,
+        caller: &Principal,
+        t: &PolicyTest,
+    ) -> Result<PolicyTestOutcome> {
+        caller.require(&[Role::Admin, Role::Auditor, Role::Approver])?;
+        let (version, policy) = match (&t.text, t.version) {
+            (Some(text), _) => (0, Arc::new(Policy::parse(text).map_err(invalid)?)),
+            (None, Some(v)) => {
+                let row = self.policy(caller, Some(v)).await?;
+                (v, Arc::new(Policy::parse(&row.text).map_err(invalid)?))
+            }
+            (None, None) => self.current_policy().await?,
+        };
+        let device = t.device.as_deref().unwrap_or("test-device");
+        let request = t
+            .request
+            .to_core(device, &t.device_tags)
+            .map_err(|e| AppError::BadRequest(e.0))?;
+        let decision = decide(&policy, &request, t.at.unwrap_or_else(|| self.now()));
+        Ok(PolicyTestOutcome {
+            decision: DecisionView::from_decision(&decision, version),
+        })
+    }
+}
+
+fn no_policy() -> AppError {
+    AppError::Unavailable(
+        "no policy has been applied yet, so nothing can be decided; an admin runs `elevatectl policy apply FILE`".into(),
+    )
+}

@@ -1,0 +1,387 @@
+//! Requests for elevation: create (decided at once by core), read, long-poll, approve, deny,
+//! cancel, start, finish, expire.
+//!
+//! Must never: let a requester approve their own request, let an approver outside the routed
+//! group decide, or change a state without core's state machine agreeing (DESIGN invariant 5).
+
+use std::time::Duration;
+
+use elevate_core::lifecycle::{RequestEvent, RequestState, Tally, TallyError, TallyStatus};
+use elevate_core::{decide, Mode, Outcome};
+use elevate_proto::v1::{ApprovalView, DecisionView, NewRequest, RequestView};
+use serde_json::json;
+
+use super::{App, AppError, Principal, Result, Role};
+use crate::store::{HistoryStats, RequestRow, Tx};
+
+/// A request with its approvals and the history of the same binary, for approvers.
+#[derive(Debug, Clone)]
+pub struct RequestDetail {
+    pub view: RequestView,
+    pub history: HistoryStats,
+}
+
+fn view(row: RequestRow, approvals: Vec<crate::store::ApprovalRow>) -> RequestView {
+    RequestView {
+        id: row.id,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        device: row.device,
+        user: row.user,
+        uid: row.uid,
+        groups: row.groups,
+        target: row.target,
+        reason: row.reason,
+        channel: row.channel,
+        state: row.state.as_str().to_string(),
+        decision: row.decision,
+        approvals: approvals
+            .into_iter()
+            .map(|a| ApprovalView {
+                approver: a.approver,
+                verdict: a.verdict,
+                comment: a.comment,
+                at: a.at,
+            })
+            .collect(),
+        exit_code: row.exit_code,
+    }
+}
+
+fn transition(state: RequestState, event: RequestEvent) -> Result<RequestState> {
+    state
+        .apply(event)
+        .map_err(|e| AppError::Conflict(e.to_string()))
+}
+
+fn check_comment(comment: Option<&str>) -> Result<()> {
+    match comment {
+        Some(c) if c.len() > 4096 => Err(AppError::BadRequest(
+            "a comment may be at most 4096 bytes".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl App {
+    /// A device asks on behalf of one of its users; the decision is made here and now.
+    pub async fn create_request(
+        &self,
+        caller: &Principal,
+        new: &NewRequest,
+    ) -> Result<RequestView> {
+        let device = caller.device()?;
+        if new.reason.as_ref().is_some_and(|r| r.len() > 4096) {
+            return Err(AppError::BadRequest(
+                "a reason may be at most 4096 bytes".into(),
+            ));
+        }
+        let request = new
+            .to_core(&device.name, &device.tags)
+            .map_err(|e| AppError::BadRequest(e.0))?;
+        let (version, policy) = self.current_policy().await?;
+        let now = self.now();
+        let decision = decide(&policy, &request, now);
+        if decision.mode == Mode::Enforce
+            && !matches!(decision.outcome, Outcome::Deny { .. })
+            && decision.missing_reason(&request)
+        {
+            return Err(AppError::BadRequest(format!(
+                "a reason is required ({}); ask again with a reason, e.g. elevate --reason \"…\"",
+                decision.explanation
+            )));
+        }
+        let state = match decision.outcome {
+            Outcome::Auto => RequestState::Approved,
+            Outcome::Approve(_) => RequestState::Pending,
+            Outcome::Deny { .. } => RequestState::Denied,
+        };
+        let decision_view = DecisionView::from_decision(&decision, version);
+        let row = RequestRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: now,
+            updated_at: now,
+            expires_at: Some(now + self.settings.request_ttl),
+            device: device.name.clone(),
+            user: new.user.clone(),
+            uid: new.uid,
+            groups: new.groups.clone(),
+            target: new.target.clone(),
+            reason: request.reason.clone(),
+            channel: request.channel.as_str().to_string(),
+            state,
+            decision: decision_view.clone(),
+            exit_code: None,
+        };
+        let actor = format!("user:{}@{}", row.user, row.device);
+        let subject = format!("request:{}", row.id);
+        let mut tx = self.store.begin().await?;
+        tx.append_audit(self.event(
+            &actor,
+            "request.created",
+            &subject,
+            json!({ "user": row.user, "uid": row.uid, "groups": row.groups, "device": row.device,
+                    "target": row.target, "reason": row.reason, "channel": row.channel }),
+        ))
+        .await?;
+        tx.append_audit(self.event(
+            "policy",
+            "request.decided",
+            &subject,
+            json!({ "outcome": decision_view.outcome, "policy_outcome": decision_view.policy_outcome,
+                    "mode": decision_view.mode, "rule": decision_view.rule,
+                    "explanation": decision_view.explanation, "policy_version": version,
+                    "state": state.as_str() }),
+        ))
+        .await?;
+        tx.insert_request(&row).await?;
+        tx.commit().await?;
+        self.announce_change();
+        Ok(view(row, vec![]))
+    }
+
+    /// Who may read a request: accounts with a role, and the device that made it.
+    fn may_read(caller: &Principal, row: &RequestRow) -> Result<()> {
+        match caller {
+            Principal::Device(d) if d.name == row.device => Ok(()),
+            Principal::Device(_) => Err(AppError::NotFound(format!("no request {}", row.id))),
+            Principal::Account(_) => caller
+                .require(&[Role::Admin, Role::Approver, Role::Auditor])
+                .map(|_| ()),
+        }
+    }
+
+    pub async fn request(&self, caller: &Principal, id: &str) -> Result<RequestDetail> {
+        let row = self
+            .store
+            .request(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+        Self::may_read(caller, &row)?;
+        let history = self.store.history(&row.id, &row.target).await?;
+        let approvals = self.store.approvals(id).await?;
+        Ok(RequestDetail {
+            view: view(row, approvals),
+            history,
+        })
+    }
+
+    pub async fn requests(
+        &self,
+        caller: &Principal,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RequestView>> {
+        caller.require(&[Role::Admin, Role::Approver, Role::Auditor])?;
+        let state = match state {
+            Some(s) => Some(s.parse::<RequestState>().map_err(|_| {
+                AppError::BadRequest(format!(
+                    "unknown state {s:?}; use pending, approved, denied, expired, cancelled, running or finished"
+                ))
+            })?),
+            None => None,
+        };
+        let rows = self.store.requests(state, limit.clamp(1, 1000)).await?;
+        Ok(rows.into_iter().map(|r| view(r, vec![])).collect())
+    }
+
+    /// Waits until the request leaves `pending` or `timeout` passes, then returns it.
+    pub async fn wait_request(
+        &self,
+        caller: &Principal,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<RequestView> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.changes.subscribe();
+        loop {
+            changes.mark_unchanged();
+            let detail = self.request(caller, id).await?;
+            if detail.view.state != RequestState::Pending.as_str()
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(detail.view);
+            }
+            // Another replica may decide: look again at least every second.
+            let step = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(step, changes.changed()).await;
+        }
+    }
+
+    /// An approver approves (counts towards the needed number) or denies (ends it).
+    pub async fn decide_request(
+        &self,
+        caller: &Principal,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<RequestView> {
+        let account = caller.require(&[Role::Approver, Role::Admin])?;
+        check_comment(comment)?;
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let row = tx
+            .request_for_update(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+        if account.name == row.user {
+            return Err(AppError::Forbidden(
+                "you cannot decide your own request; another approver must".into(),
+            ));
+        }
+        let group = row.decision.approvers.clone().unwrap_or_default();
+        if !account.groups.contains(&group) {
+            return Err(AppError::Forbidden(format!(
+                "this request is routed to approver group {group:?} and {} is not in it",
+                account.name
+            )));
+        }
+        let approvals = tx.approvals_in_tx(id).await?;
+        if approvals.iter().any(|a| a.approver == account.name) {
+            return Err(AppError::Conflict(format!(
+                "{} has already decided on this request",
+                account.name
+            )));
+        }
+        let subject = format!("request:{id}");
+        let verdict = if approve { "approve" } else { "deny" };
+        let new_state = if approve {
+            let mut tally = Tally::new(row.decision.needed.max(1));
+            for a in approvals.iter().filter(|a| a.verdict == "approve") {
+                let _earlier = tally
+                    .approve(&row.user, &a.approver, RequestState::Pending)
+                    .map_err(tally_error)?;
+            }
+            match tally
+                .approve(&row.user, &account.name, row.state)
+                .map_err(tally_error)?
+            {
+                TallyStatus::Complete => Some(transition(row.state, RequestEvent::Approve)?),
+                TallyStatus::Waiting { .. } => None,
+            }
+        } else {
+            Some(transition(row.state, RequestEvent::Deny)?)
+        };
+        tx.append_audit(self.event(
+            caller.actor(),
+            if approve {
+                "request.approval_given"
+            } else {
+                "request.denial_given"
+            },
+            &subject,
+            json!({ "approver": account.name, "comment": comment, "group": group }),
+        ))
+        .await?;
+        tx.insert_approval(id, &account.name, verdict, comment, now)
+            .await?;
+        if let Some(state) = new_state {
+            self.set_state(&mut tx, &row, state, None, "account", &account.name)
+                .await?;
+        }
+        tx.commit().await?;
+        self.announce_change();
+        Ok(self.request(caller, id).await?.view)
+    }
+
+    /// The requesting device cancels (the user pressed Ctrl-C, or gave up).
+    pub async fn cancel_request(&self, caller: &Principal, id: &str) -> Result<RequestView> {
+        self.device_transition(caller, id, RequestEvent::Cancel, None)
+            .await
+    }
+
+    /// The device started the approved command.
+    pub async fn start_request(&self, caller: &Principal, id: &str) -> Result<RequestView> {
+        self.device_transition(caller, id, RequestEvent::Start, None)
+            .await
+    }
+
+    /// The device reports the command's exit status.
+    pub async fn finish_request(
+        &self,
+        caller: &Principal,
+        id: &str,
+        exit_code: i32,
+    ) -> Result<RequestView> {
+        self.device_transition(caller, id, RequestEvent::Finish, Some(exit_code))
+            .await
+    }
+
+    async fn device_transition(
+        &self,
+        caller: &Principal,
+        id: &str,
+        event: RequestEvent,
+        exit_code: Option<i32>,
+    ) -> Result<RequestView> {
+        let device = caller.device()?;
+        let mut tx = self.store.begin().await?;
+        let row = tx
+            .request_for_update(id)
+            .await?
+            .filter(|r| r.device == device.name)
+            .ok_or_else(|| AppError::NotFound(format!("no request {id} from this device")))?;
+        let state = transition(row.state, event)?;
+        self.set_state(&mut tx, &row, state, exit_code, "device", &device.name)
+            .await?;
+        tx.commit().await?;
+        self.announce_change();
+        Ok(self.request(caller, id).await?.view)
+    }
+
+    /// Expires requests whose time ran out. Returns how many.
+    pub async fn expire_requests(&self) -> Result<usize> {
+        let ids = self.store.lapsed_requests(self.now()).await?;
+        let mut expired = 0;
+        for id in ids {
+            let mut tx = self.store.begin().await?;
+            let Some(row) = tx.request_for_update(&id).await? else {
+                continue;
+            };
+            // Decided meanwhile by someone else: nothing to do.
+            let Ok(state) = row.state.apply(RequestEvent::Expire) else {
+                continue;
+            };
+            self.set_state(&mut tx, &row, state, None, "system", "expiry")
+                .await?;
+            tx.commit().await?;
+            expired += 1;
+        }
+        if expired > 0 {
+            self.announce_change();
+        }
+        Ok(expired)
+    }
+
+    async fn set_state(
+        &self,
+        tx: &mut Tx<'_>,
+        row: &RequestRow,
+        state: RequestState,
+        exit_code: Option<i32>,
+        actor_kind: &str,
+        actor: &str,
+    ) -> Result<()> {
+        let actor = match actor_kind {
+            "system" => "system".to_string(),
+            kind => format!("{kind}:{actor}"),
+        };
+        tx.append_audit(self.event(
+            actor,
+            &format!("request.{}", state.as_str()),
+            format!("request:{}", row.id),
+            json!({ "from": row.state.as_str(), "to": state.as_str(), "exit_code": exit_code }),
+        ))
+        .await?;
+        tx.set_request_state(&row.id, state, self.now(), exit_code)
+            .await?;
+        Ok(())
+    }
+}
+
+fn tally_error(e: TallyError) -> AppError {
+    match e {
+        TallyError::SelfApproval => AppError::Forbidden(e.to_string()),
+        _ => AppError::Conflict(e.to_string()),
+    }
+}

@@ -1,0 +1,479 @@
+//! API v1 handlers: JSON in, JSON out, each a thin call on `App`. The `#[utoipa::path]`
+//! annotations generate the committed OpenAPI document (`docs/openapi.json`).
+//!
+//! Must never: hold a business rule; accept a body without `ApiJson` (which bounds and checks it).
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use elevate_proto::v1::*;
+use elevate_proto::SignedBundle;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiError, ApiJson, Caller};
+use crate::app::App;
+use crate::store::{DeviceRow, PolicyRow};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(ready))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/enrol-tokens", post(create_enrol_token))
+        .route("/v1/enrol", post(enrol))
+        .route("/v1/devices", get(list_devices))
+        .route("/v1/policies", get(list_policies).post(apply_policy))
+        .route("/v1/policies/current", get(current_policy))
+        .route("/v1/policies/{version}", get(show_policy))
+        .route("/v1/policies/{from}/diff/{to}", get(diff_policies))
+        .route("/v1/policy-bundle", get(policy_bundle))
+        .route("/v1/policy-test", post(test_policy))
+        .route("/v1/requests", get(list_requests).post(create_request))
+        .route("/v1/requests/{id}", get(show_request))
+        .route("/v1/requests/{id}/wait", get(wait_request))
+        .route("/v1/requests/{id}/approve", post(approve_request))
+        .route("/v1/requests/{id}/deny", post(deny_request))
+        .route("/v1/requests/{id}/cancel", post(cancel_request))
+        .route("/v1/requests/{id}/start", post(start_request))
+        .route("/v1/requests/{id}/finish", post(finish_request))
+        .route("/v1/audit", get(audit_page))
+        .route("/v1/audit/events", post(ingest_audit))
+        .route("/v1/audit/verify", get(verify_audit))
+        .route("/v1/audit/export", get(export_audit))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn ready(State(app): State<App>) -> ApiResult<Json<Health>> {
+    if app.store().ping().await {
+        Ok(health().await)
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database does not answer",
+        ))
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document(),
+    )
+}
+
+/// Exchange an account's password for an API token.
+#[utoipa::path(post, path = "/v1/tokens", request_body = TokenRequest,
+    responses((status = 201, body = TokenIssued), (status = 401, body = ErrorBody)))]
+pub async fn create_token(
+    State(app): State<App>,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> ApiResult<(StatusCode, Json<TokenIssued>)> {
+    let (token, account, expires_at) = app
+        .issue_token(&body.account, &body.password, body.label.as_deref())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenIssued {
+            token,
+            account: account.name,
+            roles: account.roles,
+            expires_at,
+        }),
+    ))
+}
+
+/// The account behind the token.
+#[utoipa::path(get, path = "/v1/whoami", security(("bearer" = [])),
+    responses((status = 200, body = Account), (status = 401, body = ErrorBody)))]
+pub async fn whoami(Caller(caller): Caller) -> ApiResult<Json<Account>> {
+    match caller {
+        crate::app::Principal::Account(a) => Ok(Json(Account {
+            name: a.name,
+            roles: a.roles,
+            groups: a.groups,
+        })),
+        crate::app::Principal::Device(d) => Ok(Json(Account {
+            name: format!("device:{}", d.name),
+            roles: vec![],
+            groups: vec![],
+        })),
+    }
+}
+
+/// Create a one-time enrolment token (admin).
+#[utoipa::path(post, path = "/v1/enrol-tokens", request_body = EnrolTokenCreate, security(("bearer" = [])),
+    responses((status = 201, body = EnrolTokenCreated), (status = 403, body = ErrorBody)))]
+pub async fn create_enrol_token(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<EnrolTokenCreate>,
+) -> ApiResult<(StatusCode, Json<EnrolTokenCreated>)> {
+    let created = app
+        .create_enrol_token(&caller, body.ttl_secs, &body.tags)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Enrol a device with a one-time token.
+#[utoipa::path(post, path = "/v1/enrol", request_body = EnrolRequest,
+    responses((status = 201, body = Enrolled), (status = 401, body = ErrorBody), (status = 410, body = ErrorBody)))]
+pub async fn enrol(
+    State(app): State<App>,
+    ApiJson(body): ApiJson<EnrolRequest>,
+) -> ApiResult<(StatusCode, Json<Enrolled>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.enrol(&body.token, &body.name).await?),
+    ))
+}
+
+fn device_view(d: DeviceRow) -> Device {
+    Device {
+        id: d.id,
+        name: d.name,
+        tags: d.tags,
+        enrolled_at: d.enrolled_at,
+        last_seen_at: d.last_seen_at,
+    }
+}
+
+/// Enrolled devices.
+#[utoipa::path(get, path = "/v1/devices", security(("bearer" = [])), responses((status = 200, body = [Device])))]
+pub async fn list_devices(
+    State(app): State<App>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Vec<Device>>> {
+    let devices = app.devices(&caller).await?;
+    Ok(Json(devices.into_iter().map(device_view).collect()))
+}
+
+fn policy_meta(p: &PolicyRow) -> PolicyVersion {
+    PolicyVersion {
+        version: p.version,
+        sha256: p.sha256.clone(),
+        author: p.author.clone(),
+        comment: p.comment.clone(),
+        created_at: p.created_at,
+    }
+}
+
+fn policy_document(p: PolicyRow) -> PolicyDocument {
+    PolicyDocument {
+        meta: policy_meta(&p),
+        text: p.text,
+    }
+}
+
+/// Apply a new policy version (admin). Invalid policies are refused with line and field.
+#[utoipa::path(post, path = "/v1/policies", request_body = PolicyApply, security(("bearer" = [])),
+    responses((status = 201, body = PolicyVersion), (status = 422, body = ErrorBody)))]
+pub async fn apply_policy(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<PolicyApply>,
+) -> ApiResult<(StatusCode, Json<PolicyVersion>)> {
+    let row = app
+        .apply_policy(&caller, &body.text, body.comment.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(policy_meta(&row))))
+}
+
+/// All policy versions, oldest first.
+#[utoipa::path(get, path = "/v1/policies", security(("bearer" = [])), responses((status = 200, body = [PolicyVersion])))]
+pub async fn list_policies(
+    State(app): State<App>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<Vec<PolicyVersion>>> {
+    Ok(Json(
+        app.policies(&caller)
+            .await?
+            .iter()
+            .map(policy_meta)
+            .collect(),
+    ))
+}
+
+/// The current policy with its text.
+#[utoipa::path(get, path = "/v1/policies/current", security(("bearer" = [])), responses((status = 200, body = PolicyDocument)))]
+pub async fn current_policy(
+    State(app): State<App>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<PolicyDocument>> {
+    Ok(Json(policy_document(app.policy(&caller, None).await?)))
+}
+
+/// One policy version with its text.
+#[utoipa::path(get, path = "/v1/policies/{version}", security(("bearer" = [])),
+    params(("version" = u64, Path, description = "version number")),
+    responses((status = 200, body = PolicyDocument), (status = 404, body = ErrorBody)))]
+pub async fn show_policy(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(version): Path<u64>,
+) -> ApiResult<Json<PolicyDocument>> {
+    Ok(Json(policy_document(
+        app.policy(&caller, Some(version)).await?,
+    )))
+}
+
+/// Unified diff between two versions.
+#[utoipa::path(get, path = "/v1/policies/{from}/diff/{to}", security(("bearer" = [])),
+    params(("from" = u64, Path), ("to" = u64, Path)),
+    responses((status = 200, body = PolicyDiff)))]
+pub async fn diff_policies(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path((from, to)): Path<(u64, u64)>,
+) -> ApiResult<Json<PolicyDiff>> {
+    let diff = app.policy_diff(&caller, from, to).await?;
+    Ok(Json(PolicyDiff { from, to, diff }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BundleQuery {
+    /// A stored version instead of the current one.
+    pub version: Option<u64>,
+}
+
+/// The current policy signed with the server's Ed25519 key (for agents).
+#[utoipa::path(get, path = "/v1/policy-bundle", security(("bearer" = [])), params(BundleQuery),
+    responses((status = 200, body = SignedBundle), (status = 503, body = ErrorBody)))]
+pub async fn policy_bundle(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Query(q): Query<BundleQuery>,
+) -> ApiResult<Json<SignedBundle>> {
+    Ok(Json(app.policy_bundle(&caller, q.version).await?))
+}
+
+/// Explain how a policy would decide a request, without creating it.
+#[utoipa::path(post, path = "/v1/policy-test", request_body = PolicyTest, security(("bearer" = [])),
+    responses((status = 200, body = DecisionView), (status = 422, body = ErrorBody)))]
+pub async fn test_policy(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<PolicyTest>,
+) -> ApiResult<Json<DecisionView>> {
+    Ok(Json(app.test_policy(&caller, &body).await?.decision))
+}
+
+/// Ask for elevation (enrolled devices). Decided at once: `approved` (auto), `pending` or `denied`.
+#[utoipa::path(post, path = "/v1/requests", request_body = NewRequest, security(("bearer" = [])),
+    responses((status = 201, body = RequestView), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<NewRequest>,
+) -> ApiResult<(StatusCode, Json<RequestView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.create_request(&caller, &body).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only requests in this state.
+    pub state: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// Requests, newest first.
+#[utoipa::path(get, path = "/v1/requests", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = [RequestView])))]
+pub async fn list_requests(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<RequestView>>> {
+    Ok(Json(
+        app.requests(&caller, q.state.as_deref(), q.limit.unwrap_or(100))
+            .await?,
+    ))
+}
+
+/// One request with its approvals.
+#[utoipa::path(get, path = "/v1/requests/{id}", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
+pub async fn show_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestView>> {
+    Ok(Json(app.request(&caller, &id).await?.view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Longest wait in seconds (default 30, at most 60).
+    pub timeout_secs: Option<u64>,
+}
+
+/// Long-poll: answers as soon as the request leaves `pending`, or at the timeout.
+#[utoipa::path(get, path = "/v1/requests/{id}/wait", security(("bearer" = [])),
+    params(("id" = String, Path), WaitQuery), responses((status = 200, body = RequestView)))]
+pub async fn wait_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<RequestView>> {
+    let timeout = Duration::from_secs(q.timeout_secs.unwrap_or(30).min(60));
+    Ok(Json(app.wait_request(&caller, &id, timeout).await?))
+}
+
+/// Approve (approvers of the routed group; never the requester).
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Verdict, security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Verdict>,
+) -> ApiResult<Json<RequestView>> {
+    Ok(Json(
+        app.decide_request(&caller, &id, true, body.comment.as_deref())
+            .await?,
+    ))
+}
+
+/// Deny (approvers of the routed group; never the requester).
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Verdict, security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn deny_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Verdict>,
+) -> ApiResult<Json<RequestView>> {
+    Ok(Json(
+        app.decide_request(&caller, &id, false, body.comment.as_deref())
+            .await?,
+    ))
+}
+
+/// Cancel a request (the device that made it).
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+pub async fn cancel_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestView>> {
+    Ok(Json(app.cancel_request(&caller, &id).await?))
+}
+
+/// The device started the approved command.
+#[utoipa::path(post, path = "/v1/requests/{id}/start", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+pub async fn start_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestView>> {
+    Ok(Json(app.start_request(&caller, &id).await?))
+}
+
+/// The device reports the exit status of the command.
+#[utoipa::path(post, path = "/v1/requests/{id}/finish", request_body = Finished, security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+pub async fn finish_request(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Finished>,
+) -> ApiResult<Json<RequestView>> {
+    Ok(Json(
+        app.finish_request(&caller, &id, body.exit_code).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Records after this sequence number.
+    pub after: Option<u64>,
+    /// At most this many (default 500).
+    pub limit: Option<u32>,
+}
+
+/// Audit records in chain order.
+#[utoipa::path(get, path = "/v1/audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = [AuditRecord])))]
+pub async fn audit_page(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditRecord>>> {
+    let records = app
+        .audit_page(&caller, q.after.unwrap_or(0), q.limit.unwrap_or(500))
+        .await?;
+    Ok(Json(records.into_iter().map(AuditRecord::from).collect()))
+}
+
+/// Ingest a batch of device events; the same event id is stored once.
+#[utoipa::path(post, path = "/v1/audit/events", request_body = AuditBatch, security(("bearer" = [])),
+    responses((status = 200, body = IngestResult), (status = 403, body = ErrorBody)))]
+pub async fn ingest_audit(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<AuditBatch>,
+) -> ApiResult<Json<IngestResult>> {
+    Ok(Json(app.ingest_audit(&caller, &body.events).await?))
+}
+
+/// Verify the whole hash chain; names the first bad record.
+#[utoipa::path(get, path = "/v1/audit/verify", security(("bearer" = [])), responses((status = 200, body = VerifyReport)))]
+pub async fn verify_audit(
+    State(app): State<App>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<VerifyReport>> {
+    Ok(Json(app.verify_audit(&caller).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `jsonl` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// Export the whole chain as JSON lines or CSV.
+#[utoipa::path(get, path = "/v1/audit/export", security(("bearer" = [])), params(ExportQuery),
+    responses((status = 200, description = "JSON lines or CSV", content_type = "text/plain")))]
+pub async fn export_audit(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let format = q.format.as_deref().unwrap_or("jsonl");
+    let (content_type, body) = app.export_audit(&caller, format).await?;
+    Ok(([(header::CONTENT_TYPE, content_type)], body))
+}

@@ -1,0 +1,576 @@
+//! The approver portal: server-rendered HTML that works without JavaScript. Sign in, pending
+//! queue, request detail with the facts an approver needs, approve/deny, audit list.
+//!
+//! Must never: render untrusted text unescaped (askama escapes HTML; `text::visible` makes control
+//! and bidi characters visible first), or accept a state-changing form without the session's
+//! CSRF token (the cookie is also `SameSite=Strict`).
+
+use askama::Template;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use elevate_core::text::{command_line, visible};
+use elevate_proto::v1::{RequestView, WireTarget};
+use serde::Deserialize;
+
+use crate::app::{App, AppError, Principal};
+use crate::store::{AccountRow, SessionRow};
+
+const COOKIE: &str = "elevate_session";
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/portal/") }))
+        .route("/portal/style.css", get(style))
+        .route("/portal/login", get(login_form).post(login))
+        .route("/portal/logout", post(logout))
+        .route("/portal/", get(queue))
+        .route("/portal/requests", get(all_requests))
+        .route("/portal/requests/{id}", get(detail))
+        .route("/portal/requests/{id}/decide", post(decide))
+        .route("/portal/audit", get(audit))
+}
+
+/// A signed-in portal user; anyone else is sent to the sign-in page.
+struct PortalUser {
+    account: AccountRow,
+    session: SessionRow,
+    cookie: String,
+}
+
+impl PortalUser {
+    fn principal(&self) -> Principal {
+        Principal::Account(self.account.clone())
+    }
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+impl FromRequestParts<App> for PortalUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let next = parts.uri.path().to_string();
+        let to_login =
+            || Redirect::to(&format!("/portal/login?next={}", urlencode(&next))).into_response();
+        let cookie = cookie_value(&parts.headers).ok_or_else(to_login)?;
+        match app.session(&cookie).await {
+            Ok(Some((account, session))) => Ok(PortalUser {
+                account,
+                session,
+                cookie,
+            }),
+            Ok(None) => Err(to_login()),
+            Err(e) => Err(page_error(e)),
+        }
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only same-site paths are followed after sign-in (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/portal/") && !n.starts_with("//") && !n.contains('\\') => {
+            n.to_string()
+        }
+        _ => "/portal/".to_string(),
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn page<T: Template>(t: T) -> Response {
+    match t.render() {
+        Ok(html) => (
+            [
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                    ),
+                ),
+                (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            Html(html),
+        )
+            .into_response(),
+        Err(e) => page_error(AppError::Unexpected(anyhow::anyhow!("template: {e}"))),
+    }
+}
+
+fn page_error(e: AppError) -> Response {
+    let api = super::ApiError::from(e);
+    let body = ErrorPage {
+        signed_in: None,
+        csrf: String::new(),
+        flash: None,
+        status: api.status.as_u16(),
+        message: api.body.message,
+    };
+    let mut response = page(body);
+    *response.status_mut() = api.status;
+    response
+}
+
+#[derive(Template)]
+#[template(
+    source = "{% extends \"base.html\" %}{% block content %}<h1>Error {{ status }}</h1><p>{{ message }}</p><p><a href=\"/portal/\">Back to the queue</a></p>{% endblock %}",
+    ext = "html"
+)]
+struct ErrorPage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    status: u16,
+    message: String,
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../templates/style.css"),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_form(Query(q): Query<NextQuery>) -> Response {
+    page(LoginPage {
+        signed_in: None,
+        csrf: String::new(),
+        flash: None,
+        next: safe_next(q.next.as_deref()),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    account: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn login(State(app): State<App>, Form(f): Form<LoginForm>) -> Response {
+    let next = safe_next(f.next.as_deref());
+    match app.open_session(&f.account, &f.password).await {
+        Ok((cookie, _csrf)) => {
+            let set =
+                format!("{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
+            ([(header::SET_COOKIE, set)], Redirect::to(&next)).into_response()
+        }
+        Err(AppError::Unauthenticated(m)) => {
+            let mut r = page(LoginPage {
+                signed_in: None,
+                csrf: String::new(),
+                flash: Some(m),
+                next,
+            });
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(app): State<App>, user: PortalUser, Form(f): Form<CsrfForm>) -> Response {
+    if !constant_time_eq(&f.csrf, &user.session.csrf) {
+        return page_error(AppError::Forbidden(
+            "the form is stale; reload the page".into(),
+        ));
+    }
+    if let Err(e) = app.close_session(&user.cookie).await {
+        return page_error(e);
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/portal/login"),
+    )
+        .into_response()
+}
+
+struct Row {
+    id: String,
+    when: String,
+    user: String,
+    device: String,
+    what: String,
+    state: String,
+    approvers: String,
+}
+
+fn what(target: &WireTarget) -> String {
+    match target {
+        WireTarget::Command { path, args, .. } => command_line(path, args),
+        WireTarget::Session { duration_secs } => format!(
+            "admin session of {}",
+            elevate_core::duration::format(jiff::SignedDuration::from_secs(*duration_secs as i64))
+        ),
+    }
+}
+
+fn when(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn row(r: &RequestView) -> Row {
+    Row {
+        id: r.id.clone(),
+        when: when(r.created_at),
+        user: visible(&r.user),
+        device: visible(&r.device),
+        what: what(&r.target),
+        state: r.state.clone(),
+        approvers: r.decision.approvers.clone().unwrap_or_else(|| "—".into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    heading: String,
+    rows: Vec<Row>,
+}
+
+async fn list(app: &App, user: &PortalUser, state: Option<&str>, heading: &str) -> Response {
+    match app.requests(&user.principal(), state, 200).await {
+        Ok(requests) => page(QueuePage {
+            signed_in: Some(user.account.name.clone()),
+            csrf: user.session.csrf.clone(),
+            flash: None,
+            heading: heading.into(),
+            rows: requests.iter().map(row).collect(),
+        }),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn queue(State(app): State<App>, user: PortalUser) -> Response {
+    list(&app, &user, Some("pending"), "Waiting for a decision").await
+}
+
+async fn all_requests(State(app): State<App>, user: PortalUser) -> Response {
+    list(&app, &user, None, "All requests").await
+}
+
+struct Detail {
+    id: String,
+    state: String,
+    user: String,
+    uid: u32,
+    groups: String,
+    device: String,
+    what: String,
+    path: String,
+    sha256: String,
+    package: String,
+    reason: String,
+    when: String,
+    channel: String,
+    rule: String,
+    policy_version: u64,
+    explanation: String,
+    approvers: String,
+    needed: u32,
+    history: String,
+    exit_code: Option<i32>,
+    approvals: Vec<String>,
+    can_decide: bool,
+    why_not: String,
+}
+
+#[derive(Template)]
+#[template(path = "request.html")]
+struct DetailPage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    r: Detail,
+}
+
+async fn detail(State(app): State<App>, user: PortalUser, Path(id): Path<String>) -> Response {
+    let d = match app.request(&user.principal(), &id).await {
+        Ok(d) => d,
+        Err(e) => return page_error(e),
+    };
+    let v = &d.view;
+    let (path, sha256, package) = match &v.target {
+        WireTarget::Command {
+            path,
+            sha256,
+            package,
+            ..
+        } => (
+            visible(path),
+            sha256.clone().unwrap_or_else(|| "not known".into()),
+            package
+                .as_deref()
+                .map(visible)
+                .unwrap_or_else(|| "not from a package".into()),
+        ),
+        WireTarget::Session { .. } => ("—".into(), "—".into(), "—".into()),
+    };
+    let group = v.decision.approvers.clone().unwrap_or_default();
+    let why_not = if v.state != "pending" {
+        format!("This request is {}; nothing left to decide.", v.state)
+    } else if v.user == user.account.name {
+        "This is your own request: another approver must decide it.".to_string()
+    } else if !user.account.groups.contains(&group) {
+        format!("This request is routed to {group}; you are not in that group.")
+    } else {
+        String::new()
+    };
+    let h = &d.history;
+    let history = if h.total == 0 {
+        "never asked for before".to_string()
+    } else {
+        format!(
+            "asked {} times before: {} approved, {} denied",
+            h.total, h.approved, h.denied
+        )
+    };
+    let r = Detail {
+        id: v.id.clone(),
+        state: v.state.clone(),
+        user: visible(&v.user),
+        uid: v.uid,
+        groups: visible(&v.groups.join(", ")),
+        device: visible(&v.device),
+        what: what(&v.target),
+        path,
+        sha256,
+        package,
+        reason: v
+            .reason
+            .as_deref()
+            .map(visible)
+            .unwrap_or_else(|| "none given".into()),
+        when: when(v.created_at),
+        channel: v.channel.clone(),
+        rule: v
+            .decision
+            .rule
+            .clone()
+            .unwrap_or_else(|| "the defaults".into()),
+        policy_version: v.decision.policy_version,
+        explanation: visible(&v.decision.explanation),
+        approvers: if group.is_empty() {
+            "—".into()
+        } else {
+            group
+        },
+        needed: v.decision.needed,
+        history,
+        exit_code: v.exit_code,
+        approvals: v
+            .approvals
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {}d at {}{}",
+                    a.approver,
+                    a.verdict,
+                    when(a.at),
+                    a.comment
+                        .as_deref()
+                        .map(|c| format!(": {}", visible(c)))
+                        .unwrap_or_default()
+                )
+            })
+            .collect(),
+        can_decide: why_not.is_empty(),
+        why_not,
+    };
+    page(DetailPage {
+        signed_in: Some(user.account.name.clone()),
+        csrf: user.session.csrf.clone(),
+        flash: None,
+        r,
+    })
+}
+
+#[derive(Deserialize)]
+struct DecideForm {
+    csrf: String,
+    verdict: String,
+    comment: Option<String>,
+}
+
+async fn decide(
+    State(app): State<App>,
+    user: PortalUser,
+    Path(id): Path<String>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    if !constant_time_eq(&f.csrf, &user.session.csrf) {
+        return page_error(AppError::Forbidden(
+            "the form is stale or did not come from this portal; reload the page and try again"
+                .into(),
+        ));
+    }
+    let approve = match f.verdict.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return page_error(AppError::BadRequest(
+                "verdict must be approve or deny".into(),
+            ))
+        }
+    };
+    let comment = f
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    match app
+        .decide_request(&user.principal(), &id, approve, comment)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/portal/requests/{}", urlencode(&id))).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+struct AuditRow {
+    seq: u64,
+    when: String,
+    actor: String,
+    action: String,
+    subject: String,
+    data: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    chain_status: String,
+    chain_class: String,
+    rows: Vec<AuditRow>,
+}
+
+async fn audit(State(app): State<App>, user: PortalUser) -> Response {
+    let principal = user.principal();
+    let report = match app.verify_audit(&principal).await {
+        Ok(r) => r,
+        Err(e) => return page_error(e),
+    };
+    let records = match app.store().audit_latest(200).await {
+        Ok(r) => r,
+        Err(e) => return page_error(e.into()),
+    };
+    let (chain_status, chain_class) = match &report.first_break {
+        None => (
+            format!(
+                "Chain intact: {} records verified; head {}",
+                report.count,
+                &report.head[..16]
+            ),
+            "ok",
+        ),
+        Some(b) => (format!("Chain BROKEN: {}", visible(&b.message)), "broken"),
+    };
+    page(AuditPage {
+        signed_in: Some(user.account.name.clone()),
+        csrf: user.session.csrf.clone(),
+        flash: None,
+        chain_status,
+        chain_class: chain_class.into(),
+        rows: records
+            .into_iter()
+            .map(|r| AuditRow {
+                seq: r.seq,
+                when: when(r.event.at),
+                actor: visible(&r.event.actor),
+                action: visible(&r.event.action),
+                subject: visible(&r.event.subject),
+                data: visible(&r.event.data),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_only_follows_portal_paths() {
+        for (input, expect) in [
+            (Some("/portal/requests/1"), "/portal/requests/1"),
+            (Some("https://evil.example/"), "/portal/"),
+            (Some("//evil.example/portal/"), "/portal/"),
+            (Some("/portal/\\evil"), "/portal/"),
+            (None, "/portal/"),
+        ] {
+            assert_eq!(safe_next(input), expect, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; elevate_session=ews_x; b=2"),
+        );
+        assert_eq!(cookie_value(&h).as_deref(), Some("ews_x"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Accounts of approvers, admins and auditors; their API tokens and portal sessions.
+//!
+//! Must never: store a password or a token in clear (argon2id hashes and SHA-256 digests only).
+
+use sqlx::any::AnyRow;
+
+use super::{get, json_list, ts, Result, Store, Tx};
+
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub name: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub created_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub account: String,
+    pub csrf: String,
+    pub expires_at: jiff::Timestamp,
+}
+
+fn account(row: &AnyRow) -> Result<AccountRow> {
+    let roles: String = get(row, "roles")?;
+    Ok(AccountRow {
+        name: get(row, "name")?,
+        password_hash: get(row, "password_hash")?,
+        roles: roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect(),
+        groups: json_list(&get::<String>(row, "groups_json")?)?,
+        created_at: ts(get(row, "created_ms")?)?,
+    })
+}
+
+impl Tx<'_> {
+    /// Creates an account, or replaces its password, roles and groups if it exists.
+    pub async fn upsert_account(
+        &mut self,
+        name: &str,
+        password_hash: &str,
+        roles: &[String],
+        groups: &[String],
+        now: jiff::Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO accounts (name, password_hash, roles, groups_json, created_ms) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, \
+             roles = excluded.roles, groups_json = excluded.groups_json",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(roles.join(","))
+        .bind(serde_json::to_string(groups).expect("strings serialise"))
+        .bind(now.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_api_token(
+        &mut self,
+        token_hash: &str,
+        account: &str,
+        label: Option<&str>,
+        now: jiff::Timestamp,
+        expires: jiff::Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, account, label, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(account)
+        .bind(label)
+        .bind(now.as_millisecond())
+        .bind(expires.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(
+        &mut self,
+        session_hash: &str,
+        account: &str,
+        csrf: &str,
+        now: jiff::Timestamp,
+        expires: jiff::Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO web_sessions (session_hash, account, csrf, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session_hash)
+        .bind(account)
+        .bind(csrf)
+        .bind(now.as_millisecond())
+        .bind(expires.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&mut self, session_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM web_sessions WHERE session_hash = $1")
+            .bind(session_hash)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn account(&self, name: &str) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(
+            "SELECT name, password_hash, roles, groups_json, created_ms FROM accounts WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account).transpose()
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<AccountRow>> {
+        let rows = sqlx::query(
+            "SELECT name, password_hash, roles, groups_json, created_ms FROM accounts ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account).collect()
+    }
+
+    /// The account owning an unexpired API token.
+    pub async fn account_by_token(
+        &self,
+        token_hash: &str,
+        now: jiff::Timestamp,
+    ) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(
+            "SELECT a.name, a.password_hash, a.roles, a.groups_json, a.created_ms \
+             FROM api_tokens t JOIN accounts a ON a.name = t.account \
+             WHERE t.token_hash = $1 AND t.expires_ms > $2",
+        )
+        .bind(token_hash)
+        .bind(now.as_millisecond())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account).transpose()
+    }
+
+    /// An unexpired portal session.
+    pub async fn session(
+        &self,
+        session_hash: &str,
+        now: jiff::Timestamp,
+    ) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(
+            "SELECT account, csrf, expires_ms FROM web_sessions \
+             WHERE session_hash = $1 AND expires_ms > $2",
+        )
+        .bind(session_hash)
+        .bind(now.as_millisecond())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                account: get(&r, "account")?,
+                csrf: get(&r, "csrf")?,
+                expires_at: ts(get(&r, "expires_ms")?)?,
+            })
+        })
+        .transpose()
+    }
+}

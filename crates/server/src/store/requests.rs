@@ -1,0 +1,284 @@
+//! Requests for elevation and the approvals given on them.
+//!
+//! Must never: change a request's state without the caller having checked the transition with
+//! core's state machine inside the same transaction (see `app`).
+
+use elevate_core::lifecycle::RequestState;
+use elevate_proto::v1::{DecisionView, WireTarget};
+use sqlx::any::AnyRow;
+
+use super::{get, json_list, opt_ts, ts, Backend, Result, Store, StoreError, Tx};
+
+/// A request as stored.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    pub id: String,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+    /// When a pending or approved-but-unstarted request lapses.
+    pub expires_at: Option<jiff::Timestamp>,
+    pub device: String,
+    pub user: String,
+    pub uid: u32,
+    pub groups: Vec<String>,
+    pub target: WireTarget,
+    pub reason: Option<String>,
+    pub channel: String,
+    pub state: RequestState,
+    pub decision: DecisionView,
+    pub exit_code: Option<i32>,
+}
+
+/// A new request to store.
+pub type NewRequestRow = RequestRow;
+
+#[derive(Debug, Clone)]
+pub struct ApprovalRow {
+    pub approver: String,
+    pub verdict: String,
+    pub comment: Option<String>,
+    pub at: jiff::Timestamp,
+}
+
+/// How often this binary (by hash, else by path) was asked for before, by outcome.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryStats {
+    pub total: u64,
+    pub approved: u64,
+    pub denied: u64,
+    pub by_state: Vec<(String, u64)>,
+}
+
+const COLUMNS: &str =
+    "id, created_ms, updated_ms, expires_ms, device, user_name, uid, groups_json, \
+                       target_json, reason, channel, state, decision_json, exit_code";
+
+fn request(row: &AnyRow) -> Result<RequestRow> {
+    let state: String = get(row, "state")?;
+    let target: String = get(row, "target_json")?;
+    let decision: String = get(row, "decision_json")?;
+    Ok(RequestRow {
+        id: get(row, "id")?,
+        created_at: ts(get(row, "created_ms")?)?,
+        updated_at: ts(get(row, "updated_ms")?)?,
+        expires_at: opt_ts(get(row, "expires_ms")?)?,
+        device: get(row, "device")?,
+        user: get(row, "user_name")?,
+        uid: get::<i64>(row, "uid")? as u32,
+        groups: json_list(&get::<String>(row, "groups_json")?)?,
+        target: serde_json::from_str(&target)
+            .map_err(|e| StoreError::Corrupt(format!("request target: {e}")))?,
+        reason: get(row, "reason")?,
+        channel: get(row, "channel")?,
+        state: state
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("request state `{state}`")))?,
+        decision: serde_json::from_str(&decision)
+            .map_err(|e| StoreError::Corrupt(format!("request decision: {e}")))?,
+        exit_code: get::<Option<i64>>(row, "exit_code")?.map(|c| c as i32),
+    })
+}
+
+fn target_path_and_hash(target: &WireTarget) -> (Option<&str>, Option<&str>) {
+    match target {
+        WireTarget::Command { path, sha256, .. } => (Some(path), sha256.as_deref()),
+        WireTarget::Session { .. } => (None, None),
+    }
+}
+
+impl Tx<'_> {
+    pub async fn insert_request(&mut self, r: &NewRequestRow) -> Result<()> {
+        let (path, sha256) = target_path_and_hash(&r.target);
+        sqlx::query(
+            "INSERT INTO requests (id, created_ms, updated_ms, expires_ms, device, user_name, uid, \
+             groups_json, target_json, path, sha256, reason, channel, state, decision_json, \
+             approvers, needed, exit_code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
+        .bind(&r.id)
+        .bind(r.created_at.as_millisecond())
+        .bind(r.updated_at.as_millisecond())
+        .bind(r.expires_at.map(|t| t.as_millisecond()))
+        .bind(&r.device)
+        .bind(&r.user)
+        .bind(i64::from(r.uid))
+        .bind(serde_json::to_string(&r.groups).expect("strings serialise"))
+        .bind(serde_json::to_string(&r.target).expect("targets serialise"))
+        .bind(path)
+        .bind(sha256)
+        .bind(r.reason.as_deref())
+        .bind(&r.channel)
+        .bind(r.state.as_str())
+        .bind(serde_json::to_string(&r.decision).expect("decisions serialise"))
+        .bind(r.decision.approvers.as_deref())
+        .bind(i64::from(r.decision.needed))
+        .bind(r.exit_code.map(i64::from))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Reads a request and locks it against concurrent changes until commit.
+    pub async fn request_for_update(&mut self, id: &str) -> Result<Option<RequestRow>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM requests WHERE id = $1{lock}"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(request).transpose()
+    }
+
+    pub async fn set_request_state(
+        &mut self,
+        id: &str,
+        state: RequestState,
+        now: jiff::Timestamp,
+        exit_code: Option<i32>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET state = $1, updated_ms = $2, exit_code = COALESCE($3, exit_code) \
+             WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(now.as_millisecond())
+        .bind(exit_code.map(i64::from))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_approval(
+        &mut self,
+        request_id: &str,
+        approver: &str,
+        verdict: &str,
+        comment: Option<&str>,
+        now: jiff::Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO approvals (request_id, approver, verdict, comment, at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(request_id)
+        .bind(approver)
+        .bind(verdict)
+        .bind(comment)
+        .bind(now.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn approvals_in_tx(&mut self, request_id: &str) -> Result<Vec<ApprovalRow>> {
+        let rows = sqlx::query(
+            "SELECT approver, verdict, comment, at_ms FROM approvals WHERE request_id = $1 ORDER BY at_ms, approver",
+        )
+        .bind(request_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(approval).collect()
+    }
+}
+
+fn approval(row: &AnyRow) -> Result<ApprovalRow> {
+    Ok(ApprovalRow {
+        approver: get(row, "approver")?,
+        verdict: get(row, "verdict")?,
+        comment: get(row, "comment")?,
+        at: ts(get(row, "at_ms")?)?,
+    })
+}
+
+impl Store {
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request).transpose()
+    }
+
+    /// Requests, newest first, optionally only in one state.
+    pub async fn requests(
+        &self,
+        state: Option<RequestState>,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>> {
+        let rows = match state {
+            Some(s) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM requests WHERE state = $1 ORDER BY created_ms DESC, id DESC LIMIT $2"
+                ))
+                .bind(s.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM requests ORDER BY created_ms DESC, id DESC LIMIT $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(request).collect()
+    }
+
+    /// Ids of pending or approved requests whose time ran out.
+    pub async fn lapsed_requests(&self, now: jiff::Timestamp) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM requests WHERE state IN ('pending', 'approved') AND expires_ms <= $1",
+        )
+        .bind(now.as_millisecond())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn approvals(&self, request_id: &str) -> Result<Vec<ApprovalRow>> {
+        let rows = sqlx::query(
+            "SELECT approver, verdict, comment, at_ms FROM approvals WHERE request_id = $1 ORDER BY at_ms, approver",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(approval).collect()
+    }
+
+    /// Earlier requests for the same binary (same hash when known, else same path), excluding `id`.
+    pub async fn history(&self, id: &str, target: &WireTarget) -> Result<HistoryStats> {
+        let (path, sha256) = target_path_and_hash(target);
+        let (column, value) = match (sha256, path) {
+            (Some(h), _) => ("sha256", h),
+            (None, Some(p)) => ("path", p),
+            (None, None) => return Ok(HistoryStats::default()),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT state, COUNT(*) AS n FROM requests WHERE {column} = $1 AND id <> $2 GROUP BY state ORDER BY state"
+        ))
+        .bind(value)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stats = HistoryStats::default();
+        for row in &rows {
+            let state: String = get(row, "state")?;
+            let n = get::<i64>(row, "n")? as u64;
+            stats.total += n;
+            match state.as_str() {
+                "approved" | "running" | "finished" => stats.approved += n,
+                "denied" => stats.denied += n,
+                _ => {}
+            }
+            stats.by_state.push((state, n));
+        }
+        Ok(stats)
+    }
+}

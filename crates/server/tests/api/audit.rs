@@ -1,0 +1,271 @@
+//! The audit chain over the API: every step is recorded; tampering with a stored row is found
+//! and named; re-ingesting events changes nothing.
+
+use elevate_testkit::{command_request, TestServer};
+use serde_json::{json, Value};
+
+use super::{for_each_backend, ready};
+
+async fn actions_for(server: &TestServer, admin: &str, id: &str) -> Vec<String> {
+    let page = server
+        .get(Some(admin), "/v1/audit?limit=1000")
+        .await
+        .expect(200);
+    page.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["subject"] == format!("request:{id}"))
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn verify(server: &TestServer, admin: &str) -> Value {
+    server
+        .get(Some(admin), "/v1/audit/verify")
+        .await
+        .expect(200)
+        .body
+}
+
+#[tokio::test]
+async fn every_step_of_a_request_is_in_the_chain() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        let r = server
+            .post(
+                Some(&device),
+                "/v1/requests",
+                &command_request("bob", &[], "/usr/bin/systemctl", &[]),
+            )
+            .await
+            .expect(201);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        server
+            .post(
+                Some(&admin),
+                &format!("/v1/requests/{id}/approve"),
+                &json!({}),
+            )
+            .await
+            .expect(200);
+        server
+            .post(
+                Some(&device),
+                &format!("/v1/requests/{id}/start"),
+                &json!({}),
+            )
+            .await
+            .expect(200);
+        server
+            .post(
+                Some(&device),
+                &format!("/v1/requests/{id}/finish"),
+                &json!({ "exit_code": 0 }),
+            )
+            .await
+            .expect(200);
+        assert_eq!(
+            actions_for(&server, &admin, &id).await,
+            [
+                "request.created",
+                "request.decided",
+                "request.approval_given",
+                "request.approved",
+                "request.running",
+                "request.finished"
+            ]
+        );
+        let report = verify(&server, &admin).await;
+        assert_eq!(report["ok"], true, "{report}");
+        // Policy application, enrolment and accounts are audited too.
+        let all = server
+            .get(Some(&admin), "/v1/audit?limit=1000")
+            .await
+            .expect(200);
+        let actions: Vec<&str> = all
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap())
+            .collect();
+        for expected in [
+            "account.saved",
+            "token.issued",
+            "policy.applied",
+            "enrol_token.created",
+            "device.enrolled",
+        ] {
+            assert!(
+                actions.contains(&expected),
+                "{expected} missing from {actions:?}"
+            );
+        }
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tampering_with_a_stored_row_is_found_and_named() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        for user in ["u1", "u2", "u3"] {
+            server
+                .post(
+                    Some(&device),
+                    "/v1/requests",
+                    &command_request(user, &[], "/usr/bin/systemctl", &[]),
+                )
+                .await
+                .expect(201);
+        }
+        assert_eq!(verify(&server, &admin).await["ok"], true);
+        let count = verify(&server, &admin).await["count"].as_u64().unwrap();
+        assert!(count > 8);
+
+        // Edit: change what a record says.
+        server
+            .sql("UPDATE audit SET data = '{\"user\":\"someone else\"}' WHERE seq = 5")
+            .await;
+        let r = verify(&server, &admin).await;
+        assert_eq!(
+            (
+                r["ok"].clone(),
+                r["break"]["kind"].clone(),
+                r["break"]["seq"].clone()
+            ),
+            (json!(false), json!("edited"), json!(5)),
+            "{r}"
+        );
+        assert!(r["break"]["message"].as_str().unwrap().contains('5'));
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_reordering_and_truncation_are_found() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        for user in ["u1", "u2", "u3"] {
+            server
+                .post(
+                    Some(&device),
+                    "/v1/requests",
+                    &command_request(user, &[], "/usr/bin/systemctl", &[]),
+                )
+                .await
+                .expect(201);
+        }
+        let count = verify(&server, &admin).await["count"].as_u64().unwrap();
+
+        // Reorder: swap the positions of records 6 and 7.
+        server.sql("UPDATE audit SET seq = -6 WHERE seq = 6").await;
+        server.sql("UPDATE audit SET seq = 6 WHERE seq = 7").await;
+        server.sql("UPDATE audit SET seq = 7 WHERE seq = -6").await;
+        let r = verify(&server, &admin).await;
+        assert_eq!(r["break"]["kind"], "reordered", "{r}");
+        assert_eq!(r["break"]["seq"], 6, "{r}");
+        // Put them back: intact again.
+        server.sql("UPDATE audit SET seq = -6 WHERE seq = 6").await;
+        server.sql("UPDATE audit SET seq = 6 WHERE seq = 7").await;
+        server.sql("UPDATE audit SET seq = 7 WHERE seq = -6").await;
+        assert_eq!(verify(&server, &admin).await["ok"], true);
+
+        // Truncate: drop the newest record.
+        server
+            .sql(&format!("DELETE FROM audit WHERE seq = {count}"))
+            .await;
+        let r = verify(&server, &admin).await;
+        assert_eq!(r["break"]["kind"], "truncated", "{r}");
+
+        // Delete from the middle.
+        server.sql("DELETE FROM audit WHERE seq = 4").await;
+        let r = verify(&server, &admin).await;
+        assert_eq!(r["break"]["kind"], "deleted", "{r}");
+        assert_eq!(r["break"]["seq"], 5, "{r}");
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn device_events_are_ingested_once_in_any_order() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        let event = |id: &str, at: &str| {
+            json!({ "id": id, "at": at, "actor": "user:alice@web-01", "action": "command.exited",
+                    "subject": "request:x", "data": { "exit_code": 0 } })
+        };
+        // Newer first, older second: both accepted.
+        let batch = json!({ "events": [
+            event("0193a000-0000-7000-8000-000000000002", "2026-11-23T09:59:00Z"),
+            event("0193a000-0000-7000-8000-000000000001", "2026-11-23T09:58:00Z"),
+        ]});
+        let first = server.post(Some(&device), "/v1/audit/events", &batch).await.expect(200);
+        assert_eq!(first.body, json!({ "accepted": 2, "duplicates": 0 }));
+        let before = verify(&server, &admin).await;
+        let again = server.post(Some(&device), "/v1/audit/events", &batch).await.expect(200);
+        assert_eq!(again.body, json!({ "accepted": 0, "duplicates": 2 }));
+        let after = verify(&server, &admin).await;
+        assert_eq!(before["head"], after["head"]);
+        assert_eq!(before["count"], after["count"]);
+        assert_eq!(after["ok"], true);
+
+        // A device cannot write events in another device's name.
+        let forged = json!({ "events": [{ "id": "0193a000-0000-7000-8000-000000000003", "at": "2026-11-23T09:58:00Z",
+            "actor": "user:alice@web-02", "action": "command.exited", "subject": "request:y", "data": {} }]});
+        server.post(Some(&device), "/v1/audit/events", &forged).await.expect(403);
+        // Accounts cannot ingest device events.
+        server.post(Some(&admin), "/v1/audit/events", &batch).await.expect(403);
+        assert_eq!(verify(&server, &admin).await["count"], after["count"]);
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exports_hold_the_whole_chain_with_csv_formulas_defused() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        let mut body = command_request("=cmd", &[], "/usr/bin/systemctl", &[]);
+        body["reason"] = json!("=HYPERLINK(\"http://evil\")");
+        server
+            .post(Some(&device), "/v1/requests", &body)
+            .await
+            .expect(201);
+        let count = verify(&server, &admin).await["count"].as_u64().unwrap();
+        let jsonl = server
+            .get(Some(&admin), "/v1/audit/export")
+            .await
+            .expect(200);
+        assert_eq!(jsonl.text.lines().count() as u64, count);
+        let csv = server
+            .get(Some(&admin), "/v1/audit/export?format=csv")
+            .await
+            .expect(200);
+        assert_eq!(
+            csv.text.lines().next().unwrap(),
+            "seq,id,at,actor,action,subject,data,prev_hash,hash"
+        );
+        assert!(
+            csv.text.contains("\"'user:=cmd@web-01\"") || csv.text.contains("user:=cmd@web-01")
+        );
+        assert!(
+            !csv.text.contains(",\"=cmd"),
+            "a cell starts with a formula"
+        );
+        server
+            .get(Some(&admin), "/v1/audit/export?format=xml")
+            .await
+            .expect(400);
+        server
+            .get(Some(&device), "/v1/audit/export")
+            .await
+            .expect(403);
+        server
+    })
+    .await;
+}

@@ -1,0 +1,88 @@
+//! Bad input gets a clear 4xx JSON error and leaves the store unchanged.
+
+use serde_json::json;
+
+use super::{for_each_backend, ready};
+
+async fn count(server: &elevate_testkit::TestServer, admin: &str) -> serde_json::Value {
+    server
+        .get(Some(admin), "/v1/audit/verify")
+        .await
+        .expect(200)
+        .body["count"]
+        .clone()
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_unknown_input_is_refused_without_changes() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        let before = count(&server, &admin).await;
+
+        let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+            ("/v1/requests", "application/json", b"{\"user\": ".to_vec(), 400, "bad_request"),
+            ("/v1/requests", "text/plain", b"{}".to_vec(), 415, "unsupported_media_type"),
+            ("/v1/requests", "application/json", vec![b' '; 3 * 1024 * 1024], 413, "too_large"),
+            (
+                "/v1/requests",
+                "application/json",
+                br#"{"user":"a","uid":1,"target":{"kind":"session","duration_secs":60},"channel":"native","admin":true}"#.to_vec(),
+                400,
+                "bad_request",
+            ),
+            (
+                "/v1/requests",
+                "application/json",
+                br#"{"user":"a","uid":1,"target":{"kind":"command","path":"bin/ls"},"channel":"native"}"#.to_vec(),
+                400,
+                "bad_request",
+            ),
+            ("/v1/audit/events", "application/json", br#"{"events":[{"id":"x"}]}"#.to_vec(), 400, "bad_request"),
+        ];
+        for (path, content_type, body, status, code) in cases {
+            let a = server.post_raw(Some(&device), path, content_type, body).await;
+            assert_eq!(a.status, status, "{path} {content_type}: {}", a.text);
+            assert_eq!(a.body["error"], code, "{}", a.text);
+            assert!(!a.body["message"].as_str().unwrap_or("").is_empty(), "{}", a.text);
+        }
+
+        // Unknown fields in a policy: 422 naming the line; the current version stays.
+        let bad_policy = "version = 1\n[defaults]\nunmatched = \"approve\"\nsurprise = true\n";
+        let a = server.apply_policy(&admin, bad_policy).await.expect(422);
+        assert_eq!(a.body["error"], "invalid_policy");
+        assert_eq!(a.body["details"]["line"], 4, "{}", a.text);
+        assert!(a.body["message"].as_str().unwrap().contains("surprise"), "{}", a.text);
+        let versions = server.get(Some(&admin), "/v1/policies").await.expect(200);
+        assert_eq!(versions.body.as_array().unwrap().len(), 1);
+
+        // No token, a bad token, a bad header.
+        server.get(None, "/v1/requests").await.expect(401);
+        server.get(Some("eat_0000"), "/v1/requests").await.expect(401);
+        let a = server.http.get(format!("{}/v1/requests", server.url)).header("authorization", "Basic abc").send().await.unwrap();
+        assert_eq!(a.status(), 401);
+        // A device may not apply policies.
+        server.post(Some(&device), "/v1/policies", &json!({ "text": "version = 1\n" })).await.expect(403);
+        // Unknown query parameters and states.
+        server.get(Some(&admin), "/v1/requests?state=sleeping").await.expect(400);
+
+        assert_eq!(count(&server, &admin).await, before, "a refused input changed the audit chain");
+        server
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    for_each_backend(|server| async move {
+        assert_eq!(
+            server.get(None, "/healthz").await.expect(200).body["status"],
+            "ok"
+        );
+        assert_eq!(
+            server.get(None, "/readyz").await.expect(200).body["status"],
+            "ok"
+        );
+        server
+    })
+    .await;
+}

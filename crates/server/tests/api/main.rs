@@ -1,0 +1,46 @@
+//! End-to-end tests of API v1 over real HTTP on port 0, on SQLite and on PostgreSQL: every test
+//! runs once per backend (`for_each_backend`). One test binary for the whole API.
+
+mod audit;
+mod bad_input;
+mod enrolment;
+mod openapi;
+mod portal;
+mod requests;
+
+use elevate_testkit::{available, spawn, Db, TestServer, BACKENDS};
+
+/// Runs `test` on a fresh server for each backend that is available here.
+pub async fn for_each_backend<F, Fut>(test: F)
+where
+    F: Fn(TestServer) -> Fut,
+    Fut: std::future::Future<Output = TestServer>,
+{
+    for db in BACKENDS {
+        if !available(db).await {
+            continue;
+        }
+        let server = spawn(db).await;
+        let server = test(server).await;
+        server.stop().await;
+    }
+}
+
+/// A server with an admin, the test policy, and one enrolled device; returns (admin, device).
+pub async fn ready(server: &TestServer) -> (String, String) {
+    let admin = server.admin().await;
+    server
+        .apply_policy(&admin, elevate_testkit::TEST_POLICY)
+        .await
+        .expect(201);
+    let (device, _) = server.enrol(&admin, "web-01", &["server"]).await;
+    (admin, device)
+}
+
+#[allow(dead_code)]
+fn _backends_are_named(db: Db) -> &'static str {
+    match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    }
+}

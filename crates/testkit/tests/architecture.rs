@@ -1,0 +1,195 @@
+//! Architecture invariants of ARCHITECTURE.md, checked on the source tree:
+//! every module has a `//!` doc; crates depend in one direction only
+//! (`core ← proto ← {server, agent, cli, sudo-plugin}`, nothing on `server` or `agent`);
+//! `unsafe` only in `os/` and `ffi.rs`; axum only in `server/src/http/`; SQL only in
+//! `server/src/store/`; core has no I/O, clock or async.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn crates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// All `.rs` files under `crates/*/src`.
+fn sources() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for krate in fs::read_dir(crates_dir()).unwrap() {
+        let src = krate.unwrap().path().join("src");
+        if src.is_dir() {
+            rust_files(&src, &mut out);
+        }
+    }
+    assert!(out.len() > 20, "the source tree was not found");
+    out
+}
+
+/// Test modules (`tests.rs`, files under a `tests/` folder) may do what production code must not.
+fn is_test_module(path: &Path) -> bool {
+    path.components()
+        .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "tests.rs")
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(crates_dir())
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// Code lines: no comments, no `#[cfg(test)]` tail (tests may use what production code must not).
+fn code_of(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap();
+    let text = match text.find("#[cfg(test)]") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_module_says_what_it_is_for() {
+    let missing: Vec<String> = sources()
+        .into_iter()
+        .filter(|p| {
+            !fs::read_to_string(p)
+                .unwrap()
+                .trim_start()
+                .starts_with("//!")
+        })
+        .filter(|p| !is_test_module(p))
+        .map(|p| relative(&p))
+        .collect();
+    assert!(missing.is_empty(), "modules without a //! doc: {missing:?}");
+}
+
+/// Workspace crates a crate's `[dependencies]` (not dev-dependencies) name.
+fn internal_dependencies(krate: &str) -> Vec<String> {
+    let manifest = fs::read_to_string(crates_dir().join(krate).join("Cargo.toml")).unwrap();
+    let doc: toml::Table = manifest.parse().unwrap();
+    doc.get("dependencies")
+        .and_then(|d| d.as_table())
+        .map(|deps| {
+            deps.keys()
+                .filter(|k| k.starts_with("elevate-"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn crates_depend_in_one_direction() {
+    let allowed: &[(&str, &[&str])] = &[
+        ("core", &[]),
+        ("proto", &["elevate-core"]),
+        ("server", &["elevate-core", "elevate-proto"]),
+        ("cli", &["elevate-core", "elevate-proto"]),
+        ("agent", &["elevate-core", "elevate-proto"]),
+        ("sudo-plugin", &["elevate-core", "elevate-proto"]),
+        // Dev-only: may use everything, and nothing may depend on it but tests.
+        (
+            "testkit",
+            &[
+                "elevate-core",
+                "elevate-proto",
+                "elevate-server",
+                "elevate-agent",
+            ],
+        ),
+    ];
+    for entry in fs::read_dir(crates_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        let rule = allowed.iter().find(|(k, _)| *k == name);
+        let Some((_, ok)) = rule else {
+            panic!("crate {name} is not in the dependency rules of ARCHITECTURE.md; add it here and there");
+        };
+        for dep in internal_dependencies(&name) {
+            assert!(
+                ok.contains(&dep.as_str()),
+                "crate {name} must not depend on {dep}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unsafe_code_lives_only_in_os_and_ffi_modules() {
+    for path in sources() {
+        let rel = relative(&path);
+        let allowed = rel.contains("/os/") || rel.ends_with("ffi.rs");
+        let code = code_of(&path);
+        let uses_unsafe = ["unsafe {", "unsafe fn", "unsafe impl"]
+            .iter()
+            .any(|u| code.contains(u));
+        assert!(
+            !uses_unsafe || allowed,
+            "{rel} contains unsafe code outside os/ and ffi.rs"
+        );
+    }
+}
+
+#[test]
+fn only_http_knows_axum_and_only_store_knows_sql() {
+    for path in sources() {
+        let rel = relative(&path);
+        let code = code_of(&path);
+        if rel.starts_with("server/src/") && !rel.starts_with("server/src/http/") {
+            assert!(
+                !code.contains("axum"),
+                "{rel} uses axum; only server/src/http/ may"
+            );
+        }
+        if !rel.starts_with("server/src/store/") && !rel.starts_with("testkit/") {
+            assert!(
+                !code.contains("sqlx"),
+                "{rel} uses sqlx; only server/src/store/ may"
+            );
+        }
+    }
+}
+
+#[test]
+fn core_does_no_io_reads_no_clock_and_has_no_async() {
+    for path in sources() {
+        let rel = relative(&path);
+        if !rel.starts_with("core/src/") || is_test_module(&path) {
+            continue;
+        }
+        let code = code_of(&path);
+        for forbidden in [
+            "std::fs",
+            "std::net",
+            "std::process",
+            "std::env",
+            "Timestamp::now",
+            "SystemTime",
+            "Instant::now",
+            "async fn",
+            ".await",
+            "tokio",
+            "rand::",
+            "println!",
+            "eprintln!",
+        ] {
+            assert!(
+                !code.contains(forbidden),
+                "{rel} uses {forbidden}; core is pure"
+            );
+        }
+    }
+}
