@@ -1,0 +1,395 @@
+//! What each `elevatectl` command does: one API call (or two), then output.
+//!
+//! Must never: print the token.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use elevate_core::Channel;
+use elevate_proto::client::{Client, ClientError};
+use elevate_proto::v1::*;
+
+use super::output::{self, table, terminal_safe};
+use super::{
+    AuditCommand, Cli, Command, DevicesCommand, EnrolTokenCommand, PolicyCommand, PolicyTestArgs,
+    RequestsCommand, Settings,
+};
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn client(cli: &Cli, saved: &Settings) -> anyhow::Result<Client> {
+    let server = cli
+        .server
+        .clone()
+        .or_else(|| saved.server.clone())
+        .context(
+            "no server given; run `elevatectl login --server URL --account NAME` or pass --server",
+        )?;
+    let token = cli.token.clone().or_else(|| saved.token.clone());
+    Ok(Client::new(&server, token))
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let saved = Settings::load()?;
+    match &cli.command {
+        Command::Login {
+            account,
+            password_stdin,
+        } => login(&cli, &saved, account, *password_stdin),
+        Command::Logout => {
+            let mut s = saved.clone();
+            s.token = None;
+            s.save()?;
+            println!("signed out");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Whoami => {
+            let me: Account = client(&cli, &saved)?.get("/v1/whoami")?;
+            if cli.json {
+                print_json(&me)?;
+            } else {
+                println!(
+                    "{} (roles: {}; approver groups: {})",
+                    terminal_safe(&me.name),
+                    me.roles.join(", "),
+                    terminal_safe(&me.groups.join(", "))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(c) => policy(&cli, &client(&cli, &saved)?, c),
+        Command::Requests(c) => requests(&cli, &client(&cli, &saved)?, c),
+        Command::Devices(DevicesCommand::List) => {
+            let devices: Vec<Device> = client(&cli, &saved)?.get("/v1/devices")?;
+            if cli.json {
+                print_json(&devices)?;
+            } else {
+                let rows: Vec<Vec<String>> = devices
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.name.clone(),
+                            d.tags.join(","),
+                            d.enrolled_at.to_string(),
+                            d.last_seen_at
+                                .map(|t| t.to_string())
+                                .unwrap_or_else(|| "never".into()),
+                            d.id.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "TAGS", "ENROLLED", "LAST SEEN", "ID"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EnrolToken(EnrolTokenCommand::Create { ttl, tags }) => {
+            let ttl_secs = ttl
+                .as_deref()
+                .map(|t| elevate_core::duration::parse(t).map(|d| d.as_secs() as u64))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+            let created: EnrolTokenCreated = client(&cli, &saved)?.post(
+                "/v1/enrol-tokens",
+                &EnrolTokenCreate {
+                    ttl_secs,
+                    tags: tags.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&created)?;
+            } else {
+                println!("{}", created.token);
+                eprintln!(
+                    "works once, until {}: elevated enrol --server URL --token TOKEN",
+                    created.expires_at
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(c) => audit(&cli, &client(&cli, &saved)?, c),
+    }
+}
+
+fn login(cli: &Cli, saved: &Settings, account: &str, from_stdin: bool) -> anyhow::Result<ExitCode> {
+    let server = cli
+        .server
+        .clone()
+        .or_else(|| saved.server.clone())
+        .context(
+            "give the server: elevatectl --server https://elevate.example login --account NAME",
+        )?;
+    let password = if from_stdin || !std::io::stdin().is_terminal() {
+        let mut p = String::new();
+        std::io::stdin().read_to_string(&mut p)?;
+        p.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        rpassword::prompt_password(format!("Password for {account}: "))?
+    };
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    let issued: TokenIssued = Client::new(&server, None).post(
+        "/v1/tokens",
+        &TokenRequest {
+            account: account.to_string(),
+            password,
+            label: Some(format!("elevatectl {host}").trim().to_string()),
+        },
+    )?;
+    let path = Settings {
+        server: Some(server),
+        token: Some(issued.token),
+    }
+    .save()?;
+    println!(
+        "signed in as {} (roles: {}) until {}; token saved in {}",
+        issued.account,
+        issued.roles.join(", "),
+        issued.expires_at,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy(cli: &Cli, client: &Client, c: &PolicyCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        PolicyCommand::Apply { file, comment } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let applied: Result<PolicyVersion, ClientError> = client.post(
+                "/v1/policies",
+                &PolicyApply {
+                    text,
+                    comment: comment.clone(),
+                },
+            );
+            match applied {
+                Ok(v) if cli.json => print_json(&v)?,
+                Ok(v) => println!(
+                    "applied {} as version {} ({})",
+                    file.display(),
+                    v.version,
+                    &v.sha256[..12]
+                ),
+                Err(ClientError::Api {
+                    message,
+                    details: Some(d),
+                    ..
+                }) => {
+                    bail!("{}: {message} [line {}]", file.display(), d["line"]);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        PolicyCommand::Show { version } => {
+            let path = match version {
+                Some(v) => format!("/v1/policies/{v}"),
+                None => "/v1/policies/current".into(),
+            };
+            let doc: PolicyDocument = client.get(&path)?;
+            if cli.json {
+                print_json(&doc)?;
+            } else {
+                print!("{}", doc.text);
+            }
+        }
+        PolicyCommand::List => {
+            let versions: Vec<PolicyVersion> = client.get("/v1/policies")?;
+            if cli.json {
+                print_json(&versions)?;
+            } else {
+                let rows: Vec<Vec<String>> = versions
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.version.to_string(),
+                            v.created_at.to_string(),
+                            v.author.clone(),
+                            v.sha256[..12].to_string(),
+                            v.comment.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["VERSION", "APPLIED", "AUTHOR", "SHA256", "COMMENT"],
+                    &rows,
+                );
+            }
+        }
+        PolicyCommand::Diff { from, to } => {
+            let diff: PolicyDiff = client.get(&format!("/v1/policies/{from}/diff/{to}"))?;
+            if cli.json {
+                print_json(&diff)?;
+            } else {
+                print!("{}", terminal_safe(&diff.diff).replace("\\u{000a}", "\n"));
+            }
+        }
+        PolicyCommand::Test(args) => {
+            let decision: DecisionView = client.post("/v1/policy-test", &policy_test(args)?)?;
+            if cli.json {
+                print_json(&decision)?;
+            } else {
+                println!("{}", decision.outcome.to_uppercase());
+                println!("  rule: {}", decision.rule.as_deref().unwrap_or("defaults"));
+                println!("  why:  {}", terminal_safe(&decision.explanation));
+                if let Some(a) = &decision.approvers {
+                    println!("  approvers: {a} ({} needed)", decision.needed);
+                }
+                if let Some(m) = &decision.message {
+                    println!("  message: {}", terminal_safe(m));
+                }
+                if decision.reason_required {
+                    println!("  a reason is required");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_test(a: &PolicyTestArgs) -> anyhow::Result<PolicyTest> {
+    let target = match (&a.path, &a.session) {
+        (Some(path), None) => WireTarget::Command {
+            path: path.clone(),
+            sha256: a.sha256.clone(),
+            package: a.package.clone(),
+            args: a.args.clone(),
+        },
+        (None, Some(len)) => WireTarget::Session {
+            duration_secs: elevate_core::duration::parse(len)
+                .map_err(|e| anyhow::anyhow!("--session: {e}"))?
+                .as_secs() as u64,
+        },
+        _ => bail!("give either --path /absolute/command or --session 30m"),
+    };
+    let at =
+        a.at.as_deref()
+            .map(|t| {
+                t.parse::<jiff::Timestamp>().with_context(|| {
+                    format!("--at {t} is not an RFC 3339 time like 2026-12-24T20:00:00Z")
+                })
+            })
+            .transpose()?;
+    let text = a
+        .file
+        .as_ref()
+        .map(|f| std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display())))
+        .transpose()?;
+    Ok(PolicyTest {
+        request: NewRequest {
+            user: a.user.clone(),
+            uid: a.uid,
+            groups: a.groups.clone(),
+            target,
+            reason: a.reason.clone(),
+            channel: Channel::Native,
+        },
+        device: a.device.clone(),
+        device_tags: a.tags.clone(),
+        at,
+        text,
+        version: a.version,
+    })
+}
+
+fn requests(cli: &Cli, client: &Client, c: &RequestsCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        RequestsCommand::List { state, limit } => {
+            let mut path = format!("/v1/requests?limit={limit}");
+            if let Some(s) = state {
+                path.push_str(&format!("&state={s}"));
+            }
+            let list: Vec<RequestView> = client.get(&path)?;
+            if cli.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.clone(),
+                            r.created_at.strftime("%Y-%m-%d %H:%M").to_string(),
+                            r.state.clone(),
+                            format!("{}@{}", r.user, r.device),
+                            r.decision.approvers.clone().unwrap_or_else(|| "-".into()),
+                            output::target(&r.target),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["ID", "CREATED", "STATE", "WHO", "APPROVERS", "WHAT"],
+                    &rows,
+                );
+            }
+        }
+        RequestsCommand::Show { id } => {
+            let r: RequestView = client.get(&format!("/v1/requests/{id}"))?;
+            if cli.json {
+                print_json(&r)?;
+            } else {
+                output::request(&r);
+            }
+        }
+        RequestsCommand::Approve { id, comment } | RequestsCommand::Deny { id, comment } => {
+            let verb = if matches!(c, RequestsCommand::Approve { .. }) {
+                "approve"
+            } else {
+                "deny"
+            };
+            let r: RequestView = client.post(
+                &format!("/v1/requests/{id}/{verb}"),
+                &Verdict {
+                    comment: comment.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&r)?;
+            } else {
+                println!("request {} is now {}", r.id, r.state);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit(cli: &Cli, client: &Client, c: &AuditCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        AuditCommand::Verify => {
+            let report: VerifyReport = client.get("/v1/audit/verify")?;
+            if cli.json {
+                print_json(&report)?;
+            } else if let Some(b) = &report.first_break {
+                println!("BROKEN: {}", terminal_safe(&b.message));
+                println!(
+                    "  first bad record: {} ({}); {} records read",
+                    b.seq, b.kind, report.count
+                );
+            } else {
+                println!(
+                    "ok: {} records verified; head {}",
+                    report.count, report.head
+                );
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AuditCommand::Export { format, output } => {
+            let body = client.get_text(&format!("/v1/audit/export?format={format}"))?;
+            match output {
+                Some(path) => {
+                    std::fs::write(path, body)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("exported to {}", path.display());
+                }
+                None => print!("{body}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

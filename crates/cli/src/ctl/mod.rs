@@ -1,0 +1,201 @@
+//! `elevatectl`: sign in, policies (apply, show, list, diff, test), requests (list, show,
+//! approve, deny), devices, enrolment tokens, and the audit chain (verify, export).
+//!
+//! Human output by default, `--json` for scripts. Exit status 0 on success, 1 when the server
+//! refused or the audit chain is broken, 2 for usage errors.
+
+mod commands;
+mod output;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use settings::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "elevatectl",
+    version,
+    about = "Administer Elevate: policies, requests, devices, audit"
+)]
+pub struct Cli {
+    /// Server URL (default: the one saved by `login`, or ELEVATE_SERVER).
+    #[arg(long, global = true, env = "ELEVATE_SERVER")]
+    pub server: Option<String>,
+    /// API token (default: the one saved by `login`, or ELEVATE_TOKEN).
+    #[arg(long, global = true, env = "ELEVATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in with an account's password and save the token (0600) for later commands.
+    Login {
+        /// Account name.
+        #[arg(long)]
+        account: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget the saved token.
+    Logout,
+    /// Show the account behind the token.
+    Whoami,
+    /// Policies: apply, show, list, diff, test.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Requests: list, show, approve, deny.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+    /// Enrolled devices.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// One-time enrolment tokens for new devices.
+    #[command(subcommand, name = "enrol-token")]
+    EnrolToken(EnrolTokenCommand),
+    /// The audit chain: verify, export.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Apply a policy file as the new version.
+    Apply {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Show a version's text (default: the current one).
+    Show { version: Option<u64> },
+    /// List versions.
+    List,
+    /// Unified diff between two versions.
+    Diff { from: u64, to: u64 },
+    /// Explain how the policy decides a request, without creating it.
+    Test(PolicyTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// Requesting user.
+    #[arg(long)]
+    pub user: String,
+    #[arg(long, default_value_t = 1000)]
+    pub uid: u32,
+    /// Comma-separated groups of the user.
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// Absolute path of the command (or use --session).
+    #[arg(long, conflicts_with = "session")]
+    pub path: Option<String>,
+    #[arg(long)]
+    pub sha256: Option<String>,
+    #[arg(long)]
+    pub package: Option<String>,
+    /// Ask for an admin session of this length instead (e.g. 30m).
+    #[arg(long)]
+    pub session: Option<String>,
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Device name and tags to evaluate for.
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Evaluate at this time (RFC 3339, e.g. 2026-12-24T20:00:00Z).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Evaluate this draft file instead of the stored policy.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Evaluate this stored version instead of the current one.
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Arguments of the command.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List requests, newest first.
+    List {
+        /// Only this state (pending, approved, denied, expired, cancelled, running, finished).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one request.
+    Show { id: String },
+    /// Approve a request.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List enrolled devices.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrolTokenCommand {
+    /// Create a one-time enrolment token.
+    Create {
+        /// Lifetime, e.g. 1h or 2d (default 1h).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Comma-separated tags for the device.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain; exits 1 and names the first bad record when it is broken.
+    Verify,
+    /// Export the chain.
+    Export {
+        /// jsonl (default) or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("elevatectl: {}", output::terminal_safe(&format!("{e:#}")));
+            ExitCode::from(1)
+        }
+    }
+}
