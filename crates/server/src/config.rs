@@ -60,6 +60,15 @@ const ENV: [&str; 4] = [
     "ELEVATE_REQUEST_TTL",
 ];
 
+/// Variables read elsewhere (logging, tests, benchmarks, the CLI): not configuration mistakes.
+const OTHER_ENV: [&str; 5] = [
+    "ELEVATE_LOG",
+    "ELEVATE_REQUIRE_POSTGRES",
+    "ELEVATE_SERVER",
+    "ELEVATE_TOKEN",
+    "ELEVATE_BENCH_",
+];
+
 impl ServerConfig {
     /// Defaults, then the file (if given), then the environment.
     pub fn load(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<ServerConfig> {
@@ -74,10 +83,8 @@ impl ServerConfig {
         }
         let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         for (key, _) in env {
-            if key.starts_with("ELEVATE_")
-                && !ENV.contains(&key.as_str())
-                && !key.starts_with("ELEVATE_TEST")
-            {
+            let known = ENV.contains(&key.as_str()) || OTHER_ENV.iter().any(|k| key.starts_with(k));
+            if key.starts_with("ELEVATE_") && !known {
                 tracing::warn!(variable = %key, "unknown ELEVATE_ environment variable ignored");
             }
         }

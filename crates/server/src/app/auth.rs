@@ -224,7 +224,14 @@ impl App {
                 .device_by_credential(&hash)
                 .await?
                 .ok_or_else(denied)?;
-            self.store.touch_device(&device.id, self.now()).await?;
+            // Last-seen is coarse (a minute) so that it does not cost a write per request.
+            let now = self.now();
+            let stale = device
+                .last_seen_at
+                .is_none_or(|seen| now.duration_since(seen) > jiff::SignedDuration::from_secs(60));
+            if stale {
+                self.store.touch_device(&device.id, now).await?;
+            }
             return Ok(Principal::Device(device));
         }
         Err(denied())

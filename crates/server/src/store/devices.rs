@@ -149,12 +149,14 @@ impl Store {
     }
 
     /// Records that a device called in (not audited: it is not a state change anyone acts on).
+    /// Goes through the writer lock like every other write.
     pub async fn touch_device(&self, id: &str, now: jiff::Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2")
             .bind(now.as_millisecond())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx.tx)
             .await?;
-        Ok(())
+        tx.commit().await
     }
 }

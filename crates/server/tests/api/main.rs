@@ -3,6 +3,7 @@
 
 mod audit;
 mod bad_input;
+mod demo;
 mod enrolment;
 mod openapi;
 mod portal;

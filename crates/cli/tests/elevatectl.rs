@@ -1,0 +1,311 @@
+//! `elevatectl` end to end: the real binary against a real server on port 0 (SQLite), doing what
+//! an admin and an approver do.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use elevate_server::app::Role;
+use elevate_testkit::{command_request, spawn, Db, TestServer, PASSWORD, TEST_POLICY};
+
+struct Ctl {
+    url: String,
+    home: std::path::PathBuf,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ctl {
+    fn new(server: &TestServer) -> Ctl {
+        let home = std::env::temp_dir().join(format!("elevatectl-{}", uuid_like()));
+        std::fs::create_dir_all(&home).unwrap();
+        Ctl {
+            url: server.url.clone(),
+            home,
+        }
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_elevatectl"));
+        cmd.args(args)
+            .env("XDG_CONFIG_HOME", &self.home)
+            .env("ELEVATE_SERVER", &self.url)
+            .env_remove("ELEVATE_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let input = stdin.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().expect("elevatectl runs");
+            let mut pipe = child.stdin.take().unwrap();
+            if let Some(text) = input {
+                pipe.write_all(text.as_bytes()).unwrap();
+            }
+            drop(pipe);
+            let out = child.wait_with_output().unwrap();
+            Out {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    #[track_caller]
+    fn ok(out: &Out) -> &str {
+        assert_eq!(
+            out.code, 0,
+            "stdout: {}\nstderr: {}",
+            out.stdout, out.stderr
+        );
+        &out.stdout
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.home.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_manages_policy_requests_devices_and_audit() {
+    let server = spawn(Db::Sqlite).await;
+    server
+        .account(
+            "admin",
+            &[Role::Admin, Role::Approver, Role::Auditor],
+            &["helpdesk"],
+        )
+        .await;
+    let ctl = Ctl::new(&server);
+
+    // Sign in; the token is saved privately.
+    let out = ctl
+        .run(
+            &["login", "--account", "admin", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await;
+    assert!(Ctl::ok(&out).contains("signed in as admin"));
+    let saved = ctl.home.join("elevate/elevatectl.toml");
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let wrong = ctl
+        .run(
+            &["login", "--account", "admin", "--password-stdin"],
+            Some("nope"),
+        )
+        .await;
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains("wrong account name or password"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(Ctl::ok(&ctl.run(&["whoami"], None).await)
+        .contains("admin (roles: admin, approver, auditor"));
+
+    // Policies: apply, refuse a broken one with its line, diff, show, test.
+    let v1 = ctl.file("v1.toml", TEST_POLICY);
+    assert!(Ctl::ok(
+        &ctl.run(&["policy", "apply", &v1, "--comment", "first"], None)
+            .await
+    )
+    .contains("as version 1"));
+    let broken = ctl.file(
+        "broken.toml",
+        "version = 1\n\n[[rule]]\nname = \"x\"\naction = \"sometimes\"\n",
+    );
+    let out = ctl.run(&["policy", "apply", &broken], None).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("line 5"), "{}", out.stderr);
+    let v2 = ctl.file(
+        "v2.toml",
+        &TEST_POLICY.replace("approvers = \"helpdesk\"", "approvers = \"on-call\""),
+    );
+    Ctl::ok(&ctl.run(&["policy", "apply", &v2], None).await);
+    let diff = ctl.run(&["policy", "diff", "1", "2"], None).await;
+    assert!(
+        Ctl::ok(&diff).contains("-approvers = \"helpdesk\"\n+approvers = \"on-call\""),
+        "{}",
+        diff.stdout
+    );
+    assert_eq!(
+        Ctl::ok(&ctl.run(&["policy", "show", "1"], None).await),
+        TEST_POLICY
+    );
+    let list = ctl.run(&["policy", "list"], None).await;
+    assert!(Ctl::ok(&list).contains("first"));
+    let test = ctl
+        .run(
+            &[
+                "policy",
+                "test",
+                "--user",
+                "alice",
+                "--groups",
+                "developers",
+                "--path",
+                "/usr/bin/apt",
+                "--",
+                "install",
+                "htop",
+            ],
+            None,
+        )
+        .await;
+    assert!(Ctl::ok(&test).starts_with("AUTO"), "{}", test.stdout);
+    let test = ctl
+        .run(
+            &[
+                "policy",
+                "test",
+                "--user",
+                "bob",
+                "--path",
+                "/usr/bin/systemctl",
+                "--file",
+                &v1,
+                "--json",
+            ],
+            None,
+        )
+        .await;
+    let decision: serde_json::Value = serde_json::from_str(Ctl::ok(&test)).unwrap();
+    assert_eq!(decision["outcome"], "approve");
+    assert_eq!(
+        decision["approvers"], "helpdesk",
+        "the draft file was evaluated, not v2"
+    );
+
+    // Devices and enrolment tokens.
+    let out = ctl
+        .run(
+            &["enrol-token", "create", "--ttl", "1h", "--tags", "laptop"],
+            None,
+        )
+        .await;
+    let token = Ctl::ok(&out).trim().to_string();
+    assert!(token.starts_with("eet_"), "{token}");
+    let e = server
+        .post(
+            None,
+            "/v1/enrol",
+            &serde_json::json!({ "token": token, "name": "laptop-1" }),
+        )
+        .await
+        .expect(201);
+    let device = e.body["credential"].as_str().unwrap().to_string();
+    assert!(Ctl::ok(&ctl.run(&["devices", "list"], None).await).contains("laptop-1"));
+
+    // Requests: list the pending one, show it, approve it.
+    let r = server
+        .post(
+            Some(&device),
+            "/v1/requests",
+            &command_request(
+                "bob",
+                &[],
+                "/usr/bin/systemctl",
+                &["restart", "\u{1b}[2Jcups"],
+            ),
+        )
+        .await
+        .expect(201);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let pending = ctl
+        .run(&["requests", "list", "--state", "pending"], None)
+        .await;
+    assert!(Ctl::ok(&pending).contains(&id));
+    assert!(
+        !pending.stdout.contains('\u{1b}'),
+        "no raw escape reaches the terminal"
+    );
+    let show = ctl.run(&["requests", "show", &id], None).await;
+    assert!(Ctl::ok(&show).contains("on-call"), "{}", show.stdout);
+    server
+        .account("oncall", &[Role::Approver], &["on-call"])
+        .await;
+    let approver = Ctl::new(&server);
+    Ctl::ok(
+        &approver
+            .run(
+                &["login", "--account", "oncall", "--password-stdin"],
+                Some(PASSWORD),
+            )
+            .await,
+    );
+    let out = approver
+        .run(&["requests", "approve", &id, "--comment", "go ahead"], None)
+        .await;
+    assert!(Ctl::ok(&out).contains("is now approved"), "{}", out.stdout);
+    let json = ctl.run(&["--json", "requests", "show", &id], None).await;
+    let view: serde_json::Value = serde_json::from_str(Ctl::ok(&json)).unwrap();
+    assert_eq!(view["approvals"][0]["comment"], "go ahead");
+    // The approver has no admin rights.
+    let out = approver.run(&["enrol-token", "create"], None).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("admin"), "{}", out.stderr);
+
+    // Audit: verify, export, then tamper and see it named.
+    assert!(Ctl::ok(&ctl.run(&["audit", "verify"], None).await).starts_with("ok:"));
+    let export = ctl.home.join("audit.csv");
+    Ctl::ok(
+        &ctl.run(
+            &[
+                "audit",
+                "export",
+                "--format",
+                "csv",
+                "--output",
+                export.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await,
+    );
+    assert!(std::fs::read_to_string(&export)
+        .unwrap()
+        .starts_with("seq,id,at"));
+    server
+        .sql("UPDATE audit SET action = 'request.nothing' WHERE seq = 3")
+        .await;
+    let out = ctl.run(&["audit", "verify"], None).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("BROKEN") && out.stdout.contains("first bad record: 3 (edited)"),
+        "{}",
+        out.stdout
+    );
+
+    // Signed out: commands are refused with a hint.
+    Ctl::ok(&ctl.run(&["logout"], None).await);
+    let out = ctl.run(&["requests", "list"], None).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("Bearer") || out.stderr.contains("login"),
+        "{}",
+        out.stderr
+    );
+    server.stop().await;
+}
