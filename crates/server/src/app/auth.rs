@@ -127,9 +127,51 @@ fn password_matches(password: &str, phc: &str) -> bool {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$yXg5bXrDzoRkyMKz4MU0bTG5BKvVOw8JoF5T2oHqh4w";
 
+/// Failed sign-ins per account name in the current window (per server process).
+#[derive(Debug, Default)]
+pub struct Failures(std::collections::HashMap<String, (u32, jiff::Timestamp)>);
+
+/// Failed sign-ins allowed per account name in `LOCKOUT_WINDOW` before further tries are refused.
+pub const MAX_FAILURES: u32 = 5;
+const LOCKOUT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+
+impl Failures {
+    fn blocked_until(&mut self, name: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let (count, first) = *self.0.get(name)?;
+        let until = first + LOCKOUT_WINDOW;
+        if now >= until {
+            self.0.remove(name);
+            return None;
+        }
+        (count >= MAX_FAILURES).then_some(until)
+    }
+
+    fn record(&mut self, name: &str, now: jiff::Timestamp) {
+        let entry = self.0.entry(name.to_string()).or_insert((0, now));
+        entry.0 += 1;
+    }
+
+    fn clear(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+}
+
 impl App {
-    /// Checks a password; the same error for an unknown account and a wrong password.
+    /// Checks a password; the same error for an unknown account and a wrong password. After
+    /// `MAX_FAILURES` failures for one name within 15 minutes, further tries are refused until the
+    /// window ends, whatever the password.
     pub async fn check_password(&self, name: &str, password: &str) -> Result<AccountRow> {
+        let now = self.now();
+        if let Some(until) = self
+            .sign_in_failures
+            .lock()
+            .expect("sign-in failures lock")
+            .blocked_until(name, now)
+        {
+            return Err(AppError::TooManyAttempts(format!(
+                "too many failed sign-ins for this account; try again after {until}"
+            )));
+        }
         let account = self.store.account(name).await?;
         let hash = account
             .as_ref()
@@ -139,11 +181,18 @@ impl App {
         let ok = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
             .await
             .map_err(|e| AppError::Unexpected(e.into()))?;
+        let mut failures = self.sign_in_failures.lock().expect("sign-in failures lock");
         match account {
-            Some(a) if ok => Ok(a),
-            _ => Err(AppError::Unauthenticated(
-                "wrong account name or password".into(),
-            )),
+            Some(a) if ok => {
+                failures.clear(name);
+                Ok(a)
+            }
+            _ => {
+                failures.record(name, now);
+                Err(AppError::Unauthenticated(
+                    "wrong account name or password".into(),
+                ))
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! audit record.
 
 mod audit;
-pub(crate) mod auth;
+pub mod auth;
 mod devices;
 mod keys;
 mod policy;
@@ -66,6 +66,7 @@ pub struct App {
     pub(crate) settings: Arc<Settings>,
     pub(crate) changes: Arc<tokio::sync::watch::Sender<u64>>,
     pub(crate) policy_cache: Arc<std::sync::RwLock<Option<policy::Cached>>>,
+    pub(crate) sign_in_failures: Arc<std::sync::Mutex<auth::Failures>>,
 }
 
 impl std::fmt::Debug for App {
@@ -100,6 +101,8 @@ pub enum AppError {
     Gone(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    TooManyAttempts(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -124,6 +127,7 @@ impl App {
             settings: Arc::new(settings),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
             policy_cache: Arc::new(std::sync::RwLock::new(None)),
+            sign_in_failures: Arc::default(),
         }
     }
 

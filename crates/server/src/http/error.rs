@@ -60,6 +60,9 @@ impl From<AppError> for ApiError {
             AppError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             AppError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             AppError::Gone(m) => ApiError::new(StatusCode::GONE, "gone", m),
+            AppError::TooManyAttempts(m) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", m)
+            }
             AppError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }

@@ -86,3 +86,60 @@ async fn health_and_readiness_answer() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_account_name_for_a_while() {
+    for_each_backend(|server| async move {
+        let _admin = server.admin().await;
+        for _ in 0..elevate_server::app::auth::MAX_FAILURES {
+            sign_in(&server, "wrong").await.expect(401);
+        }
+        // Even the right password is refused now, with a message saying when to retry.
+        let locked = sign_in(&server, elevate_testkit::PASSWORD)
+            .await
+            .expect(429);
+        assert!(
+            locked.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("try again after"),
+            "{}",
+            locked.text
+        );
+        // Unknown names are throttled the same way (no hint about which names exist).
+        for _ in 0..elevate_server::app::auth::MAX_FAILURES {
+            server
+                .post(
+                    None,
+                    "/v1/tokens",
+                    &json!({ "account": "nobody", "password": "x" }),
+                )
+                .await
+                .expect(401);
+        }
+        server
+            .post(
+                None,
+                "/v1/tokens",
+                &json!({ "account": "nobody", "password": "x" }),
+            )
+            .await
+            .expect(429);
+        server.clock.advance(jiff::SignedDuration::from_mins(16));
+        sign_in(&server, elevate_testkit::PASSWORD)
+            .await
+            .expect(201);
+        server
+    })
+    .await;
+}
+
+async fn sign_in(server: &elevate_testkit::TestServer, password: &str) -> elevate_testkit::Answer {
+    server
+        .post(
+            None,
+            "/v1/tokens",
+            &json!({ "account": "admin", "password": password }),
+        )
+        .await
+}
