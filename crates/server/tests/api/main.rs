@@ -3,6 +3,7 @@
 
 mod audit;
 mod bad_input;
+mod browser;
 mod demo;
 mod enrolment;
 mod openapi;

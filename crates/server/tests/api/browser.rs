@@ -1,0 +1,146 @@
+//! The portal in a real browser: `tests/browser/portal.mjs` drives Debian's headless Chromium with
+//! playwright-core through sign-in, queue, detail (untrusted text shown, never run), approval and
+//! the audit page; this test sets up the server and checks the outcome through the API.
+//!
+//! Skips, saying what is missing and how to install it, when Node.js, `/usr/bin/chromium` or the
+//! npm packages are absent, except under `ELEVATE_REQUIRE_BROWSER=1` (CI), where that fails.
+//! One backend is enough here: the portal's storage is covered on both by `portal.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use elevate_server::app::Role;
+use elevate_testkit::{command_request, spawn, Db, PASSWORD};
+use serde_json::json;
+
+use super::ready;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The oldest Node.js that the pinned playwright-core supports.
+const NODE_MAJOR_MIN: u32 = 20;
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// What this machine lacks to run the browser test, each with how to install it.
+fn missing_tools() -> Vec<String> {
+    let mut missing = Vec::new();
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let major = version
+                .trim_start_matches('v')
+                .split('.')
+                .next()
+                .and_then(|m| m.parse::<u32>().ok());
+            if major.is_none_or(|m| m < NODE_MAJOR_MIN) {
+                missing.push(format!(
+                    "Node.js {NODE_MAJOR_MIN} or newer (found {version})"
+                ));
+            }
+        }
+        _ => missing.push("node (apt-get install -y nodejs npm)".into()),
+    }
+    if !Path::new(CHROMIUM).exists() {
+        missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
+    }
+    if !browser_dir().join("node_modules/playwright-core").is_dir() {
+        missing.push(format!(
+            "playwright-core (cd {} && npm ci)",
+            browser_dir().display()
+        ));
+    }
+    missing
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approver_approves_in_a_real_browser() {
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        let what = missing.join("; ");
+        if std::env::var("ELEVATE_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("the browser test is required (ELEVATE_REQUIRE_BROWSER=1) but this machine lacks: {what}");
+        }
+        eprintln!("SKIPPED browser test of the portal: missing {what}");
+        return;
+    }
+
+    let server = spawn(Db::Sqlite).await;
+    let (admin, device) = ready(&server).await;
+    server
+        .account("carol", &[Role::Approver], &["helpdesk"])
+        .await;
+    let mut body = command_request(
+        "bob",
+        &["finance"],
+        "/usr/bin/printf",
+        &["<script>alert(1)</script>", "\u{1b}]0;pwned\u{7}"],
+    );
+    body["reason"] = json!("<img src=x onerror=alert(2)>");
+    let created = server
+        .post(Some(&device), "/v1/requests", &body)
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().expect("request id").to_string();
+    assert_eq!(created.body["state"], "pending", "{}", created.text);
+
+    let screenshots =
+        std::env::temp_dir().join(format!("elevate-browser-{}", uuid::Uuid::now_v7()));
+    let comment = "checked the ticket; go ahead";
+    let mut node = Command::new("node");
+    node.arg("portal.mjs")
+        .current_dir(browser_dir())
+        .env("ELEVATE_URL", &server.url)
+        .env("ELEVATE_ACCOUNT", "carol")
+        .env("ELEVATE_PASSWORD", PASSWORD)
+        .env("ELEVATE_AUDITOR", "admin")
+        .env("ELEVATE_AUDITOR_PASSWORD", PASSWORD)
+        .env("ELEVATE_REQUEST_ID", &id)
+        .env("ELEVATE_COMMENT", comment)
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env("CHROMIUM", CHROMIUM)
+        .env("FORCE_COLOR", "0");
+    let started = Instant::now();
+    // The server runs on this runtime: block another thread, not it, while the browser works.
+    let out = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .expect("the blocking task ran")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "portal.mjs failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    eprintln!(
+        "{} (browser run {:.1}s)",
+        stdout.trim(),
+        started.elapsed().as_secs_f64()
+    );
+    for shot in [
+        "queue.png",
+        "detail-pending.png",
+        "detail-approved.png",
+        "audit.png",
+    ] {
+        let len = std::fs::metadata(screenshots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 0, "screenshot {shot} was saved");
+    }
+
+    let after = server
+        .get(Some(&admin), &format!("/v1/requests/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(after.body["state"], "approved", "{}", after.text);
+    let approvals = after.body["approvals"].as_array().expect("approvals");
+    assert_eq!(approvals.len(), 1, "{}", after.text);
+    assert_eq!(approvals[0]["approver"], "carol");
+    assert_eq!(approvals[0]["verdict"], "approve");
+    assert_eq!(approvals[0]["comment"], comment);
+    server.stop().await;
+}
