@@ -370,3 +370,23 @@ pub fn command_request(user: &str, groups: &[&str], path: &str, args: &[&str]) -
         "channel": "native",
     })
 }
+
+/// The path of a workspace binary (e.g. `elevate`, `elevated`), built on demand: tests of one
+/// crate sometimes need another crate's binary, which cargo does not build for them.
+pub fn cargo_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("a target folder");
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--bin", name])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    path
+}

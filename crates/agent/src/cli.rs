@@ -1,0 +1,111 @@
+//! The `elevated` command line: `run` (the daemon, default), `enrol`.
+//!
+//! Must never: print the device credential or secret.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::daemon::AgentConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "elevated", version, about = "Elevate's root agent")]
+struct Cli {
+    /// Folder for the enrolment, the policy cache and the audit spool.
+    #[arg(long, global = true, default_value = crate::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Run {
+        /// Socket the `elevate` command connects to.
+        #[arg(long, default_value = crate::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Seconds between policy refreshes.
+        #[arg(long, default_value_t = 60)]
+        refresh_secs: u64,
+    },
+    /// Enrol this device with a one-time token from `elevatectl enrol-token create`.
+    Enrol {
+        /// Server URL, e.g. https://elevate.example.
+        #[arg(long)]
+        server: String,
+        /// The token, or `-` to read it from standard input (keeps it out of `ps`).
+        #[arg(long)]
+        token: String,
+        /// Device name (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ELEVATE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if !rustix::process::geteuid().is_root() {
+        anyhow::bail!("elevated must run as root");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    match cli.command.unwrap_or(Command::Run {
+        socket: crate::DEFAULT_SOCKET.into(),
+        refresh_secs: 60,
+    }) {
+        Command::Run {
+            socket,
+            refresh_secs,
+        } => runtime.block_on(crate::daemon::run(AgentConfig {
+            socket,
+            state_dir: cli.state_dir,
+            refresh: Duration::from_secs(refresh_secs.max(1)),
+        })),
+        Command::Enrol {
+            server,
+            token,
+            name,
+        } => {
+            let token = if token == "-" {
+                let mut t = String::new();
+                std::io::stdin().read_to_string(&mut t)?;
+                t.trim().to_string()
+            } else {
+                token
+            };
+            let name = name.unwrap_or_else(host_name);
+            let e = runtime.block_on(crate::enrolment::enrol(
+                &server,
+                &token,
+                &name,
+                &cli.state_dir,
+            ))?;
+            println!(
+                "enrolled as {} ({}) with {}; start the agent with `elevated run`",
+                e.name, e.device_id, e.server
+            );
+            Ok(())
+        }
+    }
+}

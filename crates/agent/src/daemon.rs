@@ -1,0 +1,227 @@
+//! The agent process: load the enrolment and the cached policy, listen on the socket, keep the
+//! policy fresh and the spool delivered in the background, and serve each caller in a task.
+//!
+//! Must never: start serving without an enrolment (it exits saying how to enrol), or make the
+//! socket reachable before its permissions are set.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use elevate_proto::bundle::{parse_public_key, VerifyingKey};
+use elevate_proto::ipc::AgentStatus;
+use jiff::Timestamp;
+use tokio::net::UnixListener;
+
+use crate::cache::{self, CachedPolicy};
+use crate::enrolment::Enrolment;
+use crate::packages::DpkgIndex;
+use crate::spool::Spool;
+use crate::upstream::Upstream;
+
+/// Where the agent listens and keeps its state.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    /// How often the policy is fetched again.
+    pub refresh: Duration,
+}
+
+/// The agent's shared state.
+#[derive(Debug)]
+pub struct Agent {
+    pub enrolment: Enrolment,
+    pub key: VerifyingKey,
+    pub upstream: Upstream,
+    pub state_dir: PathBuf,
+    pub policy: RwLock<Option<CachedPolicy>>,
+    pub packages: Mutex<DpkgIndex>,
+    pub spool: Mutex<Spool>,
+    pub spool_ready: tokio::sync::Notify,
+    pub offline_since: Mutex<Option<Timestamp>>,
+}
+
+impl Agent {
+    /// Loads enrolment, key, cached policy and spool from `state_dir`.
+    pub fn load(state_dir: &Path) -> anyhow::Result<Agent> {
+        let enrolment = Enrolment::load(state_dir)?;
+        let key = parse_public_key(&enrolment.policy_key)
+            .context("the pinned policy key is damaged; enrol the device again")?;
+        let policy = match cache::load(state_dir, &key) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the cached policy is refused; waiting for a fresh one");
+                None
+            }
+        };
+        let spool = Spool::open(&state_dir.join("spool"))
+            .with_context(|| format!("cannot open the audit spool in {}", state_dir.display()))?;
+        Ok(Agent {
+            upstream: Upstream::new(&enrolment.server, &enrolment.credential),
+            enrolment,
+            key,
+            state_dir: state_dir.to_path_buf(),
+            policy: RwLock::new(policy),
+            packages: Mutex::new(DpkgIndex::system()),
+            spool: Mutex::new(spool),
+            spool_ready: tokio::sync::Notify::new(),
+            offline_since: Mutex::new(None),
+        })
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        let offline = *self.offline_since.lock().expect("offline lock");
+        AgentStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            device: self.enrolment.name.clone(),
+            server: self.enrolment.server.clone(),
+            upstream: match offline {
+                None => "online".into(),
+                Some(t) => format!("offline since {t}"),
+            },
+            policy_version: self
+                .policy
+                .read()
+                .expect("policy lock")
+                .as_ref()
+                .map(|p| p.version),
+            spooled_events: self.spool.lock().expect("spool lock").pending(),
+        }
+    }
+
+    pub(crate) fn mark_online(&self, online: bool) {
+        let mut since = self.offline_since.lock().expect("offline lock");
+        match (online, since.is_some()) {
+            (true, true) => {
+                tracing::info!("the server is reachable again");
+                *since = None;
+            }
+            (false, false) => {
+                tracing::warn!("the server cannot be reached; working offline");
+                *since = Some(Timestamp::now());
+            }
+            _ => {}
+        }
+    }
+
+    /// Fetches, verifies and installs the current policy.
+    pub async fn refresh_policy(&self) -> anyhow::Result<u64> {
+        let bundle = self.upstream.bundle().await;
+        self.mark_online(!matches!(
+            bundle,
+            Err(crate::upstream::UpstreamError::Unreachable { .. })
+        ));
+        let bundle = bundle?;
+        let current = self
+            .policy
+            .read()
+            .expect("policy lock")
+            .as_ref()
+            .map(|p| p.version);
+        let fresh = cache::store(&self.state_dir, &self.key, &bundle, current)?;
+        let version = fresh.version;
+        if current != Some(version) {
+            tracing::info!(version, "policy installed");
+        }
+        *self.policy.write().expect("policy lock") = Some(fresh);
+        Ok(version)
+    }
+
+    /// Sends spooled events until the spool is empty or the server stops answering.
+    pub async fn deliver(&self) -> anyhow::Result<u64> {
+        let mut sent = 0;
+        loop {
+            let next = self.spool.lock().expect("spool lock").next_batch()?;
+            let Some((batch, events)) = next else {
+                return Ok(sent);
+            };
+            let answer = self.upstream.ingest(&events).await;
+            self.mark_online(!matches!(
+                answer,
+                Err(crate::upstream::UpstreamError::Unreachable { .. })
+            ));
+            answer?;
+            self.spool
+                .lock()
+                .expect("spool lock")
+                .confirm(&batch, events.len())?;
+            sent += events.len() as u64;
+        }
+    }
+}
+
+async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
+    loop {
+        if let Err(e) = agent.refresh_policy().await {
+            tracing::warn!(error = %format!("{e:#}"), "policy refresh failed; keeping the cached policy");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn deliver_loop(agent: Arc<Agent>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match agent.deliver().await {
+            Ok(_) => {
+                backoff = Duration::from_secs(1);
+                let _ = tokio::time::timeout(Duration::from_secs(30), agent.spool_ready.notified())
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "audit delivery failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// Binds the socket: a stale socket file is replaced; the folder is 0755, the socket 0666 (every
+/// local user may ask; who they are comes from the kernel).
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        } else {
+            anyhow::bail!(
+                "{} exists and is not a socket; remove it or choose another --socket",
+                path.display()
+            );
+        }
+    }
+    // Bind under a private name, open it up, then move it into place.
+    let staging = path.with_extension("binding");
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging)
+        .with_context(|| format!("cannot listen on {}", staging.display()))?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o666))?;
+    std::fs::rename(&staging, path)?;
+    Ok(listener)
+}
+
+/// Runs the agent until the process is stopped.
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let agent = Arc::new(Agent::load(&config.state_dir)?);
+    let listener = bind(&config.socket)?;
+    {
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || {
+            let _warm = agent.packages.lock().expect("packages lock").owner("/");
+        });
+    }
+    tokio::spawn(refresh_loop(agent.clone(), config.refresh));
+    tokio::spawn(deliver_loop(agent.clone()));
+    tracing::info!(socket = %config.socket.display(), device = %agent.enrolment.name, "elevated is listening");
+    loop {
+        let (conn, _) = listener.accept().await?;
+        tokio::spawn(crate::session::serve(agent.clone(), conn));
+    }
+}

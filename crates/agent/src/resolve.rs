@@ -1,0 +1,177 @@
+//! From what the user typed to the file that will run: search the agent's own PATH, open the
+//! file once, check it (regular, owned by root, not writable by group or others, executable),
+//! hash that open descriptor, and name it by the path the kernel opened.
+//!
+//! Must never: follow the caller's PATH, or look at the file again by path after opening it
+//! (the descriptor is what gets hashed and executed).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use sha2::{Digest, Sha256};
+
+/// The agent's PATH, used to find bare command names and given to the child.
+pub const SECURE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// An opened, checked and hashed binary.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The path the kernel opened (from `/proc/self/fd`), used for policy and audit.
+    pub path: String,
+    pub file: OwnedFd,
+    pub sha256: String,
+    /// Starts with `#!`.
+    pub script: bool,
+}
+
+/// Why a command cannot run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("no command given")]
+    Empty,
+    #[error(
+        "`{0}` is a relative path; give an absolute path or a command name from {SECURE_PATH}"
+    )]
+    Relative(String),
+    #[error("`{0}` was not found in {SECURE_PATH}")]
+    NotFound(String),
+    #[error("{0} is not a regular file")]
+    NotRegular(String),
+    #[error("{path} is owned by uid {uid}, not root; only root-owned programs run elevated")]
+    NotRootOwned { path: String, uid: u32 },
+    #[error(
+        "{path} is writable by its group or by others (mode {mode:o}); fix its permissions first"
+    )]
+    Writable { path: String, mode: u32 },
+    #[error("{0} is not executable")]
+    NotExecutable(String),
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+fn io_error(path: &str, e: io::Error) -> ResolveError {
+    match e.kind() {
+        io::ErrorKind::NotFound => ResolveError::NotFound(path.to_string()),
+        _ => ResolveError::Io {
+            path: path.to_string(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Resolves, opens, checks and hashes `program`.
+pub fn resolve(program: &str) -> Result<Resolved, ResolveError> {
+    if program.is_empty() {
+        return Err(ResolveError::Empty);
+    }
+    let file = if program.starts_with('/') {
+        File::open(program).map_err(|e| io_error(program, e))?
+    } else if program.contains('/') {
+        return Err(ResolveError::Relative(program.to_string()));
+    } else {
+        SECURE_PATH
+            .split(':')
+            .find_map(|dir| {
+                File::open(format!("{dir}/{program}"))
+                    .ok()
+                    .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+            })
+            .ok_or_else(|| ResolveError::NotFound(program.to_string()))?
+    };
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .map_err(|e| io_error(program, e))?;
+    check(&file, &path)?;
+    let (sha256, script) = hash(&file).map_err(|e| io_error(&path, e))?;
+    Ok(Resolved {
+        path,
+        file: file.into(),
+        sha256,
+        script,
+    })
+}
+
+fn check(file: &File, path: &str) -> Result<(), ResolveError> {
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        return Err(ResolveError::NotRegular(path.to_string()));
+    }
+    if meta.uid() != 0 {
+        return Err(ResolveError::NotRootOwned {
+            path: path.to_string(),
+            uid: meta.uid(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(ResolveError::Writable {
+            path: path.to_string(),
+            mode,
+        });
+    }
+    if mode & 0o111 == 0 {
+        return Err(ResolveError::NotExecutable(path.to_string()));
+    }
+    Ok(())
+}
+
+/// SHA-256 of the whole file read through the descriptor (positioned reads, so the offset
+/// stays at 0), and whether it starts with `#!`.
+fn hash(file: &File) -> io::Result<(String, bool)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    let mut first = [0u8; 2];
+    loop {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            break;
+        }
+        if offset == 0 && n >= 2 {
+            first.copy_from_slice(&buf[..2]);
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), &first == b"#!"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_binaries_resolve_and_hash() {
+        let r = resolve("true").unwrap();
+        assert!(r.path.ends_with("/true"), "{}", r.path);
+        assert_eq!(r.sha256.len(), 64);
+        assert!(!r.script);
+        let again = resolve(&r.path).unwrap();
+        assert_eq!(again.sha256, r.sha256);
+    }
+
+    #[test]
+    fn bad_programs_are_refused() {
+        assert_eq!(resolve("").unwrap_err(), ResolveError::Empty);
+        assert!(matches!(resolve("./true"), Err(ResolveError::Relative(_))));
+        assert!(matches!(
+            resolve("no-such-command-here"),
+            Err(ResolveError::NotFound(_))
+        ));
+        assert!(matches!(resolve("/etc"), Err(ResolveError::NotRegular(_))));
+        let plain = std::env::temp_dir().join(format!("elevate-plain-{}", std::process::id()));
+        std::fs::write(&plain, "data").unwrap();
+        let got = resolve(plain.to_str().unwrap());
+        // As root: not executable; as anyone else: not owned by root. Refused either way.
+        assert!(
+            matches!(
+                got,
+                Err(ResolveError::NotExecutable(_)) | Err(ResolveError::NotRootOwned { .. })
+            ),
+            "{got:?}"
+        );
+        std::fs::remove_file(plain).unwrap();
+    }
+}

@@ -1,0 +1,555 @@
+//! One caller, from the first frame to the exit status: identify (kernel peer credentials),
+//! resolve and hash the binary, decide on the cached policy, ask the server when approvers must
+//! decide, spool the audit events, run exactly the hashed bytes, relay signals, report the exit.
+//!
+//! Must never: take identity from the frame, run anything when a step fails (every error ends
+//! the session with an `Error` frame and nothing started), or leave a root child running with
+//! the caller's terminal after the caller went away.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use elevate_core::{decide, AccessRequest, Channel, CommandSpec, Mode, Outcome, Subject, Target};
+use elevate_proto::ipc::{AgentFrame, ClientFrame, FrameError, FrameReader, VERSION};
+use elevate_proto::v1::{AuditEventIn, DecisionView, NewRequest, RequestView, WireTarget};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
+
+use crate::daemon::Agent;
+use crate::os;
+use crate::resolve::{resolve, SECURE_PATH};
+use crate::upstream::UpstreamError;
+use crate::users::{self, Caller};
+
+/// How long a client may take to send its first frame.
+const FIRST_FRAME: Duration = Duration::from_secs(10);
+/// How long a command may take to stop after SIGTERM when its caller went away.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The socket with a frame buffer.
+struct Conn {
+    stream: UnixStream,
+    reader: FrameReader,
+}
+
+impl Conn {
+    /// The next frame and any descriptors that came with it; `None` at a clean end of stream.
+    async fn read(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<ClientFrame>, FrameError> {
+        loop {
+            if let Some(frame) = self.reader.next_frame()? {
+                return Ok(Some(frame));
+            }
+            let mut buf = [0u8; 8192];
+            let n = loop {
+                if self.stream.readable().await.is_err() {
+                    return Err(FrameError::Truncated);
+                }
+                match self.stream.try_io(Interest::READABLE, || {
+                    os::fds::recv_with_fds(self.stream.as_fd(), &mut buf, fds)
+                }) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(FrameError::Malformed(e.to_string())),
+                }
+            };
+            if n == 0 {
+                self.reader.finish()?;
+                return Ok(None);
+            }
+            self.reader.push(&buf[..n]);
+        }
+    }
+
+    async fn send(&mut self, frame: &AgentFrame) {
+        // A caller that went away cannot be told anything; the session ends at its next read.
+        let _ = self
+            .stream
+            .write_all(&elevate_proto::ipc::encode(frame))
+            .await;
+    }
+
+    async fn refuse(&mut self, code: &str, message: impl Into<String>) {
+        self.send(&AgentFrame::Error {
+            code: code.into(),
+            message: message.into(),
+        })
+        .await;
+    }
+}
+
+/// Serves one connection.
+pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
+    let Ok(cred) = stream.peer_cred() else {
+        return;
+    };
+    let mut conn = Conn {
+        stream,
+        reader: FrameReader::new(),
+    };
+    let mut fds = Vec::new();
+    let first = tokio::time::timeout(FIRST_FRAME, conn.read(&mut fds)).await;
+    match first {
+        Ok(Ok(Some(ClientFrame::Run {
+            version,
+            argv,
+            reason,
+            ..
+        }))) => {
+            if version != VERSION {
+                return conn
+                    .refuse("version", format!("this agent speaks protocol {VERSION}, the client {version}; update elevate"))
+                    .await;
+            }
+            let Ok(stdio) = <[OwnedFd; 3]>::try_from(std::mem::take(&mut fds)) else {
+                return conn
+                    .refuse(
+                        "stdio",
+                        "stdin, stdout and stderr must come with the request",
+                    )
+                    .await;
+            };
+            run(&agent, &mut conn, cred.uid(), argv, reason, stdio).await;
+        }
+        Ok(Ok(Some(ClientFrame::Status))) => {
+            let status = agent.status();
+            conn.send(&AgentFrame::Status(status)).await;
+        }
+        Ok(Ok(Some(_))) => {
+            conn.refuse("protocol", "the first frame must be run or status")
+                .await
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => conn.refuse("bad_frame", e.to_string()).await,
+        Err(_) => conn.refuse("timeout", "no request arrived in time").await,
+    }
+}
+
+fn now_ms() -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond()).expect("valid time")
+}
+
+fn event(
+    agent: &Agent,
+    caller: &Caller,
+    action: &str,
+    request_id: &str,
+    data: serde_json::Value,
+) -> AuditEventIn {
+    AuditEventIn {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: now_ms(),
+        actor: format!("user:{}@{}", caller.name, agent.enrolment.name),
+        action: action.into(),
+        subject: format!("request:{request_id}"),
+        data,
+    }
+}
+
+/// Appends events to the spool (on disk before the action) and wakes the sender.
+fn spool(agent: &Agent, events: &[AuditEventIn]) -> std::io::Result<()> {
+    agent.spool.lock().expect("spool lock").append(events)?;
+    agent.spool_ready.notify_one();
+    Ok(())
+}
+
+/// Who keeps the request's record: the agent's spool (decided here) or the server.
+enum Record {
+    Local,
+    Server,
+}
+
+async fn run(
+    agent: &Agent,
+    conn: &mut Conn,
+    uid: u32,
+    argv: Vec<String>,
+    reason: Option<String>,
+    stdio: [OwnedFd; 3],
+) {
+    let caller = match users::lookup(uid) {
+        Ok(c) => c,
+        Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
+    };
+    let Some(program) = argv.first() else {
+        return conn.refuse("usage", "no command given").await;
+    };
+    let binary = match resolve(program) {
+        Ok(b) => b,
+        Err(e) => return conn.refuse("binary", e.to_string()).await,
+    };
+    let package = agent
+        .packages
+        .lock()
+        .expect("packages lock")
+        .owner(&binary.path);
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        return conn
+            .refuse("no_policy", "this device has no verified policy yet (the server has not been reached since enrolment); nothing runs")
+            .await;
+    };
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    let target = WireTarget::Command {
+        path: binary.path.clone(),
+        sha256: Some(binary.sha256.clone()),
+        package: package.clone(),
+        args: argv[1..].to_vec(),
+    };
+    let request = AccessRequest {
+        subject: Subject {
+            user: caller.name.clone(),
+            uid: caller.uid,
+            groups: caller.groups.clone(),
+            device: agent.enrolment.name.clone(),
+            device_tags: agent.enrolment.tags.clone(),
+        },
+        target: Target::Command(CommandSpec {
+            path: binary.path.clone(),
+            sha256: Some(binary.sha256.clone()),
+            package,
+            args: argv[1..].to_vec(),
+        }),
+        reason: reason.clone(),
+        channel: Channel::Native,
+    };
+    let decision = decide(&policy.policy, &request, jiff::Timestamp::now());
+    if decision.mode == Mode::Enforce
+        && !matches!(decision.outcome, Outcome::Deny { .. })
+        && decision.missing_reason(&request)
+    {
+        return conn
+            .refuse(
+                "reason_required",
+                format!("a reason is required: {}", decision.explanation),
+            )
+            .await;
+    }
+    let view = DecisionView::from_decision(&decision, policy.version);
+    let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
+        "device": agent.enrolment.name, "target": target, "reason": reason, "channel": "native" });
+    let decided = |id: &str| AgentFrame::Decided {
+        request_id: id.to_string(),
+        outcome: view.outcome.clone(),
+        rule: view.rule.clone(),
+        explanation: view.explanation.clone(),
+        message: view.message.clone(),
+        approvers: view.approvers.clone(),
+    };
+    match &decision.outcome {
+        Outcome::Deny { .. } | Outcome::Auto => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let events = [
+                event(agent, &caller, "request.created", &id, facts),
+                event(
+                    agent,
+                    &caller,
+                    "request.decided",
+                    &id,
+                    serde_json::to_value(&view).unwrap_or_default(),
+                ),
+            ];
+            if let Err(e) = spool(agent, &events) {
+                return conn
+                    .refuse(
+                        "audit",
+                        format!("cannot record the request ({e}); nothing runs"),
+                    )
+                    .await;
+            }
+            conn.send(&decided(&id)).await;
+            if matches!(decision.outcome, Outcome::Auto) {
+                execute(
+                    agent,
+                    conn,
+                    &caller,
+                    &id,
+                    Record::Local,
+                    &argv,
+                    &binary,
+                    stdio,
+                )
+                .await;
+            }
+        }
+        Outcome::Approve(_) => {
+            let new = NewRequest {
+                user: caller.name.clone(),
+                uid: caller.uid,
+                groups: caller.groups.clone(),
+                target,
+                reason,
+                channel: Channel::Native,
+            };
+            let Some(approved) = ask_approvers(agent, conn, &new).await else {
+                return;
+            };
+            execute(
+                agent,
+                conn,
+                &caller,
+                &approved.id,
+                Record::Server,
+                &argv,
+                &binary,
+                stdio,
+            )
+            .await;
+        }
+    }
+}
+
+/// Creates the request on the server and waits for the approvers. `Some` when it may run.
+async fn ask_approvers(agent: &Agent, conn: &mut Conn, new: &NewRequest) -> Option<RequestView> {
+    let view = match agent.upstream.create_request(new).await {
+        Ok(v) => v,
+        Err(e @ UpstreamError::Unreachable { .. }) => {
+            agent.mark_online(false);
+            conn.refuse(
+                "server_unreachable",
+                format!("this needs an approver, and {e}; nothing ran"),
+            )
+            .await;
+            return None;
+        }
+        Err(UpstreamError::Refused { code, message, .. }) => {
+            conn.refuse(&code, message).await;
+            return None;
+        }
+    };
+    let d = &view.decision;
+    conn.send(&AgentFrame::Decided {
+        request_id: view.id.clone(),
+        outcome: d.outcome.clone(),
+        rule: d.rule.clone(),
+        explanation: d.explanation.clone(),
+        message: d.message.clone(),
+        approvers: d.approvers.clone(),
+    })
+    .await;
+    let started = Instant::now();
+    let mut current = view;
+    loop {
+        match current.state.as_str() {
+            "approved" => {
+                let comment = current
+                    .approvals
+                    .iter()
+                    .rev()
+                    .find_map(|a| a.comment.clone());
+                if current.decision.outcome == "approve" {
+                    conn.send(&AgentFrame::Approved {
+                        request_id: current.id.clone(),
+                        comment,
+                    })
+                    .await;
+                }
+                return Some(current);
+            }
+            "denied" => {
+                let comment = current
+                    .approvals
+                    .iter()
+                    .rev()
+                    .find_map(|a| a.comment.clone());
+                if current.decision.outcome == "approve" {
+                    conn.send(&AgentFrame::Denied {
+                        request_id: current.id.clone(),
+                        comment,
+                    })
+                    .await;
+                }
+                return None;
+            }
+            "pending" => {}
+            other => {
+                conn.refuse(other, format!("the request is {other}; nothing ran"))
+                    .await;
+                return None;
+            }
+        }
+        let mut ignored = Vec::new();
+        tokio::select! {
+            answer = agent.upstream.wait(&current.id, 20) => match answer {
+                Ok(v) => {
+                    current = v;
+                    if current.state == "pending" {
+                        conn.send(&AgentFrame::Waiting { request_id: current.id.clone(), elapsed_secs: started.elapsed().as_secs() }).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "waiting for approval failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            },
+            frame = conn.read(&mut ignored) => {
+                // Cancel, or the caller went away (Ctrl-C): withdraw the request.
+                let _ = agent.upstream.cancel(&current.id).await;
+                if matches!(frame, Ok(Some(ClientFrame::Cancel))) {
+                    conn.refuse("cancelled", "the request was withdrawn").await;
+                }
+                return None;
+            }
+        }
+    }
+}
+
+fn environment(caller: &Caller, request_id: &str) -> Vec<(String, String)> {
+    [
+        ("PATH", SECURE_PATH),
+        ("HOME", "/root"),
+        ("USER", "root"),
+        ("LOGNAME", "root"),
+        ("SHELL", "/bin/sh"),
+        ("LANG", "C.UTF-8"),
+        ("ELEVATE_REQUESTER", caller.name.as_str()),
+        ("ELEVATE_REQUEST_ID", request_id),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    agent: &Agent,
+    conn: &mut Conn,
+    caller: &Caller,
+    id: &str,
+    record: Record,
+    argv: &[String],
+    binary: &crate::resolve::Resolved,
+    stdio: [OwnedFd; 3],
+) {
+    // The start is recorded before anything runs.
+    let recorded = match record {
+        Record::Local => spool(
+            agent,
+            &[event(
+                agent,
+                caller,
+                "request.running",
+                id,
+                serde_json::json!({ "sha256": binary.sha256 }),
+            )],
+        )
+        .map_err(|e| format!("cannot record the start ({e})")),
+        Record::Server => agent
+            .upstream
+            .start(id)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = recorded {
+        return conn.refuse("audit", format!("{e}; nothing runs")).await;
+    }
+    let env = environment(caller, id);
+    let child = os::exec::spawn(os::exec::ExactCommand {
+        binary: &binary.file,
+        argv,
+        env: &env,
+        cwd: Path::new("/"),
+        stdio,
+        loginuid: caller.uid,
+        script: binary.script,
+    });
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            finish(
+                agent,
+                caller,
+                id,
+                &record,
+                Err(format!("did not start: {e}")),
+            )
+            .await;
+            return conn
+                .refuse("exec", format!("{} could not be started: {e}", binary.path))
+                .await;
+        }
+    };
+    let pid = child.id();
+    let status = match os::process::pidfd_of_child(pid).and_then(os::process::watch_exit) {
+        Ok(pidfd) => {
+            conn.send(&AgentFrame::Started { pid: pid as i32 }).await;
+            supervise(conn, &pidfd).await;
+            child.wait()
+        }
+        Err(e) => {
+            let _ = child.kill();
+            child.wait().map(|_| ()).ok();
+            return conn
+                .refuse("exec", format!("cannot supervise the command: {e}"))
+                .await;
+        }
+    };
+    let (code, signal) = match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            (s.code(), s.signal())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "wait failed");
+            (None, None)
+        }
+    };
+    finish(agent, caller, id, &record, Ok((code, signal))).await;
+    conn.send(&AgentFrame::Exited { code, signal }).await;
+}
+
+/// Relays signals until the child exits; if the caller goes away, stops the child.
+async fn supervise(conn: &mut Conn, pidfd: &tokio::io::unix::AsyncFd<OwnedFd>) {
+    let mut ignored = Vec::new();
+    loop {
+        tokio::select! {
+            ready = pidfd.readable() => {
+                if let Ok(mut guard) = ready {
+                    guard.retain_ready();
+                }
+                return;
+            }
+            frame = conn.read(&mut ignored) => match frame {
+                Ok(Some(ClientFrame::Signal { signo })) => {
+                    if let Some(sig) = os::process::forwardable(signo) {
+                        let _ = os::process::signal(pidfd.get_ref(), sig);
+                    }
+                }
+                Ok(Some(_)) => {}
+                // The caller is gone: the command must not live on with its terminal.
+                Ok(None) | Err(_) => {
+                    let _ = os::process::signal(pidfd.get_ref(), rustix::process::Signal::TERM);
+                    if tokio::time::timeout(GRACE, pidfd.readable()).await.is_err() {
+                        let _ = os::process::signal(pidfd.get_ref(), rustix::process::Signal::KILL);
+                    }
+                    let _ = pidfd.readable().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn finish(
+    agent: &Agent,
+    caller: &Caller,
+    id: &str,
+    record: &Record,
+    outcome: Result<(Option<i32>, Option<i32>), String>,
+) {
+    let data = match &outcome {
+        Ok((code, signal)) => serde_json::json!({ "exit_code": code, "signal": signal }),
+        Err(e) => serde_json::json!({ "error": e }),
+    };
+    if let (Record::Server, Ok((code, signal))) = (record, &outcome) {
+        let exit = code.unwrap_or(128 + signal.unwrap_or(0));
+        if agent.upstream.finish(id, exit).await.is_ok() {
+            return;
+        }
+    }
+    // Recorded locally (or the server did not answer): the spool delivers it later.
+    if let Err(e) = spool(agent, &[event(agent, caller, "request.finished", id, data)]) {
+        tracing::error!(error = %e, request = id, "cannot spool the end of a command");
+    }
+}

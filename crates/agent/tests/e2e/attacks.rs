@@ -1,0 +1,282 @@
+//! Attacks that must fail, each a test.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use crate::world::text;
+use crate::{namespaced, World};
+
+#[test]
+fn the_callers_environment_does_not_reach_the_command() {
+    namespaced(
+        "attacks::the_callers_environment_does_not_reach_the_command",
+        || {
+            let world = World::new();
+            let hostile = [
+                ("LD_PRELOAD", "/tmp/evil.so"),
+                ("LD_LIBRARY_PATH", "/tmp/evil"),
+                ("PATH", "/tmp/evil:/usr/bin:/bin"),
+                ("IFS", "/"),
+                ("BASH_ENV", "/tmp/evil.sh"),
+                ("ENV", "/tmp/evil.sh"),
+            ];
+            let out = world.elevate_as("alice", &["/usr/bin/env"], &hostile);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let env = text(&out.stdout);
+            for (name, _) in hostile {
+                let leaked = env
+                    .lines()
+                    .filter(|l| l.starts_with(&format!("{name}=")))
+                    .any(|l| name != "PATH" || !l.ends_with(":/sbin:/bin") || l.contains("evil"));
+                assert!(
+                    !leaked,
+                    "{name} from the caller reached the command:\n{env}"
+                );
+            }
+            assert!(
+                env.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
+                "{env}"
+            );
+            assert!(env.contains("ELEVATE_REQUESTER=alice\n"), "{env}");
+            assert!(env.contains("HOME=/root\n"));
+        },
+    );
+}
+
+#[test]
+fn binaries_others_can_change_are_refused() {
+    namespaced("attacks::binaries_others_can_change_are_refused", || {
+        let world = World::new();
+        let writable = world.program("auto", "group-writable", "#!/bin/sh\necho ran\n", 0o775);
+        let out = world.elevate_as("alice", &[writable.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("writable by its group or by others"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        let owned = world.program("auto", "alices", "#!/bin/sh\necho ran\n", 0o755);
+        let alice = nix::unistd::User::from_name("alice").unwrap().unwrap();
+        std::os::unix::fs::chown(&owned, Some(alice.uid.as_raw()), None).unwrap();
+        let out = world.elevate_as("alice", &[owned.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("not root"),
+            "{}",
+            text(&out.stderr)
+        );
+        // A relative path is refused rather than resolved against the caller's directory.
+        let out = world.elevate_as("alice", &["./id"], &[]);
+        assert!(
+            text(&out.stderr).contains("relative path"),
+            "{}",
+            text(&out.stderr)
+        );
+    });
+}
+
+#[test]
+fn a_binary_swapped_after_the_decision_does_not_run() {
+    namespaced(
+        "attacks::a_binary_swapped_after_the_decision_does_not_run",
+        || {
+            let world = World::new();
+            let path = world.program("approve", "tool", "#!/bin/sh\necho original\n", 0o755);
+            let child = world
+                .command_as("bob", &[path.to_str().unwrap()], &[])
+                .spawn()
+                .unwrap();
+            let id = world.pending_request();
+            // While the approver looks, the file at that path is replaced (rename over it) ...
+            let swapped = path.with_extension("new");
+            std::fs::write(&swapped, "#!/bin/sh\necho swapped\n").unwrap();
+            std::fs::set_permissions(&swapped, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&swapped, &path).unwrap();
+            world
+                .api(world.server().post(
+                    Some(&world.admin),
+                    &format!("/v1/requests/{id}/approve"),
+                    &serde_json::json!({}),
+                ))
+                .expect(200);
+            let out = child.wait_with_output().unwrap();
+            // ... and what runs is what was hashed and approved.
+            assert_eq!(
+                text(&out.stdout),
+                "original\n",
+                "stderr: {}",
+                text(&out.stderr)
+            );
+            // A symlink swap is the same: the agent holds the file it opened.
+            let target = world.program("approve", "real", "#!/bin/sh\necho real\n", 0o755);
+            let link = std::path::Path::new("/opt/e2e/approve/link");
+            std::os::unix::fs::symlink(&target, link).unwrap();
+            let child = world
+                .command_as("bob", &[link.to_str().unwrap()], &[])
+                .spawn()
+                .unwrap();
+            let id = world.pending_request();
+            let shown = world
+                .api(
+                    world
+                        .server()
+                        .get(Some(&world.admin), &format!("/v1/requests/{id}")),
+                )
+                .expect(200);
+            assert_eq!(
+                shown.body["target"]["path"], "/opt/e2e/approve/real",
+                "approvers see the real file"
+            );
+            std::fs::remove_file(link).unwrap();
+            std::os::unix::fs::symlink("/usr/bin/dash", link).unwrap();
+            world
+                .api(world.server().post(
+                    Some(&world.admin),
+                    &format!("/v1/requests/{id}/approve"),
+                    &serde_json::json!({}),
+                ))
+                .expect(200);
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(text(&out.stdout), "real\n", "stderr: {}", text(&out.stderr));
+        },
+    );
+}
+
+fn raw_exchange(world: &World, bytes: &[u8]) -> String {
+    let mut s = UnixStream::connect(&world.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    text(&answer)
+}
+
+#[test]
+fn forged_malformed_truncated_and_oversized_frames_are_refused_and_the_agent_keeps_serving() {
+    namespaced("attacks::forged_malformed_truncated_and_oversized_frames_are_refused_and_the_agent_keeps_serving", || {
+        let world = World::new();
+        let forged = br#"{"type":"run","version":1,"argv":["/usr/bin/id"],"cwd":"/","reason":null,"interactive":false,"uid":0}"#;
+        let mut frame = (forged.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(forged);
+        let answer = raw_exchange(&world, &frame);
+        assert!(answer.contains("bad_frame") && answer.contains("uid"), "{answer}");
+        let answer = raw_exchange(&world, b"\x00\x00\x00\x05garbage");
+        assert!(answer.contains("bad_frame"), "{answer}");
+        let answer = raw_exchange(&world, &frame[..20]);
+        assert!(answer.contains("bad_frame") && answer.contains("middle of a frame"), "{answer}");
+        let answer = raw_exchange(&world, &[0x7f, 0xff, 0xff, 0xff]);
+        assert!(answer.contains("bad_frame") && answer.contains("larger than"), "{answer}");
+        // A run frame without stdin/stdout/stderr attached.
+        let ok = br#"{"type":"run","version":1,"argv":["/usr/bin/id"],"cwd":"/","reason":null,"interactive":false}"#;
+        let mut frame = (ok.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(ok);
+        let answer = raw_exchange(&world, &frame);
+        assert!(answer.contains("stdin, stdout and stderr"), "{answer}");
+        // Still serving.
+        let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+        assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+    });
+}
+
+fn alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn killing_the_client_stops_the_root_command() {
+    namespaced("attacks::killing_the_client_stops_the_root_command", || {
+        let world = World::new();
+        let pidfile = "/opt/e2e/sleeper.pid";
+        let sleeper = world.program(
+            "auto",
+            "sleeper",
+            &format!("#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n"),
+            0o755,
+        );
+        let mut client = world
+            .command_as("alice", &[sleeper.to_str().unwrap()], &[])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid: i32 = loop {
+            if let Ok(p) = std::fs::read_to_string(pidfile) {
+                if let Ok(p) = p.trim().parse() {
+                    break p;
+                }
+            }
+            assert!(Instant::now() < deadline, "the command did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(alive(pid));
+        // The command is in its own session: not in the caller's terminal session.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+        assert_eq!(
+            fields[3],
+            pid.to_string(),
+            "the command leads its own session"
+        );
+        client.kill().unwrap();
+        let _ = client.wait();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the root command outlived its caller"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}
+
+#[test]
+fn a_stopped_agent_means_nothing_runs() {
+    namespaced("attacks::a_stopped_agent_means_nothing_runs", || {
+        let mut world = World::new();
+        world.stop_agent();
+        let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("agent is not reachable"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        // The socket file left behind changes nothing; a restarted agent serves again.
+        world.start_agent();
+        let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+        assert_eq!(text(&out.stdout), "0\n");
+    });
+}
+
+#[test]
+fn without_the_server_an_approval_fails_closed_but_auto_rules_still_work() {
+    namespaced(
+        "attacks::without_the_server_an_approval_fails_closed_but_auto_rules_still_work",
+        || {
+            let mut world = World::new();
+            let server = world.server.take().unwrap();
+            world.runtime.block_on(server.stop());
+            let prog = world.program("approve", "needs-approval", "#!/bin/sh\necho ran\n", 0o755);
+            let out = world.elevate_as("bob", &[prog.to_str().unwrap()], &[]);
+            assert_eq!(out.status.code(), Some(1));
+            assert!(
+                text(&out.stderr).contains("cannot be reached")
+                    && text(&out.stderr).contains("nothing ran"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(out.stdout.is_empty());
+            // The cached, signed policy still allows the pre-approved command.
+            let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+        },
+    );
+}

@@ -1,0 +1,154 @@
+//! What users do: run a pre-approved command at once, wait for an approver, be denied.
+
+use crate::world::text;
+use crate::{namespaced, World};
+
+#[test]
+fn a_developer_runs_a_pre_approved_command_as_root() {
+    namespaced(
+        "flows::a_developer_runs_a_pre_approved_command_as_root",
+        || {
+            let world = World::new();
+            let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+            assert_eq!(text(&out.stdout), "0\n", "stderr: {}", text(&out.stderr));
+            assert!(out.status.success());
+            // A bare name is found in the agent's own PATH.
+            let out = world.elevate_as("alice", &["id", "-un"], &[]);
+            assert_eq!(text(&out.stdout), "root\n", "stderr: {}", text(&out.stderr));
+            // The events reach the server: request, decision, start and exit.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let page = world
+                    .api(
+                        world
+                            .server()
+                            .get(Some(&world.admin), "/v1/audit?limit=10000"),
+                    )
+                    .expect(200);
+                let actions: Vec<String> = page
+                    .body
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["actor"] == "user:alice@e2e-host")
+                    .map(|r| r["action"].as_str().unwrap().to_string())
+                    .collect();
+                let want = [
+                    "request.created",
+                    "request.decided",
+                    "request.running",
+                    "request.finished",
+                ];
+                if want
+                    .iter()
+                    .all(|w| actions.iter().filter(|a| a == w).count() == 2)
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the agent's events did not arrive: {actions:?}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let verify = world
+                .api(world.server().get(Some(&world.admin), "/v1/audit/verify"))
+                .expect(200);
+            assert_eq!(verify.body["ok"], true);
+        },
+    );
+}
+
+#[test]
+fn a_request_waits_for_an_approver_then_runs_and_returns_its_exit_status() {
+    namespaced(
+        "flows::a_request_waits_for_an_approver_then_runs_and_returns_its_exit_status",
+        || {
+            let world = World::new();
+            let exit3 = world.program(
+                "approve",
+                "exit3",
+                "#!/bin/sh\necho \"ran as $(id -u) for $ELEVATE_REQUESTER\"\nexit 3\n",
+                0o755,
+            );
+            let child = world
+                .command_as("bob", &[exit3.to_str().unwrap()], &[])
+                .spawn()
+                .unwrap();
+            let id = world.pending_request();
+            let approved = world
+                .api(world.server().post(
+                    Some(&world.admin),
+                    &format!("/v1/requests/{id}/approve"),
+                    &serde_json::json!({ "comment": "ok" }),
+                ))
+                .expect(200);
+            assert_eq!(approved.body["state"], "approved");
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+            assert_eq!(text(&out.stdout), "ran as 0 for bob\n");
+            assert!(
+                text(&out.stderr).contains("waiting for approval by helpdesk"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert_eq!(
+                world.audit_actions(&id),
+                [
+                    "request.created",
+                    "request.decided",
+                    "request.approval_given",
+                    "request.approved",
+                    "request.running",
+                    "request.finished"
+                ]
+            );
+            let r = world
+                .api(
+                    world
+                        .server()
+                        .get(Some(&world.admin), &format!("/v1/requests/{id}")),
+                )
+                .expect(200);
+            assert_eq!(r.body["exit_code"], 3);
+        },
+    );
+}
+
+#[test]
+fn denials_say_why_and_exit_non_zero() {
+    namespaced("flows::denials_say_why_and_exit_non_zero", || {
+        let world = World::new();
+        // By policy.
+        let out = world.elevate_as("alice", &["/usr/bin/dash", "-c", "id"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("use a specific command instead of a root shell"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        // By an approver, with a comment.
+        let prog = world.program("approve", "hello", "#!/bin/sh\necho hello\n", 0o755);
+        let child = world
+            .command_as("bob", &[prog.to_str().unwrap()], &[])
+            .spawn()
+            .unwrap();
+        let id = world.pending_request();
+        world
+            .api(world.server().post(
+                Some(&world.admin),
+                &format!("/v1/requests/{id}/deny"),
+                &serde_json::json!({ "comment": "not on a Friday" }),
+            ))
+            .expect(200);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("not on a Friday"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "nothing ran");
+    });
+}

@@ -1,0 +1,300 @@
+//! The test world: namespace, `/etc` copy, users, server, enrolled agent, and helpers to run
+//! `elevate` as a user.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use elevate_testkit::{spawn, Db, TestServer};
+
+const IN_NAMESPACE: &str = "ELEVATE_E2E_NAMESPACE";
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `body` inside a private mount namespace (re-running this test there), as root.
+pub fn namespaced(test: &str, body: impl FnOnce()) {
+    if std::env::var_os(IN_NAMESPACE).is_some() {
+        return body();
+    }
+    if !rustix::process::geteuid().is_root() {
+        assert!(
+            std::env::var("ELEVATE_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "ELEVATE_REQUIRE_ROOT=1 but the tests do not run as root"
+        );
+        eprintln!("SKIPPED {test}: end-to-end tests need root (they create users and run a root agent); CI runs them as root");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(&exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, "1")
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{test} failed in its namespace:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{test} did not run in its namespace:\n{stdout}\n{stderr}"
+    );
+}
+
+/// The policy of the end-to-end tests.
+pub const POLICY: &str = r#"version = 1
+
+[defaults]
+unmatched = "approve"
+approvers = "helpdesk"
+
+[[rule]]
+name = "no shells"
+what = { paths = ["/usr/bin/bash", "/usr/bin/dash", "/bin/bash", "/bin/dash"] }
+action = { deny = "use a specific command instead of a root shell" }
+
+[[rule]]
+name = "developers may run the diagnostics"
+who = { groups = ["developers"] }
+what = { paths = ["/usr/bin/id", "/usr/bin/env", "/usr/bin/true", "/opt/e2e/auto/*"] }
+action = "auto"
+"#;
+
+/// Everything one test needs.
+#[allow(missing_debug_implementations)]
+pub struct World {
+    pub dir: PathBuf,
+    pub runtime: tokio::runtime::Runtime,
+    pub server: Option<TestServer>,
+    pub admin: String,
+    pub agent: Option<Child>,
+    pub socket: PathBuf,
+    pub elevate: PathBuf,
+}
+
+#[allow(clippy::new_without_default)] // building a world has effects; no Default
+impl World {
+    /// Users alice (developers) and bob; the server with the policy; an enrolled, running agent.
+    pub fn new() -> World {
+        let dir = PathBuf::from(format!(
+            "/tmp/elevate-e2e-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Users live in a copy of /etc, bind-mounted over /etc in this namespace only.
+        run(Command::new("cp").args(["-a", "/etc"]).arg(dir.join("etc")));
+        run(Command::new("mount")
+            .args(["--bind"])
+            .arg(dir.join("etc"))
+            .arg("/etc"));
+        run(Command::new("groupadd").args(["-f", "developers"]));
+        run(Command::new("useradd").args(["-M", "-G", "developers", "alice"]));
+        run(Command::new("useradd").args(["-M", "bob"]));
+        // Binaries the users may run: a root-owned 0755 folder.
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let elevate = bin.join("elevate");
+        std::fs::copy(elevate_testkit::cargo_bin("elevate"), &elevate).unwrap();
+        // Test programs live under /opt/e2e, on a tmpfs private to this namespace.
+        std::fs::create_dir_all("/opt").unwrap();
+        run(Command::new("mount").args(["-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/opt"]));
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (server, admin) = runtime.block_on(async {
+            let server = spawn(Db::Sqlite).await;
+            let admin = server.admin().await;
+            server.apply_policy(&admin, POLICY).await.expect(201);
+            (server, admin)
+        });
+        // The real clock matters from here on (the agent decides with its own).
+        server.clock.set(jiff::Timestamp::now());
+        let token = runtime.block_on(async {
+            let t = server
+                .post(
+                    Some(&admin),
+                    "/v1/enrol-tokens",
+                    &serde_json::json!({ "tags": ["e2e"] }),
+                )
+                .await
+                .expect(201);
+            t.body["token"].as_str().unwrap().to_string()
+        });
+        let state = dir.join("agent");
+        let elevated = elevate_testkit::cargo_bin("elevated");
+        run(Command::new(&elevated)
+            .arg("--state-dir")
+            .arg(&state)
+            .args([
+                "enrol",
+                "--server",
+                &server.url,
+                "--token",
+                &token,
+                "--name",
+                "e2e-host",
+            ]));
+        let socket = dir.join("run/agent.sock");
+        let mut world = World {
+            dir,
+            runtime,
+            server: Some(server),
+            admin,
+            agent: None,
+            socket,
+            elevate,
+        };
+        world.start_agent();
+        world
+    }
+
+    pub fn server(&self) -> &TestServer {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Starts `elevated` and waits until it has a policy.
+    pub fn start_agent(&mut self) {
+        let agent = Command::new(elevate_testkit::cargo_bin("elevated"))
+            .arg("--state-dir")
+            .arg(self.dir.join("agent"))
+            .arg("run")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["--refresh-secs", "1"])
+            .env("ELEVATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.agent = Some(agent);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.elevate_as("root", &["status"], &[]);
+            if String::from_utf8_lossy(&out.stdout).contains("policy:  version") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not get a policy: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+    }
+
+    /// A root-owned program in `/opt/e2e/<folder>/<name>` with `mode`.
+    pub fn program(&self, folder: &str, name: &str, script: &str, mode: u32) -> PathBuf {
+        let dir = Path::new("/opt/e2e").join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// The `elevate` command, as `user`, with a minimal environment plus `env`.
+    pub fn command_as(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .arg(&self.elevate)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ELEVATE_SOCKET", &self.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn elevate_as(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command_as(user, args, env).output().unwrap()
+    }
+
+    /// Runs `f` against the server on the world's runtime.
+    pub fn api<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+
+    /// The pending request of `user`, waiting until it appears.
+    pub fn pending_request(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let list = self
+                .api(
+                    self.server()
+                        .get(Some(&self.admin), "/v1/requests?state=pending"),
+                )
+                .expect(200);
+            if let Some(id) = list
+                .body
+                .as_array()
+                .unwrap()
+                .first()
+                .and_then(|r| r["id"].as_str())
+            {
+                return id.to_string();
+            }
+            assert!(Instant::now() < deadline, "no request became pending");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Audit actions recorded on the server for a request.
+    pub fn audit_actions(&self, request: &str) -> Vec<String> {
+        let page = self
+            .api(
+                self.server()
+                    .get(Some(&self.admin), "/v1/audit?limit=10000"),
+            )
+            .expect(200);
+        page.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["subject"] == format!("request:{request}"))
+            .map(|r| r["action"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop_agent();
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+        let _ = Command::new("umount").arg("/etc").status();
+        let _ = Command::new("umount").arg("/opt").status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

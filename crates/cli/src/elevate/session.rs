@@ -1,0 +1,263 @@
+//! Talking to the agent: send the request with our stdin, stdout and stderr attached, then follow
+//! its frames (decision, wait, start, exit) and forward signals while the command runs.
+//!
+//! Must never: keep going when the agent cannot be reached (it fails closed with a message), or
+//! echo a server-supplied comment with control characters intact.
+
+use std::io::{IoSlice, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use elevate_core::text::visible;
+use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, VERSION};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+use super::Invocation;
+
+const WAITING: u8 = 0;
+const RUNNING: u8 = 1;
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("elevate: {}", visible(message));
+    ExitCode::from(1)
+}
+
+fn connect(socket: &std::path::Path) -> Result<UnixStream, String> {
+    UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "the Elevate agent is not reachable at {} ({e}); nothing ran. Is `elevated` running?",
+            socket.display()
+        )
+    })
+}
+
+/// Sends the first frame with stdin, stdout and stderr attached.
+fn send_with_stdio(stream: &UnixStream, frame: &ClientFrame) -> std::io::Result<()> {
+    let bytes = encode(frame);
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&stdio));
+    let sent = sendmsg(
+        stream,
+        &[IoSlice::new(&bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )?;
+    (&*stream).write_all(&bytes[sent..])
+}
+
+fn read_frame(
+    stream: &mut UnixStream,
+    reader: &mut FrameReader,
+) -> Result<Option<AgentFrame>, String> {
+    loop {
+        if let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
+            return Ok(Some(frame));
+        }
+        let mut buf = [0u8; 8192];
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            reader.finish().map_err(|e| e.to_string())?;
+            return Ok(None);
+        }
+        reader.push(&buf[..n]);
+    }
+}
+
+pub fn run(invocation: Invocation) -> ExitCode {
+    match invocation {
+        Invocation::Help => {
+            println!("usage: elevate [--reason TEXT] COMMAND [ARGS...]   run COMMAND as root, as the policy allows");
+            println!("       elevate status                              show the agent, server and policy");
+            ExitCode::SUCCESS
+        }
+        Invocation::Version => {
+            println!("elevate {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Invocation::Status { socket } => status(&socket),
+        Invocation::Run {
+            argv,
+            reason,
+            socket,
+        } => run_command(&socket, argv, reason),
+    }
+}
+
+fn status(socket: &std::path::Path) -> ExitCode {
+    let mut stream = match connect(socket) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = (&stream).write_all(&encode(&ClientFrame::Status)) {
+        return fail(&e.to_string());
+    }
+    match read_frame(&mut stream, &mut FrameReader::new()) {
+        Ok(Some(AgentFrame::Status(s))) => {
+            println!("agent:   running (elevated {})", s.version);
+            println!("device:  {}", visible(&s.device));
+            println!("server:  {} ({})", visible(&s.server), s.upstream);
+            match s.policy_version {
+                Some(v) => println!("policy:  version {v}"),
+                None => println!(
+                    "policy:  none yet (nothing can run until the agent reaches the server)"
+                ),
+            }
+            println!(
+                "spooled: {} audit events waiting for the server",
+                s.spooled_events
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Some(AgentFrame::Error { message, .. })) => fail(&message),
+        Ok(_) => fail("the agent gave no status"),
+        Err(e) => fail(&e),
+    }
+}
+
+fn prompt_reason(explanation: &str) -> Option<String> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprintln!("elevate: {}", visible(explanation));
+    eprint!("Reason: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    Some(line.trim().to_string()).filter(|r| !r.is_empty())
+}
+
+fn run_command(
+    socket: &std::path::Path,
+    argv: Vec<String>,
+    mut reason: Option<String>,
+) -> ExitCode {
+    loop {
+        match attempt(socket, &argv, reason.clone()) {
+            Attempt::Done(code) => return code,
+            Attempt::NeedReason(explanation) => match prompt_reason(&explanation) {
+                Some(r) => reason = Some(r),
+                None => return fail(&format!("{explanation}; give one with --reason \"…\"")),
+            },
+        }
+    }
+}
+
+enum Attempt {
+    Done(ExitCode),
+    NeedReason(String),
+}
+
+fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) -> Attempt {
+    let mut stream = match connect(socket) {
+        Ok(s) => s,
+        Err(e) => return Attempt::Done(fail(&e)),
+    };
+    let frame = ClientFrame::Run {
+        version: VERSION,
+        argv: argv.to_vec(),
+        cwd: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        reason,
+        interactive: std::io::stdin().is_terminal(),
+    };
+    if let Err(e) = send_with_stdio(&stream, &frame) {
+        return Attempt::Done(fail(&format!("cannot send the request to the agent: {e}")));
+    }
+    let phase = Arc::new(AtomicU8::new(WAITING));
+    let _signals = forward_signals(&stream, phase.clone());
+    let status_line = std::io::stderr().is_terminal();
+    let mut reader = FrameReader::new();
+    loop {
+        let frame = match read_frame(&mut stream, &mut reader) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return Attempt::Done(fail(
+                    "the agent closed the connection; nothing more is known",
+                ))
+            }
+            Err(e) => {
+                return Attempt::Done(fail(&format!("the agent's answer could not be read: {e}")))
+            }
+        };
+        match frame {
+            AgentFrame::Decided { outcome, message, approvers, request_id, explanation, .. } => match outcome.as_str() {
+                "deny" => {
+                    let why = message.unwrap_or(explanation);
+                    return Attempt::Done(fail(&format!("denied by policy: {why}")));
+                }
+                "approve" => eprintln!(
+                    "elevate: waiting for approval by {} (request {request_id}); Ctrl-C withdraws it",
+                    visible(approvers.as_deref().unwrap_or("an approver"))
+                ),
+                _ => {}
+            },
+            AgentFrame::Waiting { request_id, elapsed_secs } => {
+                if status_line {
+                    eprint!("\relevate: still waiting for request {request_id}: {}:{:02}", elapsed_secs / 60, elapsed_secs % 60);
+                    let _ = std::io::stderr().flush();
+                }
+            }
+            AgentFrame::Approved { comment, .. } => {
+                if status_line {
+                    eprintln!();
+                }
+                let said = comment.map(|c| format!(": {}", visible(&c))).unwrap_or_default();
+                eprintln!("elevate: approved{said}");
+            }
+            AgentFrame::Denied { comment, .. } => {
+                if status_line {
+                    eprintln!();
+                }
+                let said = comment.map(|c| format!(": {c}")).unwrap_or_default();
+                return Attempt::Done(fail(&format!("denied by the approver{said}")));
+            }
+            AgentFrame::Started { .. } => phase.store(RUNNING, Ordering::SeqCst),
+            AgentFrame::Exited { code, signal } => {
+                return Attempt::Done(match (code, signal) {
+                    (Some(c), _) => ExitCode::from(c.clamp(0, 255) as u8),
+                    (None, Some(s)) => ExitCode::from((128 + s).clamp(0, 255) as u8),
+                    (None, None) => ExitCode::from(1),
+                });
+            }
+            AgentFrame::Error { code, message } if code == "reason_required" => return Attempt::NeedReason(message),
+            AgentFrame::Error { code, message } if code == "cancelled" => {
+                eprintln!("elevate: {}", visible(&message));
+                return Attempt::Done(ExitCode::from(130));
+            }
+            AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
+            AgentFrame::Status(_) => {}
+        }
+    }
+}
+
+/// Ctrl-C and friends: while waiting they withdraw the request; while running they go to the
+/// command. The thread ends with the process.
+fn forward_signals(stream: &UnixStream, phase: Arc<AtomicU8>) -> Option<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+    let mut signals = signal_hook::iterator::Signals::new([
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
+    ])
+    .ok()?;
+    let mut writer = stream.try_clone().ok()?;
+    std::thread::spawn(move || {
+        for signo in signals.forever() {
+            let frame = if phase.load(Ordering::SeqCst) == RUNNING {
+                ClientFrame::Signal { signo }
+            } else if signo == SIGWINCH {
+                continue;
+            } else {
+                ClientFrame::Cancel
+            };
+            if writer.write_all(&encode(&frame)).is_err() {
+                break;
+            }
+        }
+    });
+    Some(())
+}

@@ -1,0 +1,224 @@
+//! The local protocol between the `elevate` command (or the sudo plugin) and the root agent
+//! `elevated`: length-prefixed JSON frames over a Unix socket, versioned.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. Frames larger than
+//! `MAX_FRAME` are refused before their body is read. The caller's identity is never in a frame:
+//! the agent takes it from the kernel (`SO_PEERCRED`), and `deny_unknown_fields` makes a frame
+//! that tries to carry a `uid` an error.
+//!
+//! Must never: trust anything in a client frame for identity or authorisation.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version; a `Run` with another version is refused with a message to upgrade.
+pub const VERSION: u32 = 1;
+
+/// Largest frame either side accepts (argv of a long command line fits comfortably).
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// What the client asks of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Run a command as root. The caller's stdin, stdout and stderr travel with this frame as
+    /// `SCM_RIGHTS`.
+    Run {
+        version: u32,
+        /// The command and its arguments, as typed.
+        argv: Vec<String>,
+        /// The caller's working directory (informational; the agent decides where to run).
+        cwd: String,
+        reason: Option<String>,
+        /// Whether the caller's stdin is a terminal.
+        interactive: bool,
+    },
+    /// Deliver this signal to the running command (forwarded Ctrl-C and friends).
+    Signal { signo: i32 },
+    /// Give up waiting for an approval.
+    Cancel,
+    /// Report the agent's state.
+    Status,
+}
+
+/// What the agent answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentFrame {
+    /// The policy decided.
+    Decided {
+        request_id: String,
+        /// `auto`, `approve` or `deny`.
+        outcome: String,
+        rule: Option<String>,
+        explanation: String,
+        /// For a denial: the message for the user.
+        message: Option<String>,
+        /// For an approval: who was asked.
+        approvers: Option<String>,
+    },
+    /// Still waiting for approvers.
+    Waiting {
+        request_id: String,
+        elapsed_secs: u64,
+    },
+    /// The approvers decided (approve or deny), with their comment.
+    Approved {
+        request_id: String,
+        comment: Option<String>,
+    },
+    Denied {
+        request_id: String,
+        comment: Option<String>,
+    },
+    /// The command started as root.
+    Started { pid: i32 },
+    /// The command ended: its exit code, or the signal that ended it.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// Nothing runs: why, and what to do.
+    Error { code: String, message: String },
+    /// Answer to `Status`.
+    Status(AgentStatus),
+}
+
+/// The agent's state, for `elevate status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatus {
+    pub version: String,
+    pub device: String,
+    pub server: String,
+    /// `online`, or `offline since …`.
+    pub upstream: String,
+    /// Policy version in force, if any.
+    pub policy_version: Option<u64>,
+    /// Events spooled and not yet confirmed by the server.
+    pub spooled_events: u64,
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("the connection ended in the middle of a frame")]
+    Truncated,
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Encodes a frame: length prefix and JSON.
+pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(frame).expect("frames always serialise");
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Collects bytes as they arrive and yields whole frames.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buffer: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn new() -> FrameReader {
+        FrameReader::default()
+    }
+
+    /// Adds bytes read from the socket.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, `Ok(None)` when more bytes are needed.
+    pub fn next_frame<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, FrameError> {
+        if self.buffer.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes(self.buffer[..4].try_into().expect("four bytes")) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge(len));
+        }
+        if self.buffer.len() < 4 + len {
+            return Ok(None);
+        }
+        let body: Vec<u8> = self.buffer.drain(..4 + len).skip(4).collect();
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| FrameError::Malformed(e.to_string()))
+    }
+
+    /// Call at end of stream: an error if a partial frame is left.
+    pub fn finish(&self) -> Result<(), FrameError> {
+        if self.buffer.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Truncated)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> ClientFrame {
+        ClientFrame::Run {
+            version: VERSION,
+            argv: vec!["id".into(), "-u".into()],
+            cwd: "/home/alice".into(),
+            reason: None,
+            interactive: false,
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_even_when_split() {
+        let bytes = [encode(&run()), encode(&ClientFrame::Cancel)].concat();
+        let mut reader = FrameReader::new();
+        let mut got = Vec::new();
+        for b in bytes.chunks(3) {
+            reader.push(b);
+            while let Some(f) = reader.next_frame::<ClientFrame>().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, vec![run(), ClientFrame::Cancel]);
+        reader.finish().unwrap();
+    }
+
+    #[test]
+    fn bad_frames_are_errors() {
+        // A forged uid is an unknown field.
+        let forged = br#"{"type":"run","version":1,"argv":["id"],"cwd":"/","reason":null,"interactive":false,"uid":0}"#;
+        let mut r = FrameReader::new();
+        r.push(&(forged.len() as u32).to_be_bytes());
+        r.push(forged);
+        assert!(
+            matches!(r.next_frame::<ClientFrame>(), Err(FrameError::Malformed(m)) if m.contains("uid"))
+        );
+        // Oversized: refused from the header alone.
+        let mut r = FrameReader::new();
+        r.push(&((MAX_FRAME as u32) + 1).to_be_bytes());
+        assert_eq!(
+            r.next_frame::<ClientFrame>(),
+            Err(FrameError::TooLarge(MAX_FRAME + 1))
+        );
+        // Truncated.
+        let mut r = FrameReader::new();
+        r.push(&encode(&run())[..10]);
+        assert_eq!(r.next_frame::<ClientFrame>(), Ok(None));
+        assert_eq!(r.finish(), Err(FrameError::Truncated));
+        // Not JSON.
+        let mut r = FrameReader::new();
+        r.push(&[0, 0, 0, 3, b'a', b'b', b'c']);
+        assert!(matches!(
+            r.next_frame::<ClientFrame>(),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}
