@@ -67,13 +67,7 @@ impl SignedBundle {
 
     /// Verifies the signature with the trusted key, then parses and checks the payload.
     pub fn verify(&self, trusted: &VerifyingKey) -> Result<BundlePayload, BundleError> {
-        let bytes: [u8; 64] = hex::decode(&self.signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or(BundleError::MalformedSignature)?;
-        trusted
-            .verify_strict(self.payload.as_bytes(), &Signature::from_bytes(&bytes))
-            .map_err(|_| BundleError::BadSignature)?;
+        verify_signature(trusted, self.payload.as_bytes(), &self.signature)?;
         let payload: BundlePayload = serde_json::from_str(&self.payload)
             .map_err(|e| BundleError::MalformedPayload(e.to_string()))?;
         if sha256_hex(&payload.policy) != payload.sha256 {
@@ -81,6 +75,21 @@ impl SignedBundle {
         }
         Ok(payload)
     }
+}
+
+/// Checks a hex Ed25519 signature over `message` strictly (no malleable or small-order forms).
+pub fn verify_signature(
+    trusted: &VerifyingKey,
+    message: &[u8],
+    signature_hex: &str,
+) -> Result<(), BundleError> {
+    let bytes: [u8; 64] = hex::decode(signature_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(BundleError::MalformedSignature)?;
+    trusted
+        .verify_strict(message, &Signature::from_bytes(&bytes))
+        .map_err(|_| BundleError::BadSignature)
 }
 
 /// Parses a hex Ed25519 public key.
@@ -133,6 +142,44 @@ mod tests {
             signed.verify(&key.verifying_key()),
             Err(BundleError::DigestMismatch)
         );
+    }
+
+    /// Wycheproof's Ed25519 vectors (shared/testdata): every valid signature verifies and every
+    /// invalid one (malleability, non-canonical encodings, wrong lengths) is refused.
+    #[test]
+    fn wycheproof_ed25519_vectors() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/testdata/crypto/ed25519_test.json"
+        );
+        let Ok(text) = std::fs::read_to_string(path) else {
+            assert!(std::env::var("CI").is_err(), "{path} is missing in CI");
+            eprintln!(
+                "SKIPPED: {path} not found (the shared folder sits beside the project in CI)"
+            );
+            return;
+        };
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut checked = 0;
+        for group in doc["testGroups"].as_array().unwrap() {
+            let Some(key) = parse_public_key(group["publicKey"]["pk"].as_str().unwrap()) else {
+                continue;
+            };
+            for case in group["tests"].as_array().unwrap() {
+                let msg = hex::decode(case["msg"].as_str().unwrap()).unwrap();
+                let verdict = verify_signature(&key, &msg, case["sig"].as_str().unwrap());
+                let valid = case["result"] == "valid";
+                assert_eq!(
+                    verdict.is_ok(),
+                    valid,
+                    "tcId {}: {}",
+                    case["tcId"],
+                    case["comment"]
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "only {checked} vectors were read");
     }
 
     #[test]

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmark: `elevate true` (pre-approved by an auto rule) against `sudo -n true` (NOPASSWD rule),
+# same machine, same user, one hyperfine run; plus the agent's idle memory. Run as root:
+#   bench/elevate-vs-sudo.sh
+# It works in a private mount namespace over a copy of /etc, so the machine is left unchanged.
+# Needs: hyperfine, sudo (apt-get install hyperfine sudo).
+set -euo pipefail
+if [ -z "${ELEVATE_BENCH_NS:-}" ]; then
+  exec unshare --mount --propagation private env ELEVATE_BENCH_NS=1 "$0" "$@"
+fi
+cd "$(dirname "$0")/.."
+command -v hyperfine >/dev/null && command -v sudo >/dev/null || { echo "install hyperfine and sudo first" >&2; exit 2; }
+cargo build --release -q -p elevate-server -p elevate-agent -p elevate-cli
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+
+work=$(mktemp -d /tmp/elevate-bench-XXXXXX); chmod 755 "$work"
+cleanup() { kill "${agent:-}" "${server:-}" 2>/dev/null || true; umount /etc 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+cp -a /etc "$work/etc"; mount --bind "$work/etc" /etc
+useradd -M benchuser
+echo 'benchuser ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/elevate-bench; chmod 440 /etc/sudoers.d/elevate-bench
+cp "$bin/elevate" "$work/elevate"
+
+port=18080
+password=bench-password-0123
+echo "$password" | "$bin/elevate-server" --data-dir "$work/server" account add admin --roles admin,approver,auditor --groups helpdesk
+ELEVATE_LOG=warn "$bin/elevate-server" --data-dir "$work/server" --listen "127.0.0.1:$port" serve & server=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+export XDG_CONFIG_HOME="$work/ctl"
+echo "$password" | "$bin/elevatectl" --server "http://127.0.0.1:$port" login --account admin --password-stdin >/dev/null
+cat > "$work/policy.toml" <<'POLICY'
+version = 1
+[defaults]
+unmatched = "approve"
+approvers = "helpdesk"
+
+[[rule]]
+name = "benchmark"
+who = { users = ["benchuser"] }
+what = { paths = ["/usr/bin/true"] }
+action = "auto"
+POLICY
+"$bin/elevatectl" policy apply "$work/policy.toml" >/dev/null
+token=$("$bin/elevatectl" enrol-token create 2>/dev/null)
+echo "$token" | "$bin/elevated" --state-dir "$work/agent" enrol --server "http://127.0.0.1:$port" --token - --name bench >/dev/null
+ELEVATE_LOG=warn "$bin/elevated" --state-dir "$work/agent" run --socket "$work/run/agent.sock" & agent=$!
+for _ in $(seq 100); do ELEVATE_SOCKET="$work/run/agent.sock" "$bin/elevate" status 2>/dev/null | grep -q 'policy:  version' && break; sleep 0.1; done
+
+as_user() { setpriv --reuid=benchuser --regid=benchuser --init-groups -- env -i PATH=/usr/bin:/bin ELEVATE_SOCKET="$work/run/agent.sock" "$@"; }
+as_user "$work/elevate" true
+as_user sudo -n true
+sleep 1
+echo "agent RSS after start and one request: $(grep VmRSS /proc/$agent/status)"
+as_user hyperfine -N --warmup 30 --runs 500 --export-markdown "$work/result.md" \
+  "sudo -n true" "$work/elevate true" 2>&1 | sed "s|$work/||g"
+sleep 3
+echo "agent RSS idle after 530 requests: $(grep VmRSS /proc/$agent/status)"
