@@ -43,7 +43,7 @@ POLICY
 "$bin/elevatectl" policy apply "$work/policy.toml" >/dev/null
 token=$("$bin/elevatectl" enrol-token create 2>/dev/null)
 echo "$token" | "$bin/elevated" --state-dir "$work/agent" enrol --server "http://127.0.0.1:$port" --token - --name bench >/dev/null
-ELEVATE_LOG=warn "$bin/elevated" --state-dir "$work/agent" run --socket "$work/run/agent.sock" & agent=$!
+ELEVATE_LOG="${ELEVATE_AGENT_LOG:-warn}" "$bin/elevated" --state-dir "$work/agent" run --socket "$work/run/agent.sock" 2> "$work/agent.log" & agent=$!
 for _ in $(seq 100); do ELEVATE_SOCKET="$work/run/agent.sock" "$bin/elevate" status 2>/dev/null | grep -q 'policy:  version' && break; sleep 0.1; done
 
 as_user() { setpriv --reuid=benchuser --regid=benchuser --init-groups -- env -i PATH=/usr/bin:/bin ELEVATE_SOCKET="$work/run/agent.sock" "$@"; }
@@ -51,7 +51,12 @@ as_user "$work/elevate" true
 as_user sudo -n true
 sleep 1
 echo "agent RSS after start and one request: $(grep VmRSS /proc/$agent/status)"
-as_user hyperfine -N --warmup 30 --runs 500 --export-markdown "$work/result.md" \
+as_user hyperfine -N --warmup 30 --runs 500 \
   "sudo -n true" "$work/elevate true" 2>&1 | sed "s|$work/||g"
+if [ -n "${ELEVATE_BENCH_DETAIL:-}" ]; then
+  # Where the time goes: process start of the client alone, and a round trip without running.
+  as_user hyperfine -N --warmup 30 --runs 300 "/usr/bin/true" "$work/elevate --version" "$work/elevate status" 2>&1 | sed "s|$work/||g" | grep -E "Benchmark|Time"
+fi
 sleep 3
 echo "agent RSS idle after 530 requests: $(grep VmRSS /proc/$agent/status)"
+[ -z "${ELEVATE_AGENT_LOG:-}" ] || tail -n 12 "$work/agent.log"

@@ -7,6 +7,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// Only files in program folders are kept in memory (they are what people run elevated); a
+/// question about any other path scans the database once for that path.
+fn is_program_path(path: &str) -> bool {
+    path.starts_with('/')
+        && ["/bin/", "/sbin/", "/libexec/", "/games/"]
+            .iter()
+            .any(|d| path.contains(d))
+}
+
 /// Path → package, with the time of the database it was read from.
 #[derive(Debug, Default)]
 pub struct DpkgIndex {
@@ -45,7 +54,7 @@ impl DpkgIndex {
                 // `libc6:amd64.list` belongs to package `libc6`.
                 let package = package.split(':').next().unwrap_or(package).to_string();
                 if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                    for line in text.lines().filter(|l| l.starts_with('/')) {
+                    for line in text.lines().filter(|l| is_program_path(l)) {
                         owners.insert(line.to_string(), package.clone());
                     }
                 }
@@ -58,9 +67,6 @@ impl DpkgIndex {
     /// The package owning `path`, trying the merged-/usr twin (`/bin/x` ↔ `/usr/bin/x`) too.
     pub fn owner(&mut self, path: &str) -> Option<String> {
         self.refresh();
-        if let Some(p) = self.owners.get(path) {
-            return Some(p.clone());
-        }
         let twin = match path.strip_prefix("/usr") {
             Some(rest)
                 if ["/bin/", "/sbin/", "/lib/"]
@@ -71,7 +77,31 @@ impl DpkgIndex {
             }
             _ => format!("/usr{path}"),
         };
-        self.owners.get(&twin).cloned()
+        if is_program_path(path) {
+            return self
+                .owners
+                .get(path)
+                .or_else(|| self.owners.get(&twin))
+                .cloned();
+        }
+        self.scan(path).or_else(|| self.scan(&twin))
+    }
+
+    /// Looks for one path in every `.list` file (for files outside program folders).
+    fn scan(&self, path: &str) -> Option<String> {
+        let entries = std::fs::read_dir(&self.info_dir).ok()?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(package) = name.strip_suffix(".list") else {
+                continue;
+            };
+            if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                if text.lines().any(|l| l == path) {
+                    return Some(package.split(':').next().unwrap_or(package).to_string());
+                }
+            }
+        }
+        None
     }
 }
 
@@ -85,7 +115,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("apt.list"),
-            "/.\n/usr\n/usr/bin/apt\n/usr/bin/apt-get\n",
+            "/.\n/usr\n/usr/bin/apt\n/usr/bin/apt-get\n/opt/apt/tool\n",
         )
         .unwrap();
         std::fs::write(dir.join("bash:amd64.list"), "/bin/bash\n").unwrap();
@@ -98,6 +128,7 @@ mod tests {
             ("/bin/apt-get", Some("apt")),
             ("/usr/bin/other", None),
             ("/opt/tool", None),
+            ("/opt/apt/tool", Some("apt")),
         ] {
             assert_eq!(index.owner(path).as_deref(), owner, "{path}");
         }

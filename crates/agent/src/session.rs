@@ -154,7 +154,8 @@ fn spool(agent: &Agent, events: &[AuditEventIn]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Who keeps the request's record: the agent's spool (decided here) or the server.
+/// Who keeps the request's record: the agent's spool (decided here; the start is spooled with
+/// the decision) or the server.
 enum Record {
     Local,
     Server,
@@ -168,6 +169,7 @@ async fn run(
     reason: Option<String>,
     stdio: [OwnedFd; 3],
 ) {
+    let t0 = Instant::now();
     let caller = match users::lookup(uid) {
         Ok(c) => c,
         Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
@@ -179,11 +181,13 @@ async fn run(
         Ok(b) => b,
         Err(e) => return conn.refuse("binary", e.to_string()).await,
     };
+    let t_resolve = t0.elapsed();
     let package = agent
         .packages
         .lock()
         .expect("packages lock")
         .owner(&binary.path);
+    let t_package = t0.elapsed();
     let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
         return conn
             .refuse("no_policy", "this device has no verified policy yet (the server has not been reached since enrolment); nothing runs")
@@ -225,6 +229,8 @@ async fn run(
             )
             .await;
     }
+    let t_decide = t0.elapsed();
+    tracing::debug!(?t_resolve, ?t_package, ?t_decide, "timings");
     let view = DecisionView::from_decision(&decision, policy.version);
     let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
         "device": agent.enrolment.name, "target": target, "reason": reason, "channel": "native" });
@@ -239,7 +245,7 @@ async fn run(
     match &decision.outcome {
         Outcome::Deny { .. } | Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
-            let events = [
+            let mut events = vec![
                 event(agent, &caller, "request.created", &id, facts),
                 event(
                     agent,
@@ -249,6 +255,16 @@ async fn run(
                     serde_json::to_value(&view).unwrap_or_default(),
                 ),
             ];
+            if matches!(decision.outcome, Outcome::Auto) {
+                // Recorded with the decision, in the same flush to disk, before anything runs.
+                events.push(event(
+                    agent,
+                    &caller,
+                    "request.running",
+                    &id,
+                    serde_json::json!({ "sha256": binary.sha256 }),
+                ));
+            }
             if let Err(e) = spool(agent, &events) {
                 return conn
                     .refuse(
@@ -421,19 +437,10 @@ async fn execute(
     binary: &crate::resolve::Resolved,
     stdio: [OwnedFd; 3],
 ) {
-    // The start is recorded before anything runs.
+    // The start is recorded before anything runs (for local decisions the caller spooled it
+    // together with the decision).
     let recorded = match record {
-        Record::Local => spool(
-            agent,
-            &[event(
-                agent,
-                caller,
-                "request.running",
-                id,
-                serde_json::json!({ "sha256": binary.sha256 }),
-            )],
-        )
-        .map_err(|e| format!("cannot record the start ({e})")),
+        Record::Local => Ok(()),
         Record::Server => agent
             .upstream
             .start(id)
@@ -445,6 +452,7 @@ async fn execute(
         return conn.refuse("audit", format!("{e}; nothing runs")).await;
     }
     let env = environment(caller, id);
+    let t_spawn = Instant::now();
     let child = os::exec::spawn(os::exec::ExactCommand {
         binary: &binary.file,
         argv,
@@ -471,6 +479,7 @@ async fn execute(
         }
     };
     let pid = child.id();
+    tracing::debug!(spawn = ?t_spawn.elapsed(), "spawned");
     let status = match os::process::pidfd_of_child(pid).and_then(os::process::watch_exit) {
         Ok(pidfd) => {
             conn.send(&AgentFrame::Started { pid: pid as i32 }).await;
@@ -495,8 +504,10 @@ async fn execute(
             (None, None)
         }
     };
-    finish(agent, caller, id, &record, Ok((code, signal))).await;
+    tracing::debug!(until_exit = ?t_spawn.elapsed(), "exited");
+    // The exit already happened: tell the caller first, then record it.
     conn.send(&AgentFrame::Exited { code, signal }).await;
+    finish(agent, caller, id, &record, Ok((code, signal))).await;
 }
 
 /// Relays signals until the child exits; if the caller goes away, stops the child.

@@ -92,16 +92,16 @@ fn a_request_waits_for_an_approver_then_runs_and_returns_its_exit_status() {
                 "{}",
                 text(&out.stderr)
             );
-            assert_eq!(
-                world.audit_actions(&id),
-                [
+            world.wait_for_actions(
+                &id,
+                &[
                     "request.created",
                     "request.decided",
                     "request.approval_given",
                     "request.approved",
                     "request.running",
-                    "request.finished"
-                ]
+                    "request.finished",
+                ],
             );
             let r = world
                 .api(

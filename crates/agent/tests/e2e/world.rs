@@ -265,6 +265,23 @@ impl World {
         }
     }
 
+    /// Waits until the server has recorded `expected` (in order) for a request; the end of a
+    /// command is recorded just after the caller is told, so it may trail the caller's exit.
+    pub fn wait_for_actions(&self, request: &str, expected: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let actions = self.audit_actions(request);
+            if actions == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "recorded {actions:?}, expected {expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Audit actions recorded on the server for a request.
     pub fn audit_actions(&self, request: &str) -> Vec<String> {
         let page = self
