@@ -152,3 +152,83 @@ fn denials_say_why_and_exit_non_zero() {
         assert!(out.stdout.is_empty(), "nothing ran");
     });
 }
+
+#[test]
+fn ctrl_c_while_waiting_withdraws_the_request() {
+    namespaced("flows::ctrl_c_while_waiting_withdraws_the_request", || {
+        let world = World::new();
+        let prog = world.program("approve", "slowpoke", "#!/bin/sh\necho ran\n", 0o755);
+        let child = world
+            .command_as("bob", &[prog.to_str().unwrap()], &[])
+            .spawn()
+            .unwrap();
+        let id = world.pending_request();
+        // setpriv has exec'd elevate: the child's pid is elevate's.
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::INT,
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "stderr: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "nothing ran");
+        let r = world
+            .api(
+                world
+                    .server()
+                    .get(Some(&world.admin), &format!("/v1/requests/{id}")),
+            )
+            .expect(200);
+        assert_eq!(r.body["state"], "cancelled");
+    });
+}
+
+#[test]
+fn a_reason_is_asked_for_when_the_policy_requires_one() {
+    namespaced(
+        "flows::a_reason_is_asked_for_when_the_policy_requires_one",
+        || {
+            let world = World::new();
+            let tool = world.program("reason", "tool", "#!/bin/sh\necho maintained\n", 0o755);
+            let out = world.elevate_as("alice", &[tool.to_str().unwrap()], &[]);
+            assert_eq!(out.status.code(), Some(1));
+            assert!(
+                text(&out.stderr).contains("reason is required")
+                    && text(&out.stderr).contains("--reason"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(out.stdout.is_empty());
+            let out = world.elevate_as(
+                "alice",
+                &["--reason", "rotate the logs", tool.to_str().unwrap()],
+                &[],
+            );
+            assert_eq!(text(&out.stdout), "maintained\n", "{}", text(&out.stderr));
+            // The reason travels with the request into the audit trail.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let page = world
+                    .api(
+                        world
+                            .server()
+                            .get(Some(&world.admin), "/v1/audit?limit=10000"),
+                    )
+                    .expect(200);
+                if page.text.contains("rotate the logs") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the reason never reached the server"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        },
+    );
+}

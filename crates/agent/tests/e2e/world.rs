@@ -66,6 +66,12 @@ what = { paths = ["/usr/bin/bash", "/usr/bin/dash", "/bin/bash", "/bin/dash"] }
 action = { deny = "use a specific command instead of a root shell" }
 
 [[rule]]
+name = "maintenance tools need a reason"
+what = { paths = ["/opt/e2e/reason/*"] }
+reason = "required"
+action = "auto"
+
+[[rule]]
 name = "developers may run the diagnostics"
 who = { groups = ["developers"] }
 what = { paths = ["/usr/bin/id", "/usr/bin/env", "/usr/bin/true", "/opt/e2e/auto/*"] }
