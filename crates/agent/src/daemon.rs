@@ -89,6 +89,7 @@ impl Agent {
                 .as_ref()
                 .map(|p| p.version),
             spooled_events: self.spool.lock().expect("spool lock").pending(),
+            open_requests: None,
         }
     }
 

@@ -113,8 +113,25 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             run(&agent, &mut conn, cred.uid(), argv, reason, stdio).await;
         }
         Ok(Ok(Some(ClientFrame::Status))) => {
-            let status = agent.status();
+            let mut status = agent.status();
+            if let Ok(caller) = users::lookup(cred.uid()) {
+                let pending = agent.upstream.requests(&caller.name, Some("pending")).await;
+                status.open_requests = pending.ok().map(|r| r.len() as u64);
+            }
             conn.send(&AgentFrame::Status(status)).await;
+        }
+        Ok(Ok(Some(ClientFrame::Requests))) => {
+            let caller = match users::lookup(cred.uid()) {
+                Ok(c) => c,
+                Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
+            };
+            match agent.upstream.requests(&caller.name, None).await {
+                Ok(list) => {
+                    let requests = list.iter().map(summary).collect();
+                    conn.send(&AgentFrame::Requests { requests }).await;
+                }
+                Err(e) => conn.refuse("server", e.to_string()).await,
+            }
         }
         Ok(Ok(Some(_))) => {
             conn.refuse("protocol", "the first frame must be run or status")
@@ -123,6 +140,23 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
         Ok(Ok(None)) => {}
         Ok(Err(e)) => conn.refuse("bad_frame", e.to_string()).await,
         Err(_) => conn.refuse("timeout", "no request arrived in time").await,
+    }
+}
+
+fn summary(r: &RequestView) -> elevate_proto::ipc::RequestSummary {
+    let what = match &r.target {
+        WireTarget::Command { path, args, .. } => elevate_core::text::command_line(path, args),
+        WireTarget::Session { duration_secs } => format!(
+            "admin session of {}",
+            elevate_core::duration::format(jiff::SignedDuration::from_secs(*duration_secs as i64))
+        ),
+    };
+    elevate_proto::ipc::RequestSummary {
+        id: r.id.clone(),
+        created_at: r.created_at.to_string(),
+        state: r.state.clone(),
+        what,
+        approvers: r.decision.approvers.clone(),
     }
 }
 

@@ -135,6 +135,24 @@ impl Upstream {
         .await
     }
 
+    /// Requests of one user on this device, newest first.
+    pub async fn requests(
+        &self,
+        user: &str,
+        state: Option<&str>,
+    ) -> Result<Vec<RequestView>, UpstreamError> {
+        let mut query = vec![("user", user), ("limit", "50")];
+        if let Some(s) = state {
+            query.push(("state", s));
+        }
+        self.call(
+            self.http
+                .get(format!("{}/v1/requests", self.server))
+                .query(&query),
+        )
+        .await
+    }
+
     pub async fn ingest(&self, events: &[AuditEventIn]) -> Result<IngestResult, UpstreamError> {
         self.post(
             "/v1/audit/events",

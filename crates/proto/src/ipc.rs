@@ -38,6 +38,8 @@ pub enum ClientFrame {
     Cancel,
     /// Report the agent's state.
     Status,
+    /// List the caller's requests known to the server.
+    Requests,
 }
 
 /// What the agent answers.
@@ -81,6 +83,21 @@ pub enum AgentFrame {
     Error { code: String, message: String },
     /// Answer to `Status`.
     Status(AgentStatus),
+    /// Answer to `Requests`, newest first.
+    Requests { requests: Vec<RequestSummary> },
+}
+
+/// One of the caller's requests, for `elevate requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSummary {
+    pub id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub state: String,
+    /// The command line or admin session, as a person reads it.
+    pub what: String,
+    pub approvers: Option<String>,
 }
 
 /// The agent's state, for `elevate status`.
@@ -96,6 +113,8 @@ pub struct AgentStatus {
     pub policy_version: Option<u64>,
     /// Events spooled and not yet confirmed by the server.
     pub spooled_events: u64,
+    /// The caller's requests waiting for approvers (unknown while offline).
+    pub open_requests: Option<u64>,
 }
 
 /// Why bytes are not a frame.

@@ -232,3 +232,42 @@ fn a_reason_is_asked_for_when_the_policy_requires_one() {
         },
     );
 }
+
+#[test]
+fn users_see_their_open_requests() {
+    namespaced("flows::users_see_their_open_requests", || {
+        let world = World::new();
+        let prog = world.program("approve", "later", "#!/bin/sh\necho ran\n", 0o755);
+        let child = world
+            .command_as("bob", &[prog.to_str().unwrap(), "--now"], &[])
+            .spawn()
+            .unwrap();
+        let id = world.pending_request();
+        let out = world.elevate_as("bob", &["requests"], &[]);
+        let listed = text(&out.stdout);
+        assert!(
+            listed.contains(&id)
+                && listed.contains("pending")
+                && listed.contains("/opt/e2e/approve/later --now")
+                && listed.contains("[helpdesk]"),
+            "{listed}"
+        );
+        let out = world.elevate_as("bob", &["status"], &[]);
+        assert!(
+            text(&out.stdout).contains("open:    1 of your requests"),
+            "{}",
+            text(&out.stdout)
+        );
+        // alice has none.
+        let out = world.elevate_as("alice", &["requests"], &[]);
+        assert!(!text(&out.stdout).contains(&id), "{}", text(&out.stdout));
+        world
+            .api(world.server().post(
+                Some(&world.admin),
+                &format!("/v1/requests/{id}/deny"),
+                &serde_json::json!({}),
+            ))
+            .expect(200);
+        let _ = child.wait_with_output();
+    });
+}

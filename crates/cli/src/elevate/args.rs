@@ -16,6 +16,9 @@ pub enum Invocation {
     Status {
         socket: PathBuf,
     },
+    Requests {
+        socket: PathBuf,
+    },
     Help,
     Version,
 }
@@ -65,6 +68,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
     match rest.first().map(String::as_str) {
         None => Err("no command given".into()),
         Some("status") if rest.len() == 1 => Ok(Invocation::Status { socket }),
+        Some("requests") if rest.len() == 1 => Ok(Invocation::Requests { socket }),
         Some("run") if rest.len() > 1 => parse_run(&rest[1..], reason, socket),
         Some("run") => Err("`elevate run` needs a command".into()),
         Some(_) => Ok(Invocation::Run {
@@ -94,9 +98,14 @@ fn parse_run(
                 inner_socket
             },
         }),
-        // `elevate run status` runs a program called `status`.
+        // `elevate run status` runs a program called `status` (and `requests` likewise).
         Invocation::Status { socket } => Ok(Invocation::Run {
             argv: vec!["status".into()],
+            reason,
+            socket,
+        }),
+        Invocation::Requests { socket } => Ok(Invocation::Run {
+            argv: vec!["requests".into()],
             reason,
             socket,
         }),

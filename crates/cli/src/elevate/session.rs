@@ -74,6 +74,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
         Invocation::Help => {
             println!("usage: elevate [--reason TEXT] COMMAND [ARGS...]   run COMMAND as root, as the policy allows");
             println!("       elevate status                              show the agent, server and policy");
+            println!("       elevate requests                            list your requests and their state");
             ExitCode::SUCCESS
         }
         Invocation::Version => {
@@ -81,6 +82,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
             ExitCode::SUCCESS
         }
         Invocation::Status { socket } => status(&socket),
+        Invocation::Requests { socket } => requests(&socket),
         Invocation::Run {
             argv,
             reason,
@@ -112,10 +114,52 @@ fn status(socket: &std::path::Path) -> ExitCode {
                 "spooled: {} audit events waiting for the server",
                 s.spooled_events
             );
+            match s.open_requests {
+                Some(n) => println!("open:    {n} of your requests waiting for approvers"),
+                None => println!("open:    unknown (the server did not answer)"),
+            }
             ExitCode::SUCCESS
         }
         Ok(Some(AgentFrame::Error { message, .. })) => fail(&message),
         Ok(_) => fail("the agent gave no status"),
+        Err(e) => fail(&e),
+    }
+}
+
+fn requests(socket: &std::path::Path) -> ExitCode {
+    let mut stream = match connect(socket) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = (&stream).write_all(&encode(&ClientFrame::Requests)) {
+        return fail(&e.to_string());
+    }
+    match read_frame(&mut stream, &mut FrameReader::new()) {
+        Ok(Some(AgentFrame::Requests { requests })) => {
+            if requests.is_empty() {
+                println!("no requests (pre-approved commands run at once and are not listed)");
+            }
+            for r in requests {
+                let created = r
+                    .created_at
+                    .get(..16)
+                    .unwrap_or(&r.created_at)
+                    .replace('T', " ");
+                let approvers = r
+                    .approvers
+                    .map(|a| format!(" [{}]", visible(&a)))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {created}  {:<9} {}{approvers}",
+                    r.id,
+                    r.state,
+                    visible(&r.what)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Some(AgentFrame::Error { message, .. })) => fail(&message),
+        Ok(_) => fail("the agent gave no list"),
         Err(e) => fail(&e),
     }
 }
@@ -231,7 +275,7 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
                 return Attempt::Done(ExitCode::from(130));
             }
             AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
-            AgentFrame::Status(_) => {}
+            AgentFrame::Status(_) | AgentFrame::Requests { .. } => {}
         }
     }
 }

@@ -12,7 +12,7 @@ use elevate_proto::v1::{ApprovalView, DecisionView, NewRequest, RequestView};
 use serde_json::json;
 
 use super::{App, AppError, Principal, Result, Role};
-use crate::store::{HistoryStats, RequestRow, Tx};
+use crate::store::{HistoryStats, RequestFilter, RequestRow, Tx};
 
 /// A request with its approvals and the history of the same binary, for approvers.
 #[derive(Debug, Clone)]
@@ -166,13 +166,22 @@ impl App {
         })
     }
 
+    /// Requests, newest first. Accounts see all (optionally of one `user`); a device sees only
+    /// its own.
     pub async fn requests(
         &self,
         caller: &Principal,
         state: Option<&str>,
+        user: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RequestView>> {
-        caller.require(&[Role::Admin, Role::Approver, Role::Auditor])?;
+        let device = match caller {
+            Principal::Device(d) => Some(d.name.as_str()),
+            Principal::Account(_) => {
+                caller.require(&[Role::Admin, Role::Approver, Role::Auditor])?;
+                None
+            }
+        };
         let state = match state {
             Some(s) => Some(s.parse::<RequestState>().map_err(|_| {
                 AppError::BadRequest(format!(
@@ -181,7 +190,12 @@ impl App {
             })?),
             None => None,
         };
-        let rows = self.store.requests(state, limit.clamp(1, 1000)).await?;
+        let filter = RequestFilter {
+            state,
+            device,
+            user,
+        };
+        let rows = self.store.requests(&filter, limit.clamp(1, 1000)).await?;
         Ok(rows.into_iter().map(|r| view(r, vec![])).collect())
     }
 

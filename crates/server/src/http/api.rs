@@ -297,11 +297,13 @@ pub async fn create_request(
 pub struct ListQuery {
     /// Only requests in this state.
     pub state: Option<String>,
+    /// Only requests of this user (a device always sees only its own requests).
+    pub user: Option<String>,
     /// At most this many (default 100, at most 1000).
     pub limit: Option<u32>,
 }
 
-/// Requests, newest first.
+/// Requests, newest first. Accounts see all; an enrolled device sees its own.
 #[utoipa::path(get, path = "/v1/requests", security(("bearer" = [])), params(ListQuery),
     responses((status = 200, body = [RequestView])))]
 pub async fn list_requests(
@@ -310,8 +312,13 @@ pub async fn list_requests(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<RequestView>>> {
     Ok(Json(
-        app.requests(&caller, q.state.as_deref(), q.limit.unwrap_or(100))
-            .await?,
+        app.requests(
+            &caller,
+            q.state.as_deref(),
+            q.user.as_deref(),
+            q.limit.unwrap_or(100),
+        )
+        .await?,
     ))
 }
 

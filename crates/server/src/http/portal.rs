@@ -288,7 +288,7 @@ struct QueuePage {
 }
 
 async fn list(app: &App, user: &PortalUser, state: Option<&str>, heading: &str) -> Response {
-    match app.requests(&user.principal(), state, 200).await {
+    match app.requests(&user.principal(), state, None, 200).await {
         Ok(requests) => page(QueuePage {
             signed_in: Some(user.account.name.clone()),
             csrf: user.session.csrf.clone(),

@@ -22,7 +22,7 @@ pub use accounts::{AccountRow, SessionRow};
 pub use audit::Chain;
 pub use devices::{DeviceRow, EnrolTokenRow};
 pub use policies::PolicyRow;
-pub use requests::{ApprovalRow, HistoryStats, NewRequestRow, RequestRow};
+pub use requests::{ApprovalRow, HistoryStats, NewRequestRow, RequestFilter, RequestRow};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,14 @@ pub struct RequestRow {
     pub exit_code: Option<i32>,
 }
 
+/// Which requests to list (all conditions that are set must hold).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFilter<'a> {
+    pub state: Option<RequestState>,
+    pub device: Option<&'a str>,
+    pub user: Option<&'a str>,
+}
+
 /// A new request to store.
 pub type NewRequestRow = RequestRow;
 
@@ -204,31 +212,38 @@ impl Store {
         row.as_ref().map(request).transpose()
     }
 
-    /// Requests, newest first, optionally only in one state.
+    /// Requests, newest first, optionally only in one state, from one device, of one user.
     pub async fn requests(
         &self,
-        state: Option<RequestState>,
+        filter: &RequestFilter<'_>,
         limit: u32,
     ) -> Result<Vec<RequestRow>> {
-        let rows = match state {
-            Some(s) => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM requests WHERE state = $1 ORDER BY created_ms DESC, id DESC LIMIT $2"
-                ))
-                .bind(s.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
+        let mut conditions = Vec::new();
+        let mut values: Vec<&str> = Vec::new();
+        for (column, value) in [
+            ("state", filter.state.map(|s| s.as_str())),
+            ("device", filter.device),
+            ("user_name", filter.user),
+        ] {
+            if let Some(v) = value {
+                values.push(v);
+                conditions.push(format!("{column} = ${}", values.len()));
             }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM requests ORDER BY created_ms DESC, id DESC LIMIT $1"
-                ))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
+        }
+        let clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
         };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM requests {clause} ORDER BY created_ms DESC, id DESC LIMIT ${}",
+            values.len() + 1
+        );
+        let mut query = sqlx::query(&sql);
+        for v in values {
+            query = query.bind(v);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(request).collect()
     }
 

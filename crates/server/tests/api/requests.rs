@@ -415,3 +415,42 @@ async fn nothing_is_decided_without_a_policy() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_device_lists_only_its_own_requests_and_can_narrow_to_one_user() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        let (other, _) = server.enrol(&admin, "web-02", &[]).await;
+        for (dev, user) in [(&device, "bob"), (&device, "carol"), (&other, "bob")] {
+            server
+                .post(
+                    Some(dev),
+                    "/v1/requests",
+                    &command_request(user, &[], "/usr/bin/systemctl", &[]),
+                )
+                .await
+                .expect(201);
+        }
+        let mine = server.get(Some(&device), "/v1/requests").await.expect(200);
+        assert_eq!(mine.body.as_array().unwrap().len(), 2);
+        assert!(mine
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["device"] == "web-01"));
+        let bobs = server
+            .get(Some(&device), "/v1/requests?user=bob&state=pending")
+            .await
+            .expect(200);
+        assert_eq!(bobs.body.as_array().unwrap().len(), 1);
+        assert_eq!(bobs.body[0]["user"], "bob");
+        let all_bobs = server
+            .get(Some(&admin), "/v1/requests?user=bob")
+            .await
+            .expect(200);
+        assert_eq!(all_bobs.body.as_array().unwrap().len(), 2);
+        server
+    })
+    .await;
+}
