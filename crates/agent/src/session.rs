@@ -70,6 +70,21 @@ impl Conn {
             .await;
     }
 
+    /// Sends a frame with a descriptor attached.
+    async fn send_with_fd(&mut self, frame: &AgentFrame, fd: &OwnedFd) -> std::io::Result<()> {
+        let bytes = elevate_proto::ipc::encode(frame);
+        loop {
+            self.stream.writable().await?;
+            match self.stream.try_io(Interest::WRITABLE, || {
+                os::fds::send_with_fd(self.stream.as_fd(), &bytes, fd.as_fd())
+            }) {
+                Ok(n) => return self.stream.write_all(&bytes[n..]).await,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn refuse(&mut self, code: &str, message: impl Into<String>) {
         self.send(&AgentFrame::Error {
             code: code.into(),
@@ -95,6 +110,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             version,
             argv,
             reason,
+            interactive,
             ..
         }))) => {
             if version != VERSION {
@@ -109,6 +125,11 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                         "stdin, stdout and stderr must come with the request",
                     )
                     .await;
+            };
+            let stdio = if interactive {
+                Stdio::Terminal
+            } else {
+                Stdio::Caller(stdio)
             };
             run(&agent, &mut conn, cred.uid(), argv, reason, stdio).await;
         }
@@ -188,6 +209,14 @@ fn spool(agent: &Agent, events: &[AuditEventIn]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where the command's stdin, stdout and stderr come from.
+enum Stdio {
+    /// The caller's own descriptors (not a terminal).
+    Caller([OwnedFd; 3]),
+    /// A fresh pty, relayed by the client.
+    Terminal,
+}
+
 /// Who keeps the request's record: the agent's spool (decided here; the start is spooled with
 /// the decision) or the server.
 enum Record {
@@ -201,7 +230,7 @@ async fn run(
     uid: u32,
     argv: Vec<String>,
     reason: Option<String>,
-    stdio: [OwnedFd; 3],
+    stdio: Stdio,
 ) {
     let t0 = Instant::now();
     let caller = match users::lookup(uid) {
@@ -469,7 +498,7 @@ async fn execute(
     record: Record,
     argv: &[String],
     binary: &crate::resolve::Resolved,
-    stdio: [OwnedFd; 3],
+    stdio: Stdio,
 ) {
     // The start is recorded before anything runs (for local decisions the caller spooled it
     // together with the decision).
@@ -487,14 +516,35 @@ async fn execute(
     }
     let env = environment(caller, id);
     let t_spawn = Instant::now();
+    let (fds, master, controlling_tty) = match stdio {
+        Stdio::Caller(fds) => (fds, None, false),
+        Stdio::Terminal => {
+            let pair = os::pty::open_pair().and_then(|(master, slave)| {
+                Ok(([slave.try_clone()?, slave.try_clone()?, slave], master))
+            });
+            match pair {
+                Ok((fds, master)) => (fds, Some(master), true),
+                Err(e) => {
+                    finish(agent, caller, id, &record, Err(format!("no terminal: {e}"))).await;
+                    return conn
+                        .refuse(
+                            "pty",
+                            format!("cannot open a terminal for the command: {e}"),
+                        )
+                        .await;
+                }
+            }
+        }
+    };
     let child = os::exec::spawn(os::exec::ExactCommand {
         binary: &binary.file,
         argv,
         env: &env,
         cwd: Path::new("/"),
-        stdio,
+        stdio: fds,
         loginuid: caller.uid,
         script: binary.script,
+        controlling_tty,
     });
     let mut child = match child {
         Ok(c) => c,
@@ -513,6 +563,12 @@ async fn execute(
         }
     };
     let pid = child.id();
+    if let Some(master) = master {
+        // The agent's copies of the slave are gone with `fds`; the client gets the master.
+        if let Err(e) = conn.send_with_fd(&AgentFrame::Terminal, &master).await {
+            tracing::warn!(error = %e, "cannot hand the terminal to the caller");
+        }
+    }
     tracing::debug!(spawn = ?t_spawn.elapsed(), "spawned");
     let status = match os::process::pidfd_of_child(pid).and_then(os::process::watch_exit) {
         Ok(pidfd) => {

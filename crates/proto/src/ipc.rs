@@ -72,6 +72,9 @@ pub enum AgentFrame {
         request_id: String,
         comment: Option<String>,
     },
+    /// The command runs on a fresh pty whose master travels with this frame (`SCM_RIGHTS`): the
+    /// client relays between its terminal and the master.
+    Terminal,
     /// The command started as root.
     Started { pid: i32 },
     /// The command ended: its exit code, or the signal that ended it.

@@ -31,6 +31,8 @@ pub struct ExactCommand<'a> {
     pub loginuid: u32,
     /// A `#!` script: the interpreter opens `/dev/fd/N`, so the descriptor must survive exec.
     pub script: bool,
+    /// stdin is a fresh pty slave that becomes the command's controlling terminal.
+    pub controlling_tty: bool,
 }
 
 fn c_strings(items: impl Iterator<Item = String>) -> io::Result<Vec<CString>> {
@@ -64,6 +66,7 @@ pub fn spawn(cmd: ExactCommand<'_>) -> io::Result<Child> {
     let loginuid = cmd.loginuid.to_string().into_bytes();
     let fd = cmd.binary.as_raw_fd();
     let script = cmd.script;
+    let controlling_tty = cmd.controlling_tty;
     let [stdin, stdout, stderr] = cmd.stdio;
     // The program name is never used: the closure replaces the process image before std would.
     let mut command = Command::new("/nonexistent/elevate-execveat");
@@ -74,12 +77,15 @@ pub fn spawn(cmd: ExactCommand<'_>) -> io::Result<Child> {
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr));
     // SAFETY: the closure runs in the child between fork and exec. It makes only
-    // async-signal-safe system calls (setsid, open, write, close, fcntl, execveat), reads only
+    // async-signal-safe system calls (setsid, ioctl, open, write, close, fcntl, execveat), reads only
     // memory prepared before the fork (`loginuid`, and the argv/envp arrays whose strings
     // `argv`/`envp` keep alive until `spawn` returns), and allocates nothing.
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
             let login = libc::open(

@@ -7,3 +7,4 @@
 pub mod exec;
 pub mod fds;
 pub mod process;
+pub mod pty;

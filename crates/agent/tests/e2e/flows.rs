@@ -271,3 +271,66 @@ fn users_see_their_open_requests() {
         let _ = child.wait_with_output();
     });
 }
+
+#[test]
+fn interactive_commands_get_a_terminal_of_their_own() {
+    namespaced(
+        "flows::interactive_commands_get_a_terminal_of_their_own",
+        || {
+            let world = World::new();
+            // `script` gives elevate a terminal, as a person at a keyboard has; what we type reaches
+            // the command through the relayed pty.
+            let shell = format!(
+                "tty; {elevate} /usr/bin/tty; {elevate} /usr/bin/head -n1",
+                elevate = world.elevate.display()
+            );
+            let mut cmd = std::process::Command::new("setpriv");
+            cmd.args([
+                "--reuid",
+                "alice",
+                "--regid",
+                "alice",
+                "--init-groups",
+                "--",
+                "script",
+                "-qec",
+                &shell,
+                "/dev/null",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ELEVATE_SOCKET", &world.socket)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            {
+                use std::io::Write;
+                let mut stdin = child.stdin.take().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                stdin.write_all(b"typed by the user\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+            }
+            let out = child.wait_with_output().unwrap();
+            let shown = text(&out.stdout).replace('\r', "");
+            let lines: Vec<&str> = shown
+                .lines()
+                .filter(|l| l.starts_with("/dev/pts/"))
+                .collect();
+            assert_eq!(
+                lines.len(),
+                2,
+                "two terminals named:\n{shown}\n{}",
+                text(&out.stderr)
+            );
+            assert_ne!(
+                lines[0], lines[1],
+                "the root command must not share the user's terminal"
+            );
+            assert!(
+                shown.matches("typed by the user").count() >= 1,
+                "input reached the command:\n{shown}"
+            );
+        },
+    );
+}

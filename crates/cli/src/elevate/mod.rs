@@ -9,6 +9,7 @@
 
 mod args;
 mod session;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -4,17 +4,18 @@
 //! Must never: keep going when the agent cannot be reached (it fails closed with a message), or
 //! echo a server-supplied comment with control characters intact.
 
-use std::io::{IoSlice, IsTerminal, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{IoSlice, IsTerminal, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use elevate_core::text::visible;
 use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, VERSION};
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
+use super::terminal::{self, Relay};
 use super::Invocation;
 
 const WAITING: u8 = 0;
@@ -55,12 +56,38 @@ fn read_frame(
     stream: &mut UnixStream,
     reader: &mut FrameReader,
 ) -> Result<Option<AgentFrame>, String> {
+    read_frame_with_fds(stream, reader, &mut Vec::new())
+}
+
+/// The next frame, collecting descriptors that come with it (the pty master).
+fn read_frame_with_fds(
+    stream: &mut UnixStream,
+    reader: &mut FrameReader,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<Option<AgentFrame>, String> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     loop {
         if let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
             return Ok(Some(frame));
         }
         let mut buf = [0u8; 8192];
-        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let n = match recvmsg(
+            &*stream,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(m) => m.bytes,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+        }
         if n == 0 {
             reader.finish().map_err(|e| e.to_string())?;
             return Ok(None);
@@ -214,11 +241,14 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
         return Attempt::Done(fail(&format!("cannot send the request to the agent: {e}")));
     }
     let phase = Arc::new(AtomicU8::new(WAITING));
-    let _signals = forward_signals(&stream, phase.clone());
+    let resize: Arc<Mutex<Option<OwnedFd>>> = Arc::default();
+    let _signals = forward_signals(&stream, phase.clone(), resize.clone());
     let status_line = std::io::stderr().is_terminal();
     let mut reader = FrameReader::new();
+    let mut fds = Vec::new();
+    let mut relay: Option<Relay> = None;
     loop {
-        let frame = match read_frame(&mut stream, &mut reader) {
+        let frame = match read_frame_with_fds(&mut stream, &mut reader, &mut fds) {
             Ok(Some(f)) => f,
             Ok(None) => {
                 return Attempt::Done(fail(
@@ -261,8 +291,21 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
                 let said = comment.map(|c| format!(": {c}")).unwrap_or_default();
                 return Attempt::Done(fail(&format!("denied by the approver{said}")));
             }
+            AgentFrame::Terminal => {
+                let Some(master) = fds.pop() else {
+                    return Attempt::Done(fail("the agent sent no terminal"));
+                };
+                *resize.lock().expect("resize lock") = master.try_clone().ok();
+                match Relay::start(master) {
+                    Ok(r) => relay = Some(r),
+                    Err(e) => return Attempt::Done(fail(&format!("cannot relay the terminal: {e}"))),
+                }
+            }
             AgentFrame::Started { .. } => phase.store(RUNNING, Ordering::SeqCst),
             AgentFrame::Exited { code, signal } => {
+                if let Some(r) = relay.take() {
+                    r.finish();
+                }
                 return Attempt::Done(match (code, signal) {
                     (Some(c), _) => ExitCode::from(c.clamp(0, 255) as u8),
                     (None, Some(s)) => ExitCode::from((128 + s).clamp(0, 255) as u8),
@@ -282,7 +325,11 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
 
 /// Ctrl-C and friends: while waiting they withdraw the request; while running they go to the
 /// command. The thread ends with the process.
-fn forward_signals(stream: &UnixStream, phase: Arc<AtomicU8>) -> Option<()> {
+fn forward_signals(
+    stream: &UnixStream,
+    phase: Arc<AtomicU8>,
+    resize: Arc<Mutex<Option<OwnedFd>>>,
+) -> Option<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
     let mut signals = signal_hook::iterator::Signals::new([
         SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
@@ -291,6 +338,13 @@ fn forward_signals(stream: &UnixStream, phase: Arc<AtomicU8>) -> Option<()> {
     let mut writer = stream.try_clone().ok()?;
     std::thread::spawn(move || {
         for signo in signals.forever() {
+            // With a relayed terminal, a resize is copied to the pty; the kernel tells the command.
+            if signo == SIGWINCH {
+                if let Some(master) = resize.lock().expect("resize lock").as_ref() {
+                    terminal::copy_window_size(master);
+                    continue;
+                }
+            }
             let frame = if phase.load(Ordering::SeqCst) == RUNNING {
                 ClientFrame::Signal { signo }
             } else if signo == SIGWINCH {
