@@ -49,6 +49,11 @@ for _ in $(seq 100); do ELEVATE_SOCKET="$work/run/agent.sock" "$bin/elevate" sta
 as_user() { setpriv --reuid=benchuser --regid=benchuser --init-groups -- env -i PATH=/usr/bin:/bin ELEVATE_SOCKET="$work/run/agent.sock" "$@"; }
 as_user "$work/elevate" true
 as_user sudo -n true
+if [ -n "${ELEVATE_BENCH_STRACE:-}" ]; then
+  strace -f -tt -T -p "$agent" -o "$work/strace.txt" & tracer=$!; sleep 0.5
+  as_user "$work/elevate" true; as_user "$work/elevate" true
+  sleep 0.3; kill "$tracer"; sleep 0.2; cp "$work/strace.txt" /tmp/elevate-agent-strace.txt
+fi
 sleep 1
 echo "agent RSS after start and one request: $(grep VmRSS /proc/$agent/status)"
 as_user hyperfine -N --warmup 30 --runs 500 \

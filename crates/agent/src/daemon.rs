@@ -42,6 +42,7 @@ pub struct Agent {
     pub spool: Mutex<Spool>,
     pub spool_ready: tokio::sync::Notify,
     pub offline_since: Mutex<Option<Timestamp>>,
+    pub group_names: Mutex<crate::users::GroupNames>,
 }
 
 impl Agent {
@@ -69,7 +70,13 @@ impl Agent {
             spool: Mutex::new(spool),
             spool_ready: tokio::sync::Notify::new(),
             offline_since: Mutex::new(None),
+            group_names: Mutex::default(),
         })
+    }
+
+    /// Who a uid is (group names cached; membership fresh).
+    pub fn caller(&self, uid: u32) -> anyhow::Result<crate::users::Caller> {
+        crate::users::lookup(uid, &mut self.group_names.lock().expect("group names lock"))
     }
 
     pub fn status(&self) -> AgentStatus {

@@ -21,7 +21,7 @@ use crate::daemon::Agent;
 use crate::os;
 use crate::resolve::{resolve, SECURE_PATH};
 use crate::upstream::UpstreamError;
-use crate::users::{self, Caller};
+use crate::users::Caller;
 
 /// How long a client may take to send its first frame.
 const FIRST_FRAME: Duration = Duration::from_secs(10);
@@ -135,14 +135,14 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
         }
         Ok(Ok(Some(ClientFrame::Status))) => {
             let mut status = agent.status();
-            if let Ok(caller) = users::lookup(cred.uid()) {
+            if let Ok(caller) = agent.caller(cred.uid()) {
                 let pending = agent.upstream.requests(&caller.name, Some("pending")).await;
                 status.open_requests = pending.ok().map(|r| r.len() as u64);
             }
             conn.send(&AgentFrame::Status(status)).await;
         }
         Ok(Ok(Some(ClientFrame::Requests))) => {
-            let caller = match users::lookup(cred.uid()) {
+            let caller = match agent.caller(cred.uid()) {
                 Ok(c) => c,
                 Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
             };
@@ -233,7 +233,7 @@ async fn run(
     stdio: Stdio,
 ) {
     let t0 = Instant::now();
-    let caller = match users::lookup(uid) {
+    let caller = match agent.caller(uid) {
         Ok(c) => c,
         Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
     };

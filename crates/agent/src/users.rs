@@ -3,7 +3,9 @@
 //!
 //! Must never: take a name or a group from the caller; only from the uid the kernel reported.
 
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::unistd::{getgrouplist, Group, Uid, User};
@@ -17,8 +19,29 @@ pub struct Caller {
     pub groups: Vec<String>,
 }
 
+/// Group names by gid, kept for a minute: resolving each gid through NSS (with systemd's userdb
+/// and LDAP behind it) on every request is the slowest part of a decision. Membership itself is
+/// read fresh every time, so removing someone from a group takes effect at once.
+#[derive(Debug, Default)]
+pub struct GroupNames(HashMap<u32, (String, Instant)>);
+
+const GROUP_NAME_TTL: Duration = Duration::from_secs(60);
+
+impl GroupNames {
+    fn name(&mut self, gid: nix::unistd::Gid) -> Option<String> {
+        if let Some((name, at)) = self.0.get(&gid.as_raw()) {
+            if at.elapsed() < GROUP_NAME_TTL {
+                return Some(name.clone());
+            }
+        }
+        let name = Group::from_gid(gid).ok().flatten()?.name;
+        self.0.insert(gid.as_raw(), (name.clone(), Instant::now()));
+        Some(name)
+    }
+}
+
 /// Looks a uid up.
-pub fn lookup(uid: u32) -> anyhow::Result<Caller> {
+pub fn lookup(uid: u32, names: &mut GroupNames) -> anyhow::Result<Caller> {
     let user = User::from_uid(Uid::from_raw(uid))
         .context("cannot read the user database")?
         .with_context(|| {
@@ -28,9 +51,9 @@ pub fn lookup(uid: u32) -> anyhow::Result<Caller> {
     let gids = getgrouplist(&name, user.gid).context("cannot read the group database")?;
     let mut groups = Vec::new();
     for gid in gids {
-        if let Ok(Some(g)) = Group::from_gid(gid) {
-            if !groups.contains(&g.name) {
-                groups.push(g.name);
+        if let Some(name) = names.name(gid) {
+            if !groups.contains(&name) {
+                groups.push(name);
             }
         }
     }
@@ -46,9 +69,15 @@ pub fn lookup(uid: u32) -> anyhow::Result<Caller> {
 mod tests {
     #[test]
     fn root_is_found_with_its_groups() {
-        let root = super::lookup(0).unwrap();
+        let mut names = super::GroupNames::default();
+        let root = super::lookup(0, &mut names).unwrap();
         assert_eq!(root.name, "root");
         assert!(root.groups.contains(&"root".to_string()));
-        assert!(super::lookup(4_000_000_000).is_err());
+        assert_eq!(
+            super::lookup(0, &mut names).unwrap(),
+            root,
+            "cached names agree"
+        );
+        assert!(super::lookup(4_000_000_000, &mut names).is_err());
     }
 }
