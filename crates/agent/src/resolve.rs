@@ -39,6 +39,8 @@ pub enum ResolveError {
     NotFound(String),
     #[error("{0} is not a regular file")]
     NotRegular(String),
+    #[error("{0} does not name the file it opens (a mount namespace or a swap in progress); refusing it")]
+    Spoofed(String),
     #[error("{path} is owned by uid {uid}, not root; only root-owned programs run elevated")]
     NotRootOwned { path: String, uid: u32 },
     #[error(
@@ -66,23 +68,24 @@ pub fn resolve(program: &str) -> Result<Resolved, ResolveError> {
     if program.is_empty() {
         return Err(ResolveError::Empty);
     }
-    let file = if program.starts_with('/') {
-        File::open(program).map_err(|e| io_error(program, e))?
+    let (file, path) = if program.starts_with('/') {
+        open_exactly(program)?
     } else if program.contains('/') {
         return Err(ResolveError::Relative(program.to_string()));
     } else {
-        SECURE_PATH
-            .split(':')
-            .find_map(|dir| {
-                File::open(format!("{dir}/{program}"))
-                    .ok()
-                    .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
-            })
-            .ok_or_else(|| ResolveError::NotFound(program.to_string()))?
+        let mut found = None;
+        for dir in SECURE_PATH.split(':') {
+            match open_exactly(&format!("{dir}/{program}")) {
+                Ok(f) => {
+                    found = Some(f);
+                    break;
+                }
+                Err(ResolveError::NotFound(_)) | Err(ResolveError::NotRegular(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        found.ok_or_else(|| ResolveError::NotFound(program.to_string()))?
     };
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .map(|p| p.display().to_string())
-        .map_err(|e| io_error(program, e))?;
     check(&file, &path)?;
     let (sha256, script) = hash(&file).map_err(|e| io_error(&path, e))?;
     Ok(Resolved {
@@ -91,6 +94,47 @@ pub fn resolve(program: &str) -> Result<Resolved, ResolveError> {
         sha256,
         script,
     })
+}
+
+/// Opens a regular file without side effects and names it truthfully:
+/// - no magic links (`/proc/<pid>/root/...` would let a user's own mount namespace put another
+///   root-owned program under an allowed name);
+/// - `O_PATH` first, so FIFOs and device nodes are never opened (no blocking, no driver side
+///   effects, no controlling terminal), then the regular file is reopened for reading;
+/// - the name the kernel reports must lead to the same inode in the agent's own view.
+fn open_exactly(path: &str) -> Result<(File, String), ResolveError> {
+    use rustix::fs::{fstat, open, openat2, stat, Mode, OFlags, ResolveFlags, CWD};
+    let located = openat2(
+        CWD,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| io_error(path, e.into()))?;
+    let meta = fstat(&located).map_err(|e| io_error(path, e.into()))?;
+    if rustix::fs::FileType::from_raw_mode(meta.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(ResolveError::NotRegular(path.to_string()));
+    }
+    let own = format!("/proc/self/fd/{}", located.as_raw_fd());
+    let file: File = open(
+        own.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| io_error(path, e.into()))?
+    .into();
+    let opened = fstat(&file).map_err(|e| io_error(path, e.into()))?;
+    let name = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .map_err(|e| io_error(path, e))?;
+    let named = stat(name.as_str()).map_err(|_| ResolveError::Spoofed(path.to_string()))?;
+    let same =
+        |a: &rustix::fs::Stat, b: &rustix::fs::Stat| a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    if !same(&meta, &opened) || !same(&opened, &named) {
+        return Err(ResolveError::Spoofed(path.to_string()));
+    }
+    Ok((file, name))
 }
 
 fn check(file: &File, path: &str) -> Result<(), ResolveError> {
@@ -161,6 +205,24 @@ mod tests {
             Err(ResolveError::NotFound(_))
         ));
         assert!(matches!(resolve("/etc"), Err(ResolveError::NotRegular(_))));
+        // Magic links are refused outright.
+        assert!(resolve("/proc/self/root/usr/bin/true").is_err());
+        assert!(resolve("/proc/1/root/usr/bin/true").is_err());
+        // A FIFO is never opened (opening it would block the agent).
+        let fifo = std::env::temp_dir().join(format!("elevate-fifo-{}", std::process::id()));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o755),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            resolve(fifo.to_str().unwrap()),
+            Err(ResolveError::NotRegular(_))
+        ));
+        std::fs::remove_file(fifo).unwrap();
         let plain = std::env::temp_dir().join(format!("elevate-plain-{}", std::process::id()));
         std::fs::write(&plain, "data").unwrap();
         let got = resolve(plain.to_str().unwrap());

@@ -280,3 +280,57 @@ fn without_the_server_an_approval_fails_closed_but_auto_rules_still_work() {
         },
     );
 }
+
+#[test]
+fn a_users_own_mount_namespace_cannot_rename_a_binary() {
+    namespaced(
+        "attacks::a_users_own_mount_namespace_cannot_rename_a_binary",
+        || {
+            let world = World::new();
+            // alice mounts /usr/bin/env over /usr/bin/id in a namespace of her own ...
+            let mut holder = std::process::Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    "alice",
+                    "--regid",
+                    "alice",
+                    "--init-groups",
+                    "--",
+                ])
+                .args([
+                    "unshare",
+                    "-Urm",
+                    "sh",
+                    "-c",
+                    "mount --bind /usr/bin/env /usr/bin/id && echo ready && exec sleep 60",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            {
+                use std::io::BufRead;
+                let stdout = holder.stdout.as_mut().unwrap();
+                let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            }
+            if line.trim() != "ready" {
+                let _ = holder.kill();
+                let _ = holder.wait();
+                eprintln!("SKIPPED: unprivileged user namespaces are off here, so this attack cannot even start");
+                return;
+            }
+            // ... and asks for "/usr/bin/id" through her namespace's root: refused, nothing runs.
+            let through = format!("/proc/{}/root/usr/bin/id", holder.id());
+            let out = world.elevate_as("alice", &[&through], &[]);
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+            assert!(
+                out.stdout.is_empty(),
+                "env must not have run: {}",
+                text(&out.stdout)
+            );
+            let _ = holder.kill();
+            let _ = holder.wait();
+        },
+    );
+}
