@@ -15,6 +15,18 @@ use crate::{
     duration, AccessRequest, CommandSpec, Constraints, Decision, Mode, Outcome, Subject, Target,
 };
 
+/// Groups that give standing admin rights on Linux endpoints: `sudo` (Debian, Ubuntu), `wheel`
+/// (Fedora, RHEL, Arch), `admin` (older Ubuntu).
+pub const STANDING_ADMIN_GROUPS: [&str; 3] = ["sudo", "wheel", "admin"];
+
+/// Whether the subject holds standing admin rights today (what discovery mode lets run freely).
+pub fn holds_standing_admin(subject: &Subject) -> bool {
+    subject
+        .groups
+        .iter()
+        .any(|g| STANDING_ADMIN_GROUPS.contains(&g.as_str()))
+}
+
 /// Evaluates `policy` for `request` at `now`.
 pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decision {
     let defaults = &policy.defaults;
@@ -69,12 +81,21 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
     let mode = policy.mode_for(&request.subject);
     let outcome = match mode {
         Mode::Enforce => policy_outcome.clone(),
-        Mode::Discover => {
+        // Discovery allows what the user could already do: only holders of standing admin
+        // rights run freely; for everyone else the policy applies as in enforce mode.
+        Mode::Discover if holds_standing_admin(&request.subject) => {
             explanation.push_str(&format!(
                 "; discovery mode records it and lets it run (enforce mode would {})",
                 describe(&policy_outcome)
             ));
             Outcome::Auto
+        }
+        Mode::Discover => {
+            explanation.push_str(&format!(
+                "; discovery mode lets only people who hold admin rights today run freely, and {} does not, so the policy applies",
+                request.subject.user
+            ));
+            policy_outcome.clone()
         }
     };
     Decision {

@@ -17,7 +17,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use eval::decide;
+pub use eval::{decide, holds_standing_admin, STANDING_ADMIN_GROUPS};
 
 use crate::calendar::Calendar;
 use crate::{Mode, Subject};

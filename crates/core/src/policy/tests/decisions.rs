@@ -176,8 +176,8 @@ action = { deny = "no root shells" }
     for (who, mode) in [
         ("alice", Enforce),
         ("bob:it-staff", Enforce),
-        ("carol:it", Discover),
-        ("dave", Discover),
+        ("carol:it,sudo", Discover),
+        ("dave:wheel", Discover),
     ] {
         assert_eq!(p.mode_for(&req(who, "/bin/true").0.subject), mode, "{who}");
     }
@@ -190,7 +190,7 @@ action = { deny = "no root shells" }
     let d = checked(
         &p,
         MONDAY_NOON,
-        &req("carol:it", "/bin/bash"),
+        &req("carol:it,sudo", "/bin/bash"),
         "discover auto; policy: deny: no root shells <- no shells",
     );
     assert!(
@@ -206,8 +206,22 @@ action = { deny = "no root shells" }
     check(
         &p,
         MONDAY_NOON,
-        &req("dave", "/usr/bin/id"),
+        &req("dave:wheel", "/usr/bin/id"),
         "discover auto; policy: approve helpdesk <- defaults",
+    );
+    // Without standing admin rights, discovery gives nothing away: the policy applies.
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("erin:it", "/bin/bash"),
+        "discover deny: no root shells; policy: deny: no root shells <- no shells",
+    );
+    assert!(d.explanation.contains("erin does not"), "{}", d.explanation);
+    check(
+        &p,
+        MONDAY_NOON,
+        &req("frank", "/usr/bin/id"),
+        "discover approve helpdesk; policy: approve helpdesk <- defaults",
     );
 
     let enforce_by_default = policy(
