@@ -21,6 +21,9 @@ use crate::packages::DpkgIndex;
 use crate::spool::Spool;
 use crate::upstream::Upstream;
 
+/// Most callers served at once (each holds a few descriptors).
+const MAX_SESSIONS: usize = 256;
+
 /// Where the agent listens and keeps its state.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -151,11 +154,26 @@ impl Agent {
                 answer,
                 Err(crate::upstream::UpstreamError::Unreachable { .. })
             ));
-            answer?;
-            self.spool
-                .lock()
-                .expect("spool lock")
-                .confirm(&batch, events.len())?;
+            match answer {
+                Ok(_) => self
+                    .spool
+                    .lock()
+                    .expect("spool lock")
+                    .confirm(&batch, events.len())?,
+                // The server will never take this batch: set it aside (kept on disk, reported)
+                // instead of blocking every later event behind it.
+                Err(crate::upstream::UpstreamError::Refused {
+                    status, message, ..
+                }) if (400..500).contains(&status) && status != 401 && status != 429 => {
+                    tracing::error!(status, %message, batch = %batch.display(), "the server refused an audit batch; kept aside as rejected");
+                    self.spool
+                        .lock()
+                        .expect("spool lock")
+                        .reject(&batch, events.len())?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             sent += events.len() as u64;
         }
     }
@@ -228,8 +246,25 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tokio::spawn(refresh_loop(agent.clone(), config.refresh));
     tokio::spawn(deliver_loop(agent.clone()));
     tracing::info!(socket = %config.socket.display(), device = %agent.enrolment.name, "elevated is listening");
+    // Bounded: a flood of idle connections must not exhaust descriptors and stop the agent.
+    let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
     loop {
-        let (conn, _) = listener.accept().await?;
-        tokio::spawn(crate::session::serve(agent.clone(), conn));
+        match listener.accept().await {
+            Ok((conn, _)) => match sessions.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let agent = agent.clone();
+                    tokio::spawn(async move {
+                        crate::session::serve(agent, conn).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => tracing::warn!("too many open sessions; refusing a connection"),
+            },
+            Err(e) => {
+                // Out of descriptors or memory: wait and go on; never stop serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }

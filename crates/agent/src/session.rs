@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::Digest as _;
+
 use elevate_core::{decide, AccessRequest, Channel, CommandSpec, Mode, Outcome, Subject, Target};
 use elevate_proto::ipc::{AgentFrame, ClientFrame, FrameError, FrameReader, VERSION};
 use elevate_proto::v1::{AuditEventIn, DecisionView, NewRequest, RequestView, WireTarget};
@@ -22,6 +24,46 @@ use crate::os;
 use crate::resolve::{resolve, SECURE_PATH};
 use crate::upstream::UpstreamError;
 use crate::users::Caller;
+
+/// Longest reason accepted (the server's limit too).
+const MAX_REASON: usize = 4096;
+/// Arguments larger than this are recorded in the audit trail by digest, not in full.
+const MAX_AUDITED_ARGS: usize = 16 * 1024;
+
+/// The target as recorded in audit events: huge argument lists become their first arguments,
+/// a count and a SHA-256 of the whole list, so one event never outgrows what the server ingests.
+fn audited(target: &WireTarget) -> serde_json::Value {
+    let full = serde_json::to_value(target).unwrap_or_default();
+    let WireTarget::Command { args, .. } = target else {
+        return full;
+    };
+    let size: usize = args.iter().map(|a| a.len() + 3).sum();
+    if size <= MAX_AUDITED_ARGS {
+        return full;
+    }
+    let mut digest = sha2::Sha256::new();
+    for a in args {
+        sha2::Digest::update(&mut digest, (a.len() as u64).to_be_bytes());
+        sha2::Digest::update(&mut digest, a.as_bytes());
+    }
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for a in args {
+        let cut: String = a.chars().take(1024).collect();
+        used += cut.len() + 3;
+        if used > MAX_AUDITED_ARGS {
+            break;
+        }
+        kept.push(cut);
+    }
+    let mut shown = full;
+    shown["args"] = serde_json::json!(kept);
+    shown["args_truncated"] = serde_json::json!({
+        "count": args.len(),
+        "sha256": hex::encode(sha2::Digest::finalize(digest)),
+    });
+    shown
+}
 
 /// How long a client may take to send its first frame.
 const FIRST_FRAME: Duration = Duration::from_secs(10);
@@ -257,6 +299,14 @@ async fn run(
             .await;
     };
     let reason = reason.filter(|r| !r.trim().is_empty());
+    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+        return conn
+            .refuse(
+                "reason_too_long",
+                format!("a reason may be at most {MAX_REASON} bytes"),
+            )
+            .await;
+    }
     let target = WireTarget::Command {
         path: binary.path.clone(),
         sha256: Some(binary.sha256.clone()),
@@ -296,7 +346,7 @@ async fn run(
     tracing::debug!(?t_resolve, ?t_package, ?t_decide, "timings");
     let view = DecisionView::from_decision(&decision, policy.version);
     let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
-        "device": agent.enrolment.name, "target": target, "reason": reason, "channel": "native" });
+        "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native" });
     let decided = |id: &str| AgentFrame::Decided {
         request_id: id.to_string(),
         outcome: view.outcome.clone(),
@@ -652,5 +702,39 @@ async fn finish(
     // Recorded locally (or the server did not answer): the spool delivers it later.
     if let Err(e) = spool(agent, &[event(agent, caller, "request.finished", id, data)]) {
         tracing::error!(error = %e, request = id, "cannot spool the end of a command");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_argument_lists_are_recorded_by_digest() {
+        let small = WireTarget::Command {
+            path: "/usr/bin/id".into(),
+            sha256: None,
+            package: None,
+            args: vec!["-u".into()],
+        };
+        assert_eq!(audited(&small), serde_json::to_value(&small).unwrap());
+        let big = WireTarget::Command {
+            path: "/usr/bin/printf".into(),
+            sha256: None,
+            package: None,
+            args: vec!["A".repeat(70_000), "tail".into()],
+        };
+        let shown = audited(&big);
+        assert!(
+            shown.to_string().len() < 20_000,
+            "{}",
+            shown.to_string().len()
+        );
+        assert_eq!(shown["args_truncated"]["count"], 2);
+        assert_eq!(
+            shown["args_truncated"]["sha256"].as_str().unwrap().len(),
+            64
+        );
+        assert_eq!(shown["path"], "/usr/bin/printf");
     }
 }

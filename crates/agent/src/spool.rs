@@ -18,19 +18,39 @@ use elevate_proto::v1::AuditEventIn;
 pub struct Spool {
     dir: PathBuf,
     current: File,
+    /// Events in the current file.
+    current_events: u64,
     pending: u64,
 }
 
 const CURRENT: &str = "current.jsonl";
+/// Events per batch file (the server takes at most 1000 per call).
+const BATCH_EVENTS: u64 = 500;
 
 impl Spool {
     /// Opens (creating) the spool folder; events left from before a crash are kept.
     pub fn open(dir: &Path) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
-        let current = Self::open_current(dir)?;
+        let mut current = Self::open_current(dir)?;
+        // A crash mid-write leaves a torn last line: end it, so the next event starts cleanly.
+        let len = current.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            std::os::unix::fs::FileExt::read_at(
+                &File::open(dir.join(CURRENT))?,
+                &mut last,
+                len - 1,
+            )?;
+            if last[0] != b'\n' {
+                current.write_all(b"\n")?;
+                current.sync_data()?;
+            }
+        }
+        let current_events = read_events(&dir.join(CURRENT))?.len() as u64;
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             current,
+            current_events,
             pending: 0,
         };
         spool.pending = spool.count()?;
@@ -47,6 +67,9 @@ impl Spool {
 
     /// Appends events and flushes them to disk. Only after `Ok` may the action happen.
     pub fn append(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
+        if self.current_events >= BATCH_EVENTS {
+            self.close_current()?;
+        }
         let mut lines = Vec::new();
         for e in events {
             serde_json::to_writer(&mut lines, e)?;
@@ -55,6 +78,27 @@ impl Spool {
         self.current.write_all(&lines)?;
         self.current.sync_data()?;
         self.pending += events.len() as u64;
+        self.current_events += events.len() as u64;
+        Ok(())
+    }
+
+    /// Closes the current file into a batch of its own.
+    fn close_current(&mut self) -> io::Result<()> {
+        let name = format!("batch-{}.jsonl", uuid::Uuid::now_v7());
+        fs::rename(self.dir.join(CURRENT), self.dir.join(name))?;
+        self.current = Self::open_current(&self.dir)?;
+        self.current_events = 0;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// The server refused a batch for good: keep it aside (never deleted silently).
+    pub fn reject(&mut self, batch: &Path, count: usize) -> io::Result<()> {
+        let name = batch
+            .file_name()
+            .map(|n| n.to_string_lossy().replacen("batch-", "rejected-", 1))
+            .unwrap_or_else(|| "rejected.jsonl".into());
+        fs::rename(batch, self.dir.join(name))?;
+        self.pending = self.pending.saturating_sub(count as u64);
         Ok(())
     }
 
@@ -91,10 +135,7 @@ impl Spool {
             if fs::metadata(&current)?.len() == 0 {
                 return Ok(None);
             }
-            let name = format!("batch-{}.jsonl", uuid::Uuid::now_v7());
-            fs::rename(&current, self.dir.join(name))?;
-            self.current = Self::open_current(&self.dir)?;
-            File::open(&self.dir)?.sync_all()?;
+            self.close_current()?;
         }
         let Some(oldest) = self.batches()?.into_iter().next() else {
             return Ok(None);
@@ -167,6 +208,28 @@ mod tests {
         spool.confirm(&batch, events.len()).unwrap();
         let (_, rest) = spool.next_batch().unwrap().unwrap();
         assert_eq!(rest, vec![event(3)]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn batches_stay_small_and_refused_batches_are_kept_aside() {
+        let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+        let mut spool = Spool::open(&dir).unwrap();
+        for n in 0..(BATCH_EVENTS as u32 + 10) {
+            spool.append(&[event(n)]).unwrap();
+        }
+        let (first, events) = spool.next_batch().unwrap().unwrap();
+        assert_eq!(events.len() as u64, BATCH_EVENTS);
+        spool.reject(&first, events.len()).unwrap();
+        assert_eq!(spool.pending(), 10);
+        let (_, rest) = spool.next_batch().unwrap().unwrap();
+        assert_eq!(rest.len(), 10);
+        let kept = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rejected-"))
+            .count();
+        assert_eq!(kept, 1, "a refused batch is kept, not deleted");
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -134,6 +134,7 @@ pub struct Failures(std::collections::HashMap<String, (u32, jiff::Timestamp)>);
 /// Failed sign-ins allowed per account name in `LOCKOUT_WINDOW` before further tries are refused.
 pub const MAX_FAILURES: u32 = 5;
 const LOCKOUT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+const MAX_TRACKED: usize = 10_000;
 
 impl Failures {
     fn blocked_until(&mut self, name: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
@@ -146,7 +147,12 @@ impl Failures {
         (count >= MAX_FAILURES).then_some(until)
     }
 
+    /// Counts an attempt before its password is checked, so parallel guesses count too.
     fn record(&mut self, name: &str, now: jiff::Timestamp) {
+        if self.0.len() >= MAX_TRACKED {
+            // Forget windows that are over; the map stays bounded.
+            self.0.retain(|_, (_, first)| now < *first + LOCKOUT_WINDOW);
+        }
         let entry = self.0.entry(name.to_string()).or_insert((0, now));
         entry.0 += 1;
     }
@@ -162,16 +168,26 @@ impl App {
     /// window ends, whatever the password.
     pub async fn check_password(&self, name: &str, password: &str) -> Result<AccountRow> {
         let now = self.now();
-        if let Some(until) = self
-            .sign_in_failures
-            .lock()
-            .expect("sign-in failures lock")
-            .blocked_until(name, now)
-        {
-            return Err(AppError::TooManyAttempts(format!(
-                "too many failed sign-ins for this account; try again after {until}"
-            )));
+        if name.is_empty() || name.len() > 64 {
+            return Err(AppError::Unauthenticated(
+                "wrong account name or password".into(),
+            ));
         }
+        {
+            let mut failures = self.sign_in_failures.lock().expect("sign-in failures lock");
+            if let Some(until) = failures.blocked_until(name, now) {
+                return Err(AppError::TooManyAttempts(format!(
+                    "too many failed sign-ins for this account; try again after {until}"
+                )));
+            }
+            failures.record(name, now);
+        }
+        // argon2id takes ~19 MiB per check: a few at a time, whatever the number of callers.
+        let _slot = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|e| AppError::Unexpected(e.into()))?;
         let account = self.store.account(name).await?;
         let hash = account
             .as_ref()
@@ -181,18 +197,17 @@ impl App {
         let ok = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
             .await
             .map_err(|e| AppError::Unexpected(e.into()))?;
-        let mut failures = self.sign_in_failures.lock().expect("sign-in failures lock");
         match account {
             Some(a) if ok => {
-                failures.clear(name);
+                self.sign_in_failures
+                    .lock()
+                    .expect("sign-in failures lock")
+                    .clear(name);
                 Ok(a)
             }
-            _ => {
-                failures.record(name, now);
-                Err(AppError::Unauthenticated(
-                    "wrong account name or password".into(),
-                ))
-            }
+            _ => Err(AppError::Unauthenticated(
+                "wrong account name or password".into(),
+            )),
         }
     }
 

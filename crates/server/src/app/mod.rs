@@ -67,6 +67,7 @@ pub struct App {
     pub(crate) changes: Arc<tokio::sync::watch::Sender<u64>>,
     pub(crate) policy_cache: Arc<std::sync::RwLock<Option<policy::Cached>>>,
     pub(crate) sign_in_failures: Arc<std::sync::Mutex<auth::Failures>>,
+    pub(crate) password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for App {
@@ -128,6 +129,7 @@ impl App {
             changes: Arc::new(tokio::sync::watch::channel(0).0),
             policy_cache: Arc::new(std::sync::RwLock::new(None)),
             sign_in_failures: Arc::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
         }
     }
 
