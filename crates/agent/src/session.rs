@@ -459,13 +459,15 @@ async fn ask_approvers(agent: &Agent, conn: &mut Conn, new: &NewRequest) -> Opti
     let started = Instant::now();
     let mut current = view;
     loop {
+        // The approvers' last word, and whether they were asked at all (the server may have
+        // decided on its own, with a newer policy).
+        let comment = current
+            .approvals
+            .iter()
+            .rev()
+            .find_map(|a| a.comment.clone());
         match current.state.as_str() {
             "approved" => {
-                let comment = current
-                    .approvals
-                    .iter()
-                    .rev()
-                    .find_map(|a| a.comment.clone());
                 if current.decision.outcome == "approve" {
                     conn.send(&AgentFrame::Approved {
                         request_id: current.id.clone(),
@@ -476,11 +478,6 @@ async fn ask_approvers(agent: &Agent, conn: &mut Conn, new: &NewRequest) -> Opti
                 return Some(current);
             }
             "denied" => {
-                let comment = current
-                    .approvals
-                    .iter()
-                    .rev()
-                    .find_map(|a| a.comment.clone());
                 if current.decision.outcome == "approve" {
                     conn.send(&AgentFrame::Denied {
                         request_id: current.id.clone(),
