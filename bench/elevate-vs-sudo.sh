@@ -65,3 +65,7 @@ fi
 sleep 3
 echo "agent RSS idle after 530 requests: $(grep VmRSS /proc/$agent/status)"
 [ -z "${ELEVATE_AGENT_LOG:-}" ] || tail -n 12 "$work/agent.log"
+if [ -n "${ELEVATE_BENCH_SMAPS:-}" ]; then
+  # Where the agent's resident memory is, largest mappings first.
+  awk '/^[0-9a-f]+-[0-9a-f]+ /{name=$6} /^Rss:/{rss[name]+=$2} END{for (n in rss) printf "%8d kB  %s\n", rss[n], (n==""?"[anon]":n)}' "/proc/$agent/smaps" | sort -rn | head -8
+fi

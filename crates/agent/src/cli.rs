@@ -55,6 +55,7 @@ fn host_name() -> String {
 
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
+    crate::os::memory::single_malloc_arena();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ELEVATE_LOG")

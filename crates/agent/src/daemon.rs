@@ -237,12 +237,13 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let agent = Arc::new(Agent::load(&config.state_dir)?);
     let listener = bind(&config.socket)?;
-    {
-        let agent = agent.clone();
-        tokio::task::spawn_blocking(move || {
-            let _warm = agent.packages.lock().expect("packages lock").owner("/");
-        });
-    }
+    // Read dpkg's database once before serving (on this thread: a helper thread would keep a
+    // malloc arena of its own for the agent's lifetime).
+    let _warm = agent
+        .packages
+        .lock()
+        .expect("packages lock")
+        .owner("/usr/bin/true");
     tokio::spawn(refresh_loop(agent.clone(), config.refresh));
     tokio::spawn(deliver_loop(agent.clone()));
     tracing::info!(socket = %config.socket.display(), device = %agent.enrolment.name, "elevated is listening");

@@ -6,5 +6,6 @@
 
 pub mod exec;
 pub mod fds;
+pub mod memory;
 pub mod process;
 pub mod pty;
