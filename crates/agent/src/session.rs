@@ -7,7 +7,6 @@
 //! the caller's terminal after the caller went away.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,7 +152,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             argv,
             reason,
             interactive,
-            ..
+            cwd,
         }))) => {
             if version != VERSION {
                 return conn
@@ -173,7 +172,20 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             } else {
                 Stdio::Caller(stdio)
             };
-            run(&agent, &mut conn, cred.uid(), argv, reason, stdio).await;
+            let caller_dir = CallerDir {
+                pid: cred.pid(),
+                claimed: cwd,
+            };
+            run(
+                &agent,
+                &mut conn,
+                cred.uid(),
+                argv,
+                reason,
+                stdio,
+                caller_dir,
+            )
+            .await;
         }
         Ok(Ok(Some(ClientFrame::Status))) => {
             let mut status = agent.status();
@@ -259,6 +271,46 @@ enum Stdio {
     Terminal,
 }
 
+/// The caller's working directory, as the kernel knows it (never as the frame claims it).
+struct CallerDir {
+    pid: Option<i32>,
+    claimed: String,
+}
+
+/// Where the command runs: `/`, or the caller's own directory held open by descriptor (so a
+/// rename or symlink swap after the check cannot move the command elsewhere).
+struct Workdir(Option<OwnedFd>);
+
+impl Workdir {
+    fn path(&self) -> std::path::PathBuf {
+        match &self.0 {
+            Some(fd) => format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)).into(),
+            None => "/".into(),
+        }
+    }
+}
+
+impl CallerDir {
+    /// `/` unless the policy keeps the caller's directory; then that directory, opened through
+    /// `/proc/<pid>/cwd` and checked against what the client said. `None` if it cannot be confirmed.
+    fn workdir(&self, keep: bool) -> Option<Workdir> {
+        use rustix::fs::{fstat, open, stat, Mode, OFlags};
+        if !keep {
+            return Some(Workdir(None));
+        }
+        let pid = self.pid?;
+        let dir = open(
+            format!("/proc/{pid}/cwd").as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let real = fstat(&dir).ok()?;
+        let named = stat(self.claimed.as_str()).ok()?;
+        (real.st_dev == named.st_dev && real.st_ino == named.st_ino).then_some(Workdir(Some(dir)))
+    }
+}
+
 /// Who keeps the request's record: the agent's spool (decided here; the start is spooled with
 /// the decision) or the server.
 enum Record {
@@ -273,6 +325,7 @@ async fn run(
     argv: Vec<String>,
     reason: Option<String>,
     stdio: Stdio,
+    caller_dir: CallerDir,
 ) {
     let t0 = Instant::now();
     let caller = match agent.caller(uid) {
@@ -388,6 +441,14 @@ async fn run(
             }
             conn.send(&decided(&id)).await;
             if matches!(decision.outcome, Outcome::Auto) {
+                let Some(workdir) = caller_dir.workdir(decision.constraints.keep_caller_cwd) else {
+                    return conn
+                        .refuse(
+                            "workdir",
+                            "your working directory could not be confirmed; nothing runs",
+                        )
+                        .await;
+                };
                 execute(
                     agent,
                     conn,
@@ -397,6 +458,7 @@ async fn run(
                     &argv,
                     &binary,
                     stdio,
+                    &workdir,
                 )
                 .await;
             }
@@ -413,6 +475,14 @@ async fn run(
             let Some(approved) = ask_approvers(agent, conn, &new).await else {
                 return;
             };
+            let Some(workdir) = caller_dir.workdir(approved.decision.keep_caller_cwd) else {
+                return conn
+                    .refuse(
+                        "workdir",
+                        "your working directory could not be confirmed; nothing runs",
+                    )
+                    .await;
+            };
             execute(
                 agent,
                 conn,
@@ -422,6 +492,7 @@ async fn run(
                 &argv,
                 &binary,
                 stdio,
+                &workdir,
             )
             .await;
         }
@@ -546,6 +617,7 @@ async fn execute(
     argv: &[String],
     binary: &crate::resolve::Resolved,
     stdio: Stdio,
+    workdir: &Workdir,
 ) {
     // The start is recorded before anything runs (for local decisions the caller spooled it
     // together with the decision).
@@ -587,7 +659,7 @@ async fn execute(
         binary: &binary.file,
         argv,
         env: &env,
-        cwd: Path::new("/"),
+        cwd: &workdir.path(),
         stdio: fds,
         loginuid: caller.uid,
         script: binary.script,

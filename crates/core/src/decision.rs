@@ -65,6 +65,8 @@ pub struct Constraints {
     pub reason_required: bool,
     /// Longest admin session that may be granted.
     pub session_max: SignedDuration,
+    /// Run in the caller's working directory (`workdir = "caller"`) instead of `/`.
+    pub keep_caller_cwd: bool,
 }
 
 /// A policy decision with its explanation.

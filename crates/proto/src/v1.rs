@@ -273,6 +273,9 @@ pub struct DecisionView {
     pub message: Option<String>,
     pub reason_required: bool,
     pub session_max_secs: u64,
+    /// Run in the requester's working directory instead of `/` (policy `workdir = "caller"`).
+    #[serde(default)]
+    pub keep_caller_cwd: bool,
     /// Policy version that decided.
     pub policy_version: u64,
 }
@@ -305,6 +308,7 @@ impl DecisionView {
             message,
             reason_required: d.constraints.reason_required,
             session_max_secs: d.constraints.session_max.as_secs().max(0) as u64,
+            keep_caller_cwd: d.constraints.keep_caller_cwd,
             policy_version,
         }
     }

@@ -334,3 +334,33 @@ fn interactive_commands_get_a_terminal_of_their_own() {
         },
     );
 }
+
+#[test]
+fn commands_run_in_slash_unless_the_policy_keeps_the_callers_directory() {
+    namespaced(
+        "flows::commands_run_in_slash_unless_the_policy_keeps_the_callers_directory",
+        || {
+            let world = World::new();
+            let here = world.program("here", "where", "#!/bin/sh\npwd\n", 0o755);
+            let auto = world.program("auto", "where", "#!/bin/sh\npwd\n", 0o755);
+            let dir = world.dir.join("alices-project");
+            std::fs::create_dir_all(&dir).unwrap();
+            let run_in = |program: &std::path::Path| {
+                world
+                    .command_as("alice", &[program.to_str().unwrap()], &[])
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap()
+            };
+            let out = run_in(&here);
+            assert_eq!(
+                text(&out.stdout).trim(),
+                dir.to_str().unwrap(),
+                "{}",
+                text(&out.stderr)
+            );
+            let out = run_in(&auto);
+            assert_eq!(text(&out.stdout).trim(), "/", "{}", text(&out.stderr));
+        },
+    );
+}

@@ -66,6 +66,12 @@ what = { paths = ["/usr/bin/bash", "/usr/bin/dash", "/bin/bash", "/bin/dash"] }
 action = { deny = "use a specific command instead of a root shell" }
 
 [[rule]]
+name = "tools that work where you are"
+what = { paths = ["/opt/e2e/here/*"] }
+workdir = "caller"
+action = "auto"
+
+[[rule]]
 name = "maintenance tools need a reason"
 what = { paths = ["/opt/e2e/reason/*"] }
 reason = "required"

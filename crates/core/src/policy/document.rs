@@ -34,6 +34,7 @@ pub(super) struct DefaultsDoc {
     pub approvers: Option<Spanned<String>>,
     pub reason: Option<ReasonDoc>,
     pub session_max: Option<Spanned<String>>,
+    pub workdir: Option<WorkdirDoc>,
     pub mode: Option<ModeDoc>,
     pub deny_message: Option<Spanned<String>>,
 }
@@ -94,6 +95,22 @@ impl TryFrom<String> for ReasonDoc {
     }
 }
 
+/// `workdir = "root" | "caller"`: where the command runs.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub(super) enum WorkdirDoc {
+    Root,
+    Caller,
+}
+
+impl TryFrom<String> for WorkdirDoc {
+    type Error = String;
+    fn try_from(word: String) -> Result<Self, String> {
+        use WorkdirDoc::*;
+        one_of(&word, &[("root", Root), ("caller", Caller)])
+    }
+}
+
 impl TryFrom<String> for ModeDoc {
     type Error = String;
     fn try_from(word: String) -> Result<Self, String> {
@@ -132,6 +149,7 @@ pub(super) struct RuleDoc {
     pub action: ActionDoc,
     pub reason: Option<ReasonDoc>,
     pub session_max: Option<Spanned<String>>,
+    pub workdir: Option<WorkdirDoc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,6 +42,7 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
             Constraints {
                 reason_required: rule.reason_required.unwrap_or(defaults.reason_required),
                 session_max: rule.session_max.unwrap_or(defaults.session_max),
+                keep_caller_cwd: rule.keep_caller_cwd.unwrap_or(defaults.keep_caller_cwd),
             },
             format!("rule \"{}\"", rule.name),
         ),
@@ -54,6 +55,7 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
             Constraints {
                 reason_required: defaults.reason_required,
                 session_max: defaults.session_max,
+                keep_caller_cwd: defaults.keep_caller_cwd,
             },
             "the policy defaults".to_owned(),
         ),

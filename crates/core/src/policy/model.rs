@@ -18,6 +18,7 @@ pub(super) struct Defaults {
     pub approvers: String,
     pub reason_required: bool,
     pub session_max: SignedDuration,
+    pub keep_caller_cwd: bool,
     pub mode: Mode,
 }
 
@@ -40,6 +41,7 @@ pub(super) struct Rule {
     pub action: Outcome,
     pub reason_required: Option<bool>,
     pub session_max: Option<SignedDuration>,
+    pub keep_caller_cwd: Option<bool>,
 }
 
 /// Users and groups; a subject matches when it is one of the users or in one of the groups.

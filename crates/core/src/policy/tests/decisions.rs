@@ -359,3 +359,40 @@ action = "auto"
     );
     assert!(d.constraints.reason_required);
 }
+
+#[test]
+fn working_directory_follows_the_rule_then_the_defaults() {
+    let p = policy(
+        r#"
+version = 1
+[defaults]
+unmatched = "auto"
+workdir = "root"
+[[rule]]
+name = "build tools"
+what = { paths = ["/usr/bin/make"] }
+workdir = "caller"
+action = "auto"
+"#,
+    );
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/make"),
+        "auto <- build tools",
+    );
+    assert!(d.constraints.keep_caller_cwd);
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/id"),
+        "auto <- defaults",
+    );
+    assert!(!d.constraints.keep_caller_cwd);
+    super::check_error(
+        "version = 1\n[defaults]\nworkdir = \"home\"\n",
+        3,
+        "defaults.workdir",
+        "\"root\"",
+    );
+}

@@ -16,7 +16,7 @@ use toml::Spanned;
 mod rule;
 
 use super::document::{
-    CalendarDoc, DefaultsDoc, Document, ModeDoc, ReasonDoc, UnmatchedDoc, WaveDoc,
+    CalendarDoc, DefaultsDoc, Document, ModeDoc, ReasonDoc, UnmatchedDoc, WaveDoc, WorkdirDoc,
 };
 use super::location::{key_offset, line_column};
 use super::model::{Defaults, Rule, Wave};
@@ -138,6 +138,10 @@ pub(super) fn reason_required(doc: ReasonDoc) -> bool {
     matches!(doc, ReasonDoc::Required)
 }
 
+pub(super) fn keep_caller_cwd(doc: WorkdirDoc) -> bool {
+    matches!(doc, WorkdirDoc::Caller)
+}
+
 fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
     let approvers = match &doc.approvers {
         Some(a) => at.name(a, "defaults.approvers", "the approver group")?,
@@ -175,6 +179,7 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
         approvers,
         reason_required: doc.reason.is_some_and(reason_required),
         session_max,
+        keep_caller_cwd: doc.workdir.is_some_and(keep_caller_cwd),
         mode: doc.mode.map_or(Mode::Enforce, mode),
     })
 }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::{reason_required, Positions};
+use super::{keep_caller_cwd, reason_required, Positions};
 use crate::calendar::Calendar;
 use crate::policy::document::{ActionDoc, ApproveDoc, RuleDoc, WhatDoc, WhereDoc, WhoDoc};
 use crate::policy::glob::{ArgPattern, Glob};
@@ -57,6 +57,7 @@ pub(super) fn rule(
         action: action(at, &format!("{field}.action"), doc.action, defaults)?,
         reason_required: doc.reason.map(reason_required),
         session_max,
+        keep_caller_cwd: doc.workdir.map(keep_caller_cwd),
     })
 }
 
