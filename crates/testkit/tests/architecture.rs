@@ -133,9 +133,11 @@ fn unsafe_code_lives_only_in_os_and_ffi_modules() {
         let rel = relative(&path);
         let allowed = rel.contains("/os/") || rel.ends_with("ffi.rs");
         let code = code_of(&path);
-        let uses_unsafe = ["unsafe {", "unsafe fn", "unsafe impl"]
+        // Spelled in pieces so that this test is not itself a match for text searches.
+        let keyword = concat!("uns", "afe");
+        let uses_unsafe = [" {", " fn", " impl"]
             .iter()
-            .any(|u| code.contains(u));
+            .any(|tail| code.contains(&format!("{keyword}{tail}")));
         assert!(
             !uses_unsafe || allowed,
             "{rel} contains unsafe code outside os/ and ffi.rs"
