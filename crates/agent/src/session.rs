@@ -282,6 +282,16 @@ struct CallerDir {
 struct Workdir(Option<OwnedFd>);
 
 impl Workdir {
+    /// The directory's name, for the audit trail.
+    fn shown(&self) -> String {
+        match &self.0 {
+            Some(_) => std::fs::read_link(self.path())
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "(unnamed)".into()),
+            None => "/".into(),
+        }
+    }
+
     fn path(&self) -> std::path::PathBuf {
         match &self.0 {
             Some(fd) => format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)).into(),
@@ -399,7 +409,8 @@ async fn run(
     tracing::debug!(?t_resolve, ?t_package, ?t_decide, "timings");
     let view = DecisionView::from_decision(&decision, policy.version);
     let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
-        "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native" });
+        "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native",
+        "cwd": caller_dir.claimed });
     let decided = |id: &str| AgentFrame::Decided {
         request_id: id.to_string(),
         outcome: view.outcome.clone(),
@@ -411,6 +422,20 @@ async fn run(
     match &decision.outcome {
         Outcome::Deny { .. } | Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
+            let workdir = match decision.outcome {
+                Outcome::Auto => match caller_dir.workdir(decision.constraints.keep_caller_cwd) {
+                    Some(w) => Some(w),
+                    None => {
+                        return conn
+                            .refuse(
+                                "workdir",
+                                "your working directory could not be confirmed; nothing runs",
+                            )
+                            .await
+                    }
+                },
+                _ => None,
+            };
             let mut events = vec![
                 event(agent, &caller, "request.created", &id, facts),
                 event(
@@ -421,14 +446,14 @@ async fn run(
                     serde_json::to_value(&view).unwrap_or_default(),
                 ),
             ];
-            if matches!(decision.outcome, Outcome::Auto) {
+            if let Some(workdir) = &workdir {
                 // Recorded with the decision, in the same flush to disk, before anything runs.
                 events.push(event(
                     agent,
                     &caller,
                     "request.running",
                     &id,
-                    serde_json::json!({ "sha256": binary.sha256 }),
+                    serde_json::json!({ "sha256": binary.sha256, "workdir": workdir.shown() }),
                 ));
             }
             if let Err(e) = spool(agent, &events) {
@@ -440,15 +465,7 @@ async fn run(
                     .await;
             }
             conn.send(&decided(&id)).await;
-            if matches!(decision.outcome, Outcome::Auto) {
-                let Some(workdir) = caller_dir.workdir(decision.constraints.keep_caller_cwd) else {
-                    return conn
-                        .refuse(
-                            "workdir",
-                            "your working directory could not be confirmed; nothing runs",
-                        )
-                        .await;
-                };
+            if let Some(workdir) = workdir {
                 execute(
                     agent,
                     conn,

@@ -361,6 +361,36 @@ fn commands_run_in_slash_unless_the_policy_keeps_the_callers_directory() {
             );
             let out = run_in(&auto);
             assert_eq!(text(&out.stdout).trim(), "/", "{}", text(&out.stderr));
+            // The audit trail says where each command ran.
+            let wanted = format!("\"workdir\":\"{}\"", dir.display());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let page = world
+                    .api(
+                        world
+                            .server()
+                            .get(Some(&world.admin), "/v1/audit?limit=10000"),
+                    )
+                    .expect(200);
+                let data: Vec<String> = page
+                    .body
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["action"] == "request.running")
+                    .map(|r| r["data"].as_str().unwrap().to_string())
+                    .collect();
+                if data.iter().any(|d| d.contains(&wanted))
+                    && data.iter().any(|d| d.contains("\"workdir\":\"/\""))
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "workdirs not audited: {data:?}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         },
     );
 }
