@@ -488,6 +488,8 @@ async fn run(
                 target,
                 reason,
                 channel: Channel::Native,
+                // Shown to approvers: the directory the kernel says the caller is in.
+                cwd: caller_dir.workdir(true).map(|w| w.shown()),
             };
             let Some(approved) = ask_approvers(agent, conn, &new).await else {
                 return;

@@ -250,6 +250,10 @@ pub struct NewRequest {
     /// `sudo`, `native` or `offline`.
     #[schema(value_type = String)]
     pub channel: core::Channel,
+    /// The requester's working directory as the agent confirmed it (shown to approvers; the
+    /// command runs there only when the policy says `workdir = "caller"`).
+    #[serde(default)]
+    pub cwd: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -338,6 +342,8 @@ pub struct RequestView {
     pub target: WireTarget,
     pub reason: Option<String>,
     pub channel: String,
+    /// The requester's working directory, when the agent sent it.
+    pub cwd: Option<String>,
     /// `pending`, `approved`, `denied`, `expired`, `cancelled`, `running`, `finished`.
     pub state: String,
     pub decision: DecisionView,

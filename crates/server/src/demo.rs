@@ -73,6 +73,7 @@ fn command(
         },
         reason: reason.map(str::to_string),
         channel: Channel::Native,
+        cwd: Some("/home/demo".into()),
     }
 }
 
@@ -148,6 +149,7 @@ pub async fn seed(app: &App) -> anyhow::Result<DemoSeed> {
             },
             reason: Some("printer driver update".into()),
             channel: Channel::Sudo,
+            cwd: None,
         },
     ];
     for r in &requests {

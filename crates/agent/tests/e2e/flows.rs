@@ -111,6 +111,9 @@ fn a_request_waits_for_an_approver_then_runs_and_returns_its_exit_status() {
                 )
                 .expect(200);
             assert_eq!(r.body["exit_code"], 3);
+            // Approvers saw where bob was when he asked.
+            let here = std::env::current_dir().unwrap();
+            assert_eq!(r.body["cwd"], here.display().to_string());
         },
     );
 }

@@ -286,6 +286,7 @@ fn policy_test(a: &PolicyTestArgs) -> anyhow::Result<PolicyTest> {
             target,
             reason: a.reason.clone(),
             channel: Channel::Native,
+            cwd: None,
         },
         device: a.device.clone(),
         device_tags: a.tags.clone(),

@@ -71,6 +71,7 @@ pub fn request(r: &RequestView) {
     }
     facts.extend([
         ("reason", r.reason.clone().unwrap_or_else(|| "-".into())),
+        ("cwd", r.cwd.clone().unwrap_or_else(|| "-".into())),
         ("asked", format!("{} via {}", r.created_at, r.channel)),
         ("decision", format!("{} ({} mode)", d.outcome, d.mode)),
         ("rule", d.rule.clone().unwrap_or_else(|| "defaults".into())),

@@ -33,6 +33,7 @@ fn view(row: RequestRow, approvals: Vec<crate::store::ApprovalRow>) -> RequestVi
         target: row.target,
         reason: row.reason,
         channel: row.channel,
+        cwd: row.cwd,
         state: row.state.as_str().to_string(),
         decision: row.decision,
         approvals: approvals
@@ -71,6 +72,15 @@ impl App {
         new: &NewRequest,
     ) -> Result<RequestView> {
         let device = caller.device()?;
+        if new
+            .cwd
+            .as_ref()
+            .is_some_and(|c| c.len() > 4096 || !c.starts_with('/'))
+        {
+            return Err(AppError::BadRequest(
+                "cwd must be an absolute path of at most 4096 bytes".into(),
+            ));
+        }
         if new.reason.as_ref().is_some_and(|r| r.len() > 4096) {
             return Err(AppError::BadRequest(
                 "a reason may be at most 4096 bytes".into(),
@@ -109,6 +119,7 @@ impl App {
             target: new.target.clone(),
             reason: request.reason.clone(),
             channel: request.channel.as_str().to_string(),
+            cwd: new.cwd.clone(),
             state,
             decision: decision_view.clone(),
             exit_code: None,
@@ -121,7 +132,7 @@ impl App {
             "request.created",
             &subject,
             json!({ "user": row.user, "uid": row.uid, "groups": row.groups, "device": row.device,
-                    "target": row.target, "reason": row.reason, "channel": row.channel }),
+                    "target": row.target, "reason": row.reason, "channel": row.channel, "cwd": row.cwd }),
         ))
         .await?;
         tx.append_audit(self.event(

@@ -320,6 +320,7 @@ struct Detail {
     sha256: String,
     package: String,
     reason: String,
+    workdir: String,
     when: String,
     channel: String,
     rule: String,
@@ -400,6 +401,11 @@ async fn detail(State(app): State<App>, user: PortalUser, Path(id): Path<String>
             .as_deref()
             .map(visible)
             .unwrap_or_else(|| "none given".into()),
+        workdir: match (&v.cwd, v.decision.keep_caller_cwd) {
+            (Some(cwd), true) => format!("{} (the command runs there)", visible(cwd)),
+            (Some(cwd), false) => format!("{} (the command runs in /)", visible(cwd)),
+            (None, _) => "/ (the requester's directory was not sent)".into(),
+        },
         when: when(v.created_at),
         channel: v.channel.clone(),
         rule: v

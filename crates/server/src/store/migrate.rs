@@ -4,11 +4,23 @@
 
 use super::{Backend, Result, Store};
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_initial.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_request_cwd.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_request_cwd.sql"),
+    ),
+];
 
 pub(super) async fn run(store: &Store) -> Result<()> {
     let migrations = match store.backend {

@@ -24,6 +24,7 @@ pub struct RequestRow {
     pub target: WireTarget,
     pub reason: Option<String>,
     pub channel: String,
+    pub cwd: Option<String>,
     pub state: RequestState,
     pub decision: DecisionView,
     pub exit_code: Option<i32>,
@@ -59,7 +60,7 @@ pub struct HistoryStats {
 
 const COLUMNS: &str =
     "id, created_ms, updated_ms, expires_ms, device, user_name, uid, groups_json, \
-                       target_json, reason, channel, state, decision_json, exit_code";
+                       target_json, reason, channel, state, decision_json, exit_code, cwd";
 
 fn request(row: &AnyRow) -> Result<RequestRow> {
     let state: String = get(row, "state")?;
@@ -78,6 +79,7 @@ fn request(row: &AnyRow) -> Result<RequestRow> {
             .map_err(|e| StoreError::Corrupt(format!("request target: {e}")))?,
         reason: get(row, "reason")?,
         channel: get(row, "channel")?,
+        cwd: get(row, "cwd")?,
         state: state
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("request state `{state}`")))?,
@@ -100,8 +102,8 @@ impl Tx<'_> {
         sqlx::query(
             "INSERT INTO requests (id, created_ms, updated_ms, expires_ms, device, user_name, uid, \
              groups_json, target_json, path, sha256, reason, channel, state, decision_json, \
-             approvers, needed, exit_code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             approvers, needed, exit_code, cwd) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(&r.id)
         .bind(r.created_at.as_millisecond())
@@ -121,6 +123,7 @@ impl Tx<'_> {
         .bind(r.decision.approvers.as_deref())
         .bind(i64::from(r.decision.needed))
         .bind(r.exit_code.map(i64::from))
+        .bind(r.cwd.as_deref())
         .execute(&mut *self.tx)
         .await?;
         Ok(())

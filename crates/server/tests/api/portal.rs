@@ -118,6 +118,7 @@ async fn an_approver_signs_in_and_approves_through_the_form() {
             &"ab".repeat(32),
             "the defaults",
             "never asked for before",
+            "directory was not sent",
         ] {
             assert!(detail.contains(fact), "the detail page shows {fact}");
         }

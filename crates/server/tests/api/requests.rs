@@ -454,3 +454,30 @@ async fn a_device_lists_only_its_own_requests_and_can_narrow_to_one_user() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_requesters_working_directory_is_kept_for_approvers() {
+    for_each_backend(|server| async move {
+        let (admin, device) = ready(&server).await;
+        let mut body = command_request("bob", &[], "/usr/bin/make", &["install"]);
+        body["cwd"] = json!("/home/bob/project");
+        let r = server
+            .post(Some(&device), "/v1/requests", &body)
+            .await
+            .expect(201);
+        let id = r.body["id"].as_str().unwrap();
+        let shown = server
+            .get(Some(&admin), &format!("/v1/requests/{id}"))
+            .await
+            .expect(200);
+        assert_eq!(shown.body["cwd"], "/home/bob/project");
+        assert_eq!(shown.body["decision"]["keep_caller_cwd"], false);
+        body["cwd"] = json!("relative/dir");
+        server
+            .post(Some(&device), "/v1/requests", &body)
+            .await
+            .expect(400);
+        server
+    })
+    .await;
+}
