@@ -219,18 +219,11 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
 }
 
 fn summary(r: &RequestView) -> elevate_proto::ipc::RequestSummary {
-    let what = match &r.target {
-        WireTarget::Command { path, args, .. } => elevate_core::text::command_line(path, args),
-        WireTarget::Session { duration_secs } => format!(
-            "admin session of {}",
-            elevate_core::duration::format(jiff::SignedDuration::from_secs(*duration_secs as i64))
-        ),
-    };
     elevate_proto::ipc::RequestSummary {
         id: r.id.clone(),
         created_at: r.created_at.to_string(),
         state: r.state.clone(),
-        what,
+        what: r.target.describe(),
         approvers: r.decision.approvers.clone(),
     }
 }

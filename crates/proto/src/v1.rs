@@ -472,6 +472,18 @@ pub struct VerifyReport {
 pub struct InvalidRequest(pub String);
 
 impl WireTarget {
+    /// One line for people: the command line (quoted, control characters made visible) or
+    /// "admin session of 30m". Used by the portal, `elevatectl` and `elevate requests`.
+    pub fn describe(&self) -> String {
+        match self {
+            WireTarget::Command { path, args, .. } => core::text::command_line(path, args),
+            WireTarget::Session { duration_secs } => format!(
+                "admin session of {}",
+                core::duration::format(SignedDuration::from_secs(*duration_secs as i64))
+            ),
+        }
+    }
+
     pub fn to_core(&self) -> Result<core::Target, InvalidRequest> {
         match self {
             WireTarget::Command {

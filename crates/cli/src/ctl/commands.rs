@@ -316,7 +316,7 @@ fn requests(cli: &Cli, client: &Client, c: &RequestsCommand) -> anyhow::Result<E
                             r.state.clone(),
                             format!("{}@{}", r.user, r.device),
                             r.decision.approvers.clone().unwrap_or_else(|| "-".into()),
-                            output::target(&r.target),
+                            r.target.describe(),
                         ]
                     })
                     .collect();

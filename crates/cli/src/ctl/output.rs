@@ -9,17 +9,6 @@ pub fn terminal_safe(text: &str) -> String {
     elevate_core::text::visible(text)
 }
 
-/// A command or a session, as one readable line.
-pub fn target(t: &WireTarget) -> String {
-    match t {
-        WireTarget::Command { path, args, .. } => elevate_core::text::command_line(path, args),
-        WireTarget::Session { duration_secs } => format!(
-            "admin session of {}",
-            elevate_core::duration::format(jiff::SignedDuration::from_secs(*duration_secs as i64))
-        ),
-    }
-}
-
 /// Prints rows as aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows
@@ -60,7 +49,7 @@ pub fn request(r: &RequestView) {
             format!("{} (uid {}, groups {})", r.user, r.uid, r.groups.join(",")),
         ),
         ("device", r.device.clone()),
-        ("what", target(&r.target)),
+        ("what", r.target.describe()),
     ];
     if let WireTarget::Command {
         sha256, package, ..

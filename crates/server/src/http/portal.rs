@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use elevate_core::text::{command_line, visible};
+use elevate_core::text::visible;
 use elevate_proto::v1::{RequestView, WireTarget};
 use serde::Deserialize;
 
@@ -251,16 +251,6 @@ struct Row {
     approvers: String,
 }
 
-fn what(target: &WireTarget) -> String {
-    match target {
-        WireTarget::Command { path, args, .. } => command_line(path, args),
-        WireTarget::Session { duration_secs } => format!(
-            "admin session of {}",
-            elevate_core::duration::format(jiff::SignedDuration::from_secs(*duration_secs as i64))
-        ),
-    }
-}
-
 fn when(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
@@ -271,7 +261,7 @@ fn row(r: &RequestView) -> Row {
         when: when(r.created_at),
         user: visible(&r.user),
         device: visible(&r.device),
-        what: what(&r.target),
+        what: r.target.describe(),
         state: r.state.clone(),
         approvers: r.decision.approvers.clone().unwrap_or_else(|| "—".into()),
     }
@@ -392,7 +382,7 @@ async fn detail(State(app): State<App>, user: PortalUser, Path(id): Path<String>
         uid: v.uid,
         groups: visible(&v.groups.join(", ")),
         device: visible(&v.device),
-        what: what(&v.target),
+        what: v.target.describe(),
         path,
         sha256,
         package,
