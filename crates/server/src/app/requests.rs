@@ -221,11 +221,16 @@ impl App {
         let mut changes = self.changes.subscribe();
         loop {
             changes.mark_unchanged();
-            let detail = self.request(caller, id).await?;
-            if detail.view.state != RequestState::Pending.as_str()
-                || tokio::time::Instant::now() >= deadline
-            {
-                return Ok(detail.view);
+            // Only the row while waiting; approvals are read once, for the answer.
+            let row = self
+                .store
+                .request(id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+            Self::may_read(caller, &row)?;
+            if row.state != RequestState::Pending || tokio::time::Instant::now() >= deadline {
+                let approvals = self.store.approvals(id).await?;
+                return Ok(view(row, approvals));
             }
             // Another replica may decide: look again at least every second.
             let step = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
