@@ -334,3 +334,51 @@ fn a_users_own_mount_namespace_cannot_rename_a_binary() {
         },
     );
 }
+
+#[test]
+fn a_claimed_working_directory_that_is_not_the_callers_is_refused() {
+    namespaced(
+        "attacks::a_claimed_working_directory_that_is_not_the_callers_is_refused",
+        || {
+            let world = World::new();
+            let here = world.program("here", "where", "#!/bin/sh\npwd\n", 0o755);
+            // The client says it is in /root; the kernel says otherwise.
+            let frame = serde_json::json!({ "type": "run", "version": 1,
+                "argv": [here.to_str().unwrap()], "cwd": "/root", "reason": null, "interactive": false });
+            let body = serde_json::to_vec(&frame).unwrap();
+            let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+            bytes.extend_from_slice(&body);
+            let mut s = UnixStream::connect(&world.socket).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let out_path = world.dir.join("claimed-cwd.out");
+            let out_w = std::fs::File::create(&out_path).unwrap();
+            let stdin = std::fs::File::open("/dev/null").unwrap();
+            {
+                use std::os::fd::AsFd;
+                let fds = [stdin.as_fd(), out_w.as_fd(), out_w.as_fd()];
+                let mut space =
+                    [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+                let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+                control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+                let sent = rustix::net::sendmsg(
+                    &s,
+                    &[std::io::IoSlice::new(&bytes)],
+                    &mut control,
+                    rustix::net::SendFlags::empty(),
+                )
+                .unwrap();
+                s.write_all(&bytes[sent..]).unwrap();
+            }
+            drop(out_w);
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            let answer = text(&answer);
+            assert!(
+                answer.contains("working directory could not be confirmed"),
+                "{answer}"
+            );
+            let ran = std::fs::read_to_string(&out_path).unwrap();
+            assert!(ran.is_empty(), "the command ran: {ran}");
+        },
+    );
+}

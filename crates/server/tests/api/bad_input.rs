@@ -143,3 +143,51 @@ async fn sign_in(server: &elevate_testkit::TestServer, password: &str) -> elevat
         )
         .await
 }
+
+#[tokio::test]
+async fn parallel_password_guesses_are_counted_before_they_are_checked() {
+    for_each_backend(|server| async move {
+        let _admin = server.admin().await;
+        // Twenty guesses at once: only the first five may reach the password check.
+        let guesses = (0..20).map(|_| sign_in(&server, "wrong"));
+        let answers = futures_join_all(guesses).await;
+        let checked = answers.iter().filter(|a| a.status == 401).count();
+        let throttled = answers.iter().filter(|a| a.status == 429).count();
+        assert_eq!(
+            (checked, throttled),
+            (elevate_server::app::auth::MAX_FAILURES as usize, 15),
+            "{:?}",
+            answers.iter().map(|a| a.status).collect::<Vec<_>>()
+        );
+        server
+    })
+    .await;
+}
+
+/// Runs the futures concurrently on this task (no extra dependency for join_all).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}
