@@ -16,41 +16,21 @@ fn a_developer_runs_a_pre_approved_command_as_root() {
             let out = world.elevate_as("alice", &["id", "-un"], &[]);
             assert_eq!(text(&out.stdout), "root\n", "stderr: {}", text(&out.stderr));
             // The events reach the server: request, decision, start and exit.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            loop {
-                let page = world
-                    .api(
-                        world
-                            .server()
-                            .get(Some(&world.admin), "/v1/audit?limit=10000"),
-                    )
-                    .expect(200);
-                let actions: Vec<String> = page
-                    .body
-                    .as_array()
-                    .unwrap()
+            world.eventually_in_audit("the agent's events did not arrive", |records| {
+                let actions: Vec<&str> = records
                     .iter()
                     .filter(|r| r["actor"] == "user:alice@e2e-host")
-                    .map(|r| r["action"].as_str().unwrap().to_string())
+                    .map(|r| r["action"].as_str().unwrap())
                     .collect();
-                let want = [
+                [
                     "request.created",
                     "request.decided",
                     "request.running",
                     "request.finished",
-                ];
-                if want
-                    .iter()
-                    .all(|w| actions.iter().filter(|a| a == w).count() == 2)
-                {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the agent's events did not arrive: {actions:?}"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
+                ]
+                .iter()
+                .all(|w| actions.iter().filter(|a| *a == w).count() == 2)
+            });
             let verify = world
                 .api(world.server().get(Some(&world.admin), "/v1/audit/verify"))
                 .expect(200);
@@ -214,24 +194,11 @@ fn a_reason_is_asked_for_when_the_policy_requires_one() {
             );
             assert_eq!(text(&out.stdout), "maintained\n", "{}", text(&out.stderr));
             // The reason travels with the request into the audit trail.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            loop {
-                let page = world
-                    .api(
-                        world
-                            .server()
-                            .get(Some(&world.admin), "/v1/audit?limit=10000"),
-                    )
-                    .expect(200);
-                if page.text.contains("rotate the logs") {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the reason never reached the server"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
+            world.eventually_in_audit("the reason never reached the server", |records| {
+                records
+                    .iter()
+                    .any(|r| r["data"].as_str().unwrap().contains("rotate the logs"))
+            });
         },
     );
 }
@@ -366,34 +333,15 @@ fn commands_run_in_slash_unless_the_policy_keeps_the_callers_directory() {
             assert_eq!(text(&out.stdout).trim(), "/", "{}", text(&out.stderr));
             // The audit trail says where each command ran.
             let wanted = format!("\"workdir\":\"{}\"", dir.display());
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            loop {
-                let page = world
-                    .api(
-                        world
-                            .server()
-                            .get(Some(&world.admin), "/v1/audit?limit=10000"),
-                    )
-                    .expect(200);
-                let data: Vec<String> = page
-                    .body
-                    .as_array()
-                    .unwrap()
+            world.eventually_in_audit("workdirs not audited", |records| {
+                let data: Vec<&str> = records
                     .iter()
                     .filter(|r| r["action"] == "request.running")
-                    .map(|r| r["data"].as_str().unwrap().to_string())
+                    .map(|r| r["data"].as_str().unwrap())
                     .collect();
-                if data.iter().any(|d| d.contains(&wanted))
+                data.iter().any(|d| d.contains(&wanted))
                     && data.iter().any(|d| d.contains("\"workdir\":\"/\""))
-                {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "workdirs not audited: {data:?}"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
+            });
         },
     );
 }

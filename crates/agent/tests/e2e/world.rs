@@ -294,17 +294,34 @@ impl World {
         }
     }
 
-    /// Audit actions recorded on the server for a request.
-    pub fn audit_actions(&self, request: &str) -> Vec<String> {
+    /// Every audit record on the server, oldest first.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
         let page = self
             .api(
                 self.server()
                     .get(Some(&self.admin), "/v1/audit?limit=10000"),
             )
             .expect(200);
-        page.body
-            .as_array()
-            .unwrap()
+        page.body.as_array().unwrap().clone()
+    }
+
+    /// Waits (20 s at most) until `holds` is true of the server's audit records; the agent
+    /// delivers its spool in the background, so its events arrive a little later.
+    pub fn eventually_in_audit(&self, what: &str, holds: impl Fn(&[serde_json::Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let records = self.audit();
+            if holds(&records) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {records:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Audit actions recorded on the server for a request.
+    pub fn audit_actions(&self, request: &str) -> Vec<String> {
+        self.audit()
             .iter()
             .filter(|r| r["subject"] == format!("request:{request}"))
             .map(|r| r["action"].as_str().unwrap().to_string())
