@@ -67,6 +67,9 @@ pub struct Constraints {
     pub session_max: SignedDuration,
     /// Run in the caller's working directory (`workdir = "caller"`) instead of `/`.
     pub keep_caller_cwd: bool,
+    /// Keep the command running when the requester's client goes away (`on_disconnect =
+    /// "continue"`); by default it is stopped (TERM, then KILL).
+    pub continue_on_disconnect: bool,
 }
 
 /// A policy decision with its explanation.

@@ -280,6 +280,10 @@ pub struct DecisionView {
     /// Run in the requester's working directory instead of `/` (policy `workdir = "caller"`).
     #[serde(default)]
     pub keep_caller_cwd: bool,
+    /// Keep the command running when the requester's client goes away (policy
+    /// `on_disconnect = "continue"`); otherwise it is stopped.
+    #[serde(default)]
+    pub continue_on_disconnect: bool,
     /// Policy version that decided.
     pub policy_version: u64,
 }
@@ -313,6 +317,7 @@ impl DecisionView {
             reason_required: d.constraints.reason_required,
             session_max_secs: d.constraints.session_max.as_secs().max(0) as u64,
             keep_caller_cwd: d.constraints.keep_caller_cwd,
+            continue_on_disconnect: d.constraints.continue_on_disconnect,
             policy_version,
         }
     }

@@ -35,6 +35,7 @@ pub(super) struct DefaultsDoc {
     pub reason: Option<ReasonDoc>,
     pub session_max: Option<Spanned<String>>,
     pub workdir: Option<WorkdirDoc>,
+    pub on_disconnect: Option<DisconnectDoc>,
     pub mode: Option<ModeDoc>,
     pub deny_message: Option<Spanned<String>>,
 }
@@ -111,6 +112,23 @@ impl TryFrom<String> for WorkdirDoc {
     }
 }
 
+/// `on_disconnect = "stop" | "continue"`: what happens to a running command whose `elevate`
+/// client went away.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub(super) enum DisconnectDoc {
+    Stop,
+    Continue,
+}
+
+impl TryFrom<String> for DisconnectDoc {
+    type Error = String;
+    fn try_from(word: String) -> Result<Self, String> {
+        use DisconnectDoc::*;
+        one_of(&word, &[("stop", Stop), ("continue", Continue)])
+    }
+}
+
 impl TryFrom<String> for ModeDoc {
     type Error = String;
     fn try_from(word: String) -> Result<Self, String> {
@@ -150,6 +168,7 @@ pub(super) struct RuleDoc {
     pub reason: Option<ReasonDoc>,
     pub session_max: Option<Spanned<String>>,
     pub workdir: Option<WorkdirDoc>,
+    pub on_disconnect: Option<DisconnectDoc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

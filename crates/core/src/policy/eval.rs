@@ -43,6 +43,9 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
                 reason_required: rule.reason_required.unwrap_or(defaults.reason_required),
                 session_max: rule.session_max.unwrap_or(defaults.session_max),
                 keep_caller_cwd: rule.keep_caller_cwd.unwrap_or(defaults.keep_caller_cwd),
+                continue_on_disconnect: rule
+                    .continue_on_disconnect
+                    .unwrap_or(defaults.continue_on_disconnect),
             },
             format!("rule \"{}\"", rule.name),
         ),
@@ -56,6 +59,7 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
                 reason_required: defaults.reason_required,
                 session_max: defaults.session_max,
                 keep_caller_cwd: defaults.keep_caller_cwd,
+                continue_on_disconnect: defaults.continue_on_disconnect,
             },
             "the policy defaults".to_owned(),
         ),

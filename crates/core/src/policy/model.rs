@@ -19,6 +19,7 @@ pub(super) struct Defaults {
     pub reason_required: bool,
     pub session_max: SignedDuration,
     pub keep_caller_cwd: bool,
+    pub continue_on_disconnect: bool,
     pub mode: Mode,
 }
 
@@ -42,6 +43,7 @@ pub(super) struct Rule {
     pub reason_required: Option<bool>,
     pub session_max: Option<SignedDuration>,
     pub keep_caller_cwd: Option<bool>,
+    pub continue_on_disconnect: Option<bool>,
 }
 
 /// Users and groups; a subject matches when it is one of the users or in one of the groups.

@@ -396,3 +396,59 @@ action = "auto"
         "\"root\"",
     );
 }
+
+#[test]
+fn a_dropped_client_stops_the_command_unless_the_rule_says_continue() {
+    let p = policy(
+        r#"
+version = 1
+[defaults]
+unmatched = "auto"
+[[rule]]
+name = "long upgrades"
+what = { paths = ["/usr/bin/apt-get"] }
+on_disconnect = "continue"
+action = "auto"
+[[rule]]
+name = "editors"
+what = { paths = ["/usr/bin/vi"] }
+on_disconnect = "stop"
+action = "auto"
+"#,
+    );
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/apt-get"),
+        "auto <- long upgrades",
+    );
+    assert!(d.constraints.continue_on_disconnect);
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/vi"),
+        "auto <- editors",
+    );
+    assert!(!d.constraints.continue_on_disconnect);
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/id"),
+        "auto <- defaults",
+    );
+    assert!(!d.constraints.continue_on_disconnect, "stop is the default");
+    let p = policy("version = 1\n[defaults]\nunmatched = \"auto\"\non_disconnect = \"continue\"\n");
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/id"),
+        "auto <- defaults",
+    );
+    assert!(d.constraints.continue_on_disconnect);
+    super::check_error(
+        "version = 1\n[defaults]\non_disconnect = \"detach\"\n",
+        3,
+        "defaults.on_disconnect",
+        "\"continue\"",
+    );
+}

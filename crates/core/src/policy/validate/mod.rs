@@ -16,7 +16,8 @@ use toml::Spanned;
 mod rule;
 
 use super::document::{
-    CalendarDoc, DefaultsDoc, Document, ModeDoc, ReasonDoc, UnmatchedDoc, WaveDoc, WorkdirDoc,
+    CalendarDoc, DefaultsDoc, DisconnectDoc, Document, ModeDoc, ReasonDoc, UnmatchedDoc, WaveDoc,
+    WorkdirDoc,
 };
 use super::location::{key_offset, line_column};
 use super::model::{Defaults, Rule, Wave};
@@ -142,6 +143,10 @@ pub(super) fn keep_caller_cwd(doc: WorkdirDoc) -> bool {
     matches!(doc, WorkdirDoc::Caller)
 }
 
+pub(super) fn continue_on_disconnect(doc: DisconnectDoc) -> bool {
+    matches!(doc, DisconnectDoc::Continue)
+}
+
 fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
     let approvers = match &doc.approvers {
         Some(a) => at.name(a, "defaults.approvers", "the approver group")?,
@@ -180,6 +185,7 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
         reason_required: doc.reason.is_some_and(reason_required),
         session_max,
         keep_caller_cwd: doc.workdir.is_some_and(keep_caller_cwd),
+        continue_on_disconnect: doc.on_disconnect.is_some_and(continue_on_disconnect),
         mode: doc.mode.map_or(Mode::Enforce, mode),
     })
 }

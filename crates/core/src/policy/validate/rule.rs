@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::{keep_caller_cwd, reason_required, Positions};
+use super::{continue_on_disconnect, keep_caller_cwd, reason_required, Positions};
 use crate::calendar::Calendar;
 use crate::policy::document::{ActionDoc, ApproveDoc, RuleDoc, WhatDoc, WhereDoc, WhoDoc};
 use crate::policy::glob::{ArgPattern, Glob};
@@ -58,6 +58,7 @@ pub(super) fn rule(
         reason_required: doc.reason.map(reason_required),
         session_max,
         keep_caller_cwd: doc.workdir.map(keep_caller_cwd),
+        continue_on_disconnect: doc.on_disconnect.map(continue_on_disconnect),
     })
 }
 
