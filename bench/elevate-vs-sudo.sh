@@ -3,6 +3,8 @@
 # same machine, same user, one hyperfine run; plus the agent's idle memory. Run as root:
 #   bench/elevate-vs-sudo.sh
 # It works in a private mount namespace over a copy of /etc, so the machine is left unchanged.
+# ELEVATE_BENCH_BASELINE=DIR (a folder with `elevated` and `elevate` from another build, e.g. the
+# previous commit) adds that build, with its own agent, to the same hyperfine run.
 # Needs: hyperfine, sudo (apt-get install hyperfine sudo).
 set -euo pipefail
 if [ -z "${ELEVATE_BENCH_NS:-}" ]; then
@@ -14,12 +16,12 @@ cargo build --release -q -p elevate-server -p elevate-agent -p elevate-cli
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 work=$(mktemp -d /tmp/elevate-bench-XXXXXX); chmod 755 "$work"
-cleanup() { kill "${agent:-}" "${server:-}" 2>/dev/null || true; umount /etc 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { kill "${agent:-}" "${base_agent:-}" "${server:-}" 2>/dev/null || true; umount /etc 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 cp -a /etc "$work/etc"; mount --bind "$work/etc" /etc
 useradd -M benchuser
 echo 'benchuser ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/elevate-bench; chmod 440 /etc/sudoers.d/elevate-bench
-cp "$bin/elevate" "$work/elevate"
+cp "$bin/elevate" "$work/elevate"; mkdir -m 777 "$work/out"
 
 port=18080
 password=bench-password-0123
@@ -45,6 +47,16 @@ token=$("$bin/elevatectl" enrol-token create 2>/dev/null)
 echo "$token" | "$bin/elevated" --state-dir "$work/agent" enrol --server "http://127.0.0.1:$port" --token - --name bench >/dev/null
 ELEVATE_LOG="${ELEVATE_AGENT_LOG:-warn}" "$bin/elevated" --state-dir "$work/agent" run --socket "$work/run/agent.sock" 2> "$work/agent.log" & agent=$!
 for _ in $(seq 100); do ELEVATE_SOCKET="$work/run/agent.sock" "$bin/elevate" status 2>/dev/null | grep -q 'policy:  version' && break; sleep 0.1; done
+compare=()
+if [ -n "${ELEVATE_BENCH_BASELINE:-}" ]; then
+  base="$ELEVATE_BENCH_BASELINE"
+  token=$("$bin/elevatectl" enrol-token create 2>/dev/null)
+  echo "$token" | "$base/elevated" --state-dir "$work/base-agent" enrol --server "http://127.0.0.1:$port" --token - --name bench-baseline >/dev/null
+  ELEVATE_LOG=warn "$base/elevated" --state-dir "$work/base-agent" run --socket "$work/base-run/agent.sock" 2> "$work/base-agent.log" & base_agent=$!
+  for _ in $(seq 100); do ELEVATE_SOCKET="$work/base-run/agent.sock" "$base/elevate" status 2>/dev/null | grep -q 'policy:  version' && break; sleep 0.1; done
+  mkdir -p "$work/baseline"; cp "$base/elevate" "$work/baseline/elevate"
+  compare=("$work/baseline/elevate --socket $work/base-run/agent.sock true")
+fi
 
 as_user() { setpriv --reuid=benchuser --regid=benchuser --init-groups -- env -i PATH=/usr/bin:/bin ELEVATE_SOCKET="$work/run/agent.sock" "$@"; }
 as_user "$work/elevate" true
@@ -57,10 +69,22 @@ fi
 sleep 1
 echo "agent RSS after start and one request: $(grep VmRSS /proc/$agent/status)"
 as_user hyperfine -N --warmup 30 --runs 500 \
-  "sudo -n true" "$work/elevate true" 2>&1 | sed "s|$work/||g"
+  --export-json "$work/out/hyperfine.json" \
+  "sudo -n true" "$work/elevate true" "${compare[@]}" 2>&1 | sed "s|$work/||g"
+# Medians too: a few slow outliers (disk flushes, the other core busy) move the mean a lot.
+python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print("median %6.2f ms  %s" % (r["median"]*1000, r["command"].replace(sys.argv[2]+"/","")))' "$work/out/hyperfine.json" "$work"
 if [ -n "${ELEVATE_BENCH_DETAIL:-}" ]; then
   # Where the time goes: process start of the client alone, and a round trip without running.
-  as_user hyperfine -N --warmup 30 --runs 300 "/usr/bin/true" "$work/elevate --version" "$work/elevate status" 2>&1 | sed "s|$work/||g" | grep -E "Benchmark|Time"
+  as_user hyperfine -N --warmup 30 --runs 300 --export-json "$work/out/detail.json" \
+    "/usr/bin/true" "$work/elevate --version" "$work/elevate status" >/dev/null 2>&1
+  python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print("median %6.2f ms  %s" % (r["median"]*1000, r["command"].replace(sys.argv[2]+"/","")))' "$work/out/detail.json" "$work"
+  # The client's side of one run, with times.
+  as_user strace -r -o "$work/out/client-strace.txt" "$work/elevate" true
+  cp "$work/out/client-strace.txt" /tmp/elevate-client-strace.txt
 fi
 sleep 3
 echo "agent RSS idle after 530 requests: $(grep VmRSS /proc/$agent/status)"

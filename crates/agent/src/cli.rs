@@ -56,6 +56,7 @@ fn host_name() -> String {
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
     crate::os::memory::single_malloc_arena();
+    crate::os::exec::ensure_standard_fds().context("cannot open /dev/null")?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ELEVATE_LOG")

@@ -188,10 +188,20 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
     }
 }
 
+/// How long the sender waits after the first new event before sending: a burst of commands
+/// becomes one batch (one request to the server, one spool file) instead of one each.
+const LINGER: Duration = Duration::from_millis(200);
+
 async fn deliver_loop(agent: Arc<Agent>) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        match agent.deliver().await {
+        tokio::time::sleep(LINGER).await;
+        if let Err(e) = agent.spool.lock().expect("spool lock").flush() {
+            tracing::error!(error = %e, "cannot flush the audit spool");
+        }
+        let delivered = agent.deliver().await;
+        crate::os::memory::release_free_memory();
+        match delivered {
             Ok(_) => {
                 backoff = Duration::from_secs(1);
                 let _ = tokio::time::timeout(Duration::from_secs(30), agent.spool_ready.notified())

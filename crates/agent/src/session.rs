@@ -169,6 +169,15 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             };
             let stdio = if interactive {
                 Stdio::Terminal
+            } else if rustix::termios::isatty(&stdio[0]) {
+                // A root command reading the user's own terminal could be fed keystrokes by
+                // anything else in the user's session: terminals are only ever fresh ptys.
+                return conn
+                    .refuse(
+                        "stdio",
+                        "stdin is a terminal but the request is not interactive; update elevate",
+                    )
+                    .await;
             } else {
                 Stdio::Caller(stdio)
             };
@@ -256,6 +265,17 @@ fn spool(agent: &Agent, events: &[AuditEventIn]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Appends events about something already over (an exit); the sender flushes them shortly.
+fn spool_after_the_fact(agent: &Agent, events: &[AuditEventIn]) -> std::io::Result<()> {
+    agent
+        .spool
+        .lock()
+        .expect("spool lock")
+        .append_after_the_fact(events)?;
+    agent.spool_ready.notify_one();
+    Ok(())
+}
+
 /// Where the command's stdin, stdout and stderr come from.
 enum Stdio {
     /// The caller's own descriptors (not a terminal).
@@ -273,6 +293,14 @@ struct CallerDir {
 /// Where the command runs: `/`, or the caller's own directory held open by descriptor (so a
 /// rename or symlink swap after the check cannot move the command elsewhere).
 struct Workdir(Option<OwnedFd>);
+
+/// How the decision says the command runs.
+struct Conditions {
+    workdir: Workdir,
+    /// `on_disconnect = "continue"`: the command outlives its client, up to `session_max`.
+    keep_running: bool,
+    session_max: Duration,
+}
 
 impl Workdir {
     /// The directory's name, for the audit trail.
@@ -417,7 +445,11 @@ async fn run(
             let id = uuid::Uuid::now_v7().to_string();
             let workdir = match decision.outcome {
                 Outcome::Auto => match caller_dir.workdir(decision.constraints.keep_caller_cwd) {
-                    Some(w) => Some(w),
+                    Some(w) => Some(Conditions {
+                        workdir: w,
+                        keep_running: decision.constraints.continue_on_disconnect,
+                        session_max: decision.constraints.session_max.unsigned_abs(),
+                    }),
                     None => {
                         return conn
                             .refuse(
@@ -439,14 +471,14 @@ async fn run(
                     serde_json::to_value(&view).unwrap_or_default(),
                 ),
             ];
-            if let Some(workdir) = &workdir {
+            if let Some(how) = &workdir {
                 // Recorded with the decision, in the same flush to disk, before anything runs.
                 events.push(event(
                     agent,
                     &caller,
                     "request.running",
                     &id,
-                    serde_json::json!({ "sha256": binary.sha256, "workdir": workdir.shown() }),
+                    serde_json::json!({ "sha256": binary.sha256, "workdir": how.workdir.shown() }),
                 ));
             }
             if let Err(e) = spool(agent, &events) {
@@ -458,7 +490,7 @@ async fn run(
                     .await;
             }
             conn.send(&decided(&id)).await;
-            if let Some(workdir) = workdir {
+            if let Some(how) = workdir {
                 execute(
                     agent,
                     conn,
@@ -468,7 +500,7 @@ async fn run(
                     &argv,
                     &binary,
                     stdio,
-                    &workdir,
+                    &how,
                 )
                 .await;
             }
@@ -495,6 +527,11 @@ async fn run(
                     )
                     .await;
             };
+            let how = Conditions {
+                workdir,
+                keep_running: approved.decision.continue_on_disconnect,
+                session_max: Duration::from_secs(approved.decision.session_max_secs),
+            };
             execute(
                 agent,
                 conn,
@@ -504,7 +541,7 @@ async fn run(
                 &argv,
                 &binary,
                 stdio,
-                &workdir,
+                &how,
             )
             .await;
         }
@@ -629,7 +666,7 @@ async fn execute(
     argv: &[String],
     binary: &crate::resolve::Resolved,
     stdio: Stdio,
-    workdir: &Workdir,
+    how: &Conditions,
 ) {
     // The start is recorded before anything runs (for local decisions the caller spooled it
     // together with the decision).
@@ -671,13 +708,13 @@ async fn execute(
         binary: &binary.file,
         argv,
         env: &env,
-        cwd: &workdir.path(),
+        cwd: how.workdir.0.as_ref(),
         stdio: fds,
         loginuid: caller.uid,
         script: binary.script,
         controlling_tty,
     });
-    let mut child = match child {
+    let child = match child {
         Ok(c) => c,
         Err(e) => {
             finish(
@@ -693,33 +730,56 @@ async fn execute(
                 .await;
         }
     };
-    let pid = child.id();
+    // The agent's copies of the slave are gone with `fds`; the client gets the master. The
+    // agent keeps one only when the command may outlive the client (to drain its output then).
+    let mut kept_terminal = None;
     if let Some(master) = master {
-        // The agent's copies of the slave are gone with `fds`; the client gets the master.
         if let Err(e) = conn.send_with_fd(&AgentFrame::Terminal, &master).await {
             tracing::warn!(error = %e, "cannot hand the terminal to the caller");
         }
+        if how.keep_running {
+            kept_terminal = Some(master);
+        }
     }
     tracing::debug!(spawn = ?t_spawn.elapsed(), "spawned");
-    let status = match os::process::pidfd_of_child(pid).and_then(os::process::watch_exit) {
-        Ok(pidfd) => {
-            conn.send(&AgentFrame::Started { pid: pid as i32 }).await;
-            supervise(conn, &pidfd).await;
-            child.wait()
-        }
+    let pidfd = match os::process::watch_exit(child.pidfd) {
+        Ok(pidfd) => pidfd,
         Err(e) => {
-            let _ = child.kill();
-            child.wait().map(|_| ()).ok();
+            // Not watchable: the command must not run unsupervised. The pidfd went with the
+            // failed registration, so a fresh one (the child is not reaped yet) stops it.
+            if let Ok(fd) = os::process::pidfd_of_child(child.pid) {
+                let _ = os::process::signal(&fd, rustix::process::Signal::KILL);
+                let _ = os::process::reap(&fd);
+            }
             return conn
                 .refuse("exec", format!("cannot supervise the command: {e}"))
                 .await;
         }
     };
-    let (code, signal) = match status {
-        Ok(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            (s.code(), s.signal())
+    conn.send(&AgentFrame::Started {
+        pid: child.pid as i32,
+    })
+    .await;
+    let detach = Detach {
+        keep_running: how.keep_running,
+        deadline: tokio::time::Instant::from_std(t_spawn) + how.session_max,
+        terminal: kept_terminal,
+    };
+    if let Some(detach) = supervise(conn, &pidfd, detach).await {
+        let event = event(
+            agent,
+            caller,
+            "request.detached",
+            id,
+            serde_json::json!({ "on_disconnect": "continue", "stopped_after_secs": how.session_max.as_secs() }),
+        );
+        if let Err(e) = spool(agent, &[event]) {
+            tracing::error!(error = %e, request = id, "cannot spool a detached command");
         }
+        wait_detached(&pidfd, detach).await;
+    }
+    let (code, signal) = match os::process::reap(pidfd.get_ref()) {
+        Ok(ended) => (ended.code, ended.signal),
         Err(e) => {
             tracing::error!(error = %e, "wait failed");
             (None, None)
@@ -731,8 +791,22 @@ async fn execute(
     finish(agent, caller, id, &record, Ok((code, signal))).await;
 }
 
-/// Relays signals until the child exits; if the caller goes away, stops the child.
-async fn supervise(conn: &mut Conn, pidfd: &tokio::io::unix::AsyncFd<OwnedFd>) {
+/// What happens to the command once its client has gone away.
+struct Detach {
+    keep_running: bool,
+    /// A detached command is stopped at this point (its grant's `session_max`).
+    deadline: tokio::time::Instant,
+    /// The pty master, kept when the command may outlive the client.
+    terminal: Option<OwnedFd>,
+}
+
+/// Relays signals until the child exits. If the caller goes away, either stops the child (the
+/// default) or, when the policy lets it continue, hands back the `Detach` to wait on.
+async fn supervise(
+    conn: &mut Conn,
+    pidfd: &tokio::io::unix::AsyncFd<OwnedFd>,
+    detach: Detach,
+) -> Option<Detach> {
     let mut ignored = Vec::new();
     loop {
         tokio::select! {
@@ -740,7 +814,7 @@ async fn supervise(conn: &mut Conn, pidfd: &tokio::io::unix::AsyncFd<OwnedFd>) {
                 if let Ok(mut guard) = ready {
                     guard.retain_ready();
                 }
-                return;
+                return None;
             }
             frame = conn.read(&mut ignored) => match frame {
                 Ok(Some(ClientFrame::Signal { signo })) => {
@@ -749,17 +823,53 @@ async fn supervise(conn: &mut Conn, pidfd: &tokio::io::unix::AsyncFd<OwnedFd>) {
                     }
                 }
                 Ok(Some(_)) => {}
+                Ok(None) | Err(_) if detach.keep_running => return Some(detach),
                 // The caller is gone: the command must not live on with its terminal.
                 Ok(None) | Err(_) => {
-                    let _ = os::process::signal(pidfd.get_ref(), rustix::process::Signal::TERM);
-                    if tokio::time::timeout(GRACE, pidfd.readable()).await.is_err() {
-                        let _ = os::process::signal(pidfd.get_ref(), rustix::process::Signal::KILL);
-                    }
-                    let _ = pidfd.readable().await;
-                    return;
+                    stop(pidfd).await;
+                    return None;
                 }
             }
         }
+    }
+}
+
+/// TERM, a grace period, then KILL; returns once the child has ended.
+async fn stop(pidfd: &tokio::io::unix::AsyncFd<OwnedFd>) {
+    let _ = os::process::signal(pidfd.get_ref(), rustix::process::Signal::TERM);
+    if tokio::time::timeout(GRACE, pidfd.readable()).await.is_err() {
+        let _ = os::process::signal(pidfd.get_ref(), rustix::process::Signal::KILL);
+    }
+    let _ = pidfd.readable().await;
+}
+
+/// A command that outlives its client: its terminal (if any) is drained and thrown away, so it
+/// never blocks on output nobody reads, and it is stopped at the deadline.
+async fn wait_detached(pidfd: &tokio::io::unix::AsyncFd<OwnedFd>, detach: Detach) {
+    let drain = async {
+        let Some(master) = detach.terminal else {
+            return std::future::pending().await;
+        };
+        let Ok(master) = os::pty::readable_master(master) else {
+            return std::future::pending().await;
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok(mut guard) = master.readable().await else {
+                break;
+            };
+            match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut buf)?)) {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+        // The terminal is closed (EIO once the command closed its side): just wait now.
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = pidfd.readable() => {}
+        _ = drain => {}
+        _ = tokio::time::sleep_until(detach.deadline) => stop(pidfd).await,
     }
 }
 
@@ -781,7 +891,9 @@ async fn finish(
         }
     }
     // Recorded locally (or the server did not answer): the spool delivers it later.
-    if let Err(e) = spool(agent, &[event(agent, caller, "request.finished", id, data)]) {
+    if let Err(e) =
+        spool_after_the_fact(agent, &[event(agent, caller, "request.finished", id, data)])
+    {
         tracing::error!(error = %e, request = id, "cannot spool the end of a command");
     }
 }

@@ -3,6 +3,11 @@
 //! after the server confirmed it. The server ingests by event id, so a batch sent twice (after a
 //! crash between send and delete) is stored once.
 //!
+//! Events that record something already over (a command's exit) gate nothing, so they are
+//! written at once but flushed with the next flush: the next gating event, the closing of a
+//! batch, or the delivery loop shortly after (`append_after_the_fact`). That keeps an
+//! `fdatasync` off the path between one command's end and the next command's start.
+//!
 //! Must never: acknowledge an event before it is on disk, or delete one the server has not
 //! confirmed.
 
@@ -21,6 +26,8 @@ pub struct Spool {
     /// Events in the current file.
     current_events: u64,
     pending: u64,
+    /// Written but not yet flushed (only after-the-fact events).
+    unsynced: bool,
 }
 
 const CURRENT: &str = "current.jsonl";
@@ -52,6 +59,7 @@ impl Spool {
             current,
             current_events,
             pending: 0,
+            unsynced: false,
         };
         spool.pending = spool.count()?;
         Ok(spool)
@@ -67,6 +75,30 @@ impl Spool {
 
     /// Appends events and flushes them to disk. Only after `Ok` may the action happen.
     pub fn append(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
+        self.write(events)?;
+        self.current.sync_data()?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Appends events that record something already over; flushed by the next `append`, the
+    /// next batch, or `flush` (the delivery loop calls it within a fraction of a second).
+    pub fn append_after_the_fact(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
+        self.write(events)?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Flushes events written by `append_after_the_fact`.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.current.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
         if self.current_events >= BATCH_EVENTS {
             self.close_current()?;
         }
@@ -76,7 +108,6 @@ impl Spool {
             lines.push(b'\n');
         }
         self.current.write_all(&lines)?;
-        self.current.sync_data()?;
         self.pending += events.len() as u64;
         self.current_events += events.len() as u64;
         Ok(())
@@ -84,6 +115,7 @@ impl Spool {
 
     /// Closes the current file into a batch of its own.
     fn close_current(&mut self) -> io::Result<()> {
+        self.flush()?;
         let name = format!("batch-{}.jsonl", uuid::Uuid::now_v7());
         fs::rename(self.dir.join(CURRENT), self.dir.join(name))?;
         self.current = Self::open_current(&self.dir)?;
@@ -206,8 +238,12 @@ mod tests {
         let (again, _) = spool.next_batch().unwrap().unwrap();
         assert_eq!(again, batch);
         spool.confirm(&batch, events.len()).unwrap();
+        // An exit recorded after the fact travels in the same batch as the event before it.
+        spool.append_after_the_fact(&[event(4)]).unwrap();
+        assert_eq!(spool.pending(), 2);
         let (_, rest) = spool.next_batch().unwrap().unwrap();
-        assert_eq!(rest, vec![event(3)]);
+        assert_eq!(rest, vec![event(3), event(4)]);
+        assert!(!spool.unsynced, "closing a batch flushes it");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -46,3 +46,24 @@ pub fn watch_exit(pidfd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd
     let registered = unsafe { tokio::io::unix::AsyncFd::register(pidfd) };
     registered.map_err(|e| e.into())
 }
+
+/// How a child ended: exit code or terminating signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// Waits for (and reaps) the child behind `pidfd`; immediate once the pidfd was readable.
+pub fn reap(pidfd: &OwnedFd) -> io::Result<Ended> {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    let status = waitid(
+        WaitId::PidFd(std::os::fd::AsFd::as_fd(pidfd)),
+        WaitIdOptions::EXITED,
+    )?
+    .ok_or_else(|| io::Error::other("the child has not ended"))?;
+    Ok(Ended {
+        code: status.exit_status(),
+        signal: status.terminating_signal(),
+    })
+}

@@ -23,3 +23,17 @@ pub fn open_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?;
     Ok((master, slave))
 }
+
+/// The master side, non-blocking and registered with the runtime, for an agent that drains a
+/// command's output after its client went away.
+pub fn readable_master(master: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    rustix::io::ioctl_fionbio(&master, true)?;
+    // SAFETY: an `OwnedFd` is a valid open descriptor that stays open, and refers to the same
+    // file description, for as long as it is owned; the `AsyncFd` owns it from here until it is
+    // dropped, and `OwnedFd::as_raw_fd` always returns that same descriptor.
+    #[allow(unsafe_code)]
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(master, tokio::io::Interest::READABLE)
+    };
+    registered.map_err(|e| e.into())
+}

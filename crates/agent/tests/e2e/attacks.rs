@@ -189,6 +189,29 @@ fn alive(pid: i32) -> bool {
             .contains(") Z ")
 }
 
+/// The pid a test program wrote to `pidfile` once it started.
+fn started_pid(pidfile: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(p) = std::fs::read_to_string(pidfile) {
+            if let Ok(p) = p.trim().parse() {
+                return p;
+            }
+        }
+        assert!(Instant::now() < deadline, "the command did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `pid` has ended, failing with `why` after `limit`.
+fn ends_within(pid: i32, limit: Duration, why: &str) {
+    let deadline = Instant::now() + limit;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn killing_the_client_stops_the_root_command() {
     namespaced("attacks::killing_the_client_stops_the_root_command", || {
@@ -204,16 +227,7 @@ fn killing_the_client_stops_the_root_command() {
             .command_as("alice", &[sleeper.to_str().unwrap()], &[])
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let pid: i32 = loop {
-            if let Ok(p) = std::fs::read_to_string(pidfile) {
-                if let Ok(p) = p.trim().parse() {
-                    break p;
-                }
-            }
-            assert!(Instant::now() < deadline, "the command did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let pid = started_pid(pidfile);
         assert!(alive(pid));
         // The command is in its own session: not in the caller's terminal session.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -225,15 +239,120 @@ fn killing_the_client_stops_the_root_command() {
         );
         client.kill().unwrap();
         let _ = client.wait();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while alive(pid) {
-            assert!(
-                Instant::now() < deadline,
-                "the root command outlived its caller"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        ends_within(
+            pid,
+            Duration::from_secs(15),
+            "the root command outlived its caller",
+        );
     });
+}
+
+#[test]
+fn a_continue_rule_lets_the_command_outlive_its_client_until_session_max() {
+    namespaced(
+        "attacks::a_continue_rule_lets_the_command_outlive_its_client_until_session_max",
+        || {
+            let world = World::new();
+            let pidfile = "/opt/e2e/detached.pid";
+            let job = world.program(
+                "detach",
+                "job",
+                &format!("#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n"),
+                0o755,
+            );
+            let mut client = world
+                .command_as("alice", &[job.to_str().unwrap()], &[])
+                .spawn()
+                .unwrap();
+            let pid = started_pid(pidfile);
+            client.kill().unwrap();
+            let _ = client.wait();
+            // The default would have sent TERM at once, and `sleep` dies of it.
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(alive(pid), "on_disconnect = \"continue\" was not honoured");
+            // ... but not for ever: the rule's session_max (6 s) ends it.
+            ends_within(
+                pid,
+                Duration::from_secs(20),
+                "a detached command outlived its session_max",
+            );
+            world.eventually_in_audit("the detach was not audited", |records| {
+                records.iter().any(|r| r["action"] == "request.detached")
+            });
+        },
+    );
+}
+
+#[test]
+fn a_detached_interactive_command_keeps_a_drained_terminal() {
+    namespaced(
+        "attacks::a_detached_interactive_command_keeps_a_drained_terminal",
+        || {
+            let world = World::new();
+            let pidfile = "/opt/e2e/ticker.pid";
+            let donefile = "/opt/e2e/ticker.done";
+            // Two megabytes of output after its client is gone: more than a pty buffers, so the
+            // command finishes only if the agent reads (and drops) what it writes, and its
+            // terminal must not hang up on it when the client dies.
+            let job = world.program(
+                "detach",
+                "ticker",
+                &format!(
+                    "#!/bin/sh\necho $$ > {pidfile}\nsleep 1\nhead -c 2000000 /dev/zero\n\
+                     echo done > {donefile}\nexec sleep 60\n"
+                ),
+                0o755,
+            );
+            let shell = format!("exec {} {}", world.elevate.display(), job.display());
+            let mut script = std::process::Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    "alice",
+                    "--regid",
+                    "alice",
+                    "--init-groups",
+                    "--",
+                ])
+                .args(["script", "-qec", &shell, "/dev/null"])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("ELEVATE_SOCKET", &world.socket)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid = started_pid(pidfile);
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", script.id()))
+                    .unwrap();
+            let client: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(client).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .unwrap();
+            script.kill().unwrap();
+            let _ = script.wait();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !std::path::Path::new(donefile).exists() {
+                assert!(
+                    alive(pid),
+                    "the detached command died with its client's terminal"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "the detached command's output was not drained"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ends_within(
+                pid,
+                Duration::from_secs(20),
+                "a detached command outlived its session_max",
+            );
+        },
+    );
 }
 
 #[test]
@@ -335,48 +454,85 @@ fn a_users_own_mount_namespace_cannot_rename_a_binary() {
     );
 }
 
+/// Sends a run frame with its three descriptors, as a (possibly forged) client would, and
+/// returns the agent's whole answer.
+fn run_frame_with(
+    world: &World,
+    frame: serde_json::Value,
+    fds: [std::os::fd::BorrowedFd<'_>; 3],
+) -> String {
+    let body = serde_json::to_vec(&frame).unwrap();
+    let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&body);
+    let mut s = UnixStream::connect(&world.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+    let sent = rustix::net::sendmsg(
+        &s,
+        &[std::io::IoSlice::new(&bytes)],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )
+    .unwrap();
+    s.write_all(&bytes[sent..]).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    text(&answer)
+}
+
 #[test]
 fn a_claimed_working_directory_that_is_not_the_callers_is_refused() {
     namespaced(
         "attacks::a_claimed_working_directory_that_is_not_the_callers_is_refused",
         || {
+            use std::os::fd::AsFd;
             let world = World::new();
             let here = world.program("here", "where", "#!/bin/sh\npwd\n", 0o755);
             // The client says it is in /root; the kernel says otherwise.
             let frame = serde_json::json!({ "type": "run", "version": 1,
                 "argv": [here.to_str().unwrap()], "cwd": "/root", "reason": null, "interactive": false });
-            let body = serde_json::to_vec(&frame).unwrap();
-            let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
-            bytes.extend_from_slice(&body);
-            let mut s = UnixStream::connect(&world.socket).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
             let out_path = world.dir.join("claimed-cwd.out");
             let out_w = std::fs::File::create(&out_path).unwrap();
             let stdin = std::fs::File::open("/dev/null").unwrap();
-            {
-                use std::os::fd::AsFd;
-                let fds = [stdin.as_fd(), out_w.as_fd(), out_w.as_fd()];
-                let mut space =
-                    [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
-                let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-                control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
-                let sent = rustix::net::sendmsg(
-                    &s,
-                    &[std::io::IoSlice::new(&bytes)],
-                    &mut control,
-                    rustix::net::SendFlags::empty(),
-                )
-                .unwrap();
-                s.write_all(&bytes[sent..]).unwrap();
-            }
-            drop(out_w);
-            let mut answer = Vec::new();
-            let _ = s.read_to_end(&mut answer);
-            let answer = text(&answer);
+            let answer =
+                run_frame_with(&world, frame, [stdin.as_fd(), out_w.as_fd(), out_w.as_fd()]);
             assert!(
                 answer.contains("working directory could not be confirmed"),
                 "{answer}"
             );
+            let ran = std::fs::read_to_string(&out_path).unwrap();
+            assert!(ran.is_empty(), "the command ran: {ran}");
+        },
+    );
+}
+
+#[test]
+fn a_terminal_is_never_handed_to_a_root_command() {
+    namespaced(
+        "attacks::a_terminal_is_never_handed_to_a_root_command",
+        || {
+            use std::os::fd::AsFd;
+            let world = World::new();
+            // A forged client passes a terminal as stdin but says the request is not
+            // interactive: the root command would read the user's own terminal.
+            let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR).unwrap();
+            rustix::pty::grantpt(&master).unwrap();
+            rustix::pty::unlockpt(&master).unwrap();
+            let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+            let slave = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(name.to_str().unwrap())
+                .unwrap();
+            let out_path = world.dir.join("terminal.out");
+            let out_w = std::fs::File::create(&out_path).unwrap();
+            let frame = serde_json::json!({ "type": "run", "version": 1,
+                "argv": ["/usr/bin/id", "-u"], "cwd": "/", "reason": null, "interactive": false });
+            let answer =
+                run_frame_with(&world, frame, [slave.as_fd(), out_w.as_fd(), out_w.as_fd()]);
+            assert!(answer.contains("stdin is a terminal"), "{answer}");
             let ran = std::fs::read_to_string(&out_path).unwrap();
             assert!(ran.is_empty(), "the command ran: {ran}");
         },

@@ -72,6 +72,13 @@ workdir = "caller"
 action = "auto"
 
 [[rule]]
+name = "long jobs may outlive their client"
+what = { paths = ["/opt/e2e/detach/*"] }
+on_disconnect = "continue"
+session_max = "6s"
+action = "auto"
+
+[[rule]]
 name = "maintenance tools need a reason"
 what = { paths = ["/opt/e2e/reason/*"] }
 reason = "required"
