@@ -23,6 +23,41 @@ use crate::upstream::Upstream;
 
 /// Most callers served at once (each holds a few descriptors).
 const MAX_SESSIONS: usize = 256;
+/// Most sessions one user (other than root) may hold at once, so that one user's flood of
+/// connections cannot take every session from everyone else.
+const MAX_SESSIONS_PER_USER: usize = 32;
+
+/// Open sessions per uid.
+#[derive(Debug, Default)]
+struct PerUser(std::sync::Mutex<std::collections::HashMap<u32, usize>>);
+
+impl PerUser {
+    /// Counts a session for `uid`, or `None` when that user already holds the most allowed.
+    fn enter(self: &Arc<Self>, uid: u32) -> Option<UserSlot> {
+        let mut open = self.0.lock().expect("per-user lock");
+        let n = open.entry(uid).or_default();
+        if uid != 0 && *n >= MAX_SESSIONS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot(self.clone(), uid))
+    }
+}
+
+/// One counted session; uncounted when dropped.
+struct UserSlot(Arc<PerUser>, u32);
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().expect("per-user lock");
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// Where the agent listens and keeps its state.
 #[derive(Debug, Clone)]
@@ -216,6 +251,16 @@ async fn deliver_loop(agent: Arc<Agent>) {
     }
 }
 
+/// Tells a caller that is not served why, without waiting on it (a fresh connection's buffer
+/// takes one small frame), then the connection is closed.
+fn refuse_now(conn: &tokio::net::UnixStream, message: String) {
+    let frame = elevate_proto::ipc::AgentFrame::Error {
+        code: "busy".into(),
+        message,
+    };
+    let _ = conn.try_write(&elevate_proto::ipc::encode(&frame));
+}
+
 /// Binds the socket: a stale socket file is replaced; the folder is 0755, the socket 0666 (every
 /// local user may ask; who they are comes from the kernel).
 fn bind(path: &Path) -> anyhow::Result<UnixListener> {
@@ -259,18 +304,38 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %config.socket.display(), device = %agent.enrolment.name, "elevated is listening");
     // Bounded: a flood of idle connections must not exhaust descriptors and stop the agent.
     let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
+    let per_user = Arc::new(PerUser::default());
     loop {
         match listener.accept().await {
-            Ok((conn, _)) => match sessions.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let agent = agent.clone();
-                    tokio::spawn(async move {
-                        crate::session::serve(agent, conn).await;
-                        drop(permit);
-                    });
+            Ok((conn, _)) => {
+                let Ok(cred) = conn.peer_cred() else {
+                    continue;
+                };
+                let Some(slot) = per_user.enter(cred.uid()) else {
+                    tracing::warn!(
+                        uid = cred.uid(),
+                        "one user holds too many sessions; refusing a connection"
+                    );
+                    refuse_now(&conn, format!("you already have {MAX_SESSIONS_PER_USER} elevate sessions open; finish or cancel some first"));
+                    continue;
+                };
+                match sessions.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let agent = agent.clone();
+                        tokio::spawn(async move {
+                            crate::session::serve(agent, conn).await;
+                            drop((permit, slot));
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!("too many open sessions; refusing a connection");
+                        refuse_now(
+                            &conn,
+                            "the agent is serving too many sessions; try again shortly".into(),
+                        );
+                    }
                 }
-                Err(_) => tracing::warn!("too many open sessions; refusing a connection"),
-            },
+            }
             Err(e) => {
                 // Out of descriptors or memory: wait and go on; never stop serving.
                 tracing::warn!(error = %e, "accept failed");

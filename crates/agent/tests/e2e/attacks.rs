@@ -538,3 +538,68 @@ fn a_terminal_is_never_handed_to_a_root_command() {
         },
     );
 }
+
+#[test]
+fn one_user_cannot_take_every_session() {
+    namespaced("attacks::one_user_cannot_take_every_session", || {
+        let world = World::new();
+        let alice = nix::unistd::User::from_name("alice")
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        let socket = world.socket.clone();
+        // One thread becomes alice (credentials are per thread in the kernel) and opens idle
+        // connections until the agent refuses her.
+        let (held, answer) = std::thread::spawn(move || {
+            let uid = rustix::process::Uid::from_raw(alice);
+            rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+            let held: Vec<UnixStream> = (0..32)
+                .map(|_| UnixStream::connect(&socket).unwrap())
+                .collect();
+            let mut extra = UnixStream::connect(&socket).unwrap();
+            extra
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = extra.read_to_end(&mut answer);
+            (held, text(&answer))
+        })
+        .join()
+        .unwrap();
+        assert!(
+            answer.contains("busy") && answer.contains("32 elevate sessions open"),
+            "{answer}"
+        );
+        // What alice sees when she tries once more.
+        let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(
+            text(&out.stderr).contains("32 elevate sessions open"),
+            "{}",
+            text(&out.stderr)
+        );
+        // Everyone else is still served while alice holds hers.
+        let out = world.elevate_as("bob", &["status"], &[]);
+        assert!(
+            text(&out.stdout).contains("policy:  version"),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+            if text(&out.stdout) == "0\n" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alice was not served again after closing her sessions: {}",
+                text(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}

@@ -238,6 +238,12 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
         interactive: std::io::stdin().is_terminal(),
     };
     if let Err(e) = send_with_stdio(&stream, &frame) {
+        // The agent may have refused the connection at once (too many sessions): say why.
+        if let Ok(Some(AgentFrame::Error { message, .. })) =
+            read_frame(&mut stream, &mut FrameReader::new())
+        {
+            return Attempt::Done(fail(&message));
+        }
         return Attempt::Done(fail(&format!("cannot send the request to the agent: {e}")));
     }
     let phase = Arc::new(AtomicU8::new(WAITING));
