@@ -183,6 +183,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             };
             let caller_dir = CallerDir {
                 pid: cred.pid(),
+                pidfd: os::process::peer_pidfd(conn.stream.as_fd()),
                 claimed: cwd,
             };
             run(
@@ -287,6 +288,10 @@ enum Stdio {
 /// The caller's working directory, as the kernel knows it (never as the frame claims it).
 struct CallerDir {
     pid: Option<i32>,
+    /// The connecting process itself (SO_PEERPIDFD), where the kernel has it: proves that `pid`
+    /// still names the caller when its directory is opened (the client could exit and leave the
+    /// connection to a child, and the pid be reused).
+    pidfd: Option<OwnedFd>,
     claimed: String,
 }
 
@@ -336,6 +341,12 @@ impl CallerDir {
             Mode::empty(),
         )
         .ok()?;
+        if let Some(pidfd) = &self.pidfd {
+            // Checked after the open: alive now means the pid was the caller's at the open.
+            if !os::process::alive(pidfd) {
+                return None;
+            }
+        }
         let real = fstat(&dir).ok()?;
         let named = stat(self.claimed.as_str()).ok()?;
         (real.st_dev == named.st_dev && real.st_ino == named.st_ino).then_some(Workdir(Some(dir)))

@@ -67,3 +67,89 @@ pub fn reap(pidfd: &OwnedFd) -> io::Result<Ended> {
         signal: status.terminating_signal(),
     })
 }
+
+/// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the process that connected. Not in libc yet.
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// A pidfd for the peer of a Unix socket, so that the caller's process can be named without
+/// trusting that its pid still means it. `None` on kernels without `SO_PEERPIDFD`, or when the
+/// peer has already gone.
+pub fn peer_pidfd(socket: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `fd`, a live local int, and the new
+    // length into `len`; the socket descriptor is borrowed for the call.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut fd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 || fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
+    #[allow(unsafe_code)]
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the process behind `pidfd` is still running (signal 0 through the pidfd): while it
+/// is, its pid cannot have been given to another process.
+pub fn alive(pidfd: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal with signal 0 only checks; the null siginfo is allowed.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn kernel_at_least(major: u32, minor: u32) -> bool {
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let have: (u32, u32) = (
+            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+        );
+        have >= (major, minor)
+    }
+
+    #[test]
+    fn a_peer_pidfd_names_the_connecting_process_while_it_lives() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let peer = peer_pidfd(a.as_fd());
+        if kernel_at_least(6, 5) {
+            let peer = peer.expect("SO_PEERPIDFD exists since Linux 6.5");
+            assert!(alive(&peer), "this very process is the peer");
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pidfd = pidfd_of_child(child.id()).unwrap();
+        assert!(alive(&pidfd));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!alive(&pidfd), "a reaped process is not alive");
+    }
+}
