@@ -251,14 +251,37 @@ async fn deliver_loop(agent: Arc<Agent>) {
     }
 }
 
-/// Tells a caller that is not served why, without waiting on it (a fresh connection's buffer
-/// takes one small frame), then the connection is closed.
-fn refuse_now(conn: &tokio::net::UnixStream, message: String) {
-    let frame = elevate_proto::ipc::AgentFrame::Error {
-        code: "busy".into(),
-        message,
+/// Refusals answered at once; more are closed without a word.
+const MAX_REFUSALS: usize = 64;
+/// How long a refused caller has to send its request before the connection is closed.
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
+
+/// Tells a caller that is not served why. The reply goes out first; what the caller sent is
+/// then read and dropped until it closes (at most `REFUSAL_GRACE`), because closing a Unix
+/// socket with unread data makes the caller's side fail before it reads the reply.
+fn refuse(
+    mut conn: tokio::net::UnixStream,
+    message: String,
+    refusals: &Arc<tokio::sync::Semaphore>,
+) {
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        return;
     };
-    let _ = conn.try_write(&elevate_proto::ipc::encode(&frame));
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let frame = elevate_proto::ipc::AgentFrame::Error {
+            code: "busy".into(),
+            message,
+        };
+        let _ = tokio::time::timeout(REFUSAL_GRACE, async {
+            conn.write_all(&elevate_proto::ipc::encode(&frame)).await?;
+            let mut sink = [0u8; 4096];
+            while conn.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        drop(permit);
+    });
 }
 
 /// Binds the socket: a stale socket file is replaced; the folder is 0755, the socket 0666 (every
@@ -305,6 +328,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     // Bounded: a flood of idle connections must not exhaust descriptors and stop the agent.
     let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
     let per_user = Arc::new(PerUser::default());
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     loop {
         match listener.accept().await {
             Ok((conn, _)) => {
@@ -316,7 +340,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                         uid = cred.uid(),
                         "one user holds too many sessions; refusing a connection"
                     );
-                    refuse_now(&conn, format!("you already have {MAX_SESSIONS_PER_USER} elevate sessions open; finish or cancel some first"));
+                    refuse(conn, format!("you already have {MAX_SESSIONS_PER_USER} elevate sessions open; finish or cancel some first"), &refusals);
                     continue;
                 };
                 match sessions.clone().try_acquire_owned() {
@@ -329,9 +353,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                     }
                     Err(_) => {
                         tracing::warn!("too many open sessions; refusing a connection");
-                        refuse_now(
-                            &conn,
+                        refuse(
+                            conn,
                             "the agent is serving too many sessions; try again shortly".into(),
+                            &refusals,
                         );
                     }
                 }
