@@ -192,10 +192,60 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 cred.uid(),
                 argv,
                 reason,
-                stdio,
-                caller_dir,
+                Front::Native { stdio, caller_dir },
             )
             .await;
+        }
+        Ok(Ok(Some(ClientFrame::SudoCheck {
+            version,
+            command,
+            argv,
+            runas,
+            cwd,
+            tty,
+            reason,
+            can_wait,
+        }))) => {
+            if version != VERSION {
+                return conn
+                    .refuse("version", format!("this agent speaks protocol {VERSION}, the sudo plugin {version}; update the plugin"))
+                    .await;
+            }
+            // Only a root process (sudo itself) may ask on a user's behalf, and the user is the
+            // real uid the kernel keeps for that process, read while the process provably lives.
+            if cred.uid() != 0 {
+                return conn
+                    .refuse(
+                        "not_sudo",
+                        "only sudo may ask on a user's behalf; use elevate",
+                    )
+                    .await;
+            }
+            let pidfd = os::process::peer_pidfd(conn.stream.as_fd());
+            let uid = cred
+                .pid()
+                .and_then(|pid| os::process::real_uid(pid).ok())
+                .filter(|_| pidfd.as_ref().is_none_or(os::process::alive));
+            let Some(uid) = uid else {
+                return conn
+                    .refuse(
+                        "caller",
+                        "cannot tell which user runs this sudo; nothing runs",
+                    )
+                    .await;
+            };
+            let mut argv = argv;
+            if let Some(first) = argv.first_mut() {
+                // Decided on the path sudo resolved and will run.
+                first.clone_from(&command);
+            }
+            let front = Front::Sudo {
+                cwd,
+                tty,
+                runas,
+                can_wait,
+            };
+            run(&agent, &mut conn, uid, argv, reason, front).await;
         }
         Ok(Ok(Some(ClientFrame::Status))) => {
             let mut status = agent.status();
@@ -353,6 +403,19 @@ impl CallerDir {
     }
 }
 
+/// Which front door a request came through.
+enum Front {
+    /// `elevate`: the agent runs the command.
+    Native { stdio: Stdio, caller_dir: CallerDir },
+    /// sudo's approval plugin: the agent decides and records; sudo runs the command.
+    Sudo {
+        cwd: String,
+        tty: Option<String>,
+        runas: String,
+        can_wait: bool,
+    },
+}
+
 /// Who keeps the request's record: the agent's spool (decided here; the start is spooled with
 /// the decision) or the server.
 enum Record {
@@ -366,8 +429,7 @@ async fn run(
     uid: u32,
     argv: Vec<String>,
     reason: Option<String>,
-    stdio: Stdio,
-    caller_dir: CallerDir,
+    front: Front,
 ) {
     let t0 = Instant::now();
     let caller = match agent.caller(uid) {
@@ -423,7 +485,10 @@ async fn run(
             args: argv[1..].to_vec(),
         }),
         reason: reason.clone(),
-        channel: Channel::Native,
+        channel: match front {
+            Front::Native { .. } => Channel::Native,
+            Front::Sudo { .. } => Channel::Sudo,
+        },
     };
     let decision = decide(&policy.policy, &request, jiff::Timestamp::now());
     if decision.mode == Mode::Enforce
@@ -440,9 +505,30 @@ async fn run(
     let t_decide = t0.elapsed();
     tracing::debug!(?t_resolve, ?t_package, ?t_decide, "timings");
     let view = DecisionView::from_decision(&decision, policy.version);
-    let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
-        "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native",
-        "cwd": caller_dir.claimed });
+    let mut facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
+        "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native" });
+    let (stdio, caller_dir) = match front {
+        Front::Native { stdio, caller_dir } => {
+            facts["cwd"] = caller_dir.claimed.clone().into();
+            (stdio, caller_dir)
+        }
+        Front::Sudo {
+            cwd,
+            tty,
+            runas,
+            can_wait,
+        } => {
+            facts["channel"] = "sudo".into();
+            facts["cwd"] = cwd.clone().into();
+            facts["tty"] = tty.into();
+            facts["runas"] = runas.into();
+            return decide_for_sudo(
+                agent, conn, &caller, &decision, &view, facts, &binary, target, reason, cwd,
+                can_wait,
+            )
+            .await;
+        }
+    };
     let decided = |id: &str| AgentFrame::Decided {
         request_id: id.to_string(),
         outcome: view.outcome.clone(),
@@ -554,6 +640,100 @@ async fn run(
                 stdio,
                 &how,
             )
+            .await;
+        }
+    }
+}
+
+/// The sudo front door: the decision is recorded (and, for an approval, waited for); sudo runs
+/// the command only after `Allowed`.
+#[allow(clippy::too_many_arguments)]
+async fn decide_for_sudo(
+    agent: &Agent,
+    conn: &mut Conn,
+    caller: &Caller,
+    decision: &elevate_core::Decision,
+    view: &DecisionView,
+    facts: serde_json::Value,
+    binary: &crate::resolve::Resolved,
+    target: WireTarget,
+    reason: Option<String>,
+    cwd: String,
+    can_wait: bool,
+) {
+    let decided = |id: &str| AgentFrame::Decided {
+        request_id: id.to_string(),
+        outcome: view.outcome.clone(),
+        rule: view.rule.clone(),
+        explanation: view.explanation.clone(),
+        message: view.message.clone(),
+        approvers: view.approvers.clone(),
+    };
+    match &decision.outcome {
+        Outcome::Deny { .. } | Outcome::Auto => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let mut events = vec![
+                event(agent, caller, "request.created", &id, facts),
+                event(
+                    agent,
+                    caller,
+                    "request.decided",
+                    &id,
+                    serde_json::to_value(view).unwrap_or_default(),
+                ),
+            ];
+            let allowed = matches!(decision.outcome, Outcome::Auto);
+            if allowed {
+                events.push(event(
+                    agent,
+                    caller,
+                    "request.running",
+                    &id,
+                    serde_json::json!({ "sha256": binary.sha256, "channel": "sudo" }),
+                ));
+            }
+            if let Err(e) = spool(agent, &events) {
+                return conn
+                    .refuse(
+                        "audit",
+                        format!("cannot record the request ({e}); nothing runs"),
+                    )
+                    .await;
+            }
+            conn.send(&decided(&id)).await;
+            if allowed {
+                conn.send(&AgentFrame::Allowed { request_id: id }).await;
+            }
+        }
+        Outcome::Approve(_) if !can_wait => {
+            conn.refuse(
+                "approval_needed",
+                format!(
+                    "this needs an approver ({}); sudo -n cannot wait: run it without -n, or use elevate",
+                    view.approvers.as_deref().unwrap_or("see the policy")
+                ),
+            )
+            .await;
+        }
+        Outcome::Approve(_) => {
+            let new = NewRequest {
+                user: caller.name.clone(),
+                uid: caller.uid,
+                groups: caller.groups.clone(),
+                target,
+                reason,
+                channel: Channel::Sudo,
+                cwd: Some(cwd),
+            };
+            let Some(approved) = ask_approvers(agent, conn, &new).await else {
+                return;
+            };
+            if let Err(e) = agent.upstream.start(&approved.id).await {
+                return conn.refuse("audit", format!("{e}; nothing runs")).await;
+            }
+            conn.send(&AgentFrame::Allowed {
+                request_id: approved.id,
+            })
             .await;
         }
     }

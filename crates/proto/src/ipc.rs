@@ -32,6 +32,26 @@ pub enum ClientFrame {
         /// Whether the caller's stdin is a terminal.
         interactive: bool,
     },
+    /// From the sudo approval plugin, inside a sudo process (running as root) after sudoers
+    /// accepted the command: may sudo run it? Taken only from a root peer; the requester is that
+    /// process's real uid as the kernel reports it, never a name in the frame. Answered with
+    /// `Decided` and, when approvers must decide, `Waiting`… then `Approved` or `Denied`.
+    SudoCheck {
+        version: u32,
+        /// The absolute path sudo resolved (`command_info` `command=`).
+        command: String,
+        /// The command and its arguments, as sudo will run them.
+        argv: Vec<String>,
+        /// The user the command runs as (`runas_user`).
+        runas: String,
+        /// The user's working directory (informational).
+        cwd: String,
+        /// The user's terminal, if any (informational).
+        tty: Option<String>,
+        reason: Option<String>,
+        /// False for `sudo -n`: an approval cannot be waited for, so it fails at once.
+        can_wait: bool,
+    },
     /// Deliver this signal to the running command (forwarded Ctrl-C and friends).
     Signal { signo: i32 },
     /// Give up waiting for an approval.
@@ -77,6 +97,9 @@ pub enum AgentFrame {
     Terminal,
     /// The command started as root.
     Started { pid: i32 },
+    /// To the sudo plugin: the decision and its start are recorded; sudo may run the command.
+    /// Nothing else allows it (an error, a denial or a closed connection all refuse).
+    Allowed { request_id: String },
     /// The command ended: its exit code, or the signal that ended it.
     Exited {
         code: Option<i32>,

@@ -116,6 +116,18 @@ pub fn alive(pidfd: &OwnedFd) -> bool {
     r == 0
 }
 
+/// The real uid of a process (`Uid:` in `/proc/<pid>/status`): for sudo, the user who ran it.
+/// Confirm the process is still the caller (a pidfd) after reading.
+pub fn real_uid(pid: i32) -> io::Result<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .and_then(|real| real.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no Uid line for process {pid}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -324,7 +324,7 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
                 return Attempt::Done(ExitCode::from(130));
             }
             AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
-            AgentFrame::Status(_) | AgentFrame::Requests { .. } => {}
+            AgentFrame::Status(_) | AgentFrame::Requests { .. } | AgentFrame::Allowed { .. } => {}
         }
     }
 }
