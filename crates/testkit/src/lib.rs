@@ -390,3 +390,22 @@ pub fn cargo_bin(name: &str) -> std::path::PathBuf {
     }
     path
 }
+
+/// A shared library of the workspace (`lib<name>.so`, e.g. the sudo plugin), built if missing.
+pub fn cargo_cdylib(package: &str, name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("a target folder");
+    let path = dir.join(format!("lib{name}.so"));
+    // Always asked for: `cargo test -p <other crate>` does not rebuild it, and a stale plugin
+    // would test old code. Quick when it is fresh.
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", package])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p {package} failed");
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}

@@ -7,6 +7,7 @@
 
 mod attacks;
 mod flows;
+mod sudo;
 mod world;
 
 pub use world::{namespaced, World};

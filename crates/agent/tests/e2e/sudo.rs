@@ -1,0 +1,184 @@
+//! The sudo front door: real sudo (Debian's 1.9.13, installed by `.ci/run`) with the Elevate
+//! approval plugin in a private `/etc/sudo.conf`, asking the real agent about every command
+//! sudoers already allows.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::world::text;
+use crate::{namespaced, World};
+
+/// Routes sudo through the plugin (in this namespace's copy of /etc) and lets alice and bob use
+/// sudo as broadly as standing admins do today. `None` (with the reason printed) when sudo is
+/// not installed and the run does not require it.
+fn sudo_through_elevate(world: &World) -> Option<()> {
+    if !std::path::Path::new("/usr/bin/sudo").exists() {
+        assert!(
+            std::env::var("ELEVATE_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "ELEVATE_REQUIRE_ROOT=1 but sudo is not installed (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: sudo is not installed (apt-get install sudo)");
+        return None;
+    }
+    let plugin = elevate_testkit::cargo_cdylib("elevate-sudo-plugin", "elevate_sudo");
+    std::fs::write(
+        "/etc/sudo.conf",
+        format!(
+            "Plugin elevate_approval {} socket={}\n",
+            plugin.display(),
+            world.socket.display()
+        ),
+    )
+    .unwrap();
+    let rules = "/etc/sudoers.d/elevate-e2e";
+    std::fs::write(
+        rules,
+        "alice ALL=(ALL) NOPASSWD: ALL\nbob ALL=(ALL) NOPASSWD: ALL\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(rules, std::os::unix::fs::PermissionsExt::from_mode(0o440)).unwrap();
+    Some(())
+}
+
+fn sudo_as(user: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        user,
+        "--regid",
+        user,
+        "--init-groups",
+        "--",
+        "sudo",
+    ])
+    .args(args)
+    .env_clear()
+    .env("PATH", "/usr/bin:/bin")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+fn sudo(user: &str, args: &[&str]) -> Output {
+    sudo_as(user, args).output().unwrap()
+}
+
+#[test]
+fn sudo_asks_the_agent_and_follows_the_policy() {
+    namespaced("sudo::sudo_asks_the_agent_and_follows_the_policy", || {
+        let world = World::new();
+        let Some(()) = sudo_through_elevate(&world) else {
+            return;
+        };
+        // Pre-approved for developers: runs at once.
+        let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
+        assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+        // Denied by policy even though sudoers allows it: sudo refuses with the reason.
+        let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "echo ran"]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains("use a specific command instead of a root shell"),
+            "{}",
+            text(&out.stderr)
+        );
+        // Needs an approver, and `sudo -n` cannot wait: it fails at once with a message.
+        let tool = world.program("approve", "tool", "#!/bin/sh\necho ran\n", 0o755);
+        let started = std::time::Instant::now();
+        let out = sudo("bob", &["-n", tool.to_str().unwrap()]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(out.stdout.is_empty());
+        assert!(
+            text(&out.stderr).contains("sudo -n cannot wait"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "sudo -n hung");
+        // The decisions are in the audit trail, marked as coming through sudo.
+        world.eventually_in_audit("sudo decisions were not audited", |records| {
+            records.iter().any(|r| {
+                r["action"] == "request.created"
+                    && r["data"].as_str().is_some_and(|d| {
+                        d.contains("\"channel\":\"sudo\"") && d.contains("/usr/bin/id")
+                    })
+            })
+        });
+    });
+}
+
+#[test]
+fn sudo_waits_for_an_approver_then_runs() {
+    namespaced("sudo::sudo_waits_for_an_approver_then_runs", || {
+        let world = World::new();
+        let Some(()) = sudo_through_elevate(&world) else {
+            return;
+        };
+        let tool = world.program(
+            "approve",
+            "tool",
+            "#!/bin/sh\necho \"ran as $(id -u)\"\nexit 4\n",
+            0o755,
+        );
+        let child = sudo_as("bob", &[tool.to_str().unwrap()]).spawn().unwrap();
+        let id = world.pending_request();
+        world
+            .api(world.server().post(
+                Some(&world.admin),
+                &format!("/v1/requests/{id}/approve"),
+                &serde_json::json!({ "comment": "ok" }),
+            ))
+            .expect(200);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(text(&out.stdout), "ran as 0\n", "{}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "sudo returns the command's status"
+        );
+        assert!(
+            text(&out.stderr).contains("waiting for approval by helpdesk"),
+            "{}",
+            text(&out.stderr)
+        );
+        world.wait_for_actions(
+            &id,
+            &[
+                "request.created",
+                "request.decided",
+                "request.approval_given",
+                "request.approved",
+                "request.running",
+            ],
+        );
+    });
+}
+
+#[test]
+fn without_the_agent_sudo_refuses() {
+    namespaced("sudo::without_the_agent_sudo_refuses", || {
+        let mut world = World::new();
+        let Some(()) = sudo_through_elevate(&world) else {
+            return;
+        };
+        world.stop_agent();
+        let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(
+            out.stdout.is_empty(),
+            "ran without the agent: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains("not reachable"),
+            "{}",
+            text(&out.stderr)
+        );
+        // A broken socket (a plain file in its place) refuses the same way.
+        let _ = std::fs::remove_file(&world.socket);
+        std::fs::write(&world.socket, b"not a socket").unwrap();
+        let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(out.stdout.is_empty());
+    });
+}

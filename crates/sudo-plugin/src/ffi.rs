@@ -1,0 +1,303 @@
+//! The C face of the plugin: sudo_plugin.h's `approval_plugin` struct (plugin API 1.21),
+//! exported as `elevate_approval` and named in `/etc/sudo.conf`:
+//!
+//! ```text
+//! Plugin elevate_approval /usr/libexec/elevate/elevate_sudo.so socket=/run/elevate/agent.sock
+//! ```
+//!
+//! Must never: return 0 from `open` (sudo then drops the plugin and carries on without it: a
+//! silent fail-open), let a panic cross into sudo (every entry point catches it and answers -1),
+//! or export the struct as a plain `static` (sudo may write to plugin structs it loads; they must
+//! be writable memory).
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::{Ask, Conversation, Verdict, DEFAULT_SOCKET};
+
+const SUDO_API_VERSION_MAJOR: c_uint = 1;
+const SUDO_API_VERSION: c_uint = (SUDO_API_VERSION_MAJOR << 16) | 21;
+const SUDO_APPROVAL_PLUGIN: c_uint = 4;
+const SUDO_CONV_PROMPT_ECHO_ON: c_int = 0x0002;
+const SUDO_CONV_ERROR_MSG: c_int = 0x0003;
+const SUDO_CONV_INFO_MSG: c_int = 0x0004;
+const SUDO_CONV_PREFER_TTY: c_int = 0x2000;
+
+#[repr(C)]
+struct ConvMessage {
+    msg_type: c_int,
+    timeout: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct ConvReply {
+    reply: *mut c_char,
+}
+
+type ConvFn = unsafe extern "C" fn(c_int, *const ConvMessage, *mut ConvReply, *mut c_void) -> c_int;
+type PrintfFn = unsafe extern "C" fn(c_int, *const c_char, ...) -> c_int;
+type List = *const *const c_char;
+type OpenFn = unsafe extern "C" fn(
+    c_uint,
+    Option<ConvFn>,
+    Option<PrintfFn>,
+    List,
+    List,
+    c_int,
+    List,
+    List,
+    List,
+    *mut *const c_char,
+) -> c_int;
+type CheckFn = unsafe extern "C" fn(List, List, List, *mut *const c_char) -> c_int;
+
+/// `struct approval_plugin` from sudo_plugin.h.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ApprovalPlugin {
+    kind: c_uint,
+    version: c_uint,
+    open: Option<OpenFn>,
+    close: Option<unsafe extern "C" fn()>,
+    check: Option<CheckFn>,
+    show_version: Option<unsafe extern "C" fn(c_int) -> c_int>,
+}
+
+/// The approval plugin sudo loads by this symbol name.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut elevate_approval: ApprovalPlugin = ApprovalPlugin {
+    kind: SUDO_APPROVAL_PLUGIN,
+    version: SUDO_API_VERSION,
+    open: Some(approval_open),
+    close: Some(approval_close),
+    check: Some(approval_check),
+    show_version: Some(approval_show_version),
+};
+
+/// What `open` learnt, for `check`.
+struct State {
+    conv: Option<ConvFn>,
+    printf: Option<PrintfFn>,
+    user_info: Vec<String>,
+    settings: Vec<String>,
+    socket: PathBuf,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+/// The last error message handed to sudo through `errstr` (kept alive until the next one).
+static ERRSTR: Mutex<Option<CString>> = Mutex::new(None);
+
+/// A NULL-terminated array of C strings, copied.
+///
+/// # Safety
+/// `list` is null or points to a NULL-terminated array of valid C strings.
+unsafe fn strings(list: List) -> Vec<String> {
+    let mut out = Vec::new();
+    if list.is_null() {
+        return out;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: the caller guarantees a NULL-terminated array; we stop at the NULL.
+        let item = unsafe { *list.add(i) };
+        if item.is_null() {
+            return out;
+        }
+        // SAFETY: every non-null entry is a valid NUL-terminated C string.
+        out.push(
+            unsafe { CStr::from_ptr(item) }
+                .to_string_lossy()
+                .into_owned(),
+        );
+        i += 1;
+    }
+}
+
+/// Stores `message` for sudo's `errstr` (if sudo gave one) and returns -1.
+///
+/// # Safety
+/// `errstr` is null or valid for one pointer write.
+unsafe fn error(errstr: *mut *const c_char, message: &str) -> c_int {
+    if !errstr.is_null() {
+        let text = CString::new(message.replace('\0', "")).unwrap_or_default();
+        let mut kept = ERRSTR.lock().unwrap_or_else(|p| p.into_inner());
+        let ptr = kept.insert(text).as_ptr();
+        // SAFETY: `errstr` is valid for a write (checked non-null; sudo passes its own slot),
+        // and the string stays alive in ERRSTR until the next error replaces it.
+        unsafe { *errstr = ptr };
+    }
+    -1
+}
+
+unsafe extern "C" fn approval_open(
+    version: c_uint,
+    conversation: Option<ConvFn>,
+    sudo_printf: Option<PrintfFn>,
+    settings: List,
+    user_info: List,
+    _submit_optind: c_int,
+    _submit_argv: List,
+    _submit_envp: List,
+    plugin_options: List,
+    errstr: *mut *const c_char,
+) -> c_int {
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        if version >> 16 != SUDO_API_VERSION_MAJOR {
+            return Err(format!(
+                "elevate: sudo's plugin API {}.{} is not supported",
+                version >> 16,
+                version & 0xffff
+            ));
+        }
+        // SAFETY: sudo passes NULL-terminated arrays of C strings (or NULL) for these lists.
+        let (settings, user_info, options) = unsafe {
+            (
+                strings(settings),
+                strings(user_info),
+                strings(plugin_options),
+            )
+        };
+        let socket = crate::lookup(&options, "socket")
+            .unwrap_or(DEFAULT_SOCKET)
+            .into();
+        *STATE.lock().unwrap_or_else(|p| p.into_inner()) = Some(State {
+            conv: conversation,
+            printf: sudo_printf,
+            user_info,
+            settings,
+            socket,
+        });
+        Ok(())
+    }));
+    match opened {
+        Ok(Ok(())) => 1,
+        Ok(Err(message)) => {
+            print(sudo_printf, SUDO_CONV_ERROR_MSG, &message);
+            // SAFETY: `errstr` comes from sudo, valid for a write or null.
+            unsafe { error(errstr, &message) }
+        }
+        // SAFETY: as above.
+        Err(_) => unsafe { error(errstr, "elevate: internal error in the sudo plugin") },
+    }
+}
+
+unsafe extern "C" fn approval_close() {
+    let _ = catch_unwind(|| {
+        *STATE.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    });
+}
+
+unsafe extern "C" fn approval_check(
+    command_info: List,
+    run_argv: List,
+    _run_envp: List,
+    errstr: *mut *const c_char,
+) -> c_int {
+    let checked = catch_unwind(AssertUnwindSafe(|| {
+        let state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(state) = state.as_ref() else {
+            return (
+                None,
+                Verdict::Error("elevate: the plugin was not opened".into()),
+            );
+        };
+        // SAFETY: sudo passes NULL-terminated arrays of C strings for these lists.
+        let (info, argv) = unsafe { (strings(command_info), strings(run_argv)) };
+        let mut conv = SudoConversation {
+            conv: state.conv,
+            printf: state.printf,
+        };
+        let verdict = match Ask::from_sudo(&info, &argv, &state.user_info, &state.settings) {
+            Ok(ask) => crate::check(&state.socket, &ask, &mut conv),
+            Err(e) => Verdict::Error(format!("elevate: {e}")),
+        };
+        (state.printf, verdict)
+    }));
+    match checked {
+        Ok((printf, Verdict::Error(message))) => {
+            print(printf, SUDO_CONV_ERROR_MSG, &message);
+            // SAFETY: `errstr` comes from sudo, valid for a write or null.
+            unsafe { error(errstr, &message) }
+        }
+        Ok((_, verdict)) => verdict.code(),
+        // SAFETY: as above.
+        Err(_) => unsafe { error(errstr, "elevate: internal error in the sudo plugin") },
+    }
+}
+
+unsafe extern "C" fn approval_show_version(_verbose: c_int) -> c_int {
+    let printf = STATE
+        .lock()
+        .ok()
+        .and_then(|s| s.as_ref().and_then(|s| s.printf));
+    print(
+        printf,
+        SUDO_CONV_INFO_MSG,
+        concat!(
+            "Elevate approval plugin version ",
+            env!("CARGO_PKG_VERSION")
+        ),
+    );
+    1
+}
+
+/// One line through sudo's printf.
+fn print(printf: Option<PrintfFn>, kind: c_int, message: &str) {
+    let Some(printf) = printf else {
+        return;
+    };
+    let text = CString::new(message.replace('\0', "")).unwrap_or_default();
+    // SAFETY: sudo's printf takes a format and its arguments; "%s\n" with one valid C string.
+    unsafe {
+        printf(kind, c"%s\n".as_ptr(), text.as_ptr());
+    }
+}
+
+/// sudo's conversation and printf functions as the plugin logic's `Conversation`.
+struct SudoConversation {
+    conv: Option<ConvFn>,
+    printf: Option<PrintfFn>,
+}
+
+impl Conversation for SudoConversation {
+    fn info(&mut self, message: &str) {
+        // Status lines go to stderr (sudo's INFO channel is stdout, which belongs to the
+        // command: `sudo cat x > y` must not capture "waiting for approval").
+        print(self.printf, SUDO_CONV_ERROR_MSG, message);
+    }
+
+    fn error(&mut self, message: &str) {
+        print(self.printf, SUDO_CONV_ERROR_MSG, message);
+    }
+
+    fn prompt(&mut self, message: &str) -> Option<String> {
+        let conv = self.conv?;
+        let text = CString::new(message.replace('\0', "")).ok()?;
+        let msg = ConvMessage {
+            msg_type: SUDO_CONV_PROMPT_ECHO_ON | SUDO_CONV_PREFER_TTY,
+            timeout: 0,
+            msg: text.as_ptr(),
+        };
+        let mut reply = ConvReply {
+            reply: std::ptr::null_mut(),
+        };
+        // SAFETY: one message and one reply slot, both valid for the call; no callback.
+        let status = unsafe { conv(1, &msg, &mut reply, std::ptr::null_mut()) };
+        if status != 0 || reply.reply.is_null() {
+            return None;
+        }
+        // SAFETY: sudo filled `reply` with a malloc'd NUL-terminated string that the plugin owns
+        // and must free; it is read once and freed once.
+        let answer = unsafe {
+            let answer = CStr::from_ptr(reply.reply).to_string_lossy().into_owned();
+            libc::free(reply.reply.cast());
+            answer
+        };
+        Some(answer)
+    }
+}

@@ -1,0 +1,259 @@
+//! Elevate's sudo plugin. sudo loads it from `/etc/sudo.conf` as an approval plugin: after
+//! sudoers has accepted a command (and authenticated the user), sudo asks it whether the command
+//! may run, and it asks the local agent (`elevated`), which decides on the signed policy, records
+//! the decision and, when a human must decide, waits for the approvers. sudo runs the command
+//! only on the agent's explicit `Allowed`.
+//!
+//! This file is the logic, tested without sudo; `ffi` is the C face sudo sees.
+//!
+//! Must never: allow on anything but `Allowed` from the agent (an unreachable agent, a
+//! malformed answer, a closed connection all refuse), or take the user's identity from
+//! anything sudo's caller controls (the agent reads it from the kernel).
+
+pub mod ffi;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, VERSION};
+
+/// The agent's socket unless `socket=` is given in `sudo.conf`.
+pub const DEFAULT_SOCKET: &str = "/run/elevate/agent.sock";
+
+/// The value of `key` in one of sudo's `key=value` lists.
+pub fn lookup<'a>(list: &'a [String], key: &str) -> Option<&'a str> {
+    list.iter().find_map(|item| {
+        item.strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('='))
+    })
+}
+
+/// What sudo is about to run, from the lists it hands the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub command: String,
+    pub argv: Vec<String>,
+    pub runas: String,
+    pub cwd: String,
+    pub tty: Option<String>,
+    /// False for `sudo -n`.
+    pub can_wait: bool,
+}
+
+impl Ask {
+    /// From `command_info` and `run_argv` (check) and `user_info` and `settings` (open).
+    pub fn from_sudo(
+        command_info: &[String],
+        run_argv: &[String],
+        user_info: &[String],
+        settings: &[String],
+    ) -> Result<Ask, String> {
+        let command = lookup(command_info, "command")
+            .filter(|c| c.starts_with('/'))
+            .ok_or("sudo did not say which command it runs")?
+            .to_owned();
+        if run_argv.is_empty() {
+            return Err("sudo gave no arguments for the command".into());
+        }
+        Ok(Ask {
+            command,
+            argv: run_argv.to_vec(),
+            runas: lookup(command_info, "runas_user")
+                .unwrap_or("root")
+                .to_owned(),
+            cwd: lookup(user_info, "cwd").unwrap_or("/").to_owned(),
+            tty: lookup(user_info, "tty").map(str::to_owned),
+            can_wait: lookup(settings, "noninteractive") != Some("true"),
+        })
+    }
+}
+
+/// How the plugin talks to the person at sudo (sudo's conversation and printf functions).
+pub trait Conversation {
+    fn info(&mut self, message: &str);
+    fn error(&mut self, message: &str);
+    /// Asks for a line; `None` when nobody can answer.
+    fn prompt(&mut self, message: &str) -> Option<String>;
+}
+
+/// The plugin's answer to sudo: `check` returns 1, 0 or -1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Refused by policy or an approver; the reason was shown.
+    Deny,
+    /// Something failed; nothing runs. The message is for sudo's error output.
+    Error(String),
+}
+
+impl Verdict {
+    pub fn code(&self) -> i32 {
+        match self {
+            Verdict::Allow => 1,
+            Verdict::Deny => 0,
+            Verdict::Error(_) => -1,
+        }
+    }
+}
+
+/// How long the agent may take to answer anything but an approval.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a long wait for approvers is mentioned again.
+const WAIT_NOTICE: Duration = Duration::from_secs(30);
+
+/// Asks the agent whether sudo may run `ask`.
+pub fn check(socket: &Path, ask: &Ask, conv: &mut dyn Conversation) -> Verdict {
+    let mut reason = None;
+    loop {
+        match exchange(socket, ask, reason.clone(), conv) {
+            Exchange::Done(v) => return v,
+            Exchange::NeedReason(message) => {
+                if reason.is_some() {
+                    return Verdict::Error(message);
+                }
+                match conv.prompt("elevate: a reason is required for this command. Reason: ") {
+                    Some(r) if !r.trim().is_empty() => reason = Some(r.trim().to_owned()),
+                    _ => {
+                        conv.error(&format!("elevate: {message}"));
+                        return Verdict::Deny;
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Exchange {
+    Done(Verdict),
+    NeedReason(String),
+}
+
+fn exchange(
+    socket: &Path,
+    ask: &Ask,
+    reason: Option<String>,
+    conv: &mut dyn Conversation,
+) -> Exchange {
+    let fail = |m: String| Exchange::Done(Verdict::Error(m));
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(format!(
+                "elevate: the Elevate agent is not reachable at {} ({e}); sudo is refused until it runs",
+                socket.display()
+            ))
+        }
+    };
+    let frame = ClientFrame::SudoCheck {
+        version: VERSION,
+        command: ask.command.clone(),
+        argv: ask.argv.clone(),
+        runas: ask.runas.clone(),
+        cwd: ask.cwd.clone(),
+        tty: ask.tty.clone(),
+        reason,
+        can_wait: ask.can_wait,
+    };
+    if let Err(e) = stream.write_all(&encode(&frame)) {
+        return fail(format!("elevate: cannot ask the agent: {e}"));
+    }
+    let mut reader = FrameReader::new();
+    let mut waiting = false;
+    let mut last_notice = Instant::now();
+    loop {
+        // Waiting for approvers has no limit (the server expires requests); anything else does.
+        let limit = if waiting { None } else { Some(ANSWER_TIMEOUT) };
+        let _ = stream.set_read_timeout(limit);
+        let frame = match next(&mut stream, &mut reader) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return fail("elevate: the agent closed the connection; nothing runs".into())
+            }
+            Err(e) => {
+                return fail(format!(
+                    "elevate: no answer from the agent ({e}); nothing runs"
+                ))
+            }
+        };
+        match frame {
+            AgentFrame::Decided {
+                outcome,
+                message,
+                approvers,
+                request_id,
+                explanation,
+                ..
+            } => match outcome.as_str() {
+                "deny" => {
+                    let why = message.unwrap_or(explanation);
+                    conv.error(&format!("elevate: refused: {why}"));
+                    return Exchange::Done(Verdict::Deny);
+                }
+                "approve" => {
+                    waiting = true;
+                    conv.info(&format!(
+                        "elevate: waiting for approval by {} (request {request_id}); Ctrl-C withdraws it",
+                        approvers.as_deref().unwrap_or("an approver")
+                    ));
+                }
+                _ => {}
+            },
+            AgentFrame::Waiting { elapsed_secs, .. } => {
+                if last_notice.elapsed() >= WAIT_NOTICE {
+                    last_notice = Instant::now();
+                    conv.info(&format!("elevate: still waiting ({elapsed_secs} s)"));
+                }
+            }
+            AgentFrame::Approved { comment, .. } => {
+                waiting = false;
+                match comment {
+                    Some(c) => conv.info(&format!("elevate: approved: {c}")),
+                    None => conv.info("elevate: approved"),
+                }
+            }
+            AgentFrame::Denied { comment, .. } => {
+                conv.error(&format!(
+                    "elevate: denied{}",
+                    comment.map(|c| format!(": {c}")).unwrap_or_default()
+                ));
+                return Exchange::Done(Verdict::Deny);
+            }
+            AgentFrame::Allowed { .. } => return Exchange::Done(Verdict::Allow),
+            AgentFrame::Error { code, message } if code == "reason_required" => {
+                return Exchange::NeedReason(message)
+            }
+            AgentFrame::Error { message, .. } => {
+                conv.error(&format!("elevate: {message}"));
+                return Exchange::Done(Verdict::Deny);
+            }
+            other => {
+                return fail(format!(
+                    "elevate: unexpected answer from the agent ({other:?}); nothing runs"
+                ))
+            }
+        }
+    }
+}
+
+fn next(stream: &mut UnixStream, reader: &mut FrameReader) -> Result<Option<AgentFrame>, String> {
+    loop {
+        if let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
+            return Ok(Some(frame));
+        }
+        let mut buf = [0u8; 8192];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                reader.finish().map_err(|e| e.to_string())?;
+                return Ok(None);
+            }
+            Ok(n) => reader.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

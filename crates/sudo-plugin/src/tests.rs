@@ -1,0 +1,238 @@
+//! The plugin's logic against a stand-in agent on a real Unix socket (no sudo needed).
+
+use super::*;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn ask(can_wait: bool) -> Ask {
+    Ask {
+        command: "/usr/bin/id".into(),
+        argv: strings(&["id", "-u"]),
+        runas: "root".into(),
+        cwd: "/home/alice".into(),
+        tty: Some("/dev/pts/3".into()),
+        can_wait,
+    }
+}
+
+#[derive(Default)]
+struct Recorded {
+    info: Vec<String>,
+    errors: Vec<String>,
+    answers: Vec<String>,
+    prompts: usize,
+}
+
+impl Conversation for Recorded {
+    fn info(&mut self, message: &str) {
+        self.info.push(message.into());
+    }
+    fn error(&mut self, message: &str) {
+        self.errors.push(message.into());
+    }
+    fn prompt(&mut self, _message: &str) -> Option<String> {
+        self.prompts += 1;
+        self.answers.pop()
+    }
+}
+
+/// A stand-in agent: for each connection in turn, reads the request and answers with the
+/// frames given for that connection (then closes). Returns the requests it received.
+fn agent(answers: Vec<Vec<AgentFrame>>) -> (PathBuf, std::thread::JoinHandle<Vec<ClientFrame>>) {
+    let dir = std::env::temp_dir().join(format!(
+        "elevate-sudo-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agent.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        for frames in answers {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut reader = FrameReader::new();
+            let request = next_request(&mut s, &mut reader);
+            got.push(request);
+            for f in frames {
+                s.write_all(&encode(&f)).unwrap();
+            }
+        }
+        got
+    });
+    (path, handle)
+}
+
+fn next_request(s: &mut UnixStream, reader: &mut FrameReader) -> ClientFrame {
+    loop {
+        if let Some(f) = reader.next_frame().unwrap() {
+            return f;
+        }
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the plugin sent no request");
+        reader.push(&buf[..n]);
+    }
+}
+
+fn decided(outcome: &str, message: Option<&str>) -> AgentFrame {
+    AgentFrame::Decided {
+        request_id: "r1".into(),
+        outcome: outcome.into(),
+        rule: Some("rule".into()),
+        explanation: "because".into(),
+        message: message.map(str::to_owned),
+        approvers: (outcome == "approve").then(|| "helpdesk".to_owned()),
+    }
+}
+
+#[test]
+fn sudo_lists_become_a_request() {
+    let info = strings(&["command=/usr/bin/id", "runas_user=root", "runas_uid=0"]);
+    let user = strings(&[
+        "user=alice",
+        "uid=1001",
+        "cwd=/home/alice",
+        "tty=/dev/pts/3",
+    ]);
+    let settings = strings(&["progname=sudo", "noninteractive=true"]);
+    let a = Ask::from_sudo(&info, &strings(&["id", "-u"]), &user, &settings).unwrap();
+    assert_eq!(a.command, "/usr/bin/id");
+    assert_eq!(a.cwd, "/home/alice");
+    assert_eq!(a.tty.as_deref(), Some("/dev/pts/3"));
+    assert!(!a.can_wait, "sudo -n cannot wait for approvers");
+    let a = Ask::from_sudo(&info, &strings(&["id"]), &user, &[]).unwrap();
+    assert!(a.can_wait);
+    // `commandx=` is not `command=`; a relative command is not trusted.
+    assert!(Ask::from_sudo(
+        &strings(&["commandx=/bin/id"]),
+        &strings(&["id"]),
+        &user,
+        &[]
+    )
+    .is_err());
+    assert!(Ask::from_sudo(&strings(&["command=id"]), &strings(&["id"]), &user, &[]).is_err());
+    assert!(Ask::from_sudo(&info, &[], &user, &[]).is_err());
+}
+
+#[test]
+fn only_an_explicit_allowed_lets_sudo_run() {
+    let allowed = AgentFrame::Allowed {
+        request_id: "r1".into(),
+    };
+    let (socket, agent) = agent(vec![
+        vec![decided("auto", None), allowed.clone()],
+        // Decided auto, then the connection closes before Allowed: nothing runs.
+        vec![decided("auto", None)],
+        vec![decided("deny", Some("use a specific command"))],
+        vec![AgentFrame::Error {
+            code: "binary".into(),
+            message: "/usr/bin/id is writable by others".into(),
+        }],
+    ]);
+    let mut conv = Recorded::default();
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Allow);
+    assert!(
+        matches!(check(&socket, &ask(true), &mut conv), Verdict::Error(m) if m.contains("closed"))
+    );
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Deny);
+    assert!(conv
+        .errors
+        .iter()
+        .any(|e| e.contains("refused: use a specific command")));
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Deny);
+    assert!(conv.errors.iter().any(|e| e.contains("writable by others")));
+    let requests = agent.join().unwrap();
+    assert!(
+        matches!(&requests[0], ClientFrame::SudoCheck { command, argv, cwd, can_wait: true, .. }
+        if command == "/usr/bin/id" && argv == &strings(&["id", "-u"]) && cwd == "/home/alice")
+    );
+}
+
+#[test]
+fn an_approval_is_waited_for_and_shown() {
+    let (socket, agent) = agent(vec![
+        vec![
+            decided("approve", None),
+            AgentFrame::Waiting {
+                request_id: "r1".into(),
+                elapsed_secs: 1,
+            },
+            AgentFrame::Approved {
+                request_id: "r1".into(),
+                comment: Some("go ahead".into()),
+            },
+            AgentFrame::Allowed {
+                request_id: "r1".into(),
+            },
+        ],
+        vec![
+            decided("approve", None),
+            AgentFrame::Denied {
+                request_id: "r1".into(),
+                comment: Some("not today".into()),
+            },
+        ],
+    ]);
+    let mut conv = Recorded::default();
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Allow);
+    assert!(conv
+        .info
+        .iter()
+        .any(|i| i.contains("waiting for approval by helpdesk")));
+    assert!(conv.info.iter().any(|i| i.contains("approved: go ahead")));
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Deny);
+    assert!(conv.errors.iter().any(|e| e.contains("denied: not today")));
+    agent.join().unwrap();
+}
+
+#[test]
+fn a_required_reason_is_asked_for_once() {
+    let (socket, agent) = agent(vec![
+        vec![AgentFrame::Error {
+            code: "reason_required".into(),
+            message: "a reason is required".into(),
+        }],
+        vec![
+            decided("auto", None),
+            AgentFrame::Allowed {
+                request_id: "r1".into(),
+            },
+        ],
+        vec![AgentFrame::Error {
+            code: "reason_required".into(),
+            message: "a reason is required".into(),
+        }],
+    ]);
+    let mut conv = Recorded {
+        answers: vec!["rotate the logs".into()],
+        ..Recorded::default()
+    };
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Allow);
+    assert_eq!(conv.prompts, 1);
+    // Nobody answers the prompt (no terminal): refused with the reason.
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Deny);
+    let requests = agent.join().unwrap();
+    assert!(
+        matches!(&requests[1], ClientFrame::SudoCheck { reason: Some(r), .. } if r == "rotate the logs")
+    );
+}
+
+#[test]
+fn no_agent_means_no_sudo() {
+    let socket = std::env::temp_dir().join("elevate-no-such-agent.sock");
+    let mut conv = Recorded::default();
+    let verdict = check(&socket, &ask(true), &mut conv);
+    assert!(
+        matches!(&verdict, Verdict::Error(m) if m.contains("not reachable")),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict.code(), -1);
+}
