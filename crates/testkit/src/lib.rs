@@ -391,21 +391,18 @@ pub fn cargo_bin(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A shared library of the workspace (`lib<name>.so`, e.g. the sudo plugin), built if missing.
+/// A shared library of the workspace (`lib<name>.so`, e.g. the sudo plugin). The test's crate
+/// names its package as a dev-dependency, so cargo builds it fresh into `deps/` before the test
+/// runs (a cdylib is built with every crate type as a dependency; only a top-level build copies
+/// it up, and that copy can be stale).
 pub fn cargo_cdylib(package: &str, name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("a target folder");
-    let path = dir.join(format!("lib{name}.so"));
-    // Always asked for: `cargo test -p <other crate>` does not rebuild it, and a stale plugin
-    // would test old code. Quick when it is fresh.
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", package])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build -p {package} failed");
-    assert!(path.exists(), "{} was not built", path.display());
+    let deps = exe.parent().expect("a deps folder");
+    let path = deps.join(format!("lib{name}.so"));
+    assert!(
+        path.exists(),
+        "{} is missing: add {package} to the test crate's dev-dependencies",
+        path.display()
+    );
     path
 }
