@@ -12,7 +12,7 @@ if [ -z "${ELEVATE_BENCH_NS:-}" ]; then
 fi
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null && command -v sudo >/dev/null || { echo "install hyperfine and sudo first" >&2; exit 2; }
-cargo build --release -q -p elevate-server -p elevate-agent -p elevate-cli
+cargo build --release -q -p elevate-server -p elevate-agent -p elevate-cli -p elevate-sudo-plugin
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 work=$(mktemp -d /tmp/elevate-bench-XXXXXX); chmod 755 "$work"
@@ -86,6 +86,20 @@ for r in json.load(open(sys.argv[1]))["results"]:
   as_user strace -r -o "$work/out/client-strace.txt" "$work/elevate" true
   cp "$work/out/client-strace.txt" /tmp/elevate-client-strace.txt
 fi
+# sudo with the Elevate approval plugin against stock sudo (target: within 15 %). sudo.conf is
+# switched before each run (as root), so every command goes through setpriv; its own cost is
+# measured beside them.
+[ -f /etc/sudo.conf ] && cp /etc/sudo.conf "$work/sudo.conf.stock" || : > "$work/sudo.conf.stock"
+{ cat "$work/sudo.conf.stock"; echo "Plugin elevate_approval $bin/libelevate_sudo.so socket=$work/run/agent.sock"; } > "$work/sudo.conf.elevate"
+as_bench="setpriv --reuid=benchuser --regid=benchuser --init-groups --"
+hyperfine -N --warmup 30 --runs 300 --export-json "$work/out/sudo.json" \
+  --prepare "cp $work/sudo.conf.stock /etc/sudo.conf" -n "stock sudo -n true" "$as_bench sudo -n true" \
+  --prepare "cp $work/sudo.conf.elevate /etc/sudo.conf" -n "sudo -n true + elevate plugin" "$as_bench sudo -n true" \
+  --prepare "true" -n "setpriv alone" "$as_bench true" >/dev/null 2>&1
+python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print("median %6.2f ms  mean %6.2f ms  %s" % (r["median"]*1000, r["mean"]*1000, r["command"]))' "$work/out/sudo.json"
+cp "$work/sudo.conf.stock" /etc/sudo.conf
 sleep 3
 echo "agent RSS idle after 530 requests: $(grep VmRSS /proc/$agent/status)"
 [ -z "${ELEVATE_AGENT_LOG:-}" ] || tail -n 12 "$work/agent.log"
