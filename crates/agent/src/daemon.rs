@@ -81,6 +81,8 @@ pub struct Agent {
     pub spool_ready: tokio::sync::Notify,
     pub offline_since: Mutex<Option<Timestamp>>,
     pub group_names: Mutex<crate::users::GroupNames>,
+    /// Commands sudo was allowed to run, until the audit plugin reports their end.
+    pub(crate) sudo_runs: Mutex<std::collections::HashMap<String, crate::session::SudoRun>>,
 }
 
 impl Agent {
@@ -109,6 +111,7 @@ impl Agent {
             spool_ready: tokio::sync::Notify::new(),
             offline_since: Mutex::new(None),
             group_names: Mutex::default(),
+            sudo_runs: Mutex::default(),
         })
     }
 

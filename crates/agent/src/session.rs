@@ -221,12 +221,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                     )
                     .await;
             }
-            let pidfd = os::process::peer_pidfd(conn.stream.as_fd());
-            let uid = cred
-                .pid()
-                .and_then(|pid| os::process::real_uid(pid).ok())
-                .filter(|_| pidfd.as_ref().is_none_or(os::process::alive));
-            let Some(uid) = uid else {
+            let Some(uid) = sudo_user(&conn, &cred) else {
                 return conn
                     .refuse(
                         "caller",
@@ -246,6 +241,66 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 can_wait,
             };
             run(&agent, &mut conn, uid, argv, reason, front).await;
+        }
+        Ok(Ok(Some(ClientFrame::SudoFinished {
+            version,
+            request_id,
+            exit_code,
+            signal,
+            error,
+        }))) => {
+            if version != VERSION || cred.uid() != 0 {
+                return conn
+                    .refuse("not_sudo", "only sudo reports the end of its commands")
+                    .await;
+            }
+            let known = agent
+                .sudo_runs
+                .lock()
+                .expect("sudo runs lock")
+                .remove(&request_id);
+            let (caller, record) = match known {
+                Some(run) => (run.caller, run.record),
+                // The agent restarted since it allowed this command: record the end anyway,
+                // for the user the kernel says ran sudo.
+                None => match sudo_user(&conn, &cred).and_then(|uid| agent.caller(uid).ok()) {
+                    Some(c) => (c, Record::Local),
+                    None => return conn.refuse("caller", "cannot tell who ran this sudo").await,
+                },
+            };
+            let outcome = match error {
+                Some(e) => Err(e),
+                None => Ok((exit_code, signal)),
+            };
+            finish(&agent, &caller, &request_id, &record, outcome).await;
+            conn.send(&AgentFrame::Recorded).await;
+        }
+        Ok(Ok(Some(ClientFrame::SudoRejected {
+            version,
+            command,
+            argv,
+            message,
+            error,
+        }))) => {
+            if version != VERSION || cred.uid() != 0 {
+                return conn
+                    .refuse("not_sudo", "only sudo reports its refusals")
+                    .await;
+            }
+            let Some(caller) = sudo_user(&conn, &cred).and_then(|uid| agent.caller(uid).ok())
+            else {
+                return conn.refuse("caller", "cannot tell who ran this sudo").await;
+            };
+            let id = uuid::Uuid::now_v7().to_string();
+            let action = if error { "sudo.error" } else { "sudo.rejected" };
+            let data = serde_json::json!({ "user": caller.name, "uid": caller.uid,
+                "command": command, "argv": argv, "message": message, "channel": "sudo" });
+            if let Err(e) =
+                spool_after_the_fact(&agent, &[event(&agent, &caller, action, &id, data)])
+            {
+                tracing::error!(error = %e, "cannot spool a sudo refusal");
+            }
+            conn.send(&AgentFrame::Recorded).await;
         }
         Ok(Ok(Some(ClientFrame::Status))) => {
             let mut status = agent.status();
@@ -403,6 +458,45 @@ impl CallerDir {
     }
 }
 
+/// The user who ran the sudo process at the other end of `conn`: its real uid as the kernel
+/// keeps it, read while a pidfd proves the process is the one that connected.
+fn sudo_user(conn: &Conn, cred: &tokio::net::unix::UCred) -> Option<u32> {
+    let pidfd = os::process::peer_pidfd(conn.stream.as_fd());
+    cred.pid()
+        .and_then(|pid| os::process::real_uid(pid).ok())
+        .filter(|_| pidfd.as_ref().is_none_or(os::process::alive))
+}
+
+/// A command sudo was allowed to run, until the audit plugin reports its end.
+#[derive(Debug)]
+pub(crate) struct SudoRun {
+    caller: Caller,
+    record: Record,
+    allowed_at: Instant,
+}
+
+/// Most commands remembered between `Allowed` and their end (a `kill -9`'d sudo never reports).
+const MAX_SUDO_RUNS: usize = 4096;
+
+fn remember_sudo_run(agent: &Agent, id: &str, caller: &Caller, record: Record) {
+    let mut runs = agent.sudo_runs.lock().expect("sudo runs lock");
+    if runs.len() >= MAX_SUDO_RUNS {
+        // Forget the oldest half: their ends are recorded without the agent's memory.
+        let mut ages: Vec<Instant> = runs.values().map(|r| r.allowed_at).collect();
+        ages.sort();
+        let cut = ages[ages.len() / 2];
+        runs.retain(|_, r| r.allowed_at > cut);
+    }
+    runs.insert(
+        id.to_owned(),
+        SudoRun {
+            caller: caller.clone(),
+            record,
+            allowed_at: Instant::now(),
+        },
+    );
+}
+
 /// Which front door a request came through.
 enum Front {
     /// `elevate`: the agent runs the command.
@@ -418,6 +512,7 @@ enum Front {
 
 /// Who keeps the request's record: the agent's spool (decided here; the start is spooled with
 /// the decision) or the server.
+#[derive(Debug)]
 enum Record {
     Local,
     Server,
@@ -702,6 +797,7 @@ async fn decide_for_sudo(
             }
             conn.send(&decided(&id)).await;
             if allowed {
+                remember_sudo_run(agent, &id, caller, Record::Local);
                 conn.send(&AgentFrame::Allowed { request_id: id }).await;
             }
         }
@@ -731,6 +827,7 @@ async fn decide_for_sudo(
             if let Err(e) = agent.upstream.start(&approved.id).await {
                 return conn.refuse("audit", format!("{e}; nothing runs")).await;
             }
+            remember_sudo_run(agent, &approved.id, caller, Record::Server);
             conn.send(&AgentFrame::Allowed {
                 request_id: approved.id,
             })

@@ -52,6 +52,27 @@ pub enum ClientFrame {
         /// False for `sudo -n`: an approval cannot be waited for, so it fails at once.
         can_wait: bool,
     },
+    /// From the sudo audit plugin when sudo's command has ended (`request_id` from `Allowed`):
+    /// its exit code or terminating signal, or why it could not be run.
+    SudoFinished {
+        version: u32,
+        request_id: String,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        error: Option<String>,
+    },
+    /// From the sudo audit plugin: sudo itself (sudoers, authentication) refused or failed
+    /// before the approval plugin was asked.
+    SudoRejected {
+        version: u32,
+        /// The command as sudo saw it, when it knew.
+        command: Option<String>,
+        argv: Vec<String>,
+        /// sudo's audit message ("command not allowed", "a password is required", …).
+        message: String,
+        /// A failure rather than a refusal.
+        error: bool,
+    },
     /// Deliver this signal to the running command (forwarded Ctrl-C and friends).
     Signal { signo: i32 },
     /// Give up waiting for an approval.
@@ -100,6 +121,8 @@ pub enum AgentFrame {
     /// To the sudo plugin: the decision and its start are recorded; sudo may run the command.
     /// Nothing else allows it (an error, a denial or a closed connection all refuse).
     Allowed { request_id: String },
+    /// To the sudo audit plugin: its report is recorded.
+    Recorded,
     /// The command ended: its exit code, or the signal that ended it.
     Exited {
         code: Option<i32>,

@@ -1,9 +1,14 @@
-//! The C face of the plugin: sudo_plugin.h's `approval_plugin` struct (plugin API 1.21),
-//! exported as `elevate_approval` and named in `/etc/sudo.conf`:
+//! The C face of the plugin: sudo_plugin.h's `approval_plugin` and `audit_plugin` structs
+//! (plugin API 1.21), exported as `elevate_approval` and `elevate_audit` and named in
+//! `/etc/sudo.conf`:
 //!
 //! ```text
-//! Plugin elevate_approval /usr/libexec/elevate/elevate_sudo.so socket=/run/elevate/agent.sock
+//! Plugin elevate_audit /usr/libexec/elevate/libelevate_sudo.so socket=/run/elevate/agent.sock
+//! Plugin elevate_approval /usr/libexec/elevate/libelevate_sudo.so socket=/run/elevate/agent.sock
 //! ```
+//!
+//! The approval plugin asks the agent before sudo runs anything; the audit plugin reports how
+//! the command ended, and what sudo refused on its own (sudoers, authentication).
 //!
 //! Must never: return 0 from `open` (sudo then drops the plugin and carries on without it: a
 //! silent fail-open), let a panic cross into sudo (every entry point catches it and answers -1),
@@ -21,6 +26,10 @@ use crate::{Ask, Conversation, Verdict, DEFAULT_SOCKET};
 const SUDO_API_VERSION_MAJOR: c_uint = 1;
 const SUDO_API_VERSION: c_uint = (SUDO_API_VERSION_MAJOR << 16) | 21;
 const SUDO_APPROVAL_PLUGIN: c_uint = 4;
+const SUDO_AUDIT_PLUGIN: c_uint = 3;
+const SUDO_PLUGIN_WAIT_STATUS: c_int = 1;
+const SUDO_PLUGIN_EXEC_ERROR: c_int = 2;
+const SUDO_PLUGIN_SUDO_ERROR: c_int = 3;
 const SUDO_CONV_PROMPT_ECHO_ON: c_int = 0x0002;
 const SUDO_CONV_ERROR_MSG: c_int = 0x0003;
 const SUDO_CONV_INFO_MSG: c_int = 0x0004;
@@ -78,6 +87,209 @@ pub static mut elevate_approval: ApprovalPlugin = ApprovalPlugin {
     check: Some(approval_check),
     show_version: Some(approval_show_version),
 };
+
+type AuditEventFn =
+    unsafe extern "C" fn(*const c_char, c_uint, *const c_char, List, *mut *const c_char) -> c_int;
+
+/// `struct audit_plugin` from sudo_plugin.h.
+#[repr(C)]
+#[derive(Debug)]
+pub struct AuditPlugin {
+    kind: c_uint,
+    version: c_uint,
+    open: Option<OpenFn>,
+    close: Option<unsafe extern "C" fn(c_int, c_int)>,
+    accept: Option<
+        unsafe extern "C" fn(*const c_char, c_uint, List, List, List, *mut *const c_char) -> c_int,
+    >,
+    reject: Option<AuditEventFn>,
+    error: Option<AuditEventFn>,
+    show_version: Option<unsafe extern "C" fn(c_int) -> c_int>,
+    register_hooks: Option<unsafe extern "C" fn(c_int, *mut c_void)>,
+    deregister_hooks: Option<unsafe extern "C" fn(c_int, *mut c_void)>,
+    /// Filled in by sudo when it loads the plugin (so this struct must be writable memory).
+    event_alloc: Option<unsafe extern "C" fn() -> *mut c_void>,
+}
+
+/// The audit plugin sudo loads by this symbol name.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut elevate_audit: AuditPlugin = AuditPlugin {
+    kind: SUDO_AUDIT_PLUGIN,
+    version: SUDO_API_VERSION,
+    open: Some(audit_open),
+    close: Some(audit_close),
+    accept: Some(audit_accept),
+    reject: Some(audit_reject),
+    error: Some(audit_error),
+    show_version: Some(approval_show_version),
+    register_hooks: None,
+    deregister_hooks: None,
+    event_alloc: None,
+};
+
+/// What the audit plugin's `open` learnt.
+struct AuditState {
+    printf: Option<PrintfFn>,
+    socket: PathBuf,
+    /// What the user typed after `sudo`, for refusals (sudo gives them no argv).
+    submit_argv: Vec<String>,
+}
+
+static AUDIT: Mutex<Option<AuditState>> = Mutex::new(None);
+
+unsafe extern "C" fn audit_open(
+    version: c_uint,
+    _conversation: Option<ConvFn>,
+    sudo_printf: Option<PrintfFn>,
+    _settings: List,
+    _user_info: List,
+    submit_optind: c_int,
+    submit_argv: List,
+    _submit_envp: List,
+    plugin_options: List,
+    errstr: *mut *const c_char,
+) -> c_int {
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        if version >> 16 != SUDO_API_VERSION_MAJOR {
+            return Err(format!(
+                "elevate: sudo's plugin API {}.{} is not supported",
+                version >> 16,
+                version & 0xffff
+            ));
+        }
+        // SAFETY: sudo passes NULL-terminated arrays of C strings (or NULL) for these lists.
+        let (argv, options) = unsafe { (strings(submit_argv), strings(plugin_options)) };
+        let skip = usize::try_from(submit_optind).unwrap_or(0).min(argv.len());
+        *AUDIT.lock().unwrap_or_else(|p| p.into_inner()) = Some(AuditState {
+            printf: sudo_printf,
+            socket: crate::lookup(&options, "socket")
+                .unwrap_or(DEFAULT_SOCKET)
+                .into(),
+            submit_argv: argv[skip..].to_vec(),
+        });
+        Ok(())
+    }));
+    match opened {
+        Ok(Ok(())) => 1,
+        Ok(Err(message)) => {
+            print(sudo_printf, SUDO_CONV_ERROR_MSG, &message);
+            // SAFETY: `errstr` comes from sudo, valid for a write or null.
+            unsafe { error(errstr, &message) }
+        }
+        // SAFETY: as above.
+        Err(_) => unsafe { error(errstr, "elevate: internal error in the sudo plugin") },
+    }
+}
+
+/// The end of the command sudo ran: reported under the request the approval plugin was allowed.
+unsafe extern "C" fn audit_close(status_type: c_int, status: c_int) {
+    let _ = catch_unwind(|| {
+        let Some(request_id) = crate::take_allowed() else {
+            return;
+        };
+        let end = match status_type {
+            SUDO_PLUGIN_WAIT_STATUS => crate::End::from_wait_status(status),
+            SUDO_PLUGIN_EXEC_ERROR => crate::End::Failed(format!(
+                "sudo could not run it: {}",
+                std::io::Error::from_raw_os_error(status)
+            )),
+            SUDO_PLUGIN_SUDO_ERROR => crate::End::Failed(format!(
+                "sudo failed while it ran: {}",
+                std::io::Error::from_raw_os_error(status)
+            )),
+            _ => return,
+        };
+        let state = AUDIT.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(state) = state.as_ref() else {
+            return;
+        };
+        if let Err(e) = crate::report_end(&state.socket, request_id, end) {
+            print(
+                state.printf,
+                SUDO_CONV_ERROR_MSG,
+                &format!("elevate: the command's end was not recorded: {e}"),
+            );
+        }
+    });
+}
+
+unsafe extern "C" fn audit_accept(
+    _plugin_name: *const c_char,
+    _plugin_type: c_uint,
+    _command_info: List,
+    _run_argv: List,
+    _run_envp: List,
+    _errstr: *mut *const c_char,
+) -> c_int {
+    // The approval plugin's question already recorded the acceptance with the agent.
+    1
+}
+
+/// A refusal or failure of sudo's own (sudoers, authentication), reported to the agent.
+/// Refusals by our approval plugin are the agent's own decisions, already recorded.
+///
+/// # Safety
+/// Arguments as sudo passes them: valid C strings or null, a NULL-terminated list or null.
+unsafe fn audit_refusal(
+    plugin_type: c_uint,
+    audit_msg: *const c_char,
+    command_info: List,
+    failure: bool,
+) -> c_int {
+    if plugin_type == SUDO_APPROVAL_PLUGIN {
+        return 1;
+    }
+    let message = if audit_msg.is_null() {
+        String::from("(no message)")
+    } else {
+        // SAFETY: a non-null audit message is a valid C string (the caller's contract).
+        unsafe { CStr::from_ptr(audit_msg) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    // SAFETY: as above for the list.
+    let info = unsafe { strings(command_info) };
+    let reported = catch_unwind(AssertUnwindSafe(|| {
+        let state = AUDIT.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(state) = state.as_ref() else {
+            return;
+        };
+        let command = crate::lookup(&info, "command").map(str::to_owned);
+        // Best effort: sudo refuses either way; an unrecorded refusal is lost, not allowed.
+        let _ = crate::report_rejection(
+            &state.socket,
+            command,
+            state.submit_argv.clone(),
+            message,
+            failure,
+        );
+    }));
+    let _ = reported;
+    1
+}
+
+unsafe extern "C" fn audit_reject(
+    _plugin_name: *const c_char,
+    plugin_type: c_uint,
+    audit_msg: *const c_char,
+    command_info: List,
+    _errstr: *mut *const c_char,
+) -> c_int {
+    // SAFETY: the arguments come from sudo as documented for `reject`.
+    unsafe { audit_refusal(plugin_type, audit_msg, command_info, false) }
+}
+
+unsafe extern "C" fn audit_error(
+    _plugin_name: *const c_char,
+    plugin_type: c_uint,
+    audit_msg: *const c_char,
+    command_info: List,
+    _errstr: *mut *const c_char,
+) -> c_int {
+    // SAFETY: the arguments come from sudo as documented for `error`.
+    unsafe { audit_refusal(plugin_type, audit_msg, command_info, true) }
+}
 
 /// What `open` learnt, for `check`.
 struct State {

@@ -220,7 +220,10 @@ fn exchange(
                 ));
                 return Exchange::Done(Verdict::Deny);
             }
-            AgentFrame::Allowed { .. } => return Exchange::Done(Verdict::Allow),
+            AgentFrame::Allowed { request_id } => {
+                remember_allowed(request_id);
+                return Exchange::Done(Verdict::Allow);
+            }
             AgentFrame::Error { code, message } if code == "reason_required" => {
                 return Exchange::NeedReason(message)
             }
@@ -234,6 +237,92 @@ fn exchange(
                 ))
             }
         }
+    }
+}
+
+/// The request sudo was allowed to run, for the audit plugin's report of its end: both plugins
+/// are this one module, loaded once into one sudo process.
+static ALLOWED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn remember_allowed(request_id: String) {
+    *ALLOWED.lock().unwrap_or_else(|p| p.into_inner()) = Some(request_id);
+}
+
+/// The request allowed in this sudo process, once.
+pub fn take_allowed() -> Option<String> {
+    ALLOWED.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+/// How sudo's command ended, from the audit plugin's `close(status_type, status)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signalled(i32),
+    /// It could not be run (exec failed, or sudo itself failed).
+    Failed(String),
+}
+
+impl End {
+    /// From a wait status (`SUDO_PLUGIN_WAIT_STATUS`).
+    pub fn from_wait_status(status: i32) -> End {
+        if status & 0x7f == 0 {
+            End::Exited((status >> 8) & 0xff)
+        } else {
+            End::Signalled(status & 0x7f)
+        }
+    }
+}
+
+/// Tells the agent how the command it allowed ended.
+pub fn report_end(socket: &Path, request_id: String, end: End) -> Result<(), String> {
+    let (exit_code, signal, error) = match end {
+        End::Exited(c) => (Some(c), None, None),
+        End::Signalled(s) => (None, Some(s), None),
+        End::Failed(e) => (None, None, Some(e)),
+    };
+    report(
+        socket,
+        &ClientFrame::SudoFinished {
+            version: VERSION,
+            request_id,
+            exit_code,
+            signal,
+            error,
+        },
+    )
+}
+
+/// Tells the agent that sudo itself refused (sudoers, authentication) or failed.
+pub fn report_rejection(
+    socket: &Path,
+    command: Option<String>,
+    argv: Vec<String>,
+    message: String,
+    error: bool,
+) -> Result<(), String> {
+    report(
+        socket,
+        &ClientFrame::SudoRejected {
+            version: VERSION,
+            command,
+            argv,
+            message,
+            error,
+        },
+    )
+}
+
+/// Sends one report and waits (briefly) until the agent has recorded it.
+fn report(socket: &Path, frame: &ClientFrame) -> Result<(), String> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    stream
+        .write_all(&encode(frame))
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    match next(&mut stream, &mut FrameReader::new())? {
+        Some(AgentFrame::Recorded) => Ok(()),
+        Some(AgentFrame::Error { message, .. }) => Err(message),
+        other => Err(format!("unexpected answer: {other:?}")),
     }
 }
 

@@ -4,6 +4,13 @@ use super::*;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
+/// Tests that get an `Allowed` touch the one process-wide "allowed request": one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -124,6 +131,7 @@ fn sudo_lists_become_a_request() {
 
 #[test]
 fn only_an_explicit_allowed_lets_sudo_run() {
+    let _serial = serial();
     let allowed = AgentFrame::Allowed {
         request_id: "r1".into(),
     };
@@ -158,6 +166,7 @@ fn only_an_explicit_allowed_lets_sudo_run() {
 
 #[test]
 fn an_approval_is_waited_for_and_shown() {
+    let _serial = serial();
     let (socket, agent) = agent(vec![
         vec![
             decided("approve", None),
@@ -195,6 +204,7 @@ fn an_approval_is_waited_for_and_shown() {
 
 #[test]
 fn a_required_reason_is_asked_for_once() {
+    let _serial = serial();
     let (socket, agent) = agent(vec![
         vec![AgentFrame::Error {
             code: "reason_required".into(),
@@ -235,4 +245,47 @@ fn no_agent_means_no_sudo() {
         "{verdict:?}"
     );
     assert_eq!(verdict.code(), -1);
+}
+
+#[test]
+fn wait_statuses_become_exit_codes_or_signals() {
+    assert_eq!(End::from_wait_status(0), End::Exited(0));
+    assert_eq!(End::from_wait_status(3 << 8), End::Exited(3));
+    assert_eq!(End::from_wait_status(9), End::Signalled(9));
+    assert_eq!(
+        End::from_wait_status(15 | 0x80),
+        End::Signalled(15),
+        "core dumped"
+    );
+}
+
+#[test]
+fn the_end_of_an_allowed_command_is_reported_under_its_request() {
+    let _serial = serial();
+    let (socket, agent) = agent(vec![
+        vec![
+            decided("auto", None),
+            AgentFrame::Allowed {
+                request_id: "r42".into(),
+            },
+        ],
+        vec![AgentFrame::Recorded],
+    ]);
+    let mut conv = Recorded::default();
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Allow);
+    let id = take_allowed().expect("the allowed request is kept for the audit plugin");
+    assert_eq!(id, "r42");
+    assert_eq!(take_allowed(), None, "only once");
+    report_end(&socket, id, End::Exited(5)).unwrap();
+    let requests = agent.join().unwrap();
+    assert_eq!(
+        requests[1],
+        ClientFrame::SudoFinished {
+            version: VERSION,
+            request_id: "r42".into(),
+            exit_code: Some(5),
+            signal: None,
+            error: None,
+        }
+    );
 }

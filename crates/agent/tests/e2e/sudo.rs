@@ -24,7 +24,7 @@ fn sudo_through_elevate(world: &World) -> Option<()> {
     std::fs::write(
         "/etc/sudo.conf",
         format!(
-            "Plugin elevate_approval {} socket={}\n",
+            "Plugin elevate_audit {0} socket={1}\nPlugin elevate_approval {0} socket={1}\n",
             plugin.display(),
             world.socket.display()
         ),
@@ -33,7 +33,7 @@ fn sudo_through_elevate(world: &World) -> Option<()> {
     let rules = "/etc/sudoers.d/elevate-e2e";
     std::fs::write(
         rules,
-        "alice ALL=(ALL) NOPASSWD: ALL\nbob ALL=(ALL) NOPASSWD: ALL\n",
+        "alice ALL=(ALL) NOPASSWD: ALL\nbob ALL=(ALL) NOPASSWD: ALL, !/usr/bin/passwd\n",
     )
     .unwrap();
     std::fs::set_permissions(rules, std::os::unix::fs::PermissionsExt::from_mode(0o440)).unwrap();
@@ -149,8 +149,18 @@ fn sudo_waits_for_an_approver_then_runs() {
                 "request.approval_given",
                 "request.approved",
                 "request.running",
+                "request.finished",
             ],
         );
+        // The audit plugin reported the command's status under the approved request.
+        let r = world
+            .api(
+                world
+                    .server()
+                    .get(Some(&world.admin), &format!("/v1/requests/{id}")),
+            )
+            .expect(200);
+        assert_eq!(r.body["exit_code"], 4);
     });
 }
 
@@ -181,4 +191,46 @@ fn without_the_agent_sudo_refuses() {
         assert_ne!(out.status.code(), Some(0));
         assert!(out.stdout.is_empty());
     });
+}
+
+#[test]
+fn exit_statuses_and_sudos_own_refusals_reach_the_audit_trail() {
+    namespaced(
+        "sudo::exit_statuses_and_sudos_own_refusals_reach_the_audit_trail",
+        || {
+            let world = World::new();
+            let Some(()) = sudo_through_elevate(&world) else {
+                return;
+            };
+            let exit5 = world.program("auto", "exit5", "#!/bin/sh\nexit 5\n", 0o755);
+            let out = sudo("alice", &["-n", exit5.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+            world.eventually_in_audit("the exit status was not recorded", |records| {
+                let run = records.iter().find(|r| {
+                    r["action"] == "request.created"
+                        && r["data"].as_str().is_some_and(|d| d.contains("exit5"))
+                });
+                run.is_some_and(|run| {
+                    records.iter().any(|r| {
+                        r["action"] == "request.finished"
+                            && r["subject"] == run["subject"]
+                            && r["data"]
+                                .as_str()
+                                .is_some_and(|d| d.contains("\"exit_code\":5"))
+                    })
+                })
+            });
+            // sudoers itself refuses this one; the agent was never asked, the audit plugin tells it.
+            let out = sudo("bob", &["-n", "/usr/bin/passwd", "root"]);
+            assert_ne!(out.status.code(), Some(0));
+            world.eventually_in_audit("sudo's own refusal was not recorded", |records| {
+                records.iter().any(|r| {
+                    r["action"] == "sudo.rejected"
+                        && r["data"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("\"user\":\"bob\"") && d.contains("passwd"))
+                })
+            });
+        },
+    );
 }

@@ -324,7 +324,10 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
                 return Attempt::Done(ExitCode::from(130));
             }
             AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
-            AgentFrame::Status(_) | AgentFrame::Requests { .. } | AgentFrame::Allowed { .. } => {}
+            AgentFrame::Status(_)
+            | AgentFrame::Requests { .. }
+            | AgentFrame::Allowed { .. }
+            | AgentFrame::Recorded => {}
         }
     }
 }
