@@ -1,4 +1,5 @@
-//! The `elevated` command line: `run` (the daemon, default), `enrol`.
+//! The `elevated` command line: `run` (the daemon, default), `enrol`, `install-sudo`,
+//! `uninstall-sudo`.
 //!
 //! Must never: print the device credential or secret.
 
@@ -44,6 +45,44 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Route sudo through Elevate: add the plugins to sudo.conf (safely, idempotently).
+    InstallSudo {
+        #[command(flatten)]
+        sudo: SudoArgs,
+    },
+    /// Stop routing sudo through Elevate: remove the managed lines from sudo.conf.
+    UninstallSudo {
+        #[command(flatten)]
+        sudo: SudoArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SudoArgs {
+    /// The sudo configuration to edit.
+    #[arg(long, default_value = "/etc/sudo.conf")]
+    sudo_conf: PathBuf,
+    /// The sudo binary (its version decides whether plugins can work at all).
+    #[arg(long, default_value = "/usr/bin/sudo")]
+    sudo: PathBuf,
+    /// The Elevate sudo plugin (root-owned, not writable by others).
+    #[arg(long, default_value = crate::sudo_setup::DEFAULT_PLUGIN)]
+    plugin: PathBuf,
+    /// The agent's socket, as the plugins should reach it.
+    #[arg(long, default_value = crate::DEFAULT_SOCKET)]
+    socket: PathBuf,
+}
+
+impl SudoArgs {
+    fn setup(self, state_dir: PathBuf) -> crate::sudo_setup::SudoSetup {
+        crate::sudo_setup::SudoSetup {
+            sudo_conf: self.sudo_conf,
+            sudo: self.sudo,
+            plugin: self.plugin,
+            socket: self.socket,
+            state_dir,
+        }
+    }
 }
 
 fn host_name() -> String {
@@ -106,6 +145,20 @@ pub fn main() -> anyhow::Result<()> {
             println!(
                 "enrolled as {} ({}) with {}; start the agent with `elevated run`",
                 e.name, e.device_id, e.server
+            );
+            Ok(())
+        }
+        Command::InstallSudo { sudo } => {
+            println!(
+                "{}",
+                crate::sudo_setup::install(&sudo.setup(cli.state_dir))?
+            );
+            Ok(())
+        }
+        Command::UninstallSudo { sudo } => {
+            println!(
+                "{}",
+                crate::sudo_setup::uninstall(&sudo.setup(cli.state_dir))?
             );
             Ok(())
         }

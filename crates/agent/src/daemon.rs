@@ -218,11 +218,54 @@ impl Agent {
 }
 
 async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
+    let mut sudo_conf_intact = true;
     loop {
         if let Err(e) = agent.refresh_policy().await {
             tracing::warn!(error = %format!("{e:#}"), "policy refresh failed; keeping the cached policy");
         }
+        watch_sudo_conf(&agent, &mut sudo_conf_intact);
         tokio::time::sleep(every).await;
+    }
+}
+
+/// After `install-sudo`, the plugin lines must stay in sudo.conf: their disappearance (someone
+/// editing sudo out of Elevate's hands) is raised as an audit event, and so is their return.
+fn watch_sudo_conf(agent: &Agent, intact: &mut bool) {
+    let Some(conf) = crate::sudo_setup::installed(&agent.state_dir) else {
+        return;
+    };
+    let now = crate::sudo_setup::intact(&conf);
+    if now == *intact {
+        return;
+    }
+    *intact = now;
+    let (action, message) = if now {
+        (
+            "sudo.plugin_restored",
+            format!("{} routes sudo through Elevate again", conf.display()),
+        )
+    } else {
+        tracing::error!(sudo_conf = %conf.display(), "the Elevate plugin lines are gone from sudo.conf: sudo no longer asks Elevate");
+        (
+            "sudo.plugin_removed",
+            format!(
+                "the Elevate plugin lines are gone from {}: sudo no longer asks Elevate",
+                conf.display()
+            ),
+        )
+    };
+    let event = elevate_proto::v1::AuditEventIn {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: Timestamp::from_millisecond(Timestamp::now().as_millisecond()).expect("valid time"),
+        actor: format!("agent@{}", agent.enrolment.name),
+        action: action.into(),
+        subject: format!("device:{}", agent.enrolment.name),
+        data: serde_json::json!({ "sudo_conf": conf.display().to_string(), "message": message, "alert": !now }),
+    };
+    let spooled = agent.spool.lock().expect("spool lock").append(&[event]);
+    match spooled {
+        Ok(()) => agent.spool_ready.notify_one(),
+        Err(e) => tracing::error!(error = %e, "cannot spool the sudo.conf alert"),
     }
 }
 

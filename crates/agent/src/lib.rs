@@ -17,6 +17,7 @@ pub mod packages;
 pub mod resolve;
 mod session;
 pub mod spool;
+pub mod sudo_setup;
 pub mod upstream;
 pub mod users;
 

@@ -122,7 +122,7 @@ pub static mut elevate_audit: AuditPlugin = AuditPlugin {
     accept: Some(audit_accept),
     reject: Some(audit_reject),
     error: Some(audit_error),
-    show_version: Some(approval_show_version),
+    show_version: Some(audit_show_version),
     register_hooks: None,
     deregister_hooks: None,
     event_alloc: None,
@@ -442,18 +442,37 @@ unsafe extern "C" fn approval_check(
     }
 }
 
-unsafe extern "C" fn approval_show_version(_verbose: c_int) -> c_int {
-    let printf = STATE
+/// sudo's printf as either plugin's `open` received it.
+fn any_printf() -> Option<PrintfFn> {
+    let approval = STATE
         .lock()
         .ok()
         .and_then(|s| s.as_ref().and_then(|s| s.printf));
+    approval.or_else(|| {
+        AUDIT
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().and_then(|s| s.printf))
+    })
+}
+
+unsafe extern "C" fn approval_show_version(_verbose: c_int) -> c_int {
     print(
-        printf,
+        any_printf(),
         SUDO_CONV_INFO_MSG,
         concat!(
             "Elevate approval plugin version ",
             env!("CARGO_PKG_VERSION")
         ),
+    );
+    1
+}
+
+unsafe extern "C" fn audit_show_version(_verbose: c_int) -> c_int {
+    print(
+        any_printf(),
+        SUDO_CONV_INFO_MSG,
+        concat!("Elevate audit plugin version ", env!("CARGO_PKG_VERSION")),
     );
     1
 }

@@ -234,3 +234,113 @@ fn exit_statuses_and_sudos_own_refusals_reach_the_audit_trail() {
         },
     );
 }
+
+/// `elevated install-sudo` / `uninstall-sudo` against this world's agent and plugin.
+fn elevated_sudo(world: &World, command: &str, sudo: &str) -> Output {
+    let plugin = elevate_testkit::cargo_cdylib("elevate-sudo-plugin", "elevate_sudo");
+    Command::new(elevate_testkit::cargo_bin("elevated"))
+        .arg("--state-dir")
+        .arg(world.dir.join("agent"))
+        .arg(command)
+        .arg("--plugin")
+        .arg(&plugin)
+        .arg("--socket")
+        .arg(&world.socket)
+        .args(["--sudo", sudo])
+        .env("ELEVATE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn install_sudo_is_safe_idempotent_reversible_and_watched() {
+    namespaced(
+        "sudo::install_sudo_is_safe_idempotent_reversible_and_watched",
+        || {
+            let world = World::new();
+            let Some(()) = sudo_through_elevate(&world) else {
+                return;
+            };
+            // Start from the distribution's sudo.conf (the helper above wrote its own).
+            let original = "#\n# Default /etc/sudo.conf file\n#\nSet disable_coredump false\n";
+            std::fs::write("/etc/sudo.conf", original).unwrap();
+            // Before: alice's sudo runs a shell, as sudoers allows.
+            let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "echo ran"]);
+            assert_eq!(text(&out.stdout), "ran\n");
+
+            let out = elevated_sudo(&world, "install-sudo", "/usr/bin/sudo");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let installed = std::fs::read_to_string("/etc/sudo.conf").unwrap();
+            assert!(installed.starts_with(original), "{installed}");
+            assert_eq!(
+                std::fs::read_to_string("/etc/sudo.conf.elevate-backup").unwrap(),
+                original
+            );
+            // Now the policy decides.
+            let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+            let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "echo ran"]);
+            assert!(out.stdout.is_empty(), "the shell rule was not applied");
+            // Twice is the same as once.
+            let out = elevated_sudo(&world, "install-sudo", "/usr/bin/sudo");
+            assert!(
+                text(&out.stdout).contains("already"),
+                "{}",
+                text(&out.stdout)
+            );
+            assert_eq!(
+                std::fs::read_to_string("/etc/sudo.conf").unwrap(),
+                installed
+            );
+
+            // Someone edits the plugins out: the agent raises it.
+            std::fs::write("/etc/sudo.conf", original).unwrap();
+            world.eventually_in_audit("removing the plugin lines went unnoticed", |records| {
+                records.iter().any(|r| r["action"] == "sudo.plugin_removed")
+            });
+            let out = elevated_sudo(&world, "install-sudo", "/usr/bin/sudo");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            world.eventually_in_audit("the plugins' return went unnoticed", |records| {
+                records
+                    .iter()
+                    .any(|r| r["action"] == "sudo.plugin_restored")
+            });
+
+            // Uninstalling gives back exactly the file that was there.
+            let out = elevated_sudo(&world, "uninstall-sudo", "/usr/bin/sudo");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert_eq!(std::fs::read_to_string("/etc/sudo.conf").unwrap(), original);
+            let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "echo ran"]);
+            assert_eq!(text(&out.stdout), "ran\n");
+        },
+    );
+}
+
+#[test]
+fn install_sudo_refuses_sudo_rs() {
+    namespaced("sudo::install_sudo_refuses_sudo_rs", || {
+        let world = World::new();
+        // A stand-in for sudo-rs: it answers `-V` as sudo-rs does.
+        let fake = world.program(
+            "sudo-rs",
+            "sudo",
+            "#!/bin/sh\necho 'sudo-rs 0.2.6'\n",
+            0o755,
+        );
+        let before = std::fs::read("/etc/sudo.conf").ok();
+        let out = elevated_sudo(&world, "install-sudo", fake.to_str().unwrap());
+        assert!(!out.status.success());
+        let said = text(&out.stderr);
+        assert!(
+            said.contains("sudo-rs")
+                && said.contains("ignores sudo.conf plugins")
+                && said.contains("elevate COMMAND"),
+            "{said}"
+        );
+        assert_eq!(
+            std::fs::read("/etc/sudo.conf").ok(),
+            before,
+            "nothing was changed"
+        );
+    });
+}
