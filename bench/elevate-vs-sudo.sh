@@ -90,7 +90,9 @@ fi
 # switched before each run (as root), so every command goes through setpriv; its own cost is
 # measured beside them.
 [ -f /etc/sudo.conf ] && cp /etc/sudo.conf "$work/sudo.conf.stock" || : > "$work/sudo.conf.stock"
-{ cat "$work/sudo.conf.stock"; echo "Plugin elevate_approval $bin/libelevate_sudo.so socket=$work/run/agent.sock"; } > "$work/sudo.conf.elevate"
+{ cat "$work/sudo.conf.stock"
+  echo "Plugin elevate_audit $bin/libelevate_sudo.so socket=$work/run/agent.sock"
+  echo "Plugin elevate_approval $bin/libelevate_sudo.so socket=$work/run/agent.sock"; } > "$work/sudo.conf.elevate"
 as_bench="setpriv --reuid=benchuser --regid=benchuser --init-groups --"
 hyperfine -N --warmup 30 --runs 300 --export-json "$work/out/sudo.json" \
   --prepare "cp $work/sudo.conf.stock /etc/sudo.conf" -n "stock sudo -n true" "$as_bench sudo -n true" \

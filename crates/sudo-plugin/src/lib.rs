@@ -289,6 +289,7 @@ pub fn report_end(socket: &Path, request_id: String, end: End) -> Result<(), Str
             signal,
             error,
         },
+        false,
     )
 }
 
@@ -309,15 +310,23 @@ pub fn report_rejection(
             message,
             error,
         },
+        true,
     )
 }
 
-/// Sends one report and waits (briefly) until the agent has recorded it.
-fn report(socket: &Path, frame: &ClientFrame) -> Result<(), String> {
+/// Hands one report to the agent. The end of a command is not waited for: once the whole
+/// frame is in the socket the agent reads it even after sudo has exited, and the user waiting on
+/// sudo need not pay a round trip for a record of something already over. A refusal is waited
+/// for, because the agent names the user from the live sudo process.
+fn report(socket: &Path, frame: &ClientFrame, wait: bool) -> Result<(), String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
     stream
         .write_all(&encode(frame))
         .map_err(|e| e.to_string())?;
+    if !wait {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        return Ok(());
+    }
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     match next(&mut stream, &mut FrameReader::new())? {
         Some(AgentFrame::Recorded) => Ok(()),

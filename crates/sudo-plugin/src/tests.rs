@@ -269,7 +269,7 @@ fn the_end_of_an_allowed_command_is_reported_under_its_request() {
                 request_id: "r42".into(),
             },
         ],
-        vec![AgentFrame::Recorded],
+        vec![],
     ]);
     let mut conv = Recorded::default();
     assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Allow);
