@@ -364,6 +364,44 @@ fn event(
     }
 }
 
+/// The `Decided` frame for a decision.
+fn decided(request_id: &str, view: &DecisionView) -> AgentFrame {
+    AgentFrame::Decided {
+        request_id: request_id.to_owned(),
+        outcome: view.outcome.clone(),
+        rule: view.rule.clone(),
+        explanation: view.explanation.clone(),
+        message: view.message.clone(),
+        approvers: view.approvers.clone(),
+    }
+}
+
+/// Spools a decision made here: the request, the decision and, when it may run, its start
+/// (`running`), in one flush to disk before anything runs.
+fn record_local_decision(
+    agent: &Agent,
+    caller: &Caller,
+    id: &str,
+    facts: serde_json::Value,
+    view: &DecisionView,
+    running: Option<serde_json::Value>,
+) -> std::io::Result<()> {
+    let mut events = vec![
+        event(agent, caller, "request.created", id, facts),
+        event(
+            agent,
+            caller,
+            "request.decided",
+            id,
+            serde_json::to_value(view).unwrap_or_default(),
+        ),
+    ];
+    if let Some(data) = running {
+        events.push(event(agent, caller, "request.running", id, data));
+    }
+    spool(agent, &events)
+}
+
 /// Appends events to the spool (on disk before the action) and wakes the sender.
 fn spool(agent: &Agent, events: &[AuditEventIn]) -> std::io::Result<()> {
     agent.spool.lock().expect("spool lock").append(events)?;
@@ -624,14 +662,6 @@ async fn run(
             .await;
         }
     };
-    let decided = |id: &str| AgentFrame::Decided {
-        request_id: id.to_string(),
-        outcome: view.outcome.clone(),
-        rule: view.rule.clone(),
-        explanation: view.explanation.clone(),
-        message: view.message.clone(),
-        approvers: view.approvers.clone(),
-    };
     match &decision.outcome {
         Outcome::Deny { .. } | Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
@@ -653,27 +683,10 @@ async fn run(
                 },
                 _ => None,
             };
-            let mut events = vec![
-                event(agent, &caller, "request.created", &id, facts),
-                event(
-                    agent,
-                    &caller,
-                    "request.decided",
-                    &id,
-                    serde_json::to_value(&view).unwrap_or_default(),
-                ),
-            ];
-            if let Some(how) = &workdir {
-                // Recorded with the decision, in the same flush to disk, before anything runs.
-                events.push(event(
-                    agent,
-                    &caller,
-                    "request.running",
-                    &id,
-                    serde_json::json!({ "sha256": binary.sha256, "workdir": how.workdir.shown() }),
-                ));
-            }
-            if let Err(e) = spool(agent, &events) {
+            let running = workdir.as_ref().map(|how| {
+                serde_json::json!({ "sha256": binary.sha256, "workdir": how.workdir.shown() })
+            });
+            if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, running) {
                 return conn
                     .refuse(
                         "audit",
@@ -681,7 +694,7 @@ async fn run(
                     )
                     .await;
             }
-            conn.send(&decided(&id)).await;
+            conn.send(&decided(&id, &view)).await;
             if let Some(how) = workdir {
                 execute(
                     agent,
@@ -756,38 +769,13 @@ async fn decide_for_sudo(
     cwd: String,
     can_wait: bool,
 ) {
-    let decided = |id: &str| AgentFrame::Decided {
-        request_id: id.to_string(),
-        outcome: view.outcome.clone(),
-        rule: view.rule.clone(),
-        explanation: view.explanation.clone(),
-        message: view.message.clone(),
-        approvers: view.approvers.clone(),
-    };
     match &decision.outcome {
         Outcome::Deny { .. } | Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
-            let mut events = vec![
-                event(agent, caller, "request.created", &id, facts),
-                event(
-                    agent,
-                    caller,
-                    "request.decided",
-                    &id,
-                    serde_json::to_value(view).unwrap_or_default(),
-                ),
-            ];
             let allowed = matches!(decision.outcome, Outcome::Auto);
-            if allowed {
-                events.push(event(
-                    agent,
-                    caller,
-                    "request.running",
-                    &id,
-                    serde_json::json!({ "sha256": binary.sha256, "channel": "sudo" }),
-                ));
-            }
-            if let Err(e) = spool(agent, &events) {
+            let running =
+                allowed.then(|| serde_json::json!({ "sha256": binary.sha256, "channel": "sudo" }));
+            if let Err(e) = record_local_decision(agent, caller, &id, facts, view, running) {
                 return conn
                     .refuse(
                         "audit",
@@ -795,7 +783,7 @@ async fn decide_for_sudo(
                     )
                     .await;
             }
-            conn.send(&decided(&id)).await;
+            conn.send(&decided(&id, view)).await;
             if allowed {
                 remember_sudo_run(agent, &id, caller, Record::Local);
                 conn.send(&AgentFrame::Allowed { request_id: id }).await;
@@ -855,15 +843,7 @@ async fn ask_approvers(agent: &Agent, conn: &mut Conn, new: &NewRequest) -> Opti
         }
     };
     let d = &view.decision;
-    conn.send(&AgentFrame::Decided {
-        request_id: view.id.clone(),
-        outcome: d.outcome.clone(),
-        rule: d.rule.clone(),
-        explanation: d.explanation.clone(),
-        message: d.message.clone(),
-        approvers: d.approvers.clone(),
-    })
-    .await;
+    conn.send(&decided(&view.id, d)).await;
     let started = Instant::now();
     let mut current = view;
     loop {
