@@ -95,13 +95,7 @@ fn a_binary_swapped_after_the_decision_does_not_run() {
             std::fs::write(&swapped, "#!/bin/sh\necho swapped\n").unwrap();
             std::fs::set_permissions(&swapped, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::fs::rename(&swapped, &path).unwrap();
-            world
-                .api(world.server().post(
-                    Some(&world.admin),
-                    &format!("/v1/requests/{id}/approve"),
-                    &serde_json::json!({}),
-                ))
-                .expect(200);
+            world.approve(&id, serde_json::json!({}));
             let out = child.wait_with_output().unwrap();
             // ... and what runs is what was hashed and approved.
             assert_eq!(
@@ -119,26 +113,14 @@ fn a_binary_swapped_after_the_decision_does_not_run() {
                 .spawn()
                 .unwrap();
             let id = world.pending_request();
-            let shown = world
-                .api(
-                    world
-                        .server()
-                        .get(Some(&world.admin), &format!("/v1/requests/{id}")),
-                )
-                .expect(200);
+            let shown = world.request(&id);
             assert_eq!(
-                shown.body["target"]["path"], "/opt/e2e/approve/real",
+                shown["target"]["path"], "/opt/e2e/approve/real",
                 "approvers see the real file"
             );
             std::fs::remove_file(link).unwrap();
             std::os::unix::fs::symlink("/usr/bin/dash", link).unwrap();
-            world
-                .api(world.server().post(
-                    Some(&world.admin),
-                    &format!("/v1/requests/{id}/approve"),
-                    &serde_json::json!({}),
-                ))
-                .expect(200);
+            world.approve(&id, serde_json::json!({}));
             let out = child.wait_with_output().unwrap();
             assert_eq!(text(&out.stdout), "real\n", "stderr: {}", text(&out.stderr));
         },

@@ -56,14 +56,8 @@ fn a_request_waits_for_an_approver_then_runs_and_returns_its_exit_status() {
                 .spawn()
                 .unwrap();
             let id = world.pending_request();
-            let approved = world
-                .api(world.server().post(
-                    Some(&world.admin),
-                    &format!("/v1/requests/{id}/approve"),
-                    &serde_json::json!({ "comment": "ok" }),
-                ))
-                .expect(200);
-            assert_eq!(approved.body["state"], "approved");
+            let approved = world.approve(&id, serde_json::json!({ "comment": "ok" }));
+            assert_eq!(approved["state"], "approved");
             let out = child.wait_with_output().unwrap();
             assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
             assert_eq!(text(&out.stdout), "ran as 0 for bob\n");
@@ -83,17 +77,11 @@ fn a_request_waits_for_an_approver_then_runs_and_returns_its_exit_status() {
                     "request.finished",
                 ],
             );
-            let r = world
-                .api(
-                    world
-                        .server()
-                        .get(Some(&world.admin), &format!("/v1/requests/{id}")),
-                )
-                .expect(200);
-            assert_eq!(r.body["exit_code"], 3);
+            let r = world.request(&id);
+            assert_eq!(r["exit_code"], 3);
             // Approvers saw where bob was when he asked.
             let here = std::env::current_dir().unwrap();
-            assert_eq!(r.body["cwd"], here.display().to_string());
+            assert_eq!(r["cwd"], here.display().to_string());
         },
     );
 }
@@ -160,14 +148,8 @@ fn ctrl_c_while_waiting_withdraws_the_request() {
             text(&out.stderr)
         );
         assert!(out.stdout.is_empty(), "nothing ran");
-        let r = world
-            .api(
-                world
-                    .server()
-                    .get(Some(&world.admin), &format!("/v1/requests/{id}")),
-            )
-            .expect(200);
-        assert_eq!(r.body["state"], "cancelled");
+        let r = world.request(&id);
+        assert_eq!(r["state"], "cancelled");
     });
 }
 

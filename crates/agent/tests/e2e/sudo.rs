@@ -122,13 +122,7 @@ fn sudo_waits_for_an_approver_then_runs() {
         );
         let child = sudo_as("bob", &[tool.to_str().unwrap()]).spawn().unwrap();
         let id = world.pending_request();
-        world
-            .api(world.server().post(
-                Some(&world.admin),
-                &format!("/v1/requests/{id}/approve"),
-                &serde_json::json!({ "comment": "ok" }),
-            ))
-            .expect(200);
+        world.approve(&id, serde_json::json!({ "comment": "ok" }));
         let out = child.wait_with_output().unwrap();
         assert_eq!(text(&out.stdout), "ran as 0\n", "{}", text(&out.stderr));
         assert_eq!(
@@ -153,14 +147,8 @@ fn sudo_waits_for_an_approver_then_runs() {
             ],
         );
         // The audit plugin reported the command's status under the approved request.
-        let r = world
-            .api(
-                world
-                    .server()
-                    .get(Some(&world.admin), &format!("/v1/requests/{id}")),
-            )
-            .expect(200);
-        assert_eq!(r.body["exit_code"], 4);
+        let r = world.request(&id);
+        assert_eq!(r["exit_code"], 4);
     });
 }
 

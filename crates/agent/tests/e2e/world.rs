@@ -255,6 +255,27 @@ impl World {
         self.command_as(user, args, env).output().unwrap()
     }
 
+    /// Approves request `id` as the admin (an approver); the request as the server then shows it.
+    pub fn approve(&self, id: &str, body: serde_json::Value) -> serde_json::Value {
+        self.api(self.server().post(
+            Some(&self.admin),
+            &format!("/v1/requests/{id}/approve"),
+            &body,
+        ))
+        .expect(200)
+        .body
+    }
+
+    /// Request `id` as the server shows it to the admin.
+    pub fn request(&self, id: &str) -> serde_json::Value {
+        self.api(
+            self.server()
+                .get(Some(&self.admin), &format!("/v1/requests/{id}")),
+        )
+        .expect(200)
+        .body
+    }
+
     /// Runs `f` against the server on the world's runtime.
     pub fn api<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         self.runtime.block_on(f)
