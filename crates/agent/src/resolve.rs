@@ -182,6 +182,75 @@ fn hash(file: &File) -> io::Result<(String, bool)> {
     Ok((hex::encode(hasher.finalize()), &first == b"#!"))
 }
 
+/// For a front door that runs the command by path later (sudo `execve`s the path after the
+/// decision): the canonical file `path` leads to, provided nobody but root can change where it
+/// leads. Every directory walked through (following each symlink, component by component) must
+/// be owned by root and not writable by group or others, and every symlink owned by root.
+/// Compare the result with the file that was hashed.
+pub fn root_controlled(path: &str) -> Result<std::path::PathBuf, String> {
+    use std::collections::VecDeque;
+    use std::path::{Component, Path, PathBuf};
+    fn check_dir(dir: &Path) -> Result<(), String> {
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} can be changed by someone other than root",
+                dir.display()
+            ));
+        }
+        Ok(())
+    }
+    if !path.starts_with('/') {
+        return Err(format!("{path} is not an absolute path"));
+    }
+    let mut todo: VecDeque<std::ffi::OsString> = Path::new(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut here = PathBuf::from("/");
+    check_dir(&here)?;
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            here.pop();
+            continue;
+        }
+        let next = here.join(&name);
+        let meta =
+            std::fs::symlink_metadata(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > 40 || meta.uid() != 0 {
+                return Err(format!("{} is a symlink root does not own", next.display()));
+            }
+            let target =
+                std::fs::read_link(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+            if target.is_absolute() {
+                here = PathBuf::from("/");
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => todo.push_front(n.to_owned()),
+                    Component::ParentDir => todo.push_front("..".into()),
+                    _ => {}
+                }
+            }
+        } else if meta.is_dir() {
+            check_dir(&next)?;
+            here = next;
+        } else if todo.is_empty() {
+            return Ok(next);
+        } else {
+            return Err(format!("{} is not a directory", next.display()));
+        }
+    }
+    Err(format!("{path} does not lead to a file"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +304,40 @@ mod tests {
             "{got:?}"
         );
         std::fs::remove_file(plain).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod root_controlled_tests {
+    use super::root_controlled;
+
+    #[test]
+    fn system_paths_are_root_controlled_through_root_symlinks() {
+        assert_eq!(
+            root_controlled("/usr/bin/id").unwrap(),
+            std::path::PathBuf::from("/usr/bin/id")
+        );
+        // Debian's merged /usr: /bin is a root-owned symlink to usr/bin.
+        let via_bin = root_controlled("/bin/sh").unwrap();
+        assert!(via_bin.starts_with("/usr/bin"), "{via_bin:?}");
+        assert!(root_controlled("/usr/bin/../bin/id").is_ok());
+    }
+
+    #[test]
+    fn anything_others_can_redirect_is_refused() {
+        // /tmp is world-writable: whatever is in it can be swapped by anyone.
+        let dir = std::env::temp_dir().join(format!("elevate-rc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("id");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/usr/bin/id", &link).unwrap();
+        let err = root_controlled(link.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("other than root"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(root_controlled("relative/id").is_err());
+        assert!(
+            root_controlled("/usr/bin").is_err(),
+            "a directory is not a command"
+        );
     }
 }

@@ -140,6 +140,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
     let Ok(cred) = stream.peer_cred() else {
         return;
     };
+    let peer = os::process::peer_process(stream.as_fd());
     let mut conn = Conn {
         stream,
         reader: FrameReader::new(),
@@ -183,7 +184,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             };
             let caller_dir = CallerDir {
                 pid: cred.pid(),
-                pidfd: os::process::peer_pidfd(conn.stream.as_fd()),
+                peer,
                 claimed: cwd,
             };
             run(
@@ -221,7 +222,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                     )
                     .await;
             }
-            let Some(uid) = sudo_user(&conn, &cred) else {
+            let Some(uid) = sudo_user(&peer, &cred) else {
                 return conn
                     .refuse(
                         "caller",
@@ -229,12 +230,26 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                     )
                     .await;
             };
+            // sudo runs `command` by its path after the decision: only a path nobody but root
+            // can redirect may be decided on, and it must lead to the very file that is hashed.
+            let canonical = match crate::resolve::root_controlled(&command) {
+                Ok(p) => p.display().to_string(),
+                Err(e) => {
+                    return conn
+                        .refuse(
+                            "sudo_path",
+                            format!("sudo would run {command} by its path after the decision, and {e}; nothing runs (use elevate, which runs exactly the file it checked)"),
+                        )
+                        .await
+                }
+            };
             let mut argv = argv;
             if let Some(first) = argv.first_mut() {
                 // Decided on the path sudo resolved and will run.
                 first.clone_from(&command);
             }
             let front = Front::Sudo {
+                canonical,
                 cwd,
                 tty,
                 runas,
@@ -263,7 +278,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 Some(run) => (run.caller, run.record),
                 // The agent restarted since it allowed this command: record the end anyway,
                 // for the user the kernel says ran sudo.
-                None => match sudo_user(&conn, &cred).and_then(|uid| agent.caller(uid).ok()) {
+                None => match sudo_user(&peer, &cred).and_then(|uid| agent.caller(uid).ok()) {
                     Some(c) => (c, Record::Local),
                     None => return conn.refuse("caller", "cannot tell who ran this sudo").await,
                 },
@@ -287,7 +302,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                     .refuse("not_sudo", "only sudo reports its refusals")
                     .await;
             }
-            let Some(caller) = sudo_user(&conn, &cred).and_then(|uid| agent.caller(uid).ok())
+            let Some(caller) = sudo_user(&peer, &cred).and_then(|uid| agent.caller(uid).ok())
             else {
                 return conn.refuse("caller", "cannot tell who ran this sudo").await;
             };
@@ -434,7 +449,7 @@ struct CallerDir {
     /// The connecting process itself (SO_PEERPIDFD), where the kernel has it: proves that `pid`
     /// still names the caller when its directory is opened (the client could exit and leave the
     /// connection to a child, and the pid be reused).
-    pidfd: Option<OwnedFd>,
+    peer: os::process::PeerProcess,
     claimed: String,
 }
 
@@ -484,11 +499,9 @@ impl CallerDir {
             Mode::empty(),
         )
         .ok()?;
-        if let Some(pidfd) = &self.pidfd {
-            // Checked after the open: alive now means the pid was the caller's at the open.
-            if !os::process::alive(pidfd) {
-                return None;
-            }
+        // Checked after the open: still there now means the pid was the caller's at the open.
+        if !self.peer.still_there() {
+            return None;
         }
         let real = fstat(&dir).ok()?;
         let named = stat(self.claimed.as_str()).ok()?;
@@ -498,11 +511,10 @@ impl CallerDir {
 
 /// The user who ran the sudo process at the other end of `conn`: its real uid as the kernel
 /// keeps it, read while a pidfd proves the process is the one that connected.
-fn sudo_user(conn: &Conn, cred: &tokio::net::unix::UCred) -> Option<u32> {
-    let pidfd = os::process::peer_pidfd(conn.stream.as_fd());
+fn sudo_user(peer: &os::process::PeerProcess, cred: &tokio::net::unix::UCred) -> Option<u32> {
     cred.pid()
         .and_then(|pid| os::process::real_uid(pid).ok())
-        .filter(|_| pidfd.as_ref().is_none_or(os::process::alive))
+        .filter(|_| peer.still_there())
 }
 
 /// A command sudo was allowed to run, until the audit plugin reports its end.
@@ -541,6 +553,8 @@ enum Front {
     Native { stdio: Stdio, caller_dir: CallerDir },
     /// sudo's approval plugin: the agent decides and records; sudo runs the command.
     Sudo {
+        /// Where sudo's path leads (only root can change that).
+        canonical: String,
         cwd: String,
         tty: Option<String>,
         runas: String,
@@ -576,6 +590,16 @@ async fn run(
         Ok(b) => b,
         Err(e) => return conn.refuse("binary", e.to_string()).await,
     };
+    if let Front::Sudo { canonical, .. } = &front {
+        if binary.path != *canonical {
+            return conn
+                .refuse(
+                    "sudo_path",
+                    format!("{program} changed while it was checked; nothing runs"),
+                )
+                .await;
+        }
+    }
     let t_resolve = t0.elapsed();
     let package = agent
         .packages
@@ -646,6 +670,7 @@ async fn run(
             (stdio, caller_dir)
         }
         Front::Sudo {
+            canonical: _,
             cwd,
             tty,
             runas,

@@ -146,6 +146,23 @@ fn exchange(
             ))
         }
     };
+    // Only the agent (root) may answer for it: a socket someone else serves could say Allowed.
+    match rustix::net::sockopt::socket_peercred(&stream) {
+        Ok(peer) if peer.uid == rustix::process::geteuid() => {}
+        Ok(peer) => {
+            return fail(format!(
+                "elevate: {} is served by uid {}, not by the Elevate agent; sudo is refused",
+                socket.display(),
+                peer.uid.as_raw()
+            ))
+        }
+        Err(e) => {
+            return fail(format!(
+                "elevate: cannot check who serves {}: {e}",
+                socket.display()
+            ))
+        }
+    }
     let frame = ClientFrame::SudoCheck {
         version: VERSION,
         command: ask.command.clone(),
@@ -194,7 +211,7 @@ fn exchange(
                 "approve" => {
                     waiting = true;
                     conv.info(&format!(
-                        "elevate: waiting for approval by {} (request {request_id}); Ctrl-C withdraws it",
+                        "elevate: waiting for approval by {} (request {request_id})",
                         approvers.as_deref().unwrap_or("an approver")
                     ));
                 }

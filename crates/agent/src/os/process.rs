@@ -71,10 +71,31 @@ pub fn reap(pidfd: &OwnedFd) -> io::Result<Ended> {
 /// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the process that connected. Not in libc yet.
 const SO_PEERPIDFD: libc::c_int = 77;
 
-/// A pidfd for the peer of a Unix socket, so that the caller's process can be named without
-/// trusting that its pid still means it. `None` on kernels without `SO_PEERPIDFD`, or when the
-/// peer has already gone.
-pub fn peer_pidfd(socket: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
+/// The process at the other end of a Unix socket, as `SO_PEERPIDFD` names it.
+#[derive(Debug)]
+pub enum PeerProcess {
+    /// A pidfd for the process that connected: its pid cannot be reused while it lives.
+    Pidfd(OwnedFd),
+    /// The kernel has no `SO_PEERPIDFD` (before Linux 6.5): only the pid is known.
+    Unsupported,
+    /// The kernel has it but could not give one (the peer has already gone): nothing about the
+    /// peer's process can be trusted.
+    Gone,
+}
+
+impl PeerProcess {
+    /// Whether the connecting process is still there (so its pid is still its own).
+    pub fn still_there(&self) -> bool {
+        match self {
+            PeerProcess::Pidfd(fd) => alive(fd),
+            PeerProcess::Unsupported => true,
+            PeerProcess::Gone => false,
+        }
+    }
+}
+
+/// The peer process of a Unix socket. Take it when the connection is accepted.
+pub fn peer_process(socket: std::os::fd::BorrowedFd<'_>) -> PeerProcess {
     use std::os::fd::{AsRawFd, FromRawFd};
     let mut fd: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -91,11 +112,16 @@ pub fn peer_pidfd(socket: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
         )
     };
     if r < 0 || fd < 0 {
-        return None;
+        let unsupported = io::Error::last_os_error().raw_os_error() == Some(libc::ENOPROTOOPT);
+        return if r < 0 && unsupported {
+            PeerProcess::Unsupported
+        } else {
+            PeerProcess::Gone
+        };
     }
     // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
     #[allow(unsafe_code)]
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    PeerProcess::Pidfd(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether the process behind `pidfd` is still running (signal 0 through the pidfd): while it
@@ -149,11 +175,14 @@ mod tests {
     #[test]
     fn a_peer_pidfd_names_the_connecting_process_while_it_lives() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let peer = peer_pidfd(a.as_fd());
+        let peer = peer_process(a.as_fd());
         if kernel_at_least(6, 5) {
-            let peer = peer.expect("SO_PEERPIDFD exists since Linux 6.5");
-            assert!(alive(&peer), "this very process is the peer");
+            assert!(
+                matches!(peer, PeerProcess::Pidfd(_)),
+                "SO_PEERPIDFD exists since Linux 6.5"
+            );
         }
+        assert!(peer.still_there(), "this very process is the peer");
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()

@@ -332,3 +332,90 @@ fn install_sudo_refuses_sudo_rs() {
         );
     });
 }
+
+#[test]
+fn sudo_of_a_path_others_can_redirect_is_refused() {
+    namespaced(
+        "sudo::sudo_of_a_path_others_can_redirect_is_refused",
+        || {
+            let world = World::new();
+            let Some(()) = sudo_through_elevate(&world) else {
+                return;
+            };
+            // alice's own folder: she could re-point a link in it between the decision and sudo's
+            // exec by path, so neither a link there nor a root-owned file there is decided on.
+            let mine = std::path::Path::new("/opt/e2e/alice-owned");
+            std::fs::create_dir_all(mine).unwrap();
+            let alice = nix::unistd::User::from_name("alice").unwrap().unwrap();
+            std::os::unix::fs::chown(mine, Some(alice.uid.as_raw()), None).unwrap();
+            let link = mine.join("id");
+            std::os::unix::fs::symlink("/usr/bin/id", &link).unwrap();
+            let out = sudo("alice", &["-n", link.to_str().unwrap(), "-u"]);
+            assert!(out.stdout.is_empty(), "ran: {}", text(&out.stdout));
+            assert!(
+                text(&out.stderr).contains("can be changed by someone other than root"),
+                "{}",
+                text(&out.stderr)
+            );
+            let copy = mine.join("id-copy");
+            std::fs::copy("/usr/bin/id", &copy).unwrap();
+            let out = sudo("alice", &["-n", copy.to_str().unwrap(), "-u"]);
+            assert!(out.stdout.is_empty(), "ran: {}", text(&out.stdout));
+            // Through root's own links (merged /usr's /bin) it works.
+            let out = sudo("alice", &["-n", "/bin/id", "-u"]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+        },
+    );
+}
+
+#[test]
+fn only_root_may_speak_for_sudo() {
+    namespaced("sudo::only_root_may_speak_for_sudo", || {
+        use std::io::{Read, Write};
+        let world = World::new();
+        let alice = nix::unistd::User::from_name("alice")
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        let frames = [
+            serde_json::json!({ "type": "sudo_check", "version": 1, "command": "/usr/bin/id",
+                "argv": ["id"], "runas": "root", "cwd": "/", "tty": null, "reason": null, "can_wait": false }),
+            serde_json::json!({ "type": "sudo_finished", "version": 1, "request_id": "x",
+                "exit_code": 0, "signal": null, "error": null }),
+            serde_json::json!({ "type": "sudo_rejected", "version": 1, "command": null,
+                "argv": [], "message": "forged", "error": false }),
+        ];
+        let socket = world.socket.clone();
+        let answers = std::thread::spawn(move || {
+            let uid = rustix::process::Uid::from_raw(alice);
+            rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+            frames
+                .iter()
+                .map(|f| {
+                    let body = serde_json::to_vec(f).unwrap();
+                    let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+                    s.write_all(&body).unwrap();
+                    let mut answer = Vec::new();
+                    let _ = s.read_to_end(&mut answer);
+                    text(&answer)
+                })
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        for a in &answers {
+            assert!(a.contains("not_sudo"), "{a}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let audit = world.audit();
+        assert!(
+            !audit
+                .iter()
+                .any(|r| r["data"].as_str().is_some_and(|d| d.contains("forged"))),
+            "a forged report reached the audit trail"
+        );
+    });
+}
