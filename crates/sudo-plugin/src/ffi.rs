@@ -425,7 +425,10 @@ unsafe extern "C" fn approval_check(
             printf: state.printf,
         };
         let verdict = match Ask::from_sudo(&info, &argv, &state.user_info, &state.settings) {
-            Ok(ask) => crate::check(&state.socket, &ask, &mut conv),
+            Ok(ask) => {
+                let _withdraw = WithdrawOnSignal::install();
+                crate::check(&state.socket, &ask, &mut conv)
+            }
             Err(e) => Verdict::Error(format!("elevate: {e}")),
         };
         (state.printf, verdict)
@@ -475,6 +478,51 @@ unsafe extern "C" fn audit_show_version(_verbose: c_int) -> c_int {
         concat!("Elevate audit plugin version ", env!("CARGO_PKG_VERSION")),
     );
     1
+}
+
+/// Signals that withdraw a waiting request.
+const WITHDRAW_SIGNALS: [c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+extern "C" fn on_withdraw_signal(_signo: c_int) {
+    crate::WITHDRAW.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// While the agent is asked: Ctrl-C and friends interrupt the wait (no SA_RESTART, so the
+/// blocked read returns) and withdraw the request. sudo's own handlers (which only note the
+/// signal and restart the read) are put back when this is dropped.
+struct WithdrawOnSignal {
+    previous: Vec<(c_int, libc::sigaction)>,
+}
+
+impl WithdrawOnSignal {
+    fn install() -> WithdrawOnSignal {
+        crate::WITHDRAW.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut previous = Vec::new();
+        for sig in WITHDRAW_SIGNALS {
+            // SAFETY: sigaction with a zeroed struct (empty mask, no flags) naming a handler
+            // that only stores to an atomic, and a valid out-pointer for the old action.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_withdraw_signal as *const () as usize;
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &action, &mut old) == 0 {
+                    previous.push((sig, old));
+                }
+            }
+        }
+        WithdrawOnSignal { previous }
+    }
+}
+
+impl Drop for WithdrawOnSignal {
+    fn drop(&mut self) {
+        for (sig, old) in &self.previous {
+            // SAFETY: restores the action sigaction handed back, unchanged.
+            unsafe {
+                libc::sigaction(*sig, old, std::ptr::null_mut());
+            }
+        }
+    }
 }
 
 /// One line through sudo's printf.

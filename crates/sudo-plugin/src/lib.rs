@@ -188,6 +188,11 @@ fn exchange(
             Ok(None) => {
                 return fail("elevate: the agent closed the connection; nothing runs".into())
             }
+            // Closing the connection (on return) withdraws the request on the server.
+            Err(e) if e == WITHDRAWN => {
+                conv.error("elevate: request withdrawn; nothing ran");
+                return Exchange::Done(Verdict::Deny);
+            }
             Err(e) => {
                 return fail(format!(
                     "elevate: no answer from the agent ({e}); nothing runs"
@@ -269,6 +274,12 @@ fn remember_allowed(request_id: String) {
 pub fn take_allowed() -> Option<String> {
     ALLOWED.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
+
+/// Set (by the plugin's signal handler, see `ffi`) when the person at sudo presses Ctrl-C or
+/// sudo is told to stop while the agent is being asked: the request is withdrawn.
+pub static WITHDRAW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+const WITHDRAWN: &str = "withdrawn";
 
 /// How sudo's command ended, from the audit plugin's `close(status_type, status)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,6 +367,10 @@ fn next(stream: &mut UnixStream, reader: &mut FrameReader) -> Result<Option<Agen
     loop {
         if let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
             return Ok(Some(frame));
+        }
+        // Checked before every wait, and after a wait a signal interrupted.
+        if WITHDRAW.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(WITHDRAWN.into());
         }
         let mut buf = [0u8; 8192];
         match stream.read(&mut buf) {

@@ -69,7 +69,8 @@ fn agent(answers: Vec<Vec<AgentFrame>>) -> (PathBuf, std::thread::JoinHandle<Vec
             let request = next_request(&mut s, &mut reader);
             got.push(request);
             for f in frames {
-                s.write_all(&encode(&f)).unwrap();
+                // A plugin that gave up (withdrawn) has closed its side.
+                let _ = s.write_all(&encode(&f));
             }
         }
         got
@@ -288,4 +289,24 @@ fn the_end_of_an_allowed_command_is_reported_under_its_request() {
             error: None,
         }
     );
+}
+
+#[test]
+fn a_signal_while_waiting_withdraws_the_request() {
+    let _serial = serial();
+    let (socket, agent) = agent(vec![vec![decided("approve", None)]]);
+    let mut conv = Recorded::default();
+    // What the plugin's signal handler does when Ctrl-C arrives during the wait.
+    WITHDRAW.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Deny);
+    assert!(
+        conv.errors.iter().any(|e| e.contains("withdrawn")),
+        "{:?}",
+        conv.errors
+    );
+    assert!(
+        !WITHDRAW.load(std::sync::atomic::Ordering::SeqCst),
+        "used up"
+    );
+    agent.join().unwrap();
 }

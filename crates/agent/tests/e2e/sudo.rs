@@ -419,3 +419,42 @@ fn only_root_may_speak_for_sudo() {
         );
     });
 }
+
+#[test]
+fn ctrl_c_while_sudo_waits_withdraws_the_request() {
+    namespaced(
+        "sudo::ctrl_c_while_sudo_waits_withdraws_the_request",
+        || {
+            let world = World::new();
+            let Some(()) = sudo_through_elevate(&world) else {
+                return;
+            };
+            let tool = world.program("approve", "tool", "#!/bin/sh\necho ran\n", 0o755);
+            let child = sudo_as("bob", &[tool.to_str().unwrap()]).spawn().unwrap();
+            let id = world.pending_request();
+            // setpriv exec'd sudo: the child is sudo itself.
+            rustix::process::kill_process(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::INT,
+            )
+            .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert_ne!(out.status.code(), Some(0));
+            assert!(out.stdout.is_empty(), "ran: {}", text(&out.stdout));
+            assert!(
+                text(&out.stderr).contains("withdrawn"),
+                "{}",
+                text(&out.stderr)
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while world.request(&id)["state"] != "cancelled" {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the request was not withdrawn: {}",
+                    world.request(&id)["state"]
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        },
+    );
+}
