@@ -231,28 +231,27 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
 /// After `install-sudo`, the plugin lines must stay in sudo.conf: their disappearance (someone
 /// editing sudo out of Elevate's hands) is raised as an audit event, and so is their return.
 fn watch_sudo_conf(agent: &Agent, intact: &mut bool) {
-    let Some(conf) = crate::sudo_setup::installed(&agent.state_dir) else {
+    let Some(installed) = crate::sudo_setup::installed(&agent.state_dir) else {
         return;
     };
-    let now = crate::sudo_setup::intact(&conf);
-    if now == *intact {
+    let conf = &installed.sudo_conf;
+    let checked = installed.check();
+    if checked.is_ok() == *intact {
         return;
     }
-    *intact = now;
-    let (action, message) = if now {
-        (
+    *intact = checked.is_ok();
+    let (action, message) = match checked {
+        Ok(()) => (
             "sudo.plugin_restored",
             format!("{} routes sudo through Elevate again", conf.display()),
-        )
-    } else {
-        tracing::error!(sudo_conf = %conf.display(), "the Elevate plugin lines are gone from sudo.conf: sudo no longer asks Elevate");
-        (
-            "sudo.plugin_removed",
-            format!(
-                "the Elevate plugin lines are gone from {}: sudo no longer asks Elevate",
-                conf.display()
-            ),
-        )
+        ),
+        Err(what) => {
+            tracing::error!(sudo_conf = %conf.display(), %what, "sudo may no longer ask Elevate");
+            (
+                "sudo.plugin_removed",
+                format!("{what}: sudo may no longer ask Elevate"),
+            )
+        }
     };
     let event = elevate_proto::v1::AuditEventIn {
         id: uuid::Uuid::now_v7().to_string(),
@@ -260,7 +259,7 @@ fn watch_sudo_conf(agent: &Agent, intact: &mut bool) {
         actor: format!("agent@{}", agent.enrolment.name),
         action: action.into(),
         subject: format!("device:{}", agent.enrolment.name),
-        data: serde_json::json!({ "sudo_conf": conf.display().to_string(), "message": message, "alert": !now }),
+        data: serde_json::json!({ "sudo_conf": conf.display().to_string(), "message": message, "alert": !*intact }),
     };
     let spooled = agent.spool.lock().expect("spool lock").append(&[event]);
     match spooled {

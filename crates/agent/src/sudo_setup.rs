@@ -264,25 +264,69 @@ pub fn uninstall(setup: &SudoSetup) -> anyhow::Result<String> {
     ))
 }
 
+/// What `install-sudo` put in place, kept by the agent to notice any change to it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Installed {
+    pub sudo_conf: PathBuf,
+    /// The managed block, exactly.
+    pub block: String,
+    pub plugin: PathBuf,
+    pub plugin_sha256: String,
+}
+
+impl Installed {
+    /// `Ok` while sudo.conf holds the exact block and the plugin file is the one installed;
+    /// otherwise what changed.
+    pub fn check(&self) -> Result<(), String> {
+        let conf = self.sudo_conf.display();
+        let text = fs::read_to_string(&self.sudo_conf).unwrap_or_default();
+        if !text.contains(&self.block) {
+            return Err(if has_block(&text) {
+                format!("the Elevate lines in {conf} were changed")
+            } else {
+                format!("the Elevate plugin lines are gone from {conf}")
+            });
+        }
+        match sha256_of(&self.plugin) {
+            Ok(h) if h == self.plugin_sha256 => Ok(()),
+            Ok(_) => Err(format!(
+                "the plugin file {} was replaced",
+                self.plugin.display()
+            )),
+            Err(e) => Err(format!(
+                "the plugin file {} cannot be read: {e}",
+                self.plugin.display()
+            )),
+        }
+    }
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    Ok(hex::encode(sha2::Sha256::digest(fs::read(path)?)))
+}
+
 fn write_marker(setup: &SudoSetup) -> anyhow::Result<()> {
     fs::create_dir_all(&setup.state_dir)?;
+    let installed = Installed {
+        sudo_conf: setup.sudo_conf.clone(),
+        block: block(&setup.plugin, &setup.socket),
+        plugin: setup.plugin.clone(),
+        plugin_sha256: sha256_of(&setup.plugin)
+            .with_context(|| format!("cannot read {}", setup.plugin.display()))?,
+    };
     replace_file(
         &setup.state_dir.join(MARKER),
-        &format!("{}\n", setup.sudo_conf.display()),
+        &serde_json::to_string_pretty(&installed)?,
         0o600,
     )
 }
 
-/// When `install-sudo` ran on this machine: the `sudo.conf` that must keep the block.
-pub fn installed(state_dir: &Path) -> Option<PathBuf> {
+/// What `install-sudo` put in place on this machine, if it ran.
+pub fn installed(state_dir: &Path) -> Option<Installed> {
     fs::read_to_string(state_dir.join(MARKER))
         .ok()
-        .map(|t| PathBuf::from(t.trim()))
-}
-
-/// Whether the block installed earlier is still in `sudo_conf`.
-pub fn intact(sudo_conf: &Path) -> bool {
-    fs::read_to_string(sudo_conf).is_ok_and(|t| has_block(&t))
+        .and_then(|t| serde_json::from_str(&t).ok())
 }
 
 #[cfg(test)]
@@ -331,6 +375,39 @@ mod tests {
         let commented =
             with_block(DEBIAN, &b).replace("Plugin elevate_approval", "#Plugin elevate_approval");
         assert!(!has_block(&commented));
+    }
+
+    #[test]
+    fn any_change_to_what_was_installed_is_noticed() {
+        let dir = std::env::temp_dir().join(format!("elevate-sudo-setup-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (conf, plugin, socket) = (dir.join("sudo.conf"), dir.join("plugin.so"), dir.join("s"));
+        fs::write(&plugin, b"the plugin").unwrap();
+        fs::write(&conf, with_block(DEBIAN, &block(&plugin, &socket))).unwrap();
+        let setup = SudoSetup {
+            sudo_conf: conf.clone(),
+            sudo: "/usr/bin/sudo".into(),
+            plugin: plugin.clone(),
+            socket: socket.clone(),
+            state_dir: dir.join("state"),
+        };
+        write_marker(&setup).unwrap();
+        let installed = installed(&setup.state_dir).unwrap();
+        assert_eq!(installed.check(), Ok(()));
+        // The socket re-pointed elsewhere (a socket someone else serves).
+        fs::write(
+            &conf,
+            with_block(DEBIAN, &block(&plugin, Path::new("/tmp/x"))),
+        )
+        .unwrap();
+        assert!(installed.check().unwrap_err().contains("were changed"));
+        fs::write(&conf, DEBIAN).unwrap();
+        assert!(installed.check().unwrap_err().contains("are gone"));
+        fs::write(&conf, with_block(DEBIAN, &block(&plugin, &socket))).unwrap();
+        assert_eq!(installed.check(), Ok(()));
+        fs::write(&plugin, b"another plugin").unwrap();
+        assert!(installed.check().unwrap_err().contains("was replaced"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
