@@ -29,11 +29,11 @@ const MAX_SESSIONS_PER_USER: usize = 32;
 
 /// Open sessions per uid.
 #[derive(Debug, Default)]
-struct PerUser(std::sync::Mutex<std::collections::HashMap<u32, usize>>);
+pub(crate) struct PerUser(std::sync::Mutex<std::collections::HashMap<u32, usize>>);
 
 impl PerUser {
     /// Counts a session for `uid`, or `None` when that user already holds the most allowed.
-    fn enter(self: &Arc<Self>, uid: u32) -> Option<UserSlot> {
+    pub(crate) fn enter(self: &Arc<Self>, uid: u32) -> Option<UserSlot> {
         let mut open = self.0.lock().expect("per-user lock");
         let n = open.entry(uid).or_default();
         if uid != 0 && *n >= MAX_SESSIONS_PER_USER {
@@ -45,7 +45,7 @@ impl PerUser {
 }
 
 /// One counted session; uncounted when dropped.
-struct UserSlot(Arc<PerUser>, u32);
+pub(crate) struct UserSlot(Arc<PerUser>, u32);
 
 impl Drop for UserSlot {
     fn drop(&mut self) {
@@ -83,6 +83,8 @@ pub struct Agent {
     pub group_names: Mutex<crate::users::GroupNames>,
     /// Commands sudo was allowed to run, until the audit plugin reports their end.
     pub(crate) sudo_runs: Mutex<std::collections::HashMap<String, crate::session::SudoRun>>,
+    /// Open sessions per user: connections by uid, and sudo's by the user who ran sudo.
+    pub(crate) per_user: Arc<PerUser>,
 }
 
 impl Agent {
@@ -112,6 +114,7 @@ impl Agent {
             offline_since: Mutex::new(None),
             group_names: Mutex::default(),
             sudo_runs: Mutex::default(),
+            per_user: Arc::default(),
         })
     }
 
@@ -372,7 +375,6 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %config.socket.display(), device = %agent.enrolment.name, "elevated is listening");
     // Bounded: a flood of idle connections must not exhaust descriptors and stop the agent.
     let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
-    let per_user = Arc::new(PerUser::default());
     let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     loop {
         match listener.accept().await {
@@ -380,7 +382,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 let Ok(cred) = conn.peer_cred() else {
                     continue;
                 };
-                let Some(slot) = per_user.enter(cred.uid()) else {
+                let Some(slot) = agent.per_user.enter(cred.uid()) else {
                     tracing::warn!(
                         uid = cred.uid(),
                         "one user holds too many sessions; refusing a connection"

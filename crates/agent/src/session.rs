@@ -230,6 +230,15 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                     )
                     .await;
             };
+            // sudo connects as root (uncounted); its waits count against the user who ran it.
+            let Some(_slot) = agent.per_user.enter(uid) else {
+                return conn
+                    .refuse(
+                        "busy",
+                        "you already have too many elevate and sudo requests open; finish or cancel some first",
+                    )
+                    .await;
+            };
             // sudo runs `command` by its path after the decision: only a path nobody but root
             // can redirect may be decided on, and it must lead to the very file that is hashed.
             let canonical = match crate::resolve::root_controlled(&command) {
@@ -254,6 +263,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 tty,
                 runas,
                 can_wait,
+                peer,
             };
             run(&agent, &mut conn, uid, argv, reason, front).await;
         }
@@ -517,21 +527,40 @@ fn sudo_user(peer: &os::process::PeerProcess, cred: &tokio::net::unix::UCred) ->
         .filter(|_| peer.still_there())
 }
 
+/// What only the sudo front door knows about a request.
+struct SudoSide {
+    cwd: String,
+    can_wait: bool,
+    peer: os::process::PeerProcess,
+}
+
 /// A command sudo was allowed to run, until the audit plugin reports its end.
 #[derive(Debug)]
 pub(crate) struct SudoRun {
     caller: Caller,
     record: Record,
     allowed_at: Instant,
+    /// The sudo process: once it is gone without a report (`kill -9`), nothing will come.
+    sudo: os::process::PeerProcess,
 }
 
 /// Most commands remembered between `Allowed` and their end (a `kill -9`'d sudo never reports).
 const MAX_SUDO_RUNS: usize = 4096;
 
-fn remember_sudo_run(agent: &Agent, id: &str, caller: &Caller, record: Record) {
+fn remember_sudo_run(
+    agent: &Agent,
+    id: &str,
+    caller: &Caller,
+    record: Record,
+    sudo: os::process::PeerProcess,
+) {
     let mut runs = agent.sudo_runs.lock().expect("sudo runs lock");
     if runs.len() >= MAX_SUDO_RUNS {
-        // Forget the oldest half: their ends are recorded without the agent's memory.
+        // First those whose sudo is gone without a report.
+        runs.retain(|_, r| r.sudo.still_there());
+    }
+    if runs.len() >= MAX_SUDO_RUNS {
+        // Then the oldest half: their ends are recorded without the agent's memory.
         let mut ages: Vec<Instant> = runs.values().map(|r| r.allowed_at).collect();
         ages.sort();
         let cut = ages[ages.len() / 2];
@@ -543,6 +572,7 @@ fn remember_sudo_run(agent: &Agent, id: &str, caller: &Caller, record: Record) {
             caller: caller.clone(),
             record,
             allowed_at: Instant::now(),
+            sudo,
         },
     );
 }
@@ -559,6 +589,8 @@ enum Front {
         tty: Option<String>,
         runas: String,
         can_wait: bool,
+        /// The sudo process (while it lives, its command may still report an end).
+        peer: os::process::PeerProcess,
     },
 }
 
@@ -675,14 +707,27 @@ async fn run(
             tty,
             runas,
             can_wait,
+            peer,
         } => {
             facts["channel"] = "sudo".into();
             facts["cwd"] = cwd.clone().into();
             facts["tty"] = tty.into();
             facts["runas"] = runas.into();
             return decide_for_sudo(
-                agent, conn, &caller, &decision, &view, facts, &binary, target, reason, cwd,
-                can_wait,
+                agent,
+                conn,
+                &caller,
+                &decision,
+                &view,
+                facts,
+                &binary,
+                target,
+                reason,
+                SudoSide {
+                    cwd,
+                    can_wait,
+                    peer,
+                },
             )
             .await;
         }
@@ -791,9 +836,13 @@ async fn decide_for_sudo(
     binary: &crate::resolve::Resolved,
     target: WireTarget,
     reason: Option<String>,
-    cwd: String,
-    can_wait: bool,
+    sudo: SudoSide,
 ) {
+    let SudoSide {
+        cwd,
+        can_wait,
+        peer,
+    } = sudo;
     match &decision.outcome {
         Outcome::Deny { .. } | Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
@@ -810,7 +859,7 @@ async fn decide_for_sudo(
             }
             conn.send(&decided(&id, view)).await;
             if allowed {
-                remember_sudo_run(agent, &id, caller, Record::Local);
+                remember_sudo_run(agent, &id, caller, Record::Local, peer);
                 conn.send(&AgentFrame::Allowed { request_id: id }).await;
             }
         }
@@ -840,7 +889,7 @@ async fn decide_for_sudo(
             if let Err(e) = agent.upstream.start(&approved.id).await {
                 return conn.refuse("audit", format!("{e}; nothing runs")).await;
             }
-            remember_sudo_run(agent, &approved.id, caller, Record::Server);
+            remember_sudo_run(agent, &approved.id, caller, Record::Server, peer);
             conn.send(&AgentFrame::Allowed {
                 request_id: approved.id,
             })

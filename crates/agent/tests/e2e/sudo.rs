@@ -458,3 +458,49 @@ fn ctrl_c_while_sudo_waits_withdraws_the_request() {
         },
     );
 }
+
+#[test]
+fn sudo_requests_count_against_the_user_who_ran_sudo() {
+    namespaced(
+        "sudo::sudo_requests_count_against_the_user_who_ran_sudo",
+        || {
+            let world = World::new();
+            let Some(()) = sudo_through_elevate(&world) else {
+                return;
+            };
+            let alice = nix::unistd::User::from_name("alice")
+                .unwrap()
+                .unwrap()
+                .uid
+                .as_raw();
+            let socket = world.socket.clone();
+            // alice holds every session she may have (as idle connections of her own)...
+            let held = std::thread::spawn(move || {
+                let uid = rustix::process::Uid::from_raw(alice);
+                rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+                (0..32)
+                    .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            // ... so her sudo (which connects as root) is refused too, and says why,
+            let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
+            assert!(out.stdout.is_empty(), "ran: {}", text(&out.stdout));
+            assert!(
+                text(&out.stderr).contains("too many"),
+                "{}",
+                text(&out.stderr)
+            );
+            // while bob's sudo is served.
+            let out = sudo("bob", &["-n", "/usr/bin/bash", "-c", "true"]);
+            assert!(
+                text(&out.stderr).contains("use a specific command"),
+                "{}",
+                text(&out.stderr)
+            );
+            drop(held);
+        },
+    );
+}
