@@ -12,7 +12,8 @@ use super::glob::args_match;
 use super::model::{PackageMatch, Rule, What, When, Where, Who};
 use super::Policy;
 use crate::{
-    duration, AccessRequest, CommandSpec, Constraints, Decision, Mode, Outcome, Subject, Target,
+    duration, AccessRequest, Channel, CommandSpec, Constraints, Decision, Mode, Outcome, Subject,
+    Target,
 };
 
 /// Groups that give standing admin rights on Linux endpoints: `sudo` (Debian, Ubuntu), `wheel`
@@ -87,9 +88,12 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
     let mode = policy.mode_for(&request.subject);
     let outcome = match mode {
         Mode::Enforce => policy_outcome.clone(),
-        // Discovery allows what the user could already do: only holders of standing admin
-        // rights run freely; for everyone else the policy applies as in enforce mode.
-        Mode::Discover if holds_standing_admin(&request.subject) => {
+        // Discovery allows what the user could already do: holders of standing admin rights,
+        // and anything sudoers has already allowed (a request through sudo comes only after
+        // sudoers said yes), run freely; for everyone else the policy applies as in enforce mode.
+        Mode::Discover
+            if holds_standing_admin(&request.subject) || request.channel == Channel::Sudo =>
+        {
             explanation.push_str(&format!(
                 "; discovery mode records it and lets it run (enforce mode would {})",
                 describe(&policy_outcome)

@@ -217,6 +217,20 @@ action = { deny = "no root shells" }
         "discover deny: no root shells; policy: deny: no root shells <- no shells",
     );
     assert!(d.explanation.contains("erin does not"), "{}", d.explanation);
+    // Through sudo, sudoers has already said yes: discovery lets it run as before.
+    check(
+        &p,
+        MONDAY_NOON,
+        &req("erin:it", "/bin/bash").via_sudo(),
+        "discover auto; policy: deny: no root shells <- no shells",
+    );
+    // In enforce mode the channel changes nothing.
+    check(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/bin/bash").via_sudo(),
+        "deny: no root shells <- no shells",
+    );
     check(
         &p,
         MONDAY_NOON,

@@ -66,6 +66,12 @@ pub(super) fn req(who: &str, what: &str) -> Req {
 }
 
 impl Req {
+    /// The same request through sudo (after sudoers allowed it).
+    pub(super) fn via_sudo(mut self) -> Req {
+        self.0.channel = Channel::Sudo;
+        self
+    }
+
     pub(super) fn package(mut self, name: &str) -> Req {
         if let Target::Command(c) = &mut self.0.target {
             c.package = Some(name.to_owned());
@@ -131,6 +137,12 @@ pub(super) fn checked(policy: &Policy, instant: &str, request: &Req, expect: &st
         );
     } else if crate::policy::eval::holds_standing_admin(&request.0.subject) {
         assert_eq!(d.outcome, Outcome::Auto, "discover mode lets admins run");
+    } else if request.0.channel == Channel::Sudo {
+        assert_eq!(
+            d.outcome,
+            Outcome::Auto,
+            "discover mode lets what sudoers allowed run"
+        );
     } else {
         assert_eq!(
             d.outcome, d.policy_outcome,
