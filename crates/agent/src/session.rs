@@ -284,12 +284,21 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 .lock()
                 .expect("sudo runs lock")
                 .remove(&request_id);
-            let (caller, record) = match known {
-                Some(run) => (run.caller, run.record),
+            let (caller, record, discovery) = match known {
+                Some(run) => {
+                    let discovery = run.discovery.map(|mut d| {
+                        d["exit_code"] = exit_code.into();
+                        d["signal"] = signal.into();
+                        d["error"] = error.clone().into();
+                        d["duration_ms"] = (run.allowed_at.elapsed().as_millis() as u64).into();
+                        d
+                    });
+                    (run.caller, run.record, discovery)
+                }
                 // The agent restarted since it allowed this command: record the end anyway,
                 // for the user the kernel says ran sudo.
                 None => match sudo_user(&peer, &cred).and_then(|uid| agent.caller(uid).ok()) {
-                    Some(c) => (c, Record::Local),
+                    Some(c) => (c, Record::Local, None),
                     None => return conn.refuse("caller", "cannot tell who ran this sudo").await,
                 },
             };
@@ -298,6 +307,12 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 None => Ok((exit_code, signal)),
             };
             finish(&agent, &caller, &request_id, &record, outcome).await;
+            if let Some(d) = discovery {
+                let found = event(&agent, &caller, "discovery.command", &request_id, d);
+                if let Err(e) = spool_after_the_fact(&agent, &[found]) {
+                    tracing::error!(error = %e, "cannot spool a discovery event");
+                }
+            }
             conn.send(&AgentFrame::Recorded).await;
         }
         Ok(Ok(Some(ClientFrame::SudoRejected {
@@ -542,6 +557,9 @@ pub(crate) struct SudoRun {
     allowed_at: Instant,
     /// The sudo process: once it is gone without a report (`kill -9`), nothing will come.
     sudo: os::process::PeerProcess,
+    /// In discovery mode: the facts of the command, completed by its end into one
+    /// `discovery.command` event.
+    discovery: Option<serde_json::Value>,
 }
 
 /// Most commands remembered between `Allowed` and their end (a `kill -9`'d sudo never reports).
@@ -553,6 +571,7 @@ fn remember_sudo_run(
     caller: &Caller,
     record: Record,
     sudo: os::process::PeerProcess,
+    discovery: Option<serde_json::Value>,
 ) {
     let mut runs = agent.sudo_runs.lock().expect("sudo runs lock");
     if runs.len() >= MAX_SUDO_RUNS {
@@ -573,6 +592,7 @@ fn remember_sudo_run(
             record,
             allowed_at: Instant::now(),
             sudo,
+            discovery,
         },
     );
 }
@@ -849,6 +869,13 @@ async fn decide_for_sudo(
             let allowed = matches!(decision.outcome, Outcome::Auto);
             let running =
                 allowed.then(|| serde_json::json!({ "sha256": binary.sha256, "channel": "sudo" }));
+            // Discovery: what ran, kept until its end, to report it as one discovery event.
+            let discovery = (decision.mode == Mode::Discover).then(|| {
+                let mut d = facts.clone();
+                d["policy_outcome"] = view.policy_outcome.clone().into();
+                d["policy_rule"] = view.rule.clone().into();
+                d
+            });
             if let Err(e) = record_local_decision(agent, caller, &id, facts, view, running) {
                 return conn
                     .refuse(
@@ -859,7 +886,7 @@ async fn decide_for_sudo(
             }
             conn.send(&decided(&id, view)).await;
             if allowed {
-                remember_sudo_run(agent, &id, caller, Record::Local, peer);
+                remember_sudo_run(agent, &id, caller, Record::Local, peer, discovery);
                 conn.send(&AgentFrame::Allowed { request_id: id }).await;
             }
         }
@@ -889,7 +916,7 @@ async fn decide_for_sudo(
             if let Err(e) = agent.upstream.start(&approved.id).await {
                 return conn.refuse("audit", format!("{e}; nothing runs")).await;
             }
-            remember_sudo_run(agent, &approved.id, caller, Record::Server, peer);
+            remember_sudo_run(agent, &approved.id, caller, Record::Server, peer, None);
             conn.send(&AgentFrame::Allowed {
                 request_id: approved.id,
             })

@@ -504,3 +504,74 @@ fn sudo_requests_count_against_the_user_who_ran_sudo() {
         },
     );
 }
+
+#[test]
+fn discovery_records_every_sudo_command_and_blocks_nothing() {
+    namespaced(
+        "sudo::discovery_records_every_sudo_command_and_blocks_nothing",
+        || {
+            let world = World::new();
+            let Some(()) = sudo_through_elevate(&world) else {
+                return;
+            };
+            // dave is a standing admin (group sudo) in the discovery wave.
+            let status = Command::new("useradd")
+                .args(["-M", "-G", "sudo", "dave"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let mut rules = std::fs::OpenOptions::new()
+                .append(true)
+                .open("/etc/sudoers.d/elevate-e2e")
+                .unwrap();
+            std::io::Write::write_all(&mut rules, b"dave ALL=(ALL) NOPASSWD: ALL\n").unwrap();
+            drop(rules);
+            let out = sudo("dave", &["-n", "/usr/bin/id", "-u"]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+            let out = sudo("dave", &["-n", "/usr/bin/apt-get", "--version"]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            let out = sudo("dave", &["-n", "/usr/bin/false"]);
+            assert_eq!(out.status.code(), Some(1));
+            // Enforcement would refuse a root shell; discovery only records it.
+            let out = sudo("dave", &["-n", "/usr/bin/bash", "-c", "exit 3"]);
+            assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+            world.eventually_in_audit("four discovery events with their facts", |records| {
+                let found: Vec<serde_json::Value> = records
+                    .iter()
+                    .filter(|r| r["action"] == "discovery.command")
+                    .filter_map(|r| serde_json::from_str(r["data"].as_str()?).ok())
+                    .collect();
+                let one = |path: &str, exit: i64| {
+                    found
+                        .iter()
+                        .filter(|d| {
+                            d["target"]["path"] == path
+                                && d["exit_code"] == exit
+                                && d["user"] == "dave"
+                                && d["runas"] == "root"
+                                && d["channel"] == "sudo"
+                                && d["device"] == "e2e-host"
+                                && d["cwd"].is_string()
+                                && d["target"]["sha256"]
+                                    .as_str()
+                                    .is_some_and(|h| h.len() == 64)
+                                && d["duration_ms"].is_u64()
+                        })
+                        .count()
+                        == 1
+                };
+                found.len() == 4
+                    && one("/usr/bin/id", 0)
+                    && one("/usr/bin/apt-get", 0)
+                    && one("/usr/bin/false", 1)
+                    && one("/usr/bin/bash", 3)
+                    && found.iter().any(|d| {
+                        d["target"]["path"] == "/usr/bin/apt-get" && d["target"]["package"] == "apt"
+                    })
+                    && found.iter().any(|d| {
+                        d["target"]["path"] == "/usr/bin/bash" && d["policy_outcome"] == "deny"
+                    })
+            });
+        },
+    );
+}

@@ -60,6 +60,11 @@ pub const POLICY: &str = r#"version = 1
 unmatched = "approve"
 approvers = "helpdesk"
 
+[[wave]]
+name = "discovery pilot"
+mode = "discover"
+who = { users = ["dave"] }
+
 [[rule]]
 name = "no shells"
 what = { paths = ["/usr/bin/bash", "/usr/bin/dash", "/bin/bash", "/bin/dash"] }
