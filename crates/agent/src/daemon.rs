@@ -118,6 +118,26 @@ impl Agent {
         })
     }
 
+    /// What records elevation here, and whether it is on.
+    fn collectors(&self) -> Vec<String> {
+        let sudo = match crate::sudo_setup::installed(&self.state_dir) {
+            None => "sudo plugin: off (run `elevated install-sudo` to route sudo through Elevate)"
+                .to_owned(),
+            Some(installed) => match installed.check() {
+                Ok(()) => format!(
+                    "sudo plugin: on ({}; approvals, exit statuses, discovery)",
+                    installed.sudo_conf.display()
+                ),
+                Err(what) => format!("sudo plugin: NOT WORKING ({what})"),
+            },
+        };
+        vec![
+            "elevate: on (this socket)".to_owned(),
+            sudo,
+            "Linux audit (root commands outside sudo): not collected yet".to_owned(),
+        ]
+    }
+
     /// Who a uid is (group names cached; membership fresh).
     pub fn caller(&self, uid: u32) -> anyhow::Result<crate::users::Caller> {
         crate::users::lookup(uid, &mut self.group_names.lock().expect("group names lock"))
@@ -141,6 +161,7 @@ impl Agent {
                 .map(|p| p.version),
             spooled_events: self.spool.lock().expect("spool lock").pending(),
             open_requests: None,
+            collectors: self.collectors(),
         }
     }
 

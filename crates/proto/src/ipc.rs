@@ -164,6 +164,10 @@ pub struct AgentStatus {
     pub spooled_events: u64,
     /// The caller's requests waiting for approvers (unknown while offline).
     pub open_requests: Option<u64>,
+    /// What records elevation on this machine, one line each (front doors, discovery sources),
+    /// saying whether each is on.
+    #[serde(default)]
+    pub collectors: Vec<String>,
 }
 
 /// Why bytes are not a frame.

@@ -264,6 +264,12 @@ fn install_sudo_is_safe_idempotent_reversible_and_watched() {
                 std::fs::read_to_string("/etc/sudo.conf.elevate-backup").unwrap(),
                 original
             );
+            let status = |world: &World| text(&world.elevate_as("alice", &["status"], &[]).stdout);
+            assert!(
+                status(&world).contains("records: sudo plugin: on"),
+                "{}",
+                status(&world)
+            );
             // Now the policy decides.
             let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
             assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
@@ -286,6 +292,12 @@ fn install_sudo_is_safe_idempotent_reversible_and_watched() {
             world.eventually_in_audit("removing the plugin lines went unnoticed", |records| {
                 records.iter().any(|r| r["action"] == "sudo.plugin_removed")
             });
+            assert!(
+                status(&world)
+                    .contains("sudo plugin: NOT WORKING (the Elevate plugin lines are gone"),
+                "{}",
+                status(&world)
+            );
             let out = elevated_sudo(&world, "install-sudo", "/usr/bin/sudo");
             assert!(out.status.success(), "{}", text(&out.stderr));
             world.eventually_in_audit("the plugins' return went unnoticed", |records| {
@@ -298,6 +310,11 @@ fn install_sudo_is_safe_idempotent_reversible_and_watched() {
             let out = elevated_sudo(&world, "uninstall-sudo", "/usr/bin/sudo");
             assert!(out.status.success(), "{}", text(&out.stderr));
             assert_eq!(std::fs::read_to_string("/etc/sudo.conf").unwrap(), original);
+            assert!(
+                status(&world).contains("sudo plugin: off"),
+                "{}",
+                status(&world)
+            );
             let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "echo ran"]);
             assert_eq!(text(&out.stdout), "ran\n");
         },

@@ -145,6 +145,9 @@ fn status(socket: &std::path::Path) -> ExitCode {
                 Some(n) => println!("open:    {n} of your requests waiting for approvers"),
                 None => println!("open:    unknown (the server did not answer)"),
             }
+            for c in &s.collectors {
+                println!("records: {}", visible(c));
+            }
             ExitCode::SUCCESS
         }
         Ok(Some(AgentFrame::Error { message, .. })) => fail(&message),
