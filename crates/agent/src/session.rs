@@ -170,13 +170,14 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             };
             let stdio = if interactive {
                 Stdio::Terminal
-            } else if rustix::termios::isatty(&stdio[0]) {
-                // A root command reading the user's own terminal could be fed keystrokes by
-                // anything else in the user's session: terminals are only ever fresh ptys.
+            } else if stdio.iter().any(rustix::termios::isatty) {
+                // A root command holding the user's own terminal (stdin, or a read-write
+                // stdout/stderr a program may read keys from) could be fed keystrokes by anything
+                // else in the user's session: terminals are only ever fresh ptys.
                 return conn
                     .refuse(
                         "stdio",
-                        "stdin is a terminal but the request is not interactive; update elevate",
+                        "a terminal came with a request that is not interactive; update elevate",
                     )
                     .await;
             } else {

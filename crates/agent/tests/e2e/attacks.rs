@@ -514,9 +514,16 @@ fn a_terminal_is_never_handed_to_a_root_command() {
                 "argv": ["/usr/bin/id", "-u"], "cwd": "/", "reason": null, "interactive": false });
             let answer =
                 run_frame_with(&world, frame, [slave.as_fd(), out_w.as_fd(), out_w.as_fd()]);
-            assert!(answer.contains("stdin is a terminal"), "{answer}");
+            assert!(answer.contains("a terminal came with"), "{answer}");
             let ran = std::fs::read_to_string(&out_path).unwrap();
             assert!(ran.is_empty(), "the command ran: {ran}");
+            // The same with the terminal as stdout (programs such as less read keys from it).
+            let stdin = std::fs::File::open("/dev/null").unwrap();
+            let frame = serde_json::json!({ "type": "run", "version": 1,
+                "argv": ["/usr/bin/id", "-u"], "cwd": "/", "reason": null, "interactive": false });
+            let answer =
+                run_frame_with(&world, frame, [stdin.as_fd(), slave.as_fd(), out_w.as_fd()]);
+            assert!(answer.contains("a terminal came with"), "{answer}");
         },
     );
 }

@@ -327,3 +327,52 @@ fn commands_run_in_slash_unless_the_policy_keeps_the_callers_directory() {
         },
     );
 }
+
+#[test]
+fn output_to_the_users_terminal_is_relayed_not_handed_over() {
+    namespaced(
+        "flows::output_to_the_users_terminal_is_relayed_not_handed_over",
+        || {
+            let world = World::new();
+            let prog = world.program(
+                "auto",
+                "outputs",
+                "#!/bin/sh\nhead -n1\nreadlink /proc/self/fd/1\nreadlink /proc/self/fd/2 >&2\n",
+                0o755,
+            );
+            // Input from a pipe, output to a terminal (as `echo … | elevate …` typed at a prompt).
+            let shell = format!(
+                "echo typed | {} {}",
+                world.elevate.display(),
+                prog.display()
+            );
+            let out = std::process::Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    "alice",
+                    "--regid",
+                    "alice",
+                    "--init-groups",
+                    "--",
+                ])
+                .args(["script", "-qec", &shell, "/dev/null"])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("ELEVATE_SOCKET", &world.socket)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let shown = text(&out.stdout).replace('\r', "");
+            assert!(shown.contains("typed"), "{shown}\n{}", text(&out.stderr));
+            let links: Vec<&str> = shown
+                .lines()
+                .filter(|l| l.starts_with("pipe:") || l.starts_with("/dev/"))
+                .collect();
+            assert_eq!(links.len(), 2, "{shown}");
+            assert!(
+                links.iter().all(|l| l.starts_with("pipe:")),
+                "the root command held the user's terminal: {shown}"
+            );
+        },
+    );
+}

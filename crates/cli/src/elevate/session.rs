@@ -35,11 +35,54 @@ fn connect(socket: &std::path::Path) -> Result<UnixStream, String> {
     })
 }
 
-/// Sends the first frame with stdin, stdout and stderr attached.
-fn send_with_stdio(stream: &UnixStream, frame: &ClientFrame) -> std::io::Result<()> {
+/// Copies what the root command writes into a pipe to one of our own terminal streams, so that
+/// the command never holds the user's terminal.
+struct OutputRelay(std::thread::JoinHandle<()>);
+
+impl OutputRelay {
+    /// A pipe whose read end is copied to `to`; the write end goes to the command.
+    fn start(to: std::os::fd::BorrowedFd<'_>) -> std::io::Result<(OwnedFd, OutputRelay)> {
+        use rustix::pipe::{pipe_with, PipeFlags};
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC)?;
+        let mut to = std::fs::File::from(to.try_clone_to_owned()?);
+        let mut from = std::fs::File::from(read);
+        let copy = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+        });
+        Ok((write, OutputRelay(copy)))
+    }
+
+    /// Waits (briefly) until everything the command wrote is copied.
+    fn finish(self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !self.0.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+/// Sends the first frame with stdin, stdout and stderr attached. A command that is not
+/// interactive never gets the user's terminal: a stdout or stderr that is one is replaced by a
+/// pipe this process copies to the terminal (the returned relays).
+fn send_with_stdio(
+    stream: &UnixStream,
+    frame: &ClientFrame,
+    interactive: bool,
+) -> std::io::Result<Vec<OutputRelay>> {
     let bytes = encode(frame);
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let mut relays = Vec::new();
+    let mut pipes = Vec::new();
+    for out in [stdout.as_fd(), stderr.as_fd()] {
+        if !interactive && rustix::termios::isatty(out) {
+            let (write, relay) = OutputRelay::start(out)?;
+            pipes.push(write);
+            relays.push(relay);
+        } else {
+            pipes.push(out.try_clone_to_owned()?);
+        }
+    }
+    let stdio = [stdin.as_fd(), pipes[0].as_fd(), pipes[1].as_fd()];
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     control.push(SendAncillaryMessage::ScmRights(&stdio));
@@ -49,7 +92,10 @@ fn send_with_stdio(stream: &UnixStream, frame: &ClientFrame) -> std::io::Result<
         &mut control,
         SendFlags::empty(),
     )?;
-    (&*stream).write_all(&bytes[sent..])
+    (&*stream).write_all(&bytes[sent..])?;
+    // Our copies of the pipes' write ends go now: the relays end when the command's do.
+    drop(pipes);
+    Ok(relays)
 }
 
 fn read_frame(
@@ -231,6 +277,7 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
         Ok(s) => s,
         Err(e) => return Attempt::Done(fail(&e)),
     };
+    let interactive = std::io::stdin().is_terminal();
     let frame = ClientFrame::Run {
         version: VERSION,
         argv: argv.to_vec(),
@@ -238,17 +285,20 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
         reason,
-        interactive: std::io::stdin().is_terminal(),
+        interactive,
     };
-    if let Err(e) = send_with_stdio(&stream, &frame) {
-        // The agent may have refused the connection at once (too many sessions): say why.
-        if let Ok(Some(AgentFrame::Error { message, .. })) =
-            read_frame(&mut stream, &mut FrameReader::new())
-        {
-            return Attempt::Done(fail(&message));
+    let outputs = match send_with_stdio(&stream, &frame, interactive) {
+        Ok(relays) => relays,
+        Err(e) => {
+            // The agent may have refused the connection at once (too many sessions): say why.
+            if let Ok(Some(AgentFrame::Error { message, .. })) =
+                read_frame(&mut stream, &mut FrameReader::new())
+            {
+                return Attempt::Done(fail(&message));
+            }
+            return Attempt::Done(fail(&format!("cannot send the request to the agent: {e}")));
         }
-        return Attempt::Done(fail(&format!("cannot send the request to the agent: {e}")));
-    }
+    };
     let phase = Arc::new(AtomicU8::new(WAITING));
     let resize: Arc<Mutex<Option<OwnedFd>>> = Arc::default();
     let _signals = forward_signals(&stream, phase.clone(), resize.clone());
@@ -314,6 +364,9 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
             AgentFrame::Exited { code, signal } => {
                 if let Some(r) = relay.take() {
                     r.finish();
+                }
+                for output in outputs {
+                    output.finish();
                 }
                 return Attempt::Done(match (code, signal) {
                     (Some(c), _) => ExitCode::from(c.clamp(0, 255) as u8),
