@@ -286,16 +286,11 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 .expect("sudo runs lock")
                 .remove(&request_id);
             let (caller, record, discovery) = match known {
-                Some(run) => {
-                    let discovery = run.discovery.map(|mut d| {
-                        d["exit_code"] = exit_code.into();
-                        d["signal"] = signal.into();
-                        d["error"] = error.clone().into();
-                        d["duration_ms"] = (run.allowed_at.elapsed().as_millis() as u64).into();
-                        d
-                    });
-                    (run.caller, run.record, discovery)
-                }
+                Some(run) => (
+                    run.caller,
+                    run.record,
+                    run.discovery.map(|d| (d, run.allowed_at)),
+                ),
                 // The agent restarted since it allowed this command: record the end anyway,
                 // for the user the kernel says ran sudo.
                 None => match sudo_user(&peer, &cred).and_then(|uid| agent.caller(uid).ok()) {
@@ -307,13 +302,11 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 Some(e) => Err(e),
                 None => Ok((exit_code, signal)),
             };
-            finish(&agent, &caller, &request_id, &record, outcome).await;
-            if let Some(d) = discovery {
-                let found = event(&agent, &caller, "discovery.command", &request_id, d);
-                if let Err(e) = spool_after_the_fact(&agent, &[found]) {
-                    tracing::error!(error = %e, "cannot spool a discovery event");
-                }
+            if let Some((facts, started)) = discovery {
+                let ended = (exit_code, signal, outcome.as_ref().err().cloned());
+                record_discovery(&agent, &caller, &request_id, facts, ended, started);
             }
+            finish(&agent, &caller, &request_id, &record, outcome).await;
             conn.send(&AgentFrame::Recorded).await;
         }
         Ok(Ok(Some(ClientFrame::SudoRejected {
@@ -443,6 +436,40 @@ fn record_local_decision(
     spool(agent, &events)
 }
 
+/// In discovery mode, what is kept of a command until its end: its facts and what enforcement
+/// would have said.
+fn discovery_facts(
+    decision: &elevate_core::Decision,
+    facts: &serde_json::Value,
+    view: &DecisionView,
+) -> Option<serde_json::Value> {
+    (decision.mode == Mode::Discover).then(|| {
+        let mut d = facts.clone();
+        d["policy_outcome"] = view.policy_outcome.clone().into();
+        d["policy_rule"] = view.rule.clone().into();
+        d
+    })
+}
+
+/// One `discovery.command` event: the kept facts completed by how the command ended.
+fn record_discovery(
+    agent: &Agent,
+    caller: &Caller,
+    id: &str,
+    mut facts: serde_json::Value,
+    ended: (Option<i32>, Option<i32>, Option<String>),
+    started: Instant,
+) {
+    facts["exit_code"] = ended.0.into();
+    facts["signal"] = ended.1.into();
+    facts["error"] = ended.2.into();
+    facts["duration_ms"] = (started.elapsed().as_millis() as u64).into();
+    let found = event(agent, caller, "discovery.command", id, facts);
+    if let Err(e) = spool_after_the_fact(agent, &[found]) {
+        tracing::error!(error = %e, "cannot spool a discovery event");
+    }
+}
+
 /// Appends events to the spool (on disk before the action) and wakes the sender.
 fn spool(agent: &Agent, events: &[AuditEventIn]) -> std::io::Result<()> {
     agent.spool.lock().expect("spool lock").append(events)?;
@@ -489,6 +516,8 @@ struct Conditions {
     /// `on_disconnect = "continue"`: the command outlives its client, up to `session_max`.
     keep_running: bool,
     session_max: Duration,
+    /// Discovery mode: the command's facts, recorded with its end as a discovery event.
+    discovery: Option<serde_json::Value>,
 }
 
 impl Workdir {
@@ -762,6 +791,7 @@ async fn run(
                         workdir: w,
                         keep_running: decision.constraints.continue_on_disconnect,
                         session_max: decision.constraints.session_max.unsigned_abs(),
+                        discovery: discovery_facts(&decision, &facts, &view),
                     }),
                     None => {
                         return conn
@@ -827,6 +857,7 @@ async fn run(
                 workdir,
                 keep_running: approved.decision.continue_on_disconnect,
                 session_max: Duration::from_secs(approved.decision.session_max_secs),
+                discovery: None,
             };
             execute(
                 agent,
@@ -871,12 +902,7 @@ async fn decide_for_sudo(
             let running =
                 allowed.then(|| serde_json::json!({ "sha256": binary.sha256, "channel": "sudo" }));
             // Discovery: what ran, kept until its end, to report it as one discovery event.
-            let discovery = (decision.mode == Mode::Discover).then(|| {
-                let mut d = facts.clone();
-                d["policy_outcome"] = view.policy_outcome.clone().into();
-                d["policy_rule"] = view.rule.clone().into();
-                d
-            });
+            let discovery = discovery_facts(decision, &facts, view);
             if let Err(e) = record_local_decision(agent, caller, &id, facts, view, running) {
                 return conn
                     .refuse(
@@ -1158,6 +1184,16 @@ async fn execute(
     tracing::debug!(until_exit = ?t_spawn.elapsed(), "exited");
     // The exit already happened: tell the caller first, then record it.
     conn.send(&AgentFrame::Exited { code, signal }).await;
+    if let Some(facts) = &how.discovery {
+        record_discovery(
+            agent,
+            caller,
+            id,
+            facts.clone(),
+            (code, signal, None),
+            t_spawn,
+        );
+    }
     finish(agent, caller, id, &record, Ok((code, signal))).await;
 }
 

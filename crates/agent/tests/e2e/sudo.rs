@@ -552,21 +552,24 @@ fn discovery_records_every_sudo_command_and_blocks_nothing() {
             // Enforcement would refuse a root shell; discovery only records it.
             let out = sudo("dave", &["-n", "/usr/bin/bash", "-c", "exit 3"]);
             assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-            world.eventually_in_audit("four discovery events with their facts", |records| {
+            // Through elevate too (dave holds admin rights today, so discovery lets it run).
+            let out = world.elevate_as("dave", &["/usr/bin/false"], &[]);
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+            world.eventually_in_audit("five discovery events with their facts", |records| {
                 let found: Vec<serde_json::Value> = records
                     .iter()
                     .filter(|r| r["action"] == "discovery.command")
                     .filter_map(|r| serde_json::from_str(r["data"].as_str()?).ok())
                     .collect();
-                let one = |path: &str, exit: i64| {
+                let one_via = |channel: &str, path: &str, exit: i64| {
                     found
                         .iter()
                         .filter(|d| {
                             d["target"]["path"] == path
                                 && d["exit_code"] == exit
                                 && d["user"] == "dave"
-                                && d["runas"] == "root"
-                                && d["channel"] == "sudo"
+                                && (channel == "native" || d["runas"] == "root")
+                                && d["channel"] == channel
                                 && d["device"] == "e2e-host"
                                 && d["cwd"].is_string()
                                 && d["target"]["sha256"]
@@ -577,7 +580,9 @@ fn discovery_records_every_sudo_command_and_blocks_nothing() {
                         .count()
                         == 1
                 };
-                found.len() == 4
+                let one = |path: &str, exit: i64| one_via("sudo", path, exit);
+                found.len() == 5
+                    && one_via("native", "/usr/bin/false", 1)
                     && one("/usr/bin/id", 0)
                     && one("/usr/bin/apt-get", 0)
                     && one("/usr/bin/false", 1)
