@@ -120,7 +120,13 @@ impl Agent {
 
     /// What records elevation here, and whether it is on.
     fn collectors(&self) -> Vec<String> {
+        // Asked on each status (rare): the host's sudo can be replaced by a package upgrade.
+        let host_sudo = || crate::sudo_setup::host_sudo(Path::new("/usr/bin/sudo"));
         let sudo = match crate::sudo_setup::installed(&self.state_dir) {
+            None if matches!(host_sudo(), crate::sudo_setup::Flavour::SudoRs { .. }) => {
+                "sudo plugin: impossible here (this host's sudo is sudo-rs, which ignores plugins; use elevate)"
+                    .to_owned()
+            }
             None => "sudo plugin: off (run `elevated install-sudo` to route sudo through Elevate)"
                 .to_owned(),
             Some(installed) => match installed.check() {

@@ -120,6 +120,14 @@ pub fn flavour(first_line: &str) -> Flavour {
     }
 }
 
+/// Which sudo `sudo` is on this host (from `sudo -V`).
+pub fn host_sudo(sudo: &Path) -> Flavour {
+    match sudo_version(sudo) {
+        Ok((_, text)) => flavour(text.lines().next().unwrap_or("")),
+        Err(e) => Flavour::Unknown(e.to_string()),
+    }
+}
+
 /// Approval plugins exist since sudo 1.9.0.
 fn supports_approval_plugins(version: &str) -> bool {
     let mut parts = version.split(|c: char| !c.is_ascii_digit());

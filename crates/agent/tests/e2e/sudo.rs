@@ -347,6 +347,23 @@ fn install_sudo_refuses_sudo_rs() {
             before,
             "nothing was changed"
         );
+        // With sudo-rs as the host's sudo (in this namespace only), the status says so.
+        if !std::path::Path::new("/usr/bin/sudo").exists() {
+            eprintln!("SKIPPED the status part: sudo is not installed to stand in for");
+            return;
+        }
+        let status = Command::new("mount")
+            .arg("--bind")
+            .arg(&fake)
+            .arg("/usr/bin/sudo")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let shown = text(&world.elevate_as("alice", &["status"], &[]).stdout);
+        assert!(
+            shown.contains("sudo plugin: impossible here (this host's sudo is sudo-rs"),
+            "{shown}"
+        );
     });
 }
 
