@@ -47,6 +47,8 @@ pub enum ResolveError {
         "{path} is writable by its group or by others (mode {mode:o}); fix its permissions first"
     )]
     Writable { path: String, mode: u32 },
+    #[error("{0} is on a filesystem its user may control ({1}); only programs on system filesystems run elevated")]
+    UntrustedFilesystem(String, String),
     #[error("{0} is not executable")]
     NotExecutable(String),
     #[error("cannot read {path}: {message}")]
@@ -158,6 +160,24 @@ fn check(file: &File, path: &str) -> Result<(), ResolveError> {
     if mode & 0o111 == 0 {
         return Err(ResolveError::NotExecutable(path.to_string()));
     }
+    system_filesystem(file).map_err(|why| ResolveError::UntrustedFilesystem(path.to_string(), why))
+}
+
+/// `FUSE_SUPER_MAGIC`: a FUSE server (run by a user) answers for owners, modes and bytes.
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// Whether `fd` lies on a filesystem only root controls. FUSE filesystems report whatever
+/// their server says, and filesystems users may mount themselves (udisks, fusermount) are
+/// mounted `nosuid`: neither can vouch for an owner of root.
+pub fn system_filesystem(fd: impl std::os::fd::AsFd) -> Result<(), String> {
+    let vfs = rustix::fs::fstatvfs(&fd).map_err(|e| e.to_string())?;
+    if vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID) {
+        return Err("mounted nosuid, as filesystems users mount are".into());
+    }
+    let fs = rustix::fs::fstatfs(&fd).map_err(|e| e.to_string())?;
+    if fs.f_type as i64 == FUSE_SUPER_MAGIC {
+        return Err("a FUSE filesystem".into());
+    }
     Ok(())
 }
 
@@ -198,7 +218,8 @@ pub fn root_controlled(path: &str) -> Result<std::path::PathBuf, String> {
                 dir.display()
             ));
         }
-        Ok(())
+        let opened = std::fs::File::open(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        system_filesystem(&opened).map_err(|why| format!("{} is {why}", dir.display()))
     }
     if !path.starts_with('/') {
         return Err(format!("{path} is not an absolute path"));
@@ -321,6 +342,14 @@ mod root_controlled_tests {
         let via_bin = root_controlled("/bin/sh").unwrap();
         assert!(via_bin.starts_with("/usr/bin"), "{via_bin:?}");
         assert!(root_controlled("/usr/bin/../bin/id").is_ok());
+    }
+
+    #[test]
+    fn only_system_filesystems_vouch_for_root() {
+        use super::system_filesystem;
+        let usr = std::fs::File::open("/usr/bin").unwrap();
+        assert_eq!(system_filesystem(&usr), Ok(()));
+        // The refusals need a nosuid mount: `attacks::programs_on_user_mountable_filesystems_are_refused`.
     }
 
     #[test]

@@ -592,3 +592,32 @@ fn one_user_cannot_take_every_session() {
         }
     });
 }
+
+#[test]
+fn programs_on_user_mountable_filesystems_are_refused() {
+    namespaced(
+        "attacks::programs_on_user_mountable_filesystems_are_refused",
+        || {
+            let world = World::new();
+            // What udisks or fusermount give a user: a nosuid mount whose files claim any owner.
+            let media = std::path::Path::new("/opt/e2e/media");
+            std::fs::create_dir_all(media).unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "nosuid", "tmpfs"])
+                .arg(media)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let prog = media.join("tool");
+            std::fs::write(&prog, "#!/bin/sh\necho ran\n").unwrap();
+            std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let out = world.elevate_as("alice", &[prog.to_str().unwrap()], &[]);
+            assert!(out.stdout.is_empty(), "ran: {}", text(&out.stdout));
+            assert!(
+                text(&out.stderr).contains("filesystem its user may control"),
+                "{}",
+                text(&out.stderr)
+            );
+        },
+    );
+}
