@@ -426,8 +426,17 @@ unsafe extern "C" fn approval_check(
         };
         let verdict = match Ask::from_sudo(&info, &argv, &state.user_info, &state.settings) {
             Ok(ask) => {
-                let _withdraw = WithdrawOnSignal::install();
-                crate::check(&state.socket, &ask, &mut conv)
+                let withdraw = WithdrawOnSignal::install();
+                let verdict = crate::check(&state.socket, &ask, &mut conv);
+                // Ctrl-C after the last wait (while the approval was being read): still withdrawn.
+                let late = crate::WITHDRAW.load(std::sync::atomic::Ordering::SeqCst);
+                drop(withdraw);
+                if late && verdict == Verdict::Allow {
+                    conv.error("elevate: request withdrawn; nothing ran");
+                    Verdict::Deny
+                } else {
+                    verdict
+                }
             }
             Err(e) => Verdict::Error(format!("elevate: {e}")),
         };
@@ -500,11 +509,17 @@ impl WithdrawOnSignal {
         let mut previous = Vec::new();
         for sig in WITHDRAW_SIGNALS {
             // SAFETY: sigaction with a zeroed struct (empty mask, no flags) naming a handler
-            // that only stores to an atomic, and a valid out-pointer for the old action.
+            // that only stores to an atomic, and valid out-pointers for the old action.
             unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                // An ignored signal (`nohup sudo …`) stays ignored, as sudo itself leaves it.
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                    || old.sa_sigaction == libc::SIG_IGN
+                {
+                    continue;
+                }
                 let mut action: libc::sigaction = std::mem::zeroed();
                 action.sa_sigaction = on_withdraw_signal as *const () as usize;
-                let mut old: libc::sigaction = std::mem::zeroed();
                 if libc::sigaction(sig, &action, &mut old) == 0 {
                     previous.push((sig, old));
                 }
@@ -516,6 +531,7 @@ impl WithdrawOnSignal {
 
 impl Drop for WithdrawOnSignal {
     fn drop(&mut self) {
+        crate::WITHDRAW.store(false, std::sync::atomic::Ordering::SeqCst);
         for (sig, old) in &self.previous {
             // SAFETY: restores the action sigaction handed back, unchanged.
             unsafe {

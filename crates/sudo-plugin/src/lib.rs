@@ -57,6 +57,14 @@ impl Ask {
         if run_argv.is_empty() {
             return Err("sudo gave no arguments for the command".into());
         }
+        // In a chroot sudo resolves and runs the command inside a tree the agent never saw
+        // (and, with `sudo -R`, one the user chose): nothing to decide on.
+        if lookup(command_info, "chroot").is_some_and(|root| !root.is_empty() && root != "/") {
+            return Err(
+                "sudo would run the command in a chroot, which Elevate cannot check; nothing runs"
+                    .into(),
+            );
+        }
         Ok(Ask {
             command,
             argv: run_argv.to_vec(),
@@ -181,7 +189,8 @@ fn exchange(
     let mut last_notice = Instant::now();
     loop {
         // Waiting for approvers has no limit (the server expires requests); anything else does.
-        let limit = if waiting { None } else { Some(ANSWER_TIMEOUT) };
+        let limit = if waiting { WAIT_TICK } else { ANSWER_TIMEOUT };
+        let limit = Some(limit);
         let _ = stream.set_read_timeout(limit);
         let frame = match next(&mut stream, &mut reader) {
             Ok(Some(f)) => f,
@@ -189,6 +198,8 @@ fn exchange(
                 return fail("elevate: the agent closed the connection; nothing runs".into())
             }
             // Closing the connection (on return) withdraws the request on the server.
+            // Approvers take their time: look at WITHDRAW again and wait on.
+            Err(e) if e == TICK && waiting => continue,
             Err(e) if e == WITHDRAWN => {
                 conv.error("elevate: request withdrawn; nothing ran");
                 return Exchange::Done(Verdict::Deny);
@@ -280,6 +291,10 @@ pub fn take_allowed() -> Option<String> {
 pub static WITHDRAW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 const WITHDRAWN: &str = "withdrawn";
+/// A wait for approvers wakes up this often to look at `WITHDRAW` (a signal that lands just
+/// before the read starts does not interrupt it).
+const WAIT_TICK: Duration = Duration::from_secs(1);
+const TICK: &str = "timed out";
 
 /// How sudo's command ended, from the audit plugin's `close(status_type, status)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +395,14 @@ fn next(stream: &mut UnixStream, reader: &mut FrameReader) -> Result<Option<Agen
             }
             Ok(n) => reader.push(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(TICK.into())
+            }
             Err(e) => return Err(e.to_string()),
         }
     }

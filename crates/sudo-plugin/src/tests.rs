@@ -128,6 +128,13 @@ fn sudo_lists_become_a_request() {
     .is_err());
     assert!(Ask::from_sudo(&strings(&["command=id"]), &strings(&["id"]), &user, &[]).is_err());
     assert!(Ask::from_sudo(&info, &[], &user, &[]).is_err());
+    // A chroot (sudoers CHROOT= or sudo -R): the file that would run is not the one checked.
+    let mut jailed = info.clone();
+    jailed.push("chroot=/home/alice/jail".into());
+    assert!(Ask::from_sudo(&jailed, &strings(&["id"]), &user, &[]).is_err());
+    jailed.pop();
+    jailed.push("chroot=/".into());
+    assert!(Ask::from_sudo(&jailed, &strings(&["id"]), &user, &[]).is_ok());
 }
 
 #[test]
