@@ -85,6 +85,8 @@ pub struct Agent {
     pub(crate) sudo_runs: Mutex<std::collections::HashMap<String, crate::session::SudoRun>>,
     /// Open sessions per user: connections by uid, and sudo's by the user who ran sudo.
     pub(crate) per_user: Arc<PerUser>,
+    /// What records elevation here, as the refresh loop last found it.
+    collectors: Mutex<Vec<String>>,
 }
 
 impl Agent {
@@ -115,21 +117,30 @@ impl Agent {
             group_names: Mutex::default(),
             sudo_runs: Mutex::default(),
             per_user: Arc::default(),
+            collectors: Mutex::default(),
         })
     }
 
     /// What records elevation here, and whether it is on.
+    /// Worked out by the refresh loop (it runs `sudo -V` and hashes the plugin: too much to do
+    /// for every `elevate status` any user may send).
     fn collectors(&self) -> Vec<String> {
-        // Asked on each status (rare): the host's sudo can be replaced by a package upgrade.
+        self.collectors.lock().expect("collectors lock").clone()
+    }
+
+    fn work_out_collectors(&self, sudo_check: Option<&Result<(), String>>) -> Vec<String> {
         let host_sudo = || crate::sudo_setup::host_sudo(Path::new("/usr/bin/sudo"));
-        let sudo = match crate::sudo_setup::installed(&self.state_dir) {
-            None if matches!(host_sudo(), crate::sudo_setup::Flavour::SudoRs { .. }) => {
+        let installed = crate::sudo_setup::installed(&self.state_dir);
+        let sudo = match (installed, sudo_check) {
+            (None, _) if matches!(host_sudo(), crate::sudo_setup::Flavour::SudoRs { .. }) => {
                 "sudo plugin: impossible here (this host's sudo is sudo-rs, which ignores plugins; use elevate)"
                     .to_owned()
             }
-            None => "sudo plugin: off (run `elevated install-sudo` to route sudo through Elevate)"
-                .to_owned(),
-            Some(installed) => match installed.check() {
+            (None, _) | (Some(_), None) => {
+                "sudo plugin: off (run `elevated install-sudo` to route sudo through Elevate)"
+                    .to_owned()
+            }
+            (Some(installed), Some(checked)) => match checked {
                 Ok(()) => format!(
                     "sudo plugin: on ({}; approvals, exit statuses, discovery)",
                     installed.sudo_conf.display()
@@ -248,28 +259,34 @@ impl Agent {
 }
 
 async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
-    let mut sudo_conf_intact = true;
+    let mut sudo_conf: Result<(), String> = Ok(());
     loop {
+        // First, so the status is right from the start even when the server is slow.
+        watch_sudo_conf(&agent, &mut sudo_conf);
         if let Err(e) = agent.refresh_policy().await {
             tracing::warn!(error = %format!("{e:#}"), "policy refresh failed; keeping the cached policy");
         }
-        watch_sudo_conf(&agent, &mut sudo_conf_intact);
         tokio::time::sleep(every).await;
     }
 }
 
 /// After `install-sudo`, the plugin lines must stay in sudo.conf: their disappearance (someone
 /// editing sudo out of Elevate's hands) is raised as an audit event, and so is their return.
-fn watch_sudo_conf(agent: &Agent, intact: &mut bool) {
-    let Some(installed) = crate::sudo_setup::installed(&agent.state_dir) else {
+fn watch_sudo_conf(agent: &Agent, last: &mut Result<(), String>) {
+    let installed = crate::sudo_setup::installed(&agent.state_dir);
+    let checked = installed.as_ref().map(|i| i.check());
+    *agent.collectors.lock().expect("collectors lock") =
+        agent.work_out_collectors(checked.as_ref());
+    let (Some(installed), Some(checked)) = (installed, checked) else {
         return;
     };
     let conf = &installed.sudo_conf;
-    let checked = installed.check();
-    if checked.is_ok() == *intact {
+    // Any change is raised: broken, restored, or broken differently.
+    if checked == *last {
         return;
     }
-    *intact = checked.is_ok();
+    *last = checked.clone();
+    let intact = checked.is_ok();
     let (action, message) = match checked {
         Ok(()) => (
             "sudo.plugin_restored",
@@ -289,7 +306,7 @@ fn watch_sudo_conf(agent: &Agent, intact: &mut bool) {
         actor: format!("agent@{}", agent.enrolment.name),
         action: action.into(),
         subject: format!("device:{}", agent.enrolment.name),
-        data: serde_json::json!({ "sudo_conf": conf.display().to_string(), "message": message, "alert": !*intact }),
+        data: serde_json::json!({ "sudo_conf": conf.display().to_string(), "message": message, "alert": !intact }),
     };
     let spooled = agent.spool.lock().expect("spool lock").append(&[event]);
     match spooled {

@@ -276,16 +276,29 @@ pub fn uninstall(setup: &SudoSetup) -> anyhow::Result<String> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Installed {
     pub sudo_conf: PathBuf,
+    /// The sudo binary whose plugins these are (a switch to sudo-rs would ignore them).
+    #[serde(default = "default_sudo")]
+    pub sudo: PathBuf,
     /// The managed block, exactly.
     pub block: String,
     pub plugin: PathBuf,
     pub plugin_sha256: String,
 }
 
+fn default_sudo() -> PathBuf {
+    PathBuf::from("/usr/bin/sudo")
+}
+
 impl Installed {
-    /// `Ok` while sudo.conf holds the exact block and the plugin file is the one installed;
-    /// otherwise what changed.
+    /// `Ok` while sudo.conf holds the exact block, the plugin file is the one installed and
+    /// sudo is still a sudo that loads plugins; otherwise what changed.
     pub fn check(&self) -> Result<(), String> {
+        if let Flavour::SudoRs { version } = host_sudo(&self.sudo) {
+            return Err(format!(
+                "{} is now sudo-rs {version}, which ignores the plugins",
+                self.sudo.display()
+            ));
+        }
         let conf = self.sudo_conf.display();
         let text = fs::read_to_string(&self.sudo_conf).unwrap_or_default();
         if !text.contains(&self.block) {
@@ -318,6 +331,7 @@ fn write_marker(setup: &SudoSetup) -> anyhow::Result<()> {
     fs::create_dir_all(&setup.state_dir)?;
     let installed = Installed {
         sudo_conf: setup.sudo_conf.clone(),
+        sudo: setup.sudo.clone(),
         block: block(&setup.plugin, &setup.socket),
         plugin: setup.plugin.clone(),
         plugin_sha256: sha256_of(&setup.plugin)

@@ -40,6 +40,22 @@ fn sudo_through_elevate(world: &World) -> Option<()> {
     Some(())
 }
 
+/// Waits until `elevate status` shows `needle` (the agent re-checks every refresh, 1 s here).
+fn status_eventually(world: &World, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let shown = text(&world.elevate_as("alice", &["status"], &[]).stdout);
+        if shown.contains(needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never said {needle:?}:\n{shown}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn sudo_as(user: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.args([
@@ -264,12 +280,7 @@ fn install_sudo_is_safe_idempotent_reversible_and_watched() {
                 std::fs::read_to_string("/etc/sudo.conf.elevate-backup").unwrap(),
                 original
             );
-            let status = |world: &World| text(&world.elevate_as("alice", &["status"], &[]).stdout);
-            assert!(
-                status(&world).contains("records: sudo plugin: on"),
-                "{}",
-                status(&world)
-            );
+            status_eventually(&world, "records: sudo plugin: on");
             // Now the policy decides.
             let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
             assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
@@ -292,11 +303,9 @@ fn install_sudo_is_safe_idempotent_reversible_and_watched() {
             world.eventually_in_audit("removing the plugin lines went unnoticed", |records| {
                 records.iter().any(|r| r["action"] == "sudo.plugin_removed")
             });
-            assert!(
-                status(&world)
-                    .contains("sudo plugin: NOT WORKING (the Elevate plugin lines are gone"),
-                "{}",
-                status(&world)
+            status_eventually(
+                &world,
+                "sudo plugin: NOT WORKING (the Elevate plugin lines are gone",
             );
             let out = elevated_sudo(&world, "install-sudo", "/usr/bin/sudo");
             assert!(out.status.success(), "{}", text(&out.stderr));
@@ -305,16 +314,30 @@ fn install_sudo_is_safe_idempotent_reversible_and_watched() {
                     .iter()
                     .any(|r| r["action"] == "sudo.plugin_restored")
             });
+            // sudo itself swapped for sudo-rs (which ignores plugins) under the installed block.
+            let fake = world.program(
+                "sudo-rs",
+                "sudo",
+                "#!/bin/sh\necho 'sudo-rs 0.2.6'\n",
+                0o755,
+            );
+            let mount = |args: &[&str]| {
+                assert!(Command::new("mount").args(args).status().unwrap().success());
+            };
+            mount(&["--bind", fake.to_str().unwrap(), "/usr/bin/sudo"]);
+            status_eventually(&world, "is now sudo-rs 0.2.6, which ignores the plugins");
+            assert!(Command::new("umount")
+                .arg("/usr/bin/sudo")
+                .status()
+                .unwrap()
+                .success());
+            status_eventually(&world, "records: sudo plugin: on");
 
             // Uninstalling gives back exactly the file that was there.
             let out = elevated_sudo(&world, "uninstall-sudo", "/usr/bin/sudo");
             assert!(out.status.success(), "{}", text(&out.stderr));
             assert_eq!(std::fs::read_to_string("/etc/sudo.conf").unwrap(), original);
-            assert!(
-                status(&world).contains("sudo plugin: off"),
-                "{}",
-                status(&world)
-            );
+            status_eventually(&world, "sudo plugin: off");
             let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "echo ran"]);
             assert_eq!(text(&out.stdout), "ran\n");
         },
@@ -359,10 +382,9 @@ fn install_sudo_refuses_sudo_rs() {
             .status()
             .unwrap();
         assert!(status.success());
-        let shown = text(&world.elevate_as("alice", &["status"], &[]).stdout);
-        assert!(
-            shown.contains("sudo plugin: impossible here (this host's sudo is sudo-rs"),
-            "{shown}"
+        status_eventually(
+            &world,
+            "sudo plugin: impossible here (this host's sudo is sudo-rs",
         );
     });
 }
