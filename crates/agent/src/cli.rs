@@ -92,6 +92,22 @@ fn host_name() -> String {
         .into_owned()
 }
 
+/// The agent holds descriptors for what it serves and supervises (sockets, pidfds, ptys):
+/// the soft limit (often 1024) is raised to the hard one, so a busy machine does not run out.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
     crate::os::memory::single_malloc_arena();
@@ -103,6 +119,7 @@ pub fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_open_file_limit();
     let cli = Cli::parse();
     if !rustix::process::geteuid().is_root() {
         anyhow::bail!("elevated must run as root");

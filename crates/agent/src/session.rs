@@ -594,6 +594,8 @@ pub(crate) struct SudoRun {
 
 /// Most commands remembered between `Allowed` and their end (a `kill -9`'d sudo never reports).
 const MAX_SUDO_RUNS: usize = 4096;
+/// From this many on, each new one first drops those whose sudo is gone (each holds a pidfd).
+const PRUNE_SUDO_RUNS_FROM: usize = 64;
 
 fn remember_sudo_run(
     agent: &Agent,
@@ -604,8 +606,8 @@ fn remember_sudo_run(
     discovery: Option<serde_json::Value>,
 ) {
     let mut runs = agent.sudo_runs.lock().expect("sudo runs lock");
-    if runs.len() >= MAX_SUDO_RUNS {
-        // First those whose sudo is gone without a report.
+    if runs.len() >= PRUNE_SUDO_RUNS_FROM {
+        // Those whose sudo is gone without a report hold a descriptor for nothing.
         runs.retain(|_, r| r.sudo.still_there());
     }
     if runs.len() >= MAX_SUDO_RUNS {
