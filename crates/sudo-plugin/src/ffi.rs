@@ -138,6 +138,40 @@ struct AuditState {
 
 static AUDIT: Mutex<Option<AuditState>> = Mutex::new(None);
 
+/// Both plugins speak plugin API 1.x.
+fn supported(version: c_uint) -> Result<(), String> {
+    if version >> 16 != SUDO_API_VERSION_MAJOR {
+        return Err(format!(
+            "elevate: sudo's plugin API {}.{} is not supported",
+            version >> 16,
+            version & 0xffff
+        ));
+    }
+    Ok(())
+}
+
+/// What an `open` returns to sudo: 1, or -1 with the reason printed and in `errstr` (never 0,
+/// which would make sudo drop the plugin and carry on without it).
+///
+/// # Safety
+/// `errstr` is null or valid for one pointer write.
+unsafe fn open_answer(
+    opened: std::thread::Result<Result<(), String>>,
+    printf: Option<PrintfFn>,
+    errstr: *mut *const c_char,
+) -> c_int {
+    match opened {
+        Ok(Ok(())) => 1,
+        Ok(Err(message)) => {
+            print(printf, SUDO_CONV_ERROR_MSG, &message);
+            // SAFETY: the caller's contract on `errstr`.
+            unsafe { error(errstr, &message) }
+        }
+        // SAFETY: as above.
+        Err(_) => unsafe { error(errstr, "elevate: internal error in the sudo plugin") },
+    }
+}
+
 unsafe extern "C" fn audit_open(
     version: c_uint,
     _conversation: Option<ConvFn>,
@@ -151,13 +185,7 @@ unsafe extern "C" fn audit_open(
     errstr: *mut *const c_char,
 ) -> c_int {
     let opened = catch_unwind(AssertUnwindSafe(|| {
-        if version >> 16 != SUDO_API_VERSION_MAJOR {
-            return Err(format!(
-                "elevate: sudo's plugin API {}.{} is not supported",
-                version >> 16,
-                version & 0xffff
-            ));
-        }
+        supported(version)?;
         // SAFETY: sudo passes NULL-terminated arrays of C strings (or NULL) for these lists.
         let (argv, options) = unsafe { (strings(submit_argv), strings(plugin_options)) };
         let skip = usize::try_from(submit_optind).unwrap_or(0).min(argv.len());
@@ -170,16 +198,8 @@ unsafe extern "C" fn audit_open(
         });
         Ok(())
     }));
-    match opened {
-        Ok(Ok(())) => 1,
-        Ok(Err(message)) => {
-            print(sudo_printf, SUDO_CONV_ERROR_MSG, &message);
-            // SAFETY: `errstr` comes from sudo, valid for a write or null.
-            unsafe { error(errstr, &message) }
-        }
-        // SAFETY: as above.
-        Err(_) => unsafe { error(errstr, "elevate: internal error in the sudo plugin") },
-    }
+    // SAFETY: `errstr` comes from sudo, valid for a write or null.
+    unsafe { open_answer(opened, sudo_printf, errstr) }
 }
 
 /// The end of the command sudo ran: reported under the request the approval plugin was allowed.
@@ -359,13 +379,7 @@ unsafe extern "C" fn approval_open(
     errstr: *mut *const c_char,
 ) -> c_int {
     let opened = catch_unwind(AssertUnwindSafe(|| {
-        if version >> 16 != SUDO_API_VERSION_MAJOR {
-            return Err(format!(
-                "elevate: sudo's plugin API {}.{} is not supported",
-                version >> 16,
-                version & 0xffff
-            ));
-        }
+        supported(version)?;
         // SAFETY: sudo passes NULL-terminated arrays of C strings (or NULL) for these lists.
         let (settings, user_info, options) = unsafe {
             (
@@ -386,16 +400,8 @@ unsafe extern "C" fn approval_open(
         });
         Ok(())
     }));
-    match opened {
-        Ok(Ok(())) => 1,
-        Ok(Err(message)) => {
-            print(sudo_printf, SUDO_CONV_ERROR_MSG, &message);
-            // SAFETY: `errstr` comes from sudo, valid for a write or null.
-            unsafe { error(errstr, &message) }
-        }
-        // SAFETY: as above.
-        Err(_) => unsafe { error(errstr, "elevate: internal error in the sudo plugin") },
-    }
+    // SAFETY: `errstr` comes from sudo, valid for a write or null.
+    unsafe { open_answer(opened, sudo_printf, errstr) }
 }
 
 unsafe extern "C" fn approval_close() {
@@ -594,5 +600,48 @@ impl Conversation for SudoConversation {
             answer
         };
         Some(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sudo drops an approval plugin whose `open` returns 0 and carries on without it: `open`
+    /// answers 1 or -1, never 0.
+    #[test]
+    fn open_never_answers_zero() {
+        let empty: [*const c_char; 1] = [std::ptr::null()];
+        let mut errstr: *const c_char = std::ptr::null();
+        let open = |version: c_uint, errstr: &mut *const c_char| {
+            // SAFETY: empty NULL-terminated lists, no printf or conversation, and a valid slot
+            // for `errstr`, as sudo would pass.
+            unsafe {
+                approval_open(
+                    version,
+                    None,
+                    None,
+                    empty.as_ptr(),
+                    empty.as_ptr(),
+                    0,
+                    empty.as_ptr(),
+                    empty.as_ptr(),
+                    empty.as_ptr(),
+                    errstr,
+                )
+            }
+        };
+        assert_eq!(
+            open(2 << 16, &mut errstr),
+            -1,
+            "an unknown major API version"
+        );
+        assert!(!errstr.is_null());
+        // SAFETY: `error` stored a NUL-terminated string kept alive in ERRSTR.
+        let said = unsafe { CStr::from_ptr(errstr) }
+            .to_string_lossy()
+            .into_owned();
+        assert!(said.contains("not supported"), "{said}");
+        assert_eq!(open(SUDO_API_VERSION, &mut errstr), 1);
     }
 }
