@@ -183,6 +183,11 @@ pub fn system_filesystem(fd: impl std::os::fd::AsFd) -> Result<(), String> {
 
 /// SHA-256 of the whole file read through the descriptor (positioned reads, so the offset
 /// stays at 0), and whether it starts with `#!`.
+/// SHA-256 of the file at `path`, read as `resolve` reads a binary.
+pub fn file_sha256(path: &std::path::Path) -> io::Result<String> {
+    hash(&File::open(path)?).map(|(digest, _)| digest)
+}
+
 fn hash(file: &File) -> io::Result<(String, bool)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];

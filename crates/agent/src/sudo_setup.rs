@@ -308,7 +308,7 @@ impl Installed {
                 format!("the Elevate plugin lines are gone from {conf}")
             });
         }
-        match sha256_of(&self.plugin) {
+        match crate::resolve::file_sha256(&self.plugin) {
             Ok(h) if h == self.plugin_sha256 => Ok(()),
             Ok(_) => Err(format!(
                 "the plugin file {} was replaced",
@@ -322,11 +322,6 @@ impl Installed {
     }
 }
 
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest as _;
-    Ok(hex::encode(sha2::Sha256::digest(fs::read(path)?)))
-}
-
 fn write_marker(setup: &SudoSetup) -> anyhow::Result<()> {
     fs::create_dir_all(&setup.state_dir)?;
     let installed = Installed {
@@ -334,7 +329,7 @@ fn write_marker(setup: &SudoSetup) -> anyhow::Result<()> {
         sudo: setup.sudo.clone(),
         block: block(&setup.plugin, &setup.socket),
         plugin: setup.plugin.clone(),
-        plugin_sha256: sha256_of(&setup.plugin)
+        plugin_sha256: crate::resolve::file_sha256(&setup.plugin)
             .with_context(|| format!("cannot read {}", setup.plugin.display()))?,
     };
     replace_file(
