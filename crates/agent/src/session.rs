@@ -834,16 +834,9 @@ async fn run(
             }
         }
         Outcome::Approve(_) => {
-            let new = NewRequest {
-                user: caller.name.clone(),
-                uid: caller.uid,
-                groups: caller.groups.clone(),
-                target,
-                reason,
-                channel: Channel::Native,
-                // Shown to approvers: the directory the kernel says the caller is in.
-                cwd: caller_dir.workdir(true).map(|w| w.shown()),
-            };
+            // Shown to approvers: the directory the kernel says the caller is in.
+            let cwd = caller_dir.workdir(true).map(|w| w.shown());
+            let new = new_request(&caller, target, reason, Channel::Native, cwd);
             let Some(approved) = ask_approvers(agent, conn, &new).await else {
                 return;
             };
@@ -930,15 +923,7 @@ async fn decide_for_sudo(
             .await;
         }
         Outcome::Approve(_) => {
-            let new = NewRequest {
-                user: caller.name.clone(),
-                uid: caller.uid,
-                groups: caller.groups.clone(),
-                target,
-                reason,
-                channel: Channel::Sudo,
-                cwd: Some(cwd),
-            };
+            let new = new_request(caller, target, reason, Channel::Sudo, Some(cwd));
             let Some(approved) = ask_approvers(agent, conn, &new).await else {
                 return;
             };
@@ -951,6 +936,25 @@ async fn decide_for_sudo(
             })
             .await;
         }
+    }
+}
+
+/// The request approvers are asked about, for `caller`.
+fn new_request(
+    caller: &Caller,
+    target: WireTarget,
+    reason: Option<String>,
+    channel: Channel,
+    cwd: Option<String>,
+) -> NewRequest {
+    NewRequest {
+        user: caller.name.clone(),
+        uid: caller.uid,
+        groups: caller.groups.clone(),
+        target,
+        reason,
+        channel,
+        cwd,
     }
 }
 
