@@ -286,19 +286,8 @@ fn a_detached_interactive_command_keeps_a_drained_terminal() {
                 0o755,
             );
             let shell = format!("exec {} {}", world.elevate.display(), job.display());
-            let mut script = std::process::Command::new("setpriv")
-                .args([
-                    "--reuid",
-                    "alice",
-                    "--regid",
-                    "alice",
-                    "--init-groups",
-                    "--",
-                ])
-                .args(["script", "-qec", &shell, "/dev/null"])
-                .env_clear()
-                .env("PATH", "/usr/bin:/bin")
-                .env("ELEVATE_SOCKET", &world.socket)
+            let mut script = world
+                .in_terminal_as("alice", &shell)
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

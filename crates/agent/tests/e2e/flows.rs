@@ -236,25 +236,10 @@ fn interactive_commands_get_a_terminal_of_their_own() {
                 "tty; {elevate} /usr/bin/tty; {elevate} /usr/bin/head -n1",
                 elevate = world.elevate.display()
             );
-            let mut cmd = std::process::Command::new("setpriv");
-            cmd.args([
-                "--reuid",
-                "alice",
-                "--regid",
-                "alice",
-                "--init-groups",
-                "--",
-                "script",
-                "-qec",
-                &shell,
-                "/dev/null",
-            ])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("ELEVATE_SOCKET", &world.socket)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            let mut cmd = world.in_terminal_as("alice", &shell);
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
             let mut child = cmd.spawn().unwrap();
             {
                 use std::io::Write;
@@ -346,19 +331,8 @@ fn output_to_the_users_terminal_is_relayed_not_handed_over() {
                 world.elevate.display(),
                 prog.display()
             );
-            let out = std::process::Command::new("setpriv")
-                .args([
-                    "--reuid",
-                    "alice",
-                    "--regid",
-                    "alice",
-                    "--init-groups",
-                    "--",
-                ])
-                .args(["script", "-qec", &shell, "/dev/null"])
-                .env_clear()
-                .env("PATH", "/usr/bin:/bin")
-                .env("ELEVATE_SOCKET", &world.socket)
+            let out = world
+                .in_terminal_as("alice", &shell)
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();

@@ -256,6 +256,18 @@ impl World {
         cmd
     }
 
+    /// `shell` run as `user` under `script`, which gives it a terminal as a person at a
+    /// keyboard has (stdio left for the caller to set).
+    pub fn in_terminal_as(&self, user: &str, shell: &str) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .args(["script", "-qec", shell, "/dev/null"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ELEVATE_SOCKET", &self.socket);
+        cmd
+    }
+
     pub fn elevate_as(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         self.command_as(user, args, env).output().unwrap()
     }
