@@ -1,5 +1,5 @@
 //! The `elevated` command line: `run` (the daemon, default), `enrol`, `install-sudo`,
-//! `uninstall-sudo`.
+//! `uninstall-sudo`, and the hidden `session-reaper` the agent starts for each admin session.
 //!
 //! Must never: print the device credential or secret.
 
@@ -32,6 +32,10 @@ enum Command {
         /// Seconds between policy refreshes.
         #[arg(long, default_value_t = 60)]
         refresh_secs: u64,
+        /// The cgroup (v2) folder admin sessions are made in (default: `elevate` at the top of
+        /// the cgroup v2 hierarchy). Only for agents that share a kernel, such as tests.
+        #[arg(long)]
+        cgroup_root: Option<PathBuf>,
     },
     /// Enrol this device with a one-time token from `elevatectl enrol-token create`.
     Enrol {
@@ -54,6 +58,13 @@ enum Command {
     UninstallSudo {
         #[command(flatten)]
         sudo: SudoArgs,
+    },
+    /// Internal: started by the agent for each admin session; ends it at its expiry even when
+    /// the agent is gone.
+    #[command(hide = true)]
+    SessionReaper {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -131,14 +142,17 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run {
         socket: crate::DEFAULT_SOCKET.into(),
         refresh_secs: 60,
+        cgroup_root: None,
     }) {
         Command::Run {
             socket,
             refresh_secs,
+            cgroup_root,
         } => runtime.block_on(crate::daemon::run(AgentConfig {
             socket,
             state_dir: cli.state_dir,
             refresh: Duration::from_secs(refresh_secs.max(1)),
+            cgroup_root,
         })),
         Command::Enrol {
             server,
@@ -172,6 +186,7 @@ pub fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::SessionReaper { id } => crate::grants::Places::system(&cli.state_dir).reap(&id),
         Command::UninstallSudo { sudo } => {
             println!(
                 "{}",

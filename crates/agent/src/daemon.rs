@@ -66,6 +66,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// How often the policy is fetched again.
     pub refresh: Duration,
+    /// The cgroup folder for admin sessions, instead of `elevate` at the top of the cgroup v2
+    /// hierarchy (for agents sharing one kernel, such as tests).
+    pub cgroup_root: Option<PathBuf>,
 }
 
 /// The agent's shared state.
@@ -87,6 +90,10 @@ pub struct Agent {
     pub(crate) per_user: Arc<PerUser>,
     /// What records elevation here, as the refresh loop last found it.
     collectors: Mutex<Vec<String>>,
+    /// Where admin sessions are kept and enforced.
+    pub places: crate::grants::Places,
+    /// Held while admin-session ends are reported, so each is reported once.
+    pub(crate) session_reports: tokio::sync::Mutex<()>,
 }
 
 impl Agent {
@@ -118,6 +125,8 @@ impl Agent {
             sudo_runs: Mutex::default(),
             per_user: Arc::default(),
             collectors: Mutex::default(),
+            places: crate::grants::Places::system(state_dir),
+            session_reports: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -179,6 +188,7 @@ impl Agent {
             spooled_events: self.spool.lock().expect("spool lock").pending(),
             open_requests: None,
             collectors: self.collectors(),
+            admin_sessions: Vec::new(),
         }
     }
 
@@ -263,11 +273,37 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
     loop {
         // First, so the status is right from the start even when the server is slow.
         watch_sudo_conf(&agent, &mut sudo_conf);
+        sweep_admin_sessions(&agent, crate::grants::EndedBy::Expiry).await;
         if let Err(e) = agent.refresh_policy().await {
             tracing::warn!(error = %format!("{e:#}"), "policy refresh failed; keeping the cached policy");
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Ends admin sessions past their expiry (and removes session rules nobody accounts for), then
+/// reports every recorded end, whoever ended it.
+pub(crate) async fn sweep_admin_sessions(agent: &Arc<Agent>, by: crate::grants::EndedBy) {
+    let places = agent.places.clone();
+    let swept = tokio::task::spawn_blocking(move || places.sweep(Timestamp::now(), by)).await;
+    match swept {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot end expired admin sessions")
+        }
+        Err(e) => tracing::error!(error = %e, "the admin-session sweep failed"),
+    }
+    crate::session::report_ends(agent).await;
+}
+
+/// Ends admin session `id` at `expires` while the agent lives (its reaper does the same if the
+/// agent is gone by then).
+pub(crate) fn end_on_time(agent: Arc<Agent>, expires: Timestamp) {
+    tokio::spawn(async move {
+        let left = expires.duration_since(Timestamp::now());
+        tokio::time::sleep(left.unsigned_abs()).await;
+        sweep_admin_sessions(&agent, crate::grants::EndedBy::Expiry).await;
+    });
 }
 
 /// After `install-sudo`, the plugin lines must stay in sudo.conf: their disappearance (someone
@@ -405,7 +441,11 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 
 /// Runs the agent until the process is stopped.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let agent = Arc::new(Agent::load(&config.state_dir)?);
+    let mut agent = Agent::load(&config.state_dir)?;
+    if let Some(root) = config.cgroup_root {
+        agent.places.cgroups = Some(root);
+    }
+    let agent = Arc::new(agent);
     let listener = bind(&config.socket)?;
     // Read dpkg's database once before serving (on this thread: a helper thread would keep a
     // malloc arena of its own for the agent's lifetime).
@@ -414,6 +454,22 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .lock()
         .expect("packages lock")
         .owner("/usr/bin/true");
+    // Admin sessions that ran out while the agent was down (or the machine was off) end now;
+    // those still open get their reaper and timer back.
+    sweep_admin_sessions(&agent, crate::grants::EndedBy::StartSweep).await;
+    match agent.places.read() {
+        Ok(ledger) => {
+            for s in ledger.iter().filter(|s| s.is_open_at(Timestamp::now())) {
+                if let Err(e) = crate::grants::spawn_reaper(&agent.state_dir, &s.id) {
+                    tracing::error!(error = %format!("{e:#}"), session = %s.id, "cannot restart a session's reaper");
+                }
+                end_on_time(agent.clone(), s.expires);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot read the admin-session ledger")
+        }
+    }
     tokio::spawn(refresh_loop(agent.clone(), config.refresh));
     tokio::spawn(deliver_loop(agent.clone()));
     tracing::info!(socket = %config.socket.display(), device = %agent.enrolment.name, "elevated is listening");

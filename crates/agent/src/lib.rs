@@ -12,12 +12,14 @@ pub mod cache;
 pub mod cli;
 pub mod daemon;
 pub mod enrolment;
+pub mod grants;
 pub mod os;
 pub mod packages;
 pub mod resolve;
 mod session;
 pub mod spool;
 pub mod sudo_setup;
+pub mod sudoers;
 pub mod upstream;
 pub mod users;
 

@@ -20,9 +20,12 @@ use tokio::net::UnixStream;
 
 use crate::daemon::Agent;
 use crate::os;
+
+mod admin;
 use crate::resolve::{resolve, SECURE_PATH};
 use crate::upstream::UpstreamError;
 use crate::users::Caller;
+pub(crate) use admin::report_ends;
 
 /// Longest reason accepted (the server's limit too).
 const MAX_REASON: usize = 4096;
@@ -336,8 +339,29 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             }
             conn.send(&AgentFrame::Recorded).await;
         }
+        Ok(Ok(Some(ClientFrame::Session {
+            version,
+            duration_secs,
+            reason,
+        }))) => {
+            if version != VERSION {
+                return conn
+                    .refuse("version", format!("this agent speaks protocol {VERSION}, the client {version}; update elevate"))
+                    .await;
+            }
+            admin::open(&agent, &mut conn, cred.uid(), duration_secs, reason).await;
+        }
+        Ok(Ok(Some(ClientFrame::EndSession { version }))) => {
+            if version != VERSION {
+                return conn
+                    .refuse("version", format!("this agent speaks protocol {VERSION}, the client {version}; update elevate"))
+                    .await;
+            }
+            admin::end(&agent, &mut conn, cred.uid()).await;
+        }
         Ok(Ok(Some(ClientFrame::Status))) => {
             let mut status = agent.status();
+            status.admin_sessions = admin::summaries(&agent, cred.uid());
             if let Ok(caller) = agent.caller(cred.uid()) {
                 let pending = agent.upstream.requests(&caller.name, Some("pending")).await;
                 status.open_requests = pending.ok().map(|r| r.len() as u64);
@@ -577,6 +601,9 @@ struct SudoSide {
     cwd: String,
     can_wait: bool,
     peer: os::process::PeerProcess,
+    /// The user's open admin session: what the policy would ask approvers about runs at once,
+    /// in the session's cgroup.
+    session: Option<crate::grants::AdminSession>,
 }
 
 /// A command sudo was allowed to run, until the audit plugin reports its end.
@@ -779,6 +806,7 @@ async fn run(
                     cwd,
                     can_wait,
                     peer,
+                    session: agent.places.open_for(caller.uid, jiff::Timestamp::now()),
                 },
             )
             .await;
@@ -889,7 +917,36 @@ async fn decide_for_sudo(
         cwd,
         can_wait,
         peer,
+        session,
     } = sudo;
+    if let (Some(session), false) = (session, matches!(decision.outcome, Outcome::Deny { .. })) {
+        // Within an admin session the policy's approvals are given; its denials still hold.
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut view = view.clone();
+        view.outcome = "auto".into();
+        view.explanation = format!(
+            "admin session {} is open until {}; {}",
+            session.id, session.expires, view.explanation
+        );
+        let running = serde_json::json!({ "sha256": binary.sha256, "channel": "sudo",
+            "admin_session": session.id });
+        if let Err(e) = record_local_decision(agent, caller, &id, facts, &view, Some(running)) {
+            return conn
+                .refuse(
+                    "audit",
+                    format!("cannot record the request ({e}); nothing runs"),
+                )
+                .await;
+        }
+        conn.send(&decided(&id, &view)).await;
+        remember_sudo_run(agent, &id, caller, Record::Local, peer, None);
+        conn.send(&AgentFrame::Allowed {
+            request_id: id,
+            cgroup: Some(session.cgroup.display().to_string()),
+        })
+        .await;
+        return;
+    }
     match &decision.outcome {
         Outcome::Deny { .. } | Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
@@ -909,7 +966,11 @@ async fn decide_for_sudo(
             conn.send(&decided(&id, view)).await;
             if allowed {
                 remember_sudo_run(agent, &id, caller, Record::Local, peer, discovery);
-                conn.send(&AgentFrame::Allowed { request_id: id }).await;
+                conn.send(&AgentFrame::Allowed {
+                    request_id: id,
+                    cgroup: None,
+                })
+                .await;
             }
         }
         Outcome::Approve(_) if !can_wait => {
@@ -933,6 +994,7 @@ async fn decide_for_sudo(
             remember_sudo_run(agent, &approved.id, caller, Record::Server, peer, None);
             conn.send(&AgentFrame::Allowed {
                 request_id: approved.id,
+                cgroup: None,
             })
             .await;
         }

@@ -170,7 +170,7 @@ fn check_plugin(plugin: &Path) -> anyhow::Result<()> {
 
 /// Writes `text` to `path` through a temporary file in the same folder, flushed, with `mode`,
 /// then renamed over it (a reader sees the old file or the new one, never a mix).
-fn replace_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn replace_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
     let dir = path.parent().context("a file without a folder")?;
     let tmp = dir.join(format!(
         ".{}.elevate-tmp",

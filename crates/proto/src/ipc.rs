@@ -73,6 +73,18 @@ pub enum ClientFrame {
         /// A failure rather than a refusal.
         error: bool,
     },
+    /// Open a time-limited admin session (`elevate session 30m`): decided by the policy like a
+    /// command, and when allowed the caller's sudo works without further questions until it
+    /// ends. Answered like `Run` up to the decision, then `SessionOpened`.
+    Session {
+        version: u32,
+        /// How long, in seconds.
+        duration_secs: u64,
+        reason: Option<String>,
+    },
+    /// End the caller's open admin sessions now (`elevate session end`); their processes are
+    /// stopped. Answered with `SessionsEnded`.
+    EndSession { version: u32 },
     /// Deliver this signal to the running command (forwarded Ctrl-C and friends).
     Signal { signo: i32 },
     /// Give up waiting for an approval.
@@ -120,7 +132,22 @@ pub enum AgentFrame {
     Started { pid: i32 },
     /// To the sudo plugin: the decision and its start are recorded; sudo may run the command.
     /// Nothing else allows it (an error, a denial or a closed connection all refuse).
-    Allowed { request_id: String },
+    Allowed {
+        request_id: String,
+        /// Within an admin session: the session's cgroup (v2 directory), which sudo must join
+        /// before it runs the command, so that the command is stopped when the session ends
+        /// even if sudo itself is killed. sudo must refuse to run if it cannot join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<String>,
+    },
+    /// An admin session is open until `expires` (RFC 3339, UTC).
+    SessionOpened {
+        request_id: String,
+        expires: String,
+        remaining_secs: u64,
+    },
+    /// `EndSession` ended this many admin sessions.
+    SessionsEnded { count: u64 },
     /// To the sudo audit plugin: its report is recorded.
     Recorded,
     /// The command ended: its exit code, or the signal that ended it.
@@ -168,6 +195,19 @@ pub struct AgentStatus {
     /// saying whether each is on.
     #[serde(default)]
     pub collectors: Vec<String>,
+    /// The caller's open admin sessions.
+    #[serde(default)]
+    pub admin_sessions: Vec<AdminSessionSummary>,
+}
+
+/// One of the caller's open admin sessions, for `elevate status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSessionSummary {
+    pub request_id: String,
+    /// RFC 3339, UTC.
+    pub expires: String,
+    pub remaining_secs: u64,
 }
 
 /// Why bytes are not a frame.

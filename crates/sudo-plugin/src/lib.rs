@@ -253,7 +253,16 @@ fn exchange(
                 ));
                 return Exchange::Done(Verdict::Deny);
             }
-            AgentFrame::Allowed { request_id } => {
+            AgentFrame::Allowed { request_id, cgroup } => {
+                // In an admin session, sudo (and so the command it forks) joins the session's
+                // cgroup, which is killed when the session ends: without it, nothing runs.
+                if let Some(cgroup) = cgroup {
+                    if let Err(e) = join_cgroup(Path::new(&cgroup)) {
+                        return fail(format!(
+                            "elevate: cannot join the admin session's cgroup {cgroup} ({e}); nothing runs"
+                        ));
+                    }
+                }
                 remember_allowed(request_id);
                 return Exchange::Done(Verdict::Allow);
             }
@@ -271,6 +280,15 @@ fn exchange(
             }
         }
     }
+}
+
+/// Moves this process (sudo) into `cgroup`: the command sudo forks next is born there.
+fn join_cgroup(cgroup: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup.join("cgroup.procs"))?;
+    procs.write_all(format!("{}\n", std::process::id()).as_bytes())
 }
 
 /// The request sudo was allowed to run, for the audit plugin's report of its end: both plugins

@@ -141,6 +141,7 @@ fn sudo_lists_become_a_request() {
 fn only_an_explicit_allowed_lets_sudo_run() {
     let _serial = serial();
     let allowed = AgentFrame::Allowed {
+        cgroup: None,
         request_id: "r1".into(),
     };
     let (socket, agent) = agent(vec![
@@ -173,6 +174,40 @@ fn only_an_explicit_allowed_lets_sudo_run() {
 }
 
 #[test]
+fn within_an_admin_session_sudo_runs_only_once_it_is_in_the_sessions_cgroup() {
+    let _serial = serial();
+    // A cgroup this process can join: a plain folder with a `cgroup.procs` file stands in (the
+    // plugin writes its pid there; the kernel's file moves it).
+    let joinable = std::env::temp_dir().join(format!("elevate-cg-{}", std::process::id()));
+    std::fs::create_dir_all(&joinable).unwrap();
+    std::fs::write(joinable.join("cgroup.procs"), "").unwrap();
+    let in_session = |cgroup: &std::path::Path| AgentFrame::Allowed {
+        request_id: "r1".into(),
+        cgroup: Some(cgroup.display().to_string()),
+    };
+    let (socket, agent) = agent(vec![
+        vec![decided("auto", None), in_session(&joinable)],
+        vec![
+            decided("auto", None),
+            in_session(std::path::Path::new("/nonexistent/elevate/session-x")),
+        ],
+    ]);
+    let mut conv = Recorded::default();
+    assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Allow);
+    assert_eq!(
+        std::fs::read_to_string(joinable.join("cgroup.procs")).unwrap(),
+        format!("{}\n", std::process::id())
+    );
+    assert!(matches!(
+        check(&socket, &ask(true), &mut conv),
+        Verdict::Error(m) if m.contains("cannot join the admin session's cgroup")
+    ));
+    agent.join().unwrap();
+    let _ = take_allowed();
+    std::fs::remove_dir_all(&joinable).unwrap();
+}
+
+#[test]
 fn an_approval_is_waited_for_and_shown() {
     let _serial = serial();
     let (socket, agent) = agent(vec![
@@ -187,6 +222,7 @@ fn an_approval_is_waited_for_and_shown() {
                 comment: Some("go ahead".into()),
             },
             AgentFrame::Allowed {
+                cgroup: None,
                 request_id: "r1".into(),
             },
         ],
@@ -221,6 +257,7 @@ fn a_required_reason_is_asked_for_once() {
         vec![
             decided("auto", None),
             AgentFrame::Allowed {
+                cgroup: None,
                 request_id: "r1".into(),
             },
         ],
@@ -274,6 +311,7 @@ fn the_end_of_an_allowed_command_is_reported_under_its_request() {
         vec![
             decided("auto", None),
             AgentFrame::Allowed {
+                cgroup: None,
                 request_id: "r42".into(),
             },
         ],

@@ -5,6 +5,7 @@
 //! Each test re-runs itself inside `unshare --mount`; without root it says so and skips (CI runs
 //! as root and sets ELEVATE_REQUIRE_ROOT=1, so there it cannot skip).
 
+mod admin_sessions;
 mod attacks;
 mod flows;
 mod sudo;

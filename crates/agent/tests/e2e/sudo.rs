@@ -11,7 +11,7 @@ use crate::{namespaced, World};
 /// Routes sudo through the plugin (in this namespace's copy of /etc) and lets alice and bob use
 /// sudo as broadly as standing admins do today. `None` (with the reason printed) when sudo is
 /// not installed and the run does not require it.
-fn sudo_through_elevate(world: &World) -> Option<()> {
+pub(crate) fn sudo_through_elevate(world: &World) -> Option<()> {
     if !std::path::Path::new("/usr/bin/sudo").exists() {
         assert!(
             std::env::var("ELEVATE_REQUIRE_ROOT").as_deref() != Ok("1"),
@@ -41,7 +41,7 @@ fn sudo_through_elevate(world: &World) -> Option<()> {
 }
 
 /// Waits until `elevate status` shows `needle` (the agent re-checks every refresh, 1 s here).
-fn status_eventually(world: &World, needle: &str) {
+pub(crate) fn status_eventually(world: &World, needle: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let shown = text(&world.elevate_as("alice", &["status"], &[]).stdout);
@@ -56,7 +56,7 @@ fn status_eventually(world: &World, needle: &str) {
     }
 }
 
-fn sudo_as(user: &str, args: &[&str]) -> Command {
+pub(crate) fn sudo_as(user: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.args([
         "--reuid",
@@ -76,7 +76,7 @@ fn sudo_as(user: &str, args: &[&str]) -> Command {
     cmd
 }
 
-fn sudo(user: &str, args: &[&str]) -> Output {
+pub(crate) fn sudo(user: &str, args: &[&str]) -> Output {
     sudo_as(user, args).output().unwrap()
 }
 
@@ -240,7 +240,7 @@ fn exit_statuses_and_sudos_own_refusals_reach_the_audit_trail() {
 }
 
 /// `elevated install-sudo` / `uninstall-sudo` against this world's agent and plugin.
-fn elevated_sudo(world: &World, command: &str, sudo: &str) -> Output {
+pub(crate) fn elevated_sudo(world: &World, command: &str, sudo: &str) -> Output {
     let plugin = elevate_testkit::cargo_cdylib("elevate-sudo-plugin", "elevate_sudo");
     Command::new(elevate_testkit::cargo_bin("elevated"))
         .arg("--state-dir")

@@ -90,6 +90,13 @@ reason = "required"
 action = "auto"
 
 [[rule]]
+name = "developers may open short admin sessions"
+who = { groups = ["developers"] }
+what = { session = true }
+session_max = "1h"
+action = "auto"
+
+[[rule]]
 name = "developers may run the diagnostics"
 who = { groups = ["developers"] }
 what = { paths = ["/usr/bin/id", "/usr/bin/env", "/usr/bin/true", "/usr/bin/tty", "/usr/bin/head", "/opt/e2e/auto/*"] }
@@ -106,6 +113,20 @@ pub struct World {
     pub agent: Option<Child>,
     pub socket: PathBuf,
     pub elevate: PathBuf,
+    /// This world's own cgroup folder for admin sessions (the kernel is shared with other tests).
+    pub cgroups: PathBuf,
+}
+
+/// Where the cgroup v2 hierarchy is mounted here.
+fn cgroup2_mount() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+        })
+        .expect("a cgroup v2 hierarchy (admin sessions need one)")
 }
 
 #[allow(clippy::new_without_default)] // building a world has effects; no Default
@@ -175,7 +196,12 @@ impl World {
                 "e2e-host",
             ]));
         let socket = dir.join("run/agent.sock");
+        let cgroups = cgroup2_mount().join(format!(
+            "elevate-e2e-{}",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
         let mut world = World {
+            cgroups,
             dir,
             runtime,
             server: Some(server),
@@ -201,6 +227,8 @@ impl World {
             .arg("--socket")
             .arg(&self.socket)
             .args(["--refresh-secs", "1"])
+            .arg("--cgroup-root")
+            .arg(&self.cgroups)
             .env("ELEVATE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -352,7 +380,11 @@ impl World {
 
     /// Waits (20 s at most) until `holds` is true of the server's audit records; the agent
     /// delivers its spool in the background, so its events arrive a little later.
-    pub fn eventually_in_audit(&self, what: &str, holds: impl Fn(&[serde_json::Value]) -> bool) {
+    pub fn eventually_in_audit(
+        &self,
+        what: &str,
+        mut holds: impl FnMut(&[serde_json::Value]) -> bool,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let records = self.audit();
@@ -380,6 +412,15 @@ impl Drop for World {
         if let Some(server) = self.server.take() {
             self.runtime.block_on(server.stop());
         }
+        // Session cgroups left behind (a test that failed half-way): their processes go.
+        if let Ok(entries) = std::fs::read_dir(&self.cgroups) {
+            for entry in entries.flatten() {
+                let _ = std::fs::write(entry.path().join("cgroup.kill"), "1");
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.cgroups);
         let _ = Command::new("umount").arg("/etc").status();
         let _ = Command::new("umount").arg("/opt").status();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -19,6 +19,16 @@ pub enum Invocation {
     Requests {
         socket: PathBuf,
     },
+    /// `elevate session 30m`: open an admin session.
+    Session {
+        duration_secs: u64,
+        reason: Option<String>,
+        socket: PathBuf,
+    },
+    /// `elevate session end`.
+    EndSession {
+        socket: PathBuf,
+    },
     Help,
     Version,
 }
@@ -32,6 +42,12 @@ fn default_socket() -> PathBuf {
 }
 
 pub fn parse(args: &[String]) -> Result<Invocation, String> {
+    parse_with(args, true)
+}
+
+/// `subcommands`: whether `status`, `requests` and `session` are ours (after `elevate run` they
+/// are programs to run).
+fn parse_with(args: &[String], subcommands: bool) -> Result<Invocation, String> {
     let mut reason = None;
     let mut socket = default_socket();
     let mut i = 0;
@@ -67,8 +83,32 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
     let rest = &args[i..];
     match rest.first().map(String::as_str) {
         None => Err("no command given".into()),
+        Some(_) if !subcommands => Ok(Invocation::Run {
+            argv: rest.to_vec(),
+            reason,
+            socket,
+        }),
         Some("status") if rest.len() == 1 => Ok(Invocation::Status { socket }),
         Some("requests") if rest.len() == 1 => Ok(Invocation::Requests { socket }),
+        Some("session") if rest.get(1).map(String::as_str) == Some("end") && rest.len() == 2 => {
+            Ok(Invocation::EndSession { socket })
+        }
+        Some("session") if rest.len() == 2 => {
+            let length = elevate_core::duration::parse(&rest[1]).map_err(|e| {
+                format!("{e}; give the session's length, e.g. `elevate session 30m`")
+            })?;
+            if length <= jiff::SignedDuration::ZERO {
+                return Err("an admin session must last longer than zero, e.g. `elevate session 30m`".into());
+            }
+            Ok(Invocation::Session {
+                duration_secs: length.as_secs() as u64,
+                reason,
+                socket,
+            })
+        }
+        Some("session") => Err(
+            "usage: `elevate session 30m [--reason TEXT]` or `elevate session end`; to run a program called session, use `elevate run session …`".into(),
+        ),
         Some("run") if rest.len() > 1 => parse_run(&rest[1..], reason, socket),
         Some("run") => Err("`elevate run` needs a command".into()),
         Some(_) => Ok(Invocation::Run {
@@ -84,7 +124,7 @@ fn parse_run(
     reason: Option<String>,
     socket: PathBuf,
 ) -> Result<Invocation, String> {
-    match parse(rest)? {
+    match parse_with(rest, false)? {
         Invocation::Run {
             argv,
             reason: inner,
@@ -97,17 +137,6 @@ fn parse_run(
             } else {
                 inner_socket
             },
-        }),
-        // `elevate run status` runs a program called `status` (and `requests` likewise).
-        Invocation::Status { socket } => Ok(Invocation::Run {
-            argv: vec!["status".into()],
-            reason,
-            socket,
-        }),
-        Invocation::Requests { socket } => Ok(Invocation::Run {
-            argv: vec!["requests".into()],
-            reason,
-            socket,
         }),
         other => Ok(other),
     }
@@ -148,6 +177,29 @@ mod tests {
         check(&["run", "--reason", "r", "ls"], Ok((vec!["ls"], Some("r"))));
         check(&["--", "-weird"], Ok((vec!["-weird"], None)));
         check(&["run", "status"], Ok((vec!["status"], None)));
+        check(
+            &["run", "session", "end"],
+            Ok((vec!["session", "end"], None)),
+        );
+        check(
+            &["run", "--reason", "r", "session", "x", "y"],
+            Ok((vec!["session", "x", "y"], Some("r"))),
+        );
+        check(&["session", "soon"], Err("elevate session 30m"));
+        check(&["session", "0m"], Err("is zero"));
+        check(&["session", "1h", "now"], Err("usage"));
+        assert_eq!(
+            parse(&args(&["--reason", "patching", "session", "30m"])),
+            Ok(Invocation::Session {
+                duration_secs: 1800,
+                reason: Some("patching".into()),
+                socket: default_socket(),
+            })
+        );
+        assert!(matches!(
+            parse(&args(&["session", "end"])),
+            Ok(Invocation::EndSession { .. })
+        ));
         check(&[], Err("no command"));
         check(&["--reason"], Err("needs a value"));
         check(&["--bogus", "ls"], Err("unknown option"));

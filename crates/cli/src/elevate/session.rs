@@ -148,6 +148,10 @@ pub fn run(invocation: Invocation) -> ExitCode {
             println!("usage: elevate [--reason TEXT] COMMAND [ARGS...]   run COMMAND as root, as the policy allows");
             println!("       elevate status                              show the agent, server and policy");
             println!("       elevate requests                            list your requests and their state");
+            println!("       elevate [--reason TEXT] session 30m         open an admin session (sudo as usual until it ends)");
+            println!(
+                "       elevate session end                         end your admin session now"
+            );
             ExitCode::SUCCESS
         }
         Invocation::Version => {
@@ -160,7 +164,53 @@ pub fn run(invocation: Invocation) -> ExitCode {
             argv,
             reason,
             socket,
-        } => run_command(&socket, argv, reason),
+        } => run_command(&socket, Ask::Command(argv), reason),
+        Invocation::Session {
+            duration_secs,
+            reason,
+            socket,
+        } => run_command(&socket, Ask::Session(duration_secs), reason),
+        Invocation::EndSession { socket } => end_session(&socket),
+    }
+}
+
+/// What is asked for: a command, or an admin session of so many seconds.
+enum Ask {
+    Command(Vec<String>),
+    Session(u64),
+}
+
+fn end_session(socket: &std::path::Path) -> ExitCode {
+    let mut stream = match connect(socket) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let frame = ClientFrame::EndSession { version: VERSION };
+    if let Err(e) = (&stream).write_all(&encode(&frame)) {
+        return fail(&e.to_string());
+    }
+    match read_frame(&mut stream, &mut FrameReader::new()) {
+        Ok(Some(AgentFrame::SessionsEnded { count: 0 })) => {
+            println!("you have no open admin session");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(AgentFrame::SessionsEnded { count })) => {
+            println!("admin session ended ({count}); its processes were stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(AgentFrame::Error { message, .. })) => fail(&message),
+        Ok(_) => fail("the agent gave no answer"),
+        Err(e) => fail(&e),
+    }
+}
+
+/// `1h 05m`, `12m 30s`, `45s`.
+fn remaining(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s:02}s"),
+        _ => format!("{h}h {m:02}m"),
     }
 }
 
@@ -193,6 +243,13 @@ fn status(socket: &std::path::Path) -> ExitCode {
             }
             for c in &s.collectors {
                 println!("records: {}", visible(c));
+            }
+            for a in &s.admin_sessions {
+                println!(
+                    "session: admin session open, {} left (until {}); `elevate session end` ends it",
+                    remaining(a.remaining_secs),
+                    visible(&a.expires)
+                );
             }
             ExitCode::SUCCESS
         }
@@ -251,13 +308,9 @@ fn prompt_reason(explanation: &str) -> Option<String> {
     Some(line.trim().to_string()).filter(|r| !r.is_empty())
 }
 
-fn run_command(
-    socket: &std::path::Path,
-    argv: Vec<String>,
-    mut reason: Option<String>,
-) -> ExitCode {
+fn run_command(socket: &std::path::Path, ask: Ask, mut reason: Option<String>) -> ExitCode {
     loop {
-        match attempt(socket, &argv, reason.clone()) {
+        match attempt(socket, &ask, reason.clone()) {
             Attempt::Done(code) => return code,
             Attempt::NeedReason(explanation) => match prompt_reason(&explanation) {
                 Some(r) => reason = Some(r),
@@ -272,22 +325,35 @@ enum Attempt {
     NeedReason(String),
 }
 
-fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) -> Attempt {
+fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attempt {
     let mut stream = match connect(socket) {
         Ok(s) => s,
         Err(e) => return Attempt::Done(fail(&e)),
     };
     let interactive = std::io::stdin().is_terminal();
-    let frame = ClientFrame::Run {
-        version: VERSION,
-        argv: argv.to_vec(),
-        cwd: std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-        reason,
-        interactive,
+    let sent = match ask {
+        Ask::Command(argv) => {
+            let frame = ClientFrame::Run {
+                version: VERSION,
+                argv: argv.to_vec(),
+                cwd: std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                reason,
+                interactive,
+            };
+            send_with_stdio(&stream, &frame, interactive)
+        }
+        Ask::Session(duration_secs) => {
+            let frame = ClientFrame::Session {
+                version: VERSION,
+                duration_secs: *duration_secs,
+                reason,
+            };
+            (&stream).write_all(&encode(&frame)).map(|()| Vec::new())
+        }
     };
-    let outputs = match send_with_stdio(&stream, &frame, interactive) {
+    let outputs = match sent {
         Ok(relays) => relays,
         Err(e) => {
             // The agent may have refused the connection at once (too many sessions): say why.
@@ -380,7 +446,16 @@ fn attempt(socket: &std::path::Path, argv: &[String], reason: Option<String>) ->
                 return Attempt::Done(ExitCode::from(130));
             }
             AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
+            AgentFrame::SessionOpened { expires, remaining_secs, .. } => {
+                println!(
+                    "elevate: admin session open for {} (until {}): use sudo as usual; `elevate session end` ends it early",
+                    remaining(remaining_secs),
+                    visible(&expires)
+                );
+                return Attempt::Done(ExitCode::SUCCESS);
+            }
             AgentFrame::Status(_)
+            | AgentFrame::SessionsEnded { .. }
             | AgentFrame::Requests { .. }
             | AgentFrame::Allowed { .. }
             | AgentFrame::Recorded => {}

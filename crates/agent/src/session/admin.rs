@@ -1,0 +1,293 @@
+//! `elevate session 30m` and `elevate session end`: admin sessions, decided by the policy like a
+//! command (`what = { session = true }` rules), then opened and ended by `grants`.
+//!
+//! Must never: open a session that sudo would not re-check (the plugin must be installed and
+//! working: it asks the agent on every call and puts sudo into the session's cgroup), or tell
+//! the user a session is open before its opening is on disk in the spool.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use elevate_core::{decide, AccessRequest, Channel, Mode, Outcome, Subject, Target};
+use elevate_proto::ipc::{AdminSessionSummary, AgentFrame};
+use elevate_proto::v1::{AuditEventIn, DecisionView, WireTarget};
+
+use super::{
+    ask_approvers, audited, decided, event, new_request, now_ms, record_local_decision, spool,
+    Conn, MAX_REASON,
+};
+use crate::daemon::Agent;
+use crate::grants::{AdminSession, EndedBy};
+
+/// Whether admin sessions can be enforced here; why not, in words for the user.
+fn sessions_possible(agent: &Agent) -> Result<(), String> {
+    if agent.places.cgroups.is_none() {
+        return Err("this host has no cgroup v2 hierarchy, so an admin session's processes could not be stopped at its end".into());
+    }
+    let Some(installed) = crate::sudo_setup::installed(&agent.state_dir) else {
+        return Err(match crate::sudo_setup::host_sudo(std::path::Path::new("/usr/bin/sudo")) {
+            crate::sudo_setup::Flavour::SudoRs { .. } => "this host's sudo is sudo-rs, which ignores Elevate's plugin and NOTAFTER, so a session's end could not be enforced".into(),
+            _ => "admin sessions work through sudo with Elevate's plugin, which is not installed here (an administrator runs `elevated install-sudo`)".into(),
+        });
+    };
+    installed
+        .check()
+        .map_err(|what| format!("Elevate's sudo plugin is not working ({what})"))
+}
+
+pub(super) async fn open(
+    agent: &Arc<Agent>,
+    conn: &mut Conn,
+    uid: u32,
+    duration_secs: u64,
+    reason: Option<String>,
+) {
+    let caller = match agent.caller(uid) {
+        Ok(c) => c,
+        Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
+    };
+    let checked = {
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || sessions_possible(&agent)).await
+    };
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            return conn
+                .refuse(
+                    "sessions_unavailable",
+                    format!("{why}; no admin session is opened (use elevate COMMAND)"),
+                )
+                .await
+        }
+        Err(e) => return conn.refuse("internal", e.to_string()).await,
+    }
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        return conn
+            .refuse(
+                "no_policy",
+                "this device has no verified policy yet; nothing is opened",
+            )
+            .await;
+    };
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+        return conn
+            .refuse(
+                "reason_too_long",
+                format!("a reason may be at most {MAX_REASON} bytes"),
+            )
+            .await;
+    }
+    let Ok(secs) = i64::try_from(duration_secs) else {
+        return conn.refuse("usage", "that session is far too long").await;
+    };
+    let length = SignedDuration::from_secs(secs);
+    let request = AccessRequest {
+        subject: Subject {
+            user: caller.name.clone(),
+            uid: caller.uid,
+            groups: caller.groups.clone(),
+            device: agent.enrolment.name.clone(),
+            device_tags: agent.enrolment.tags.clone(),
+        },
+        target: Target::Session { duration: length },
+        reason: reason.clone(),
+        channel: Channel::Native,
+    };
+    let decision = decide(&policy.policy, &request, Timestamp::now());
+    if decision.mode == Mode::Enforce
+        && !matches!(decision.outcome, Outcome::Deny { .. })
+        && decision.missing_reason(&request)
+    {
+        return conn
+            .refuse(
+                "reason_required",
+                format!("a reason is required: {}", decision.explanation),
+            )
+            .await;
+    }
+    let view = DecisionView::from_decision(&decision, policy.version);
+    let target = WireTarget::Session { duration_secs };
+    let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
+        "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native" });
+    let (id, on_server) = match &decision.outcome {
+        Outcome::Deny { .. } => {
+            let id = uuid::Uuid::now_v7().to_string();
+            if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, None) {
+                return conn
+                    .refuse("audit", format!("cannot record the request ({e})"))
+                    .await;
+            }
+            return conn.send(&decided(&id, &view)).await;
+        }
+        Outcome::Auto => {
+            let id = uuid::Uuid::now_v7().to_string();
+            if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, None) {
+                return conn
+                    .refuse(
+                        "audit",
+                        format!("cannot record the request ({e}); nothing is opened"),
+                    )
+                    .await;
+            }
+            conn.send(&decided(&id, &view)).await;
+            (id, false)
+        }
+        Outcome::Approve(_) => {
+            let new = new_request(&caller, target, reason, Channel::Native, None);
+            let Some(approved) = ask_approvers(agent, conn, &new).await else {
+                return;
+            };
+            if let Err(e) = agent.upstream.start(&approved.id).await {
+                return conn
+                    .refuse("audit", format!("{e}; nothing is opened"))
+                    .await;
+            }
+            (approved.id, true)
+        }
+    };
+    let now = Timestamp::now();
+    let expires = now.checked_add(length).unwrap_or(now);
+    let opened = event(
+        agent,
+        &caller,
+        "session.opened",
+        &id,
+        serde_json::json!({ "user": caller.name, "uid": caller.uid, "starts": now.to_string(),
+            "expires": expires.to_string(), "length_secs": duration_secs }),
+    );
+    if let Err(e) = spool(agent, &[opened]) {
+        return conn
+            .refuse(
+                "audit",
+                format!("cannot record the session ({e}); nothing is opened"),
+            )
+            .await;
+    }
+    let made = {
+        let places = agent.places.clone();
+        let (id, user) = (id.clone(), caller.name.clone());
+        tokio::task::spawn_blocking(move || places.open(&id, &user, uid, now, length, on_server))
+            .await
+    };
+    let session = match made {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let failed = event(
+                agent,
+                &caller,
+                "session.failed",
+                &id,
+                serde_json::json!({ "error": format!("{e:#}") }),
+            );
+            let _ = spool(agent, &[failed]);
+            return conn
+                .refuse(
+                    "session",
+                    format!("the admin session could not be opened: {e:#}"),
+                )
+                .await;
+        }
+        Err(e) => return conn.refuse("internal", e.to_string()).await,
+    };
+    if let Err(e) = crate::grants::spawn_reaper(&agent.state_dir, &session.id) {
+        // The agent's timer, its sweeps and NOTAFTER still end it; say so in the log.
+        tracing::error!(error = %format!("{e:#}"), session = %session.id, "no reaper for this admin session");
+    }
+    crate::daemon::end_on_time(agent.clone(), session.expires);
+    conn.send(&AgentFrame::SessionOpened {
+        request_id: session.id.clone(),
+        expires: session.expires.to_string(),
+        remaining_secs: session.remaining(Timestamp::now()).as_secs().max(0) as u64,
+    })
+    .await;
+}
+
+/// Ends the caller's open admin sessions at once.
+pub(super) async fn end(agent: &Arc<Agent>, conn: &mut Conn, uid: u32) {
+    let places = agent.places.clone();
+    let ended = tokio::task::spawn_blocking(move || {
+        let now = Timestamp::now();
+        let mut count = 0;
+        for s in places
+            .read()?
+            .into_iter()
+            .filter(|s| s.uid == uid && s.is_open_at(now))
+        {
+            if places.end(&s.id, EndedBy::User, now)?.is_some() {
+                count += 1;
+            }
+        }
+        Ok::<_, anyhow::Error>(count)
+    })
+    .await;
+    report_ends(agent).await;
+    match ended {
+        Ok(Ok(count)) => conn.send(&AgentFrame::SessionsEnded { count }).await,
+        Ok(Err(e)) => {
+            conn.refuse("session", format!("cannot end the session: {e:#}"))
+                .await
+        }
+        Err(e) => conn.refuse("internal", e.to_string()).await,
+    }
+}
+
+/// The caller's open admin sessions, for `elevate status`.
+pub(super) fn summaries(agent: &Agent, uid: u32) -> Vec<AdminSessionSummary> {
+    let now = Timestamp::now();
+    agent
+        .places
+        .read()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.uid == uid && s.is_open_at(now))
+        .map(|s| AdminSessionSummary {
+            remaining_secs: s.remaining(now).as_secs().max(0) as u64,
+            request_id: s.id,
+            expires: s.expires.to_string(),
+        })
+        .collect()
+}
+
+/// Turns every end the ledger holds (by the agent, a reaper or a sweep) into one audit event,
+/// and closes the request on the server for sessions the server approved.
+pub(crate) async fn report_ends(agent: &Agent) {
+    let _one_at_a_time = agent.session_reports.lock().await;
+    for s in agent.places.unreported() {
+        let Some(ended) = s.ended.clone() else {
+            continue;
+        };
+        let event = end_event(agent, &s, &ended);
+        if let Err(e) = spool(agent, &[event]) {
+            tracing::error!(error = %e, session = %s.id, "cannot record the end of an admin session");
+            continue;
+        }
+        if s.on_server && ended.by != EndedBy::Failed {
+            if let Err(e) = agent.upstream.finish(&s.id, 0).await {
+                tracing::warn!(error = %e, session = %s.id, "the server did not take the end of an admin session");
+            }
+        }
+        if let Err(e) = agent.places.mark_reported(&s.id) {
+            tracing::error!(error = %format!("{e:#}"), session = %s.id, "cannot mark an admin session's end as reported");
+        }
+    }
+}
+
+fn end_event(agent: &Agent, s: &AdminSession, ended: &crate::grants::Ended) -> AuditEventIn {
+    let actor = match ended.by {
+        EndedBy::User => format!("user:{}@{}", s.user, agent.enrolment.name),
+        _ => format!("agent@{}", agent.enrolment.name),
+    };
+    AuditEventIn {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: now_ms(),
+        actor,
+        action: ended.by.action().into(),
+        subject: format!("request:{}", s.id),
+        data: serde_json::json!({ "user": s.user, "uid": s.uid, "starts": s.starts.to_string(),
+            "expires": s.expires.to_string(), "ended_at": ended.at.to_string(),
+            "ended_by": ended.by, "processes_killed": ended.killed }),
+    }
+}
