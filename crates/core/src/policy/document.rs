@@ -25,6 +25,8 @@ pub(super) struct Document {
     pub calendars: Vec<CalendarDoc>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleDoc>,
+    /// Accounts whose standing rights are never revoked (emergency access).
+    pub break_glass: Option<Spanned<WhoDoc>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,7 @@ pub struct Policy {
     waves: Vec<model::Wave>,
     calendars: Vec<Calendar>,
     rules: Vec<model::Rule>,
+    break_glass: Option<model::Who>,
 }
 
 impl Policy {
@@ -56,6 +57,32 @@ impl Policy {
             .iter()
             .find(|w| eval::who_matches(&w.who, subject).is_some())
             .map_or(self.defaults.mode, |w| w.mode)
+    }
+
+    /// Whether `subject` is a break-glass account (`[break_glass]`): its standing rights are
+    /// never revoked, whatever its wave says.
+    pub fn is_break_glass(&self, subject: &Subject) -> bool {
+        self.break_glass
+            .as_ref()
+            .is_some_and(|who| eval::who_matches(who, subject).is_some())
+    }
+
+    /// Whether endpoints remove `subject`'s standing admin rights: the policy puts it in
+    /// enforce mode *in writing* (an enforce wave that includes it, or `[defaults] mode =
+    /// "enforce"` spelt out) and it is not a break-glass account. A policy that never mentions
+    /// modes enforces its rules but takes nobody's rights away: rollout is a decision someone
+    /// writes down, never a side effect of a default. In discover mode rights stay, and rights
+    /// taken away are given back when a wave moves back to discover.
+    pub fn revokes_standing_rights(&self, subject: &Subject) -> bool {
+        let written = match self
+            .waves
+            .iter()
+            .find(|w| eval::who_matches(&w.who, subject).is_some())
+        {
+            Some(wave) => wave.mode == Mode::Enforce,
+            None => self.defaults.mode_written && self.defaults.mode == Mode::Enforce,
+        };
+        written && !self.is_break_glass(subject)
     }
 
     /// The approver group used when a rule or the defaults do not name one.

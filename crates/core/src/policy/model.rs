@@ -21,6 +21,8 @@ pub(super) struct Defaults {
     pub keep_caller_cwd: bool,
     pub continue_on_disconnect: bool,
     pub mode: Mode,
+    /// Whether the document wrote `mode` out (standing rights are revoked only on its word).
+    pub mode_written: bool,
 }
 
 /// A rollout wave: the people in it get its mode.

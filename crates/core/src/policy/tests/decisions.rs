@@ -252,6 +252,44 @@ action = { deny = "no root shells" }
 }
 
 #[test]
+fn standing_rights_are_revoked_in_enforce_mode_except_for_break_glass_accounts() {
+    let p = policy(
+        r#"
+version = 1
+[defaults]
+mode = "discover"
+[break_glass]
+users = ["root-oncall"]
+groups = ["emergency"]
+[[wave]]
+name = "pilot"
+mode = "enforce"
+who = { groups = ["sudo"] }
+"#,
+    );
+    for (who, revoked) in [
+        ("alice:sudo", true),
+        ("root-oncall:sudo", false),
+        ("carol:sudo,emergency", false),
+        ("dave:developers", false),
+    ] {
+        let subject = &req(who, "/bin/true").0.subject;
+        assert_eq!(p.revokes_standing_rights(subject), revoked, "{who}");
+    }
+    assert!(p.is_break_glass(&req("root-oncall", "/bin/true").0.subject));
+    // Enforce by default decides requests, but takes rights away only when written out.
+    let alice = &req("alice:sudo", "/bin/true").0.subject;
+    let unsaid = crate::Policy::parse("version = 1\n").unwrap();
+    assert_eq!(unsaid.mode_for(alice), crate::Mode::Enforce);
+    assert!(!unsaid.revokes_standing_rights(alice));
+    let said = crate::Policy::parse("version = 1\n[defaults]\nmode = \"enforce\"\n").unwrap();
+    assert!(said.revokes_standing_rights(alice));
+    // A break-glass list that names nobody is a mistake, said where it is.
+    let e = crate::Policy::parse("version = 1\n[break_glass]\nusers = []\n").unwrap_err();
+    assert_eq!((e.field.as_str(), e.line), ("break_glass", 2), "{e}");
+}
+
+#[test]
 fn session_limits() {
     let p = policy(
         r#"

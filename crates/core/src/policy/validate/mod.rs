@@ -51,6 +51,13 @@ pub(super) fn validate(text: &str, doc: Document) -> Result<Policy, PolicyError>
     let defaults = defaults(&at, doc.defaults)?;
     let calendars = calendars(&at, doc.calendars)?;
     let waves = waves(&at, doc.waves)?;
+    let break_glass = match doc.break_glass {
+        None => None,
+        Some(who) => {
+            let span = who.span();
+            Some(rule::who(&at, span, "break_glass", who.into_inner())?)
+        }
+    };
     let mut rules: Vec<Rule> = Vec::with_capacity(doc.rules.len());
     for (i, raw) in doc.rules.into_iter().enumerate() {
         let field = format!("rule[{}]", i + 1);
@@ -72,6 +79,7 @@ pub(super) fn validate(text: &str, doc: Document) -> Result<Policy, PolicyError>
         waves,
         calendars,
         rules,
+        break_glass,
     })
 }
 
@@ -184,6 +192,7 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
         approvers,
         reason_required: doc.reason.is_some_and(reason_required),
         session_max,
+        mode_written: doc.mode.is_some(),
         keep_caller_cwd: doc.workdir.is_some_and(keep_caller_cwd),
         continue_on_disconnect: doc.on_disconnect.is_some_and(continue_on_disconnect),
         mode: doc.mode.map_or(Mode::Enforce, mode),
