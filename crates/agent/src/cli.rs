@@ -65,6 +65,9 @@ enum Command {
     SessionReaper {
         #[arg(long)]
         id: String,
+        /// The agent's cgroup folder for admin sessions.
+        #[arg(long)]
+        cgroup_root: Option<PathBuf>,
     },
 }
 
@@ -186,7 +189,13 @@ pub fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::SessionReaper { id } => crate::grants::Places::system(&cli.state_dir).reap(&id),
+        Command::SessionReaper { id, cgroup_root } => {
+            let mut places = crate::grants::Places::system(&cli.state_dir);
+            if cgroup_root.is_some() {
+                places.cgroups = cgroup_root;
+            }
+            places.reap(&id)
+        }
         Command::UninstallSudo { sudo } => {
             println!(
                 "{}",

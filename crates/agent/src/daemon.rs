@@ -94,6 +94,10 @@ pub struct Agent {
     pub places: crate::grants::Places,
     /// Held while admin-session ends are reported, so each is reported once.
     pub(crate) session_reports: tokio::sync::Mutex<()>,
+    /// Standing admin rights: taken away in enforce mode, given back outside it.
+    pub rights: crate::rights::Rights,
+    /// Whether the sudo plugin is installed and working, as the refresh loop last found it.
+    sudo_plugin_works: std::sync::atomic::AtomicBool,
 }
 
 impl Agent {
@@ -127,6 +131,8 @@ impl Agent {
             collectors: Mutex::default(),
             places: crate::grants::Places::system(state_dir),
             session_reports: tokio::sync::Mutex::new(()),
+            rights: crate::rights::Rights::system(state_dir),
+            sudo_plugin_works: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -164,9 +170,18 @@ impl Agent {
         ]
     }
 
-    /// Who a uid is (group names cached; membership fresh).
+    /// Who a uid is (group names cached; membership fresh). Admin groups the agent took away
+    /// still count as the user's for the policy: a wave defined by group `sudo` keeps its
+    /// members after their standing membership is revoked.
     pub fn caller(&self, uid: u32) -> anyhow::Result<crate::users::Caller> {
-        crate::users::lookup(uid, &mut self.group_names.lock().expect("group names lock"))
+        let mut caller =
+            crate::users::lookup(uid, &mut self.group_names.lock().expect("group names lock"))?;
+        for group in self.rights.revoked_groups(&caller.name) {
+            if !caller.groups.contains(&group) {
+                caller.groups.push(group);
+            }
+        }
+        Ok(caller)
     }
 
     pub fn status(&self) -> AgentStatus {
@@ -277,7 +292,97 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
         if let Err(e) = agent.refresh_policy().await {
             tracing::warn!(error = %format!("{e:#}"), "policy refresh failed; keeping the cached policy");
         }
+        crate::session::end_disallowed(&agent).await;
+        reconcile_rights(&agent).await;
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Takes standing admin rights from people the policy puts in enforce mode and gives them back
+/// to people it no longer does; each change is spooled before it is made.
+async fn reconcile_rights(agent: &Arc<Agent>) {
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        return;
+    };
+    let plugin_works = agent
+        .sudo_plugin_works
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let worker = agent.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let agent = worker;
+        let mut names = crate::users::GroupNames::default();
+        let subject = |user: &str, taken: Vec<String>| {
+            let found = nix::unistd::User::from_name(user).ok().flatten()?;
+            let mut who = crate::users::lookup(found.uid.as_raw(), &mut names).ok()?;
+            for g in taken {
+                if !who.groups.contains(&g) {
+                    who.groups.push(g);
+                }
+            }
+            Some(elevate_core::Subject {
+                user: who.name,
+                uid: who.uid,
+                groups: who.groups,
+                device: agent.enrolment.name.clone(),
+                device_tags: agent.enrolment.tags.clone(),
+            })
+        };
+        let subject = std::cell::RefCell::new(subject);
+        let mut before = |action: &str, data: serde_json::Value| -> anyhow::Result<()> {
+            agent
+                .spool
+                .lock()
+                .expect("spool lock")
+                .append(&[agent_event(&agent, action, data)])
+                .context("cannot record the change in the audit spool")?;
+            agent.spool_ready.notify_one();
+            Ok(())
+        };
+        let changes = agent.rights.reconcile(
+            &policy.policy,
+            &|u, t| (subject.borrow_mut())(u, t),
+            plugin_works,
+            &mut before,
+        );
+        (agent, changes)
+    })
+    .await;
+    let (agent, changes) = match done {
+        Ok(d) => d,
+        Err(e) => return tracing::error!(error = %e, "the standing-rights check failed"),
+    };
+    match changes {
+        Ok(changes) => {
+            for change in changes {
+                if let crate::rights::Change::Failed { user, right, error } = change {
+                    tracing::error!(%user, right = %right.describe(), %error, "cannot change a standing right");
+                    let data = serde_json::json!({ "user": user, "right": right,
+                        "described": right.describe(), "error": error, "alert": true });
+                    let event = agent_event(&agent, "rights.failed", data);
+                    if let Err(e) = agent.spool.lock().expect("spool lock").append(&[event]) {
+                        tracing::error!(error = %e, "cannot spool a rights alert");
+                    }
+                    agent.spool_ready.notify_one();
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot check standing admin rights"),
+    }
+}
+
+/// An audit event the agent itself raises about the device.
+fn agent_event(
+    agent: &Agent,
+    action: &str,
+    data: serde_json::Value,
+) -> elevate_proto::v1::AuditEventIn {
+    elevate_proto::v1::AuditEventIn {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: Timestamp::from_millisecond(Timestamp::now().as_millisecond()).expect("valid time"),
+        actor: format!("agent@{}", agent.enrolment.name),
+        action: action.into(),
+        subject: format!("device:{}", agent.enrolment.name),
+        data,
     }
 }
 
@@ -285,7 +390,40 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
 /// reports every recorded end, whoever ended it.
 pub(crate) async fn sweep_admin_sessions(agent: &Arc<Agent>, by: crate::grants::EndedBy) {
     let places = agent.places.clone();
-    let swept = tokio::task::spawn_blocking(move || places.sweep(Timestamp::now(), by)).await;
+    let swept = tokio::task::spawn_blocking(move || {
+        // A ledger that cannot be read accounts for nothing: it is set aside (kept for a
+        // person), and the sweep then removes every session rule and cgroup.
+        let aside = places
+            .read()
+            .err()
+            .map(|e| (format!("{e:#}"), places.set_aside_damaged()));
+        (aside, places.sweep(Timestamp::now(), by))
+    })
+    .await;
+    let swept = match swept {
+        Ok((aside, swept)) => {
+            if let Some((damage, moved)) = aside {
+                let moved = match moved {
+                    Ok(path) => path.display().to_string(),
+                    Err(e) => format!("could not be moved aside: {e:#}"),
+                };
+                tracing::error!(%damage, %moved, "the admin-session ledger was damaged; every session rule is removed");
+                let data =
+                    serde_json::json!({ "error": damage, "set_aside": moved, "alert": true });
+                if let Err(e) = agent
+                    .spool
+                    .lock()
+                    .expect("spool lock")
+                    .append(&[agent_event(agent, "session.ledger_damaged", data)])
+                {
+                    tracing::error!(error = %e, "cannot spool the ledger alert");
+                }
+                agent.spool_ready.notify_one();
+            }
+            Ok(swept)
+        }
+        Err(e) => Err(e),
+    };
     match swept {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
@@ -301,7 +439,9 @@ pub(crate) async fn sweep_admin_sessions(agent: &Arc<Agent>, by: crate::grants::
 pub(crate) fn end_on_time(agent: Arc<Agent>, expires: Timestamp) {
     tokio::spawn(async move {
         let left = expires.duration_since(Timestamp::now());
-        tokio::time::sleep(left.unsigned_abs()).await;
+        if left.is_positive() {
+            tokio::time::sleep(left.unsigned_abs()).await;
+        }
         sweep_admin_sessions(&agent, crate::grants::EndedBy::Expiry).await;
     });
 }
@@ -311,6 +451,10 @@ pub(crate) fn end_on_time(agent: Arc<Agent>, expires: Timestamp) {
 fn watch_sudo_conf(agent: &Agent, last: &mut Result<(), String>) {
     let installed = crate::sudo_setup::installed(&agent.state_dir);
     let checked = installed.as_ref().map(|i| i.check());
+    agent.sudo_plugin_works.store(
+        matches!(checked, Some(Ok(()))),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     *agent.collectors.lock().expect("collectors lock") =
         agent.work_out_collectors(checked.as_ref());
     let (Some(installed), Some(checked)) = (installed, checked) else {
@@ -460,7 +604,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     match agent.places.read() {
         Ok(ledger) => {
             for s in ledger.iter().filter(|s| s.is_open_at(Timestamp::now())) {
-                if let Err(e) = crate::grants::spawn_reaper(&agent.state_dir, &s.id) {
+                if let Err(e) = crate::grants::spawn_reaper(&agent.places, &s.id) {
                     tracing::error!(error = %format!("{e:#}"), session = %s.id, "cannot restart a session's reaper");
                 }
                 end_on_time(agent.clone(), s.expires);

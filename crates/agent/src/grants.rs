@@ -20,7 +20,6 @@
 //! its cgroup, or keep a managed session rule that no open session accounts for.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +48,8 @@ pub enum EndedBy {
     StartSweep,
     /// The user ended it (`elevate session end`).
     User,
+    /// The policy in force no longer allows it (a new policy, or the user left the group).
+    Policy,
     /// It could not be set up completely; what was made was undone.
     Failed,
 }
@@ -59,6 +60,7 @@ impl EndedBy {
         match self {
             EndedBy::Expiry | EndedBy::Reaper | EndedBy::StartSweep => "session.expired",
             EndedBy::User => "session.ended",
+            EndedBy::Policy => "session.revoked",
             EndedBy::Failed => "session.failed",
         }
     }
@@ -157,6 +159,20 @@ impl Places {
         Ok(out)
     }
 
+    /// Moves a damaged ledger aside (kept for a person to read), so that sessions can be opened
+    /// again; the sweep that follows removes every session rule and cgroup it accounted for.
+    pub fn set_aside_damaged(&self) -> anyhow::Result<PathBuf> {
+        let _lock = self.lock()?;
+        let path = self.state_dir.join(LEDGER);
+        let aside = self.state_dir.join(format!(
+            "{LEDGER}.damaged-{}",
+            Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+        ));
+        fs::rename(&path, &aside)
+            .with_context(|| format!("cannot move {} aside", path.display()))?;
+        Ok(aside)
+    }
+
     /// The ledger as it is on disk (no lock: for reading only).
     pub fn read(&self) -> anyhow::Result<Vec<AdminSession>> {
         let path = self.state_dir.join(LEDGER);
@@ -188,7 +204,13 @@ impl Places {
         let expires = now
             .checked_add(length)
             .context("the session would end beyond the supported range of time")?;
-        let key = id.replace('-', "");
+        // The id names files and a cgroup: only a well-formed UUID, in its plain form.
+        let key = uuid::Uuid::parse_str(id)
+            .with_context(|| {
+                format!("the request id {id:?} is not a UUID; no admin session is opened")
+            })?
+            .simple()
+            .to_string();
         let mut session = AdminSession {
             id: id.to_owned(),
             user: user.to_owned(),
@@ -231,9 +253,11 @@ impl Places {
         Ok(session)
     }
 
-    /// Ends session `id` (if it is not ended yet): the sudoers rule goes first (no new sudo),
-    /// then everything in its cgroup is killed, then the end is recorded, all under the lock.
-    /// Returns the session as ended, or `None` when it was already ended or is unknown.
+    /// Ends session `id` (if it is not ended yet): the sudoers rule goes (no new sudo), and
+    /// everything in its cgroup is killed, each step tried even when the other failed; the end
+    /// is recorded only once both are done, so a failure is tried again by the next sweep or
+    /// the reaper. All under the lock. Returns the session as ended, or `None` when it was
+    /// already ended or is unknown.
     pub fn end(
         &self,
         id: &str,
@@ -245,11 +269,14 @@ impl Places {
         let Some(session) = all.iter_mut().find(|s| s.id == id && s.ended.is_none()) else {
             return Ok(None);
         };
-        Sudoers::remove(&session.rule)
-            .with_context(|| format!("cannot remove {}", session.rule.display()))?;
-        let killed = kill_cgroup(&session.cgroup).with_context(|| {
-            format!("cannot stop the processes in {}", session.cgroup.display())
-        })?;
+        let rule = Sudoers::remove(&session.rule)
+            .with_context(|| format!("cannot remove {}", session.rule.display()));
+        let killed = kill_cgroup(&session.cgroup)
+            .with_context(|| format!("cannot stop the processes in {}", session.cgroup.display()));
+        let killed = match (rule, killed) {
+            (Ok(()), Ok(killed)) => killed,
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
         session.ended = Some(Ended {
             at: now,
             by,
@@ -275,12 +302,19 @@ impl Places {
             }
         };
         let mut ended = Vec::new();
+        let mut failed = None;
         for s in &ledger {
             if s.ended.is_none() && now >= s.expires {
-                if let Some(done) = self.end(&s.id, by, now)? {
-                    ended.push(done);
+                match self.end(&s.id, by, now) {
+                    Ok(Some(done)) => ended.push(done),
+                    Ok(None) => {}
+                    // The others still end; this one is tried again next time.
+                    Err(e) => failed = failed.or(Some(e)),
                 }
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let _lock = self.lock()?;
         let mut all = self.read()?;
@@ -313,9 +347,13 @@ impl Places {
         }
         if let Some(Ok(entries)) = self.cgroups.as_ref().map(fs::read_dir) {
             for entry in entries.flatten() {
-                let ours = entry.file_name().to_string_lossy().starts_with("session-");
-                if ours && !open.iter().any(|s| s.cgroup == entry.path()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let session = name.starts_with("session-");
+                if session && !open.iter().any(|s| s.cgroup == entry.path()) {
                     kill_cgroup(&entry.path())?;
+                } else if name.starts_with("reaper-") {
+                    // A reaper's own cgroup, empty once it has exited (busy while it runs).
+                    let _ = fs::remove_dir(entry.path());
                 }
             }
         }
@@ -353,32 +391,82 @@ impl Places {
     /// The reaper's life: sleep until the session's expiry (waking now and then, as the wall
     /// clock may jump, e.g. after a suspend), end it, exit. Returns at once when the session is
     /// already over.
+    ///
+    /// One reaper per session: a second one (the agent restarted while the first still waits)
+    /// exits at once. The reaper leaves the agent's cgroup for one of its own, so that stopping
+    /// the agent's service (systemd kills its whole cgroup) does not stop it. A failed end is
+    /// tried again, a little later each time.
     pub fn reap(&self, id: &str) -> anyhow::Result<()> {
+        let key = uuid::Uuid::parse_str(id)
+            .context("a session id is a UUID")?
+            .simple()
+            .to_string();
+        let only = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.state_dir.join(format!("reaper-{key}.lock")))?;
+        if rustix::fs::flock(&only, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(());
+        }
+        if let Some(root) = &self.cgroups {
+            let own = root.join(format!("reaper-{key}"));
+            let joined = fs::create_dir_all(&own).and_then(|()| {
+                fs::write(
+                    own.join("cgroup.procs"),
+                    format!("{}\n", std::process::id()),
+                )
+            });
+            if let Err(e) = joined {
+                tracing::warn!(error = %e, "the reaper stays in the agent's cgroup");
+            }
+        }
+        let mut backoff = std::time::Duration::from_millis(100);
         loop {
             let now = Timestamp::now();
-            let Some(session) = self.read()?.into_iter().find(|s| s.id == id) else {
-                return Ok(());
+            let ledger = match self.read() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "the reaper cannot read the ledger");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let Some(session) = ledger.into_iter().find(|s| s.id == id) else {
+                break;
             };
             if session.ended.is_some() {
-                return Ok(());
+                break;
             }
             if now >= session.expires {
-                self.end(id, EndedBy::Reaper, now)?;
-                return Ok(());
+                match self.end(id, EndedBy::Reaper, now) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "the reaper could not end the session yet");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                        continue;
+                    }
+                }
             }
             let left = session.expires.duration_since(now).unsigned_abs();
             std::thread::sleep(left.min(std::time::Duration::from_secs(5)));
         }
+        let _ = fs::remove_file(self.state_dir.join(format!("reaper-{key}.lock")));
+        Ok(())
     }
 }
 
 /// The sudoers rule of a session: everything, until the expiry (UTC), without a password (the
-/// policy decided; the approval plugin still sees every command).
+/// policy decided; the approval plugin still sees every command). The user is named by uid
+/// (`#1001`): a name such as `OPS` would read as a `User_Alias`.
 fn rule_text(s: &AdminSession) -> String {
     let until = s.expires.strftime("%Y%m%d%H%M%SZ");
     format!(
-        "# Elevate admin session {} for {}, until {} (managed by elevated; do not edit)\n{} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: ALL\n",
-        s.id, s.user, s.expires, s.user
+        "# Elevate admin session {} for {}, until {} (managed by elevated; do not edit)\n#{} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: ALL\n",
+        s.id, s.user, s.expires, s.uid
     )
 }
 
@@ -393,40 +481,37 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
-/// Kills every process in `cgroup` and removes it. Returns how many processes were in it.
-/// A cgroup that does not exist (never made, or already removed) is fine.
+/// Kills every process in `cgroup` (and in any cgroup under it) and removes it. Returns how
+/// many processes were in it. A cgroup that does not exist (never made, or already removed) is
+/// fine.
+///
+/// `cgroup.kill` is written again for as long as anything is left (a sudo allowed a moment
+/// before the end may join late), child cgroups are removed deepest first, and the cgroup goes
+/// only once it is empty: from then on a late sudo cannot join it and refuses to run. (cgroup
+/// v2 does not allow renaming a cgroup out of the way first.)
 fn kill_cgroup(cgroup: &Path) -> anyhow::Result<u64> {
-    let procs = |c: &Path| -> std::io::Result<Vec<i32>> {
-        Ok(fs::read_to_string(c.join("cgroup.procs"))?
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect())
-    };
-    let found = match procs(cgroup) {
+    let found = match tree_processes(cgroup) {
         Ok(p) => p.len() as u64,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e.into()),
     };
-    let kill_file = cgroup.join("cgroup.kill");
-    // Linux 5.14 and later kill the whole tree, new forks included, with one write.
-    let killed_at_once = fs::OpenOptions::new()
-        .write(true)
-        .open(&kill_file)
-        .and_then(|mut f| f.write_all(b"1"))
-        .is_ok();
     for _ in 0..200 {
-        let left = procs(cgroup).unwrap_or_default();
+        let left = tree_processes(cgroup).unwrap_or_default();
         if left.is_empty() {
-            match fs::remove_dir(cgroup) {
+            match remove_tree(cgroup) {
                 Ok(()) => return Ok(found),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
                 // Processes that just died may still be leaving.
                 Err(_) => {}
             }
-        } else if !killed_at_once {
-            for pid in left {
-                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        } else {
+            // Linux 5.14 and later kill the whole tree, new forks included, with one write.
+            let all_at_once = fs::write(cgroup.join("cgroup.kill"), "1").is_ok();
+            if !all_at_once {
+                for pid in left {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
                 }
             }
         }
@@ -438,15 +523,44 @@ fn kill_cgroup(cgroup: &Path) -> anyhow::Result<u64> {
     )
 }
 
+/// The pids in `cgroup` and every cgroup under it.
+fn tree_processes(cgroup: &Path) -> std::io::Result<Vec<i32>> {
+    let mut pids: Vec<i32> = fs::read_to_string(cgroup.join("cgroup.procs"))?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for entry in fs::read_dir(cgroup)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            pids.extend(tree_processes(&entry.path()).unwrap_or_default());
+        }
+    }
+    Ok(pids)
+}
+
+/// Removes an empty cgroup and the cgroups under it, deepest first.
+fn remove_tree(cgroup: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(cgroup)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    fs::remove_dir(cgroup)
+}
+
 /// Starts the reaper of session `id`: `elevated session-reaper`, in a process group of its own
 /// and with no terminal or pipes of anyone's, so it outlives the agent. Its exit is awaited so
 /// it leaves no zombie behind while the agent lives.
-pub fn spawn_reaper(state_dir: &Path, id: &str) -> anyhow::Result<()> {
+pub fn spawn_reaper(places: &Places, id: &str) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
-    let mut child = std::process::Command::new("/proc/self/exe")
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command
         .arg("--state-dir")
-        .arg(state_dir)
-        .args(["session-reaper", "--id", id])
+        .arg(&places.state_dir)
+        .args(["session-reaper", "--id", id]);
+    if let Some(root) = &places.cgroups {
+        command.arg("--cgroup-root").arg(root);
+    }
+    let mut child = command
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(std::process::Stdio::null())
@@ -483,7 +597,7 @@ mod tests {
         };
         let text = rule_text(&s);
         assert!(
-            text.ends_with("\nalice ALL=(ALL:ALL) NOTAFTER=20261127103005Z NOPASSWD: ALL\n"),
+            text.ends_with("\n#1001 ALL=(ALL:ALL) NOTAFTER=20261127103005Z NOPASSWD: ALL\n"),
             "{text}"
         );
         assert!(s.is_open_at("2026-11-27T10:30:04Z".parse().unwrap()));

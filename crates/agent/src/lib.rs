@@ -16,6 +16,7 @@ pub mod grants;
 pub mod os;
 pub mod packages;
 pub mod resolve;
+pub mod rights;
 mod session;
 pub mod spool;
 pub mod sudo_setup;

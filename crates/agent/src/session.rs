@@ -25,7 +25,7 @@ mod admin;
 use crate::resolve::{resolve, SECURE_PATH};
 use crate::upstream::UpstreamError;
 use crate::users::Caller;
-pub(crate) use admin::report_ends;
+pub(crate) use admin::{end_disallowed, report_ends};
 
 /// Longest reason accepted (the server's limit too).
 const MAX_REASON: usize = 4096;

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
+use sha2::Digest as _;
 
-use elevate_core::{decide, AccessRequest, Channel, Mode, Outcome, Subject, Target};
+use elevate_core::{decide, AccessRequest, Channel, Outcome, Subject, Target};
 use elevate_proto::ipc::{AdminSessionSummary, AgentFrame};
 use elevate_proto::v1::{AuditEventIn, DecisionView, WireTarget};
 
@@ -96,11 +97,11 @@ pub(super) async fn open(
         reason: reason.clone(),
         channel: Channel::Native,
     };
-    let decision = decide(&policy.policy, &request, Timestamp::now());
-    if decision.mode == Mode::Enforce
-        && !matches!(decision.outcome, Outcome::Deny { .. })
-        && decision.missing_reason(&request)
-    {
+    let mut decision = decide(&policy.policy, &request, Timestamp::now());
+    // A session is a grant, not something to watch: discovery mode's "let it run and record
+    // it" does not apply, the policy's own word does (its length limit included).
+    decision.outcome = decision.policy_outcome.clone();
+    if !matches!(decision.outcome, Outcome::Deny { .. }) && decision.missing_reason(&request) {
         return conn
             .refuse(
                 "reason_required",
@@ -112,7 +113,7 @@ pub(super) async fn open(
     let target = WireTarget::Session { duration_secs };
     let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
         "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native" });
-    let (id, on_server) = match &decision.outcome {
+    let (id, on_server, server_max) = match &decision.outcome {
         Outcome::Deny { .. } => {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, None) {
@@ -133,7 +134,7 @@ pub(super) async fn open(
                     .await;
             }
             conn.send(&decided(&id, &view)).await;
-            (id, false)
+            (id, false, None)
         }
         Outcome::Approve(_) => {
             let new = new_request(&caller, target, reason, Channel::Native, None);
@@ -145,9 +146,26 @@ pub(super) async fn open(
                     .refuse("audit", format!("{e}; nothing is opened"))
                     .await;
             }
-            (approved.id, true)
+            let max = approved.decision.session_max_secs;
+            (approved.id, true, Some(max))
         }
     };
+    // Never longer than the policy allows (the server's limit, for an approved request).
+    let mut length = length.min(decision.constraints.session_max);
+    if let Some(allowed) = server_max {
+        length = length.min(SignedDuration::from_secs(
+            allowed.min(i64::MAX as u64) as i64
+        ));
+    }
+    if !length.is_positive() {
+        return conn
+            .refuse(
+                "session",
+                "the policy allows no admin session here; nothing is opened",
+            )
+            .await;
+    }
+    let duration_secs = length.as_secs() as u64;
     let now = Timestamp::now();
     let expires = now.checked_add(length).unwrap_or(now);
     let opened = event(
@@ -182,7 +200,9 @@ pub(super) async fn open(
                 &id,
                 serde_json::json!({ "error": format!("{e:#}") }),
             );
-            let _ = spool(agent, &[failed]);
+            if let Err(e) = spool(agent, &[failed]) {
+                tracing::error!(error = %e, session = %id, "cannot record a failed admin session");
+            }
             return conn
                 .refuse(
                     "session",
@@ -192,9 +212,21 @@ pub(super) async fn open(
         }
         Err(e) => return conn.refuse("internal", e.to_string()).await,
     };
-    if let Err(e) = crate::grants::spawn_reaper(&agent.state_dir, &session.id) {
-        // The agent's timer, its sweeps and NOTAFTER still end it; say so in the log.
+    if let Err(e) = crate::grants::spawn_reaper(&agent.places, &session.id) {
+        // Without its reaper the session would end late if the agent died: it does not open.
         tracing::error!(error = %format!("{e:#}"), session = %session.id, "no reaper for this admin session");
+        let places = agent.places.clone();
+        let id = session.id.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || places.end(&id, EndedBy::Failed, Timestamp::now()))
+                .await;
+        report_ends(agent).await;
+        return conn
+            .refuse(
+                "session",
+                format!("the admin session could not be opened: {e:#}"),
+            )
+            .await;
     }
     crate::daemon::end_on_time(agent.clone(), session.expires);
     conn.send(&AgentFrame::SessionOpened {
@@ -234,6 +266,56 @@ pub(super) async fn end(agent: &Arc<Agent>, conn: &mut Conn, uid: u32) {
     }
 }
 
+/// Ends the open sessions that the policy in force would refuse now (a new policy version, a
+/// user who left the group a rule names): a grant is only as good as the policy behind it.
+pub(crate) async fn end_disallowed(agent: &Arc<Agent>) {
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        return;
+    };
+    let now = Timestamp::now();
+    let open: Vec<AdminSession> = agent
+        .places
+        .read()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.is_open_at(now))
+        .collect();
+    let mut ended = false;
+    for s in open {
+        let still = agent.caller(s.uid).ok().is_some_and(|caller| {
+            let request = AccessRequest {
+                subject: Subject {
+                    user: caller.name,
+                    uid: caller.uid,
+                    groups: caller.groups,
+                    device: agent.enrolment.name.clone(),
+                    device_tags: agent.enrolment.tags.clone(),
+                },
+                target: Target::Session {
+                    duration: s.expires.duration_since(s.starts),
+                },
+                reason: Some("already granted".into()),
+                channel: Channel::Native,
+            };
+            let decision = decide(&policy.policy, &request, now);
+            !matches!(decision.policy_outcome, Outcome::Deny { .. })
+        });
+        if !still {
+            let places = agent.places.clone();
+            let id = s.id.clone();
+            let done =
+                tokio::task::spawn_blocking(move || places.end(&id, EndedBy::Policy, now)).await;
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = %format!("{e:#}"), session = %s.id, "cannot end an admin session the policy no longer allows");
+            }
+            ended = true;
+        }
+    }
+    if ended {
+        report_ends(agent).await;
+    }
+}
+
 /// The caller's open admin sessions, for `elevate status`.
 pub(super) fn summaries(agent: &Agent, uid: u32) -> Vec<AdminSessionSummary> {
     let now = Timestamp::now();
@@ -255,7 +337,12 @@ pub(super) fn summaries(agent: &Agent, uid: u32) -> Vec<AdminSessionSummary> {
 /// and closes the request on the server for sessions the server approved.
 pub(crate) async fn report_ends(agent: &Agent) {
     let _one_at_a_time = agent.session_reports.lock().await;
-    for s in agent.places.unreported() {
+    // The ledger's lock may be held for a while (a reaper killing a session): off the runtime.
+    let places = agent.places.clone();
+    let unreported = tokio::task::spawn_blocking(move || places.unreported())
+        .await
+        .unwrap_or_default();
+    for s in unreported {
         let Some(ended) = s.ended.clone() else {
             continue;
         };
@@ -269,7 +356,10 @@ pub(crate) async fn report_ends(agent: &Agent) {
                 tracing::warn!(error = %e, session = %s.id, "the server did not take the end of an admin session");
             }
         }
-        if let Err(e) = agent.places.mark_reported(&s.id) {
+        let places = agent.places.clone();
+        let id = s.id.clone();
+        let marked = tokio::task::spawn_blocking(move || places.mark_reported(&id)).await;
+        if let Ok(Err(e)) = marked {
             tracing::error!(error = %format!("{e:#}"), session = %s.id, "cannot mark an admin session's end as reported");
         }
     }
@@ -280,8 +370,12 @@ fn end_event(agent: &Agent, s: &AdminSession, ended: &crate::grants::Ended) -> A
         EndedBy::User => format!("user:{}@{}", s.user, agent.enrolment.name),
         _ => format!("agent@{}", agent.enrolment.name),
     };
+    // One id per session end, whoever reports it and however often: the server keeps it once.
+    let digest = sha2::Sha256::digest(format!("{}:end", s.id));
+    let id =
+        uuid::Builder::from_random_bytes(digest[..16].try_into().expect("16 bytes")).into_uuid();
     AuditEventIn {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: id.to_string(),
         at: now_ms(),
         actor,
         action: ended.by.action().into(),

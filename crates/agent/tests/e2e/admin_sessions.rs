@@ -184,7 +184,17 @@ fn an_admin_session_lets_sudo_run_until_it_ends_on_time() {
             let rules = session_rules();
             assert_eq!(rules.len(), 1);
             let rule = std::fs::read_to_string(&rules[0]).unwrap();
-            assert!(rule.contains("alice ALL=(ALL:ALL) NOTAFTER=20"), "{rule}");
+            let uid = text(
+                &Command::new("id")
+                    .args(["-u", "alice"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            );
+            assert!(
+                rule.contains(&format!("\n#{} ALL=(ALL:ALL) NOTAFTER=20", uid.trim())),
+                "{rule}"
+            );
             assert!(rule.ends_with("Z NOPASSWD: ALL\n"), "{rule}");
             let id = opened_session(&world);
 
@@ -365,6 +375,51 @@ fn a_session_may_need_an_approver_and_ends_early_on_request() {
                 assert!(Instant::now() < deadline, "{}", world.request(&request));
                 std::thread::sleep(Duration::from_millis(100));
             }
+        },
+    );
+}
+
+#[test]
+fn a_session_lasts_only_as_long_as_the_policy_allows_it() {
+    namespaced(
+        "admin_sessions::a_session_lasts_only_as_long_as_the_policy_allows_it",
+        || {
+            let world = World::new();
+            let Some(()) = sessions_through_sudo(&world) else {
+                return;
+            };
+            // Discovery mode lets standing admins' commands run, but a session is a grant: the
+            // policy's limit holds for dave (in the discovery wave) too.
+            assert!(Command::new("useradd")
+                .args(["-M", "-G", "sudo", "dave"])
+                .status()
+                .unwrap()
+                .success());
+            let out = world.elevate_as("dave", &["session", "87600h"], &[]);
+            assert!(!out.status.success(), "{}", text(&out.stdout));
+            assert!(session_rules().is_empty());
+
+            let out = world.elevate_as("alice", &["session", "10m"], &[]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let id = opened_session(&world);
+            let (mut sudo_process, sleep) = sleeping_under_sudo(&world, "alice");
+            // A new policy that refuses developers' sessions ends the open one.
+            let refusing = crate::world::POLICY.replace(
+                "[[rule]]\nname = \"developers may open short admin sessions\"\nwho = { groups = [\"developers\"] }\nwhat = { session = true }\nsession_max = \"1h\"\naction = \"auto\"",
+                "[[rule]]\nname = \"no more sessions for developers\"\nwho = { groups = [\"developers\"] }\nwhat = { session = true }\naction = { deny = \"sessions are paused\" }",
+            );
+            assert_ne!(refusing, crate::world::POLICY);
+            world
+                .api(world.server().apply_policy(&world.admin, &refusing))
+                .expect(201);
+            eventually(
+                "the session outlived the policy that allowed it",
+                Duration::from_secs(20),
+                || !alive(sleep),
+            );
+            sudo_process.wait().unwrap();
+            assert!(session_rules().is_empty());
+            ended_by(&world, &id, "session.revoked", "policy");
         },
     );
 }

@@ -1,0 +1,218 @@
+//! Revocation of standing rights: a wave moved from discover to enforce loses its `sudo`
+//! membership and its sudoers `ALL` lines; sudo then goes through the policy; moved back, the
+//! rights return as they were. Break-glass accounts are never touched.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::sudo::{elevated_sudo, status_eventually, sudo, sudo_as};
+use crate::world::{text, POLICY};
+use crate::{namespaced, World};
+
+const TEAM_RULES: &str = "%sudo ALL=(ALL:ALL) NOPASSWD: ALL\nerin ALL=(ALL) NOPASSWD: ALL\n";
+
+/// The end-to-end policy with the admins' wave in `mode`, and a break-glass account.
+fn policy(mode: &str) -> String {
+    format!(
+        "{POLICY}\n[break_glass]\nusers = [\"oncall\"]\n\n[[wave]]\nname = \"admins\"\nmode = \"{mode}\"\nwho = {{ groups = [\"sudo\"], users = [\"erin\"] }}\n"
+    )
+}
+
+fn apply(world: &World, text: &str, version: u64) {
+    world
+        .api(world.server().apply_policy(&world.admin, text))
+        .expect(201);
+    status_eventually(world, &format!("policy:  version {version}"));
+}
+
+fn members(group: &str) -> Vec<String> {
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    let line = groups
+        .lines()
+        .find(|l| l.starts_with(&format!("{group}:")))
+        .unwrap();
+    let mut m: Vec<String> = line
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    m.sort();
+    m
+}
+
+fn eventually(what: &str, holds: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !holds() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn uid(user: &str) -> String {
+    text(
+        &Command::new("id")
+            .args(["-u", user])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_owned()
+}
+
+fn actions(world: &World, action: &str) -> Vec<serde_json::Value> {
+    world
+        .audit()
+        .into_iter()
+        .filter(|r| r["action"] == action)
+        .map(|r| serde_json::from_str(r["data"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn enforce_takes_standing_rights_away_and_discover_gives_them_back() {
+    namespaced(
+        "rights::enforce_takes_standing_rights_away_and_discover_gives_them_back",
+        || {
+            let world = World::new();
+            if !std::path::Path::new("/usr/bin/sudo").exists() {
+                assert!(
+                    std::env::var("ELEVATE_REQUIRE_ROOT").as_deref() != Ok("1"),
+                    "ELEVATE_REQUIRE_ROOT=1 but sudo is not installed (.ci/run installs it)"
+                );
+                eprintln!("SKIPPED: sudo is not installed (apt-get install sudo)");
+                return;
+            }
+            // carol and oncall are standing admins by group, erin by a sudoers line.
+            for args in [
+                &["-M", "-G", "sudo,developers", "carol"][..],
+                &["-M", "-G", "sudo", "oncall"][..],
+                &["-M", "erin"][..],
+            ] {
+                assert!(Command::new("useradd")
+                    .args(args)
+                    .status()
+                    .unwrap()
+                    .success());
+            }
+            std::fs::write("/etc/sudoers.d/team", TEAM_RULES).unwrap();
+            std::fs::set_permissions(
+                "/etc/sudoers.d/team",
+                std::os::unix::fs::PermissionsExt::from_mode(0o440),
+            )
+            .unwrap();
+            let out = elevated_sudo(&world, "install-sudo", "/usr/bin/sudo");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            status_eventually(&world, "records: sudo plugin: on");
+            let sudo_before = members("sudo");
+            assert_eq!(sudo_before, ["carol", "oncall"]);
+
+            // Discover: nothing is taken; sudo works as it always did.
+            apply(&world, &policy("discover"), 2);
+            let out = sudo("carol", &["-n", "/usr/bin/whoami"]);
+            assert_eq!(text(&out.stdout), "root\n", "{}", text(&out.stderr));
+            std::thread::sleep(Duration::from_secs(2));
+            assert_eq!(members("sudo"), sudo_before);
+            assert_eq!(
+                std::fs::read_to_string("/etc/sudoers.d/team").unwrap(),
+                TEAM_RULES
+            );
+
+            // Enforce: carol leaves `sudo`, erin's line is commented out, oncall keeps all.
+            apply(&world, &policy("enforce"), 3);
+            eventually("standing rights were not taken", || {
+                members("sudo") == ["oncall"]
+                    && !std::fs::read_to_string("/etc/sudoers.d/team")
+                        .unwrap()
+                        .contains("\nerin ALL")
+                    && std::path::Path::new("/etc/sudoers.d/elevate-managed").exists()
+            });
+            let team = std::fs::read_to_string("/etc/sudoers.d/team").unwrap();
+            assert!(
+                team.contains("# elevate revoked this standing right"),
+                "{team}"
+            );
+            let managed = std::fs::read_to_string("/etc/sudoers.d/elevate-managed").unwrap();
+            for user in ["carol", "erin"] {
+                assert!(
+                    managed.contains(&format!("#{} ALL=(ALL:ALL) NOPASSWD: ALL", uid(user))),
+                    "{managed}"
+                );
+            }
+            assert!(
+                !managed.contains(&format!("#{} ", uid("oncall"))),
+                "{managed}"
+            );
+            // No flapping: carol's wave is defined by the group she was taken out of.
+            std::thread::sleep(Duration::from_secs(3));
+            assert_eq!(members("sudo"), ["oncall"]);
+
+            // sudo now asks the policy: pre-approved at once…
+            let out = sudo("carol", &["-n", "/usr/bin/id", "-u"]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+            // …denied with the reason…
+            let out = sudo("carol", &["-n", "/usr/bin/bash", "-c", "echo ran"]);
+            assert!(out.stdout.is_empty());
+            assert!(
+                text(&out.stderr).contains("use a specific command instead of a root shell"),
+                "{}",
+                text(&out.stderr)
+            );
+            // …sudo -n of an approval rule fails fast, saying why…
+            let started = Instant::now();
+            let out = sudo("carol", &["-n", "/usr/bin/whoami"]);
+            assert!(!out.status.success());
+            assert!(
+                text(&out.stderr).contains("cannot wait"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(started.elapsed() < Duration::from_secs(10));
+            // …and without -n it waits for the approver, then runs.
+            let waiting = sudo_as("carol", &["/usr/bin/whoami"]).spawn().unwrap();
+            let request = world.pending_request();
+            world.approve(&request, serde_json::json!({}));
+            let out = waiting.wait_with_output().unwrap();
+            assert_eq!(text(&out.stdout), "root\n", "{}", text(&out.stderr));
+            // oncall (break glass) still has sudo as before, through sudoers alone.
+            assert!(members("sudo").contains(&"oncall".to_owned()));
+
+            let revoked = actions(&world, "rights.revoked");
+            assert!(
+                revoked.iter().any(|d| d["user"] == "carol"
+                    && d["right"] == serde_json::json!({ "kind": "group", "group": "sudo" })),
+                "{revoked:?}"
+            );
+            assert!(
+                revoked.iter().any(|d| d["user"] == "erin"
+                    && d["right"]["kind"] == "sudoers"
+                    && d["right"]["line"] == "erin ALL=(ALL) NOPASSWD: ALL"),
+                "{revoked:?}"
+            );
+            assert!(
+                !revoked.iter().any(|d| d["user"] == "oncall"),
+                "{revoked:?}"
+            );
+
+            // Back to discover: everything returns exactly as it was.
+            apply(&world, &policy("discover"), 4);
+            eventually("standing rights were not given back", || {
+                members("sudo") == sudo_before
+                    && std::fs::read_to_string("/etc/sudoers.d/team").unwrap() == TEAM_RULES
+                    && !std::path::Path::new("/etc/sudoers.d/elevate-managed").exists()
+            });
+            let out = sudo("erin", &["-n", "/usr/bin/whoami"]);
+            assert_eq!(text(&out.stdout), "root\n", "{}", text(&out.stderr));
+            world.eventually_in_audit("the restorations", |records| {
+                records
+                    .iter()
+                    .filter(|r| r["action"] == "rights.restored")
+                    .count()
+                    == 2
+            });
+        },
+    );
+}
