@@ -36,6 +36,10 @@ enum Command {
         /// the cgroup v2 hierarchy). Only for agents that share a kernel, such as tests.
         #[arg(long)]
         cgroup_root: Option<PathBuf>,
+        /// Record root commands run outside sudo and elevate (su, pkexec, root shells) through
+        /// Linux audit, where auditing is on.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        linux_audit: String,
     },
     /// Enrol this device with a one-time token from `elevatectl enrol-token create`.
     Enrol {
@@ -146,16 +150,19 @@ pub fn main() -> anyhow::Result<()> {
         socket: crate::DEFAULT_SOCKET.into(),
         refresh_secs: 60,
         cgroup_root: None,
+        linux_audit: "on".into(),
     }) {
         Command::Run {
             socket,
             refresh_secs,
             cgroup_root,
+            linux_audit,
         } => runtime.block_on(crate::daemon::run(AgentConfig {
             socket,
             state_dir: cli.state_dir,
             refresh: Duration::from_secs(refresh_secs.max(1)),
             cgroup_root,
+            linux_audit: linux_audit == "on",
         })),
         Command::Enrol {
             server,

@@ -69,6 +69,9 @@ pub struct AgentConfig {
     /// The cgroup folder for admin sessions, instead of `elevate` at the top of the cgroup v2
     /// hierarchy (for agents sharing one kernel, such as tests).
     pub cgroup_root: Option<PathBuf>,
+    /// Whether to record root commands outside sudo and elevate through Linux audit (where
+    /// auditing is on).
+    pub linux_audit: bool,
 }
 
 /// The agent's shared state.
@@ -96,8 +99,21 @@ pub struct Agent {
     pub(crate) session_reports: tokio::sync::Mutex<()>,
     /// Standing admin rights: taken away in enforce mode, given back outside it.
     pub rights: crate::rights::Rights,
-    /// Whether the sudo plugin is installed and working, as the refresh loop last found it.
-    sudo_plugin_works: std::sync::atomic::AtomicBool,
+    /// The Linux audit collector: whether it is wanted, and its status line once tried.
+    linux_audit: Mutex<LinuxAudit>,
+    /// Standing-rights alerts already raised (each distinct problem once).
+    rights_alerts: Mutex<std::collections::HashSet<String>>,
+    /// Commands sudo was just allowed to run (uid, path, when): Linux audit sees their
+    /// execution too, and leaves it to the sudo plugin's record.
+    front_door_execs: Mutex<std::collections::VecDeque<(u32, String, std::time::Instant)>>,
+}
+
+#[derive(Debug, Default)]
+enum LinuxAudit {
+    #[default]
+    NotWanted,
+    Off(String),
+    On(String),
 }
 
 impl Agent {
@@ -132,7 +148,9 @@ impl Agent {
             places: crate::grants::Places::system(state_dir),
             session_reports: tokio::sync::Mutex::new(()),
             rights: crate::rights::Rights::system(state_dir),
-            sudo_plugin_works: std::sync::atomic::AtomicBool::new(false),
+            linux_audit: Mutex::default(),
+            rights_alerts: Mutex::default(),
+            front_door_execs: Mutex::default(),
         })
     }
 
@@ -166,8 +184,37 @@ impl Agent {
         vec![
             "elevate: on (this socket)".to_owned(),
             sudo,
-            "Linux audit (root commands outside sudo): not collected yet".to_owned(),
+            format!(
+                "Linux audit (root commands outside sudo and elevate): {}",
+                match &*self.linux_audit.lock().expect("linux audit lock") {
+                    LinuxAudit::NotWanted => "off (the agent runs with --linux-audit off)",
+                    LinuxAudit::Off(why) | LinuxAudit::On(why) => why,
+                }
+            ),
         ]
+    }
+
+    /// Remembers that a front door let `uid` run `path` (for a few seconds).
+    pub(crate) fn note_front_door_exec(&self, uid: u32, path: &str) {
+        let mut recent = self.front_door_execs.lock().expect("front door lock");
+        recent.retain(|(_, _, at)| at.elapsed() < FRONT_DOOR_MEMORY);
+        if recent.len() >= 256 {
+            recent.pop_front();
+        }
+        recent.push_back((uid, path.to_owned(), std::time::Instant::now()));
+    }
+
+    /// Whether a front door just let `uid` run `path` (each allowance matches one execution).
+    pub(crate) fn take_front_door_exec(&self, uid: u32, path: &str) -> bool {
+        let mut recent = self.front_door_execs.lock().expect("front door lock");
+        recent.retain(|(_, _, at)| at.elapsed() < FRONT_DOOR_MEMORY);
+        match recent.iter().position(|(u, p, _)| *u == uid && p == path) {
+            Some(i) => {
+                recent.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Who a uid is (group names cached; membership fresh). Admin groups the agent took away
@@ -176,7 +223,7 @@ impl Agent {
     pub fn caller(&self, uid: u32) -> anyhow::Result<crate::users::Caller> {
         let mut caller =
             crate::users::lookup(uid, &mut self.group_names.lock().expect("group names lock"))?;
-        for group in self.rights.revoked_groups(&caller.name) {
+        for group in self.rights.revoked_groups(&caller.name, caller.uid) {
             if !caller.groups.contains(&group) {
                 caller.groups.push(group);
             }
@@ -287,6 +334,7 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
     let mut sudo_conf: Result<(), String> = Ok(());
     loop {
         // First, so the status is right from the start even when the server is slow.
+        start_linux_audit(&agent);
         watch_sudo_conf(&agent, &mut sudo_conf);
         sweep_admin_sessions(&agent, crate::grants::EndedBy::Expiry).await;
         if let Err(e) = agent.refresh_policy().await {
@@ -298,15 +346,26 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
     }
 }
 
+/// Starts the Linux audit collector when it is wanted and not running yet (auditing may be
+/// switched on after the agent started).
+fn start_linux_audit(agent: &Arc<Agent>) {
+    let mut state = agent.linux_audit.lock().expect("linux audit lock");
+    if matches!(*state, LinuxAudit::Off(_)) {
+        *state = match crate::linux_audit::start(agent.clone()) {
+            Ok(on) => {
+                tracing::info!("recording root commands outside sudo through Linux audit");
+                LinuxAudit::On(on)
+            }
+            Err(off) => LinuxAudit::Off(off),
+        };
+    }
+}
+
 /// Takes standing admin rights from people the policy puts in enforce mode and gives them back
-/// to people it no longer does; each change is spooled before it is made.
+/// to people it no longer does; each change is spooled before it is made. What cannot be done
+/// is raised as an alert (once for each distinct problem).
 async fn reconcile_rights(agent: &Arc<Agent>) {
-    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
-        return;
-    };
-    let plugin_works = agent
-        .sudo_plugin_works
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let policy = agent.policy.read().expect("policy lock").clone();
     let worker = agent.clone();
     let done = tokio::task::spawn_blocking(move || {
         let agent = worker;
@@ -328,6 +387,10 @@ async fn reconcile_rights(agent: &Arc<Agent>) {
             })
         };
         let subject = std::cell::RefCell::new(subject);
+        // Asked afresh each time (it runs `sudo -V`): the managed rule is written only while
+        // the approval plugin really gates sudo.
+        let plugin_works =
+            || crate::sudo_setup::installed(&agent.state_dir).is_some_and(|i| i.check().is_ok());
         let mut before = |action: &str, data: serde_json::Value| -> anyhow::Result<()> {
             agent
                 .spool
@@ -339,9 +402,9 @@ async fn reconcile_rights(agent: &Arc<Agent>) {
             Ok(())
         };
         let changes = agent.rights.reconcile(
-            &policy.policy,
+            policy.as_ref().map(|p| p.policy.as_ref()),
             &|u, t| (subject.borrow_mut())(u, t),
-            plugin_works,
+            &plugin_works,
             &mut before,
         );
         (agent, changes)
@@ -351,22 +414,46 @@ async fn reconcile_rights(agent: &Arc<Agent>) {
         Ok(d) => d,
         Err(e) => return tracing::error!(error = %e, "the standing-rights check failed"),
     };
-    match changes {
-        Ok(changes) => {
-            for change in changes {
-                if let crate::rights::Change::Failed { user, right, error } = change {
-                    tracing::error!(%user, right = %right.describe(), %error, "cannot change a standing right");
-                    let data = serde_json::json!({ "user": user, "right": right,
-                        "described": right.describe(), "error": error, "alert": true });
-                    let event = agent_event(&agent, "rights.failed", data);
-                    if let Err(e) = agent.spool.lock().expect("spool lock").append(&[event]) {
-                        tracing::error!(error = %e, "cannot spool a rights alert");
-                    }
-                    agent.spool_ready.notify_one();
-                }
+    use crate::rights::Change;
+    let mut raised = agent.rights_alerts.lock().expect("alerts lock");
+    for change in changes {
+        let (action, data) = match change {
+            Change::Failed { user, right, error } => (
+                "rights.failed",
+                serde_json::json!({ "user": user, "right": right,
+                    "described": right.describe(), "error": error }),
+            ),
+            Change::Unmanageable { user, right } => (
+                "rights.unmanageable",
+                serde_json::json!({ "user": user, "right": right, "described": right.describe(),
+                    "error": "a standing admin right in enforce mode that Elevate cannot take away; remove or split it by hand" }),
+            ),
+            Change::NotRestored { user, right, why } => (
+                "rights.not_restored",
+                serde_json::json!({ "user": user, "right": right,
+                    "described": right.describe(), "error": why }),
+            ),
+            Change::Error { what } => ("rights.check_failed", serde_json::json!({ "error": what })),
+            Change::Revoked { .. } | Change::Restored { .. } | Change::ManagedRule { .. } => {
+                continue
             }
+        };
+        let key = format!("{action} {data}");
+        if raised.contains(&key) {
+            continue;
         }
-        Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot check standing admin rights"),
+        if raised.len() > 1024 {
+            raised.clear();
+        }
+        raised.insert(key);
+        tracing::error!(%action, %data, "standing rights need a person");
+        let mut data = data;
+        data["alert"] = true.into();
+        let event = agent_event(&agent, action, data);
+        if let Err(e) = agent.spool.lock().expect("spool lock").append(&[event]) {
+            tracing::error!(error = %e, "cannot spool a rights alert");
+        }
+        agent.spool_ready.notify_one();
     }
 }
 
@@ -451,10 +538,6 @@ pub(crate) fn end_on_time(agent: Arc<Agent>, expires: Timestamp) {
 fn watch_sudo_conf(agent: &Agent, last: &mut Result<(), String>) {
     let installed = crate::sudo_setup::installed(&agent.state_dir);
     let checked = installed.as_ref().map(|i| i.check());
-    agent.sudo_plugin_works.store(
-        matches!(checked, Some(Ok(()))),
-        std::sync::atomic::Ordering::SeqCst,
-    );
     *agent.collectors.lock().expect("collectors lock") =
         agent.work_out_collectors(checked.as_ref());
     let (Some(installed), Some(checked)) = (installed, checked) else {
@@ -523,6 +606,9 @@ async fn deliver_loop(agent: Arc<Agent>) {
     }
 }
 
+/// How long an allowance through a front door is matched against Linux audit's records.
+const FRONT_DOOR_MEMORY: Duration = Duration::from_secs(30);
+
 /// Refusals answered at once; more are closed without a word.
 const MAX_REFUSALS: usize = 64;
 /// How long a refused caller has to send its request before the connection is closed.
@@ -588,6 +674,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut agent = Agent::load(&config.state_dir)?;
     if let Some(root) = config.cgroup_root {
         agent.places.cgroups = Some(root);
+    }
+    if config.linux_audit {
+        *agent.linux_audit.lock().expect("linux audit lock") =
+            LinuxAudit::Off("off (not started yet)".into());
     }
     let agent = Arc::new(agent);
     let listener = bind(&config.socket)?;

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod daemon;
 pub mod enrolment;
 pub mod grants;
+pub mod linux_audit;
 pub mod os;
 pub mod packages;
 pub mod resolve;

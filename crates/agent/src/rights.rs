@@ -51,6 +51,11 @@ pub enum Right {
     Group { group: String },
     /// A sudoers line naming the user and granting `ALL`, exactly as written, in `file`.
     Sudoers { file: PathBuf, line: String },
+    /// An admin group as the user's primary group (`gpasswd` cannot take it: reported only).
+    PrimaryGroup { group: String },
+    /// A sudoers grant of `ALL` the agent cannot take apart safely (a line naming several
+    /// users, a continued line, an alias): reported only, for a person to split or remove.
+    Unmanaged { file: PathBuf, line: String },
 }
 
 impl Right {
@@ -59,7 +64,19 @@ impl Right {
         match self {
             Right::Group { group } => format!("membership of group {group}"),
             Right::Sudoers { file, line } => format!("{line:?} in {}", file.display()),
+            Right::PrimaryGroup { group } => format!("primary group {group}"),
+            Right::Unmanaged { file, line } => {
+                format!(
+                    "{line:?} in {} (cannot be revoked automatically)",
+                    file.display()
+                )
+            }
         }
+    }
+
+    /// Whether the agent can take this right away and give it back.
+    fn manageable(&self) -> bool {
+        matches!(self, Right::Group { .. } | Right::Sudoers { .. })
     }
 }
 
@@ -93,6 +110,22 @@ pub enum Change {
     ManagedRule {
         users: Vec<String>,
         present: bool,
+    },
+    /// A right in enforce mode that the agent cannot take away: a person must.
+    Unmanageable {
+        user: String,
+        right: Right,
+    },
+    /// A revoked right that could not be given back as it was (its marked line was edited or
+    /// removed, or the account now belongs to someone else): dropped from the ledger.
+    NotRestored {
+        user: String,
+        right: Right,
+        why: String,
+    },
+    /// Something stopped the check itself.
+    Error {
+        what: String,
     },
 }
 
@@ -144,51 +177,113 @@ impl Rights {
 
     /// The groups taken from `user`: they still count as the user's for the policy (a wave
     /// defined by group `sudo` must not let its members go the moment they leave `sudo`).
-    pub fn revoked_groups(&self, user: &str) -> Vec<String> {
+    pub fn revoked_groups(&self, user: &str, uid: u32) -> Vec<String> {
         self.ledger()
             .unwrap_or_default()
             .into_iter()
             .filter_map(|r| match r.right {
-                Right::Group { group } if r.user == user => Some(group),
+                Right::Group { group } if r.user == user && r.uid == uid => Some(group),
                 _ => None,
             })
             .collect()
     }
 
-    /// Every standing right on the machine now, by user.
+    /// Every standing right on the machine now, by user: membership (or primary group) of an
+    /// admin group — `sudo`, `wheel`, `admin`, and any group sudoers grants `ALL` — and sudoers
+    /// lines granting a user `ALL`.
     pub fn standing(&self) -> anyhow::Result<Vec<(String, Right)>> {
         let mut found = Vec::new();
         let groups = fs::read_to_string(&self.group_file)
             .with_context(|| format!("cannot read {}", self.group_file.display()))?;
-        for line in groups.lines() {
-            let mut fields = line.split(':');
-            let (Some(name), Some(_), Some(_), Some(members)) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            if STANDING_ADMIN_GROUPS.contains(&name) {
-                for member in members.split(',').filter(|m| !m.is_empty()) {
-                    found.push((
-                        member.to_owned(),
-                        Right::Group {
-                            group: name.to_owned(),
-                        },
-                    ));
-                }
-            }
-        }
+        // name, gid, members
+        let table: Vec<(&str, u32, Vec<&str>)> = groups
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split(':');
+                let (name, _, gid, members) = (f.next()?, f.next()?, f.next()?, f.next()?);
+                let members = members.split(',').filter(|m| !m.is_empty()).collect();
+                Some((name, gid.parse().ok()?, members))
+            })
+            .collect();
+        let mut admin: BTreeSet<String> = STANDING_ADMIN_GROUPS
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        let by_uid = |uid: u32| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        };
         for file in self.sudoers_files() {
             let Ok(text) = fs::read_to_string(&file) else {
                 continue;
             };
+            let mut continued = false;
             for line in text.lines() {
-                if let Some(user) = all_grant_user(line) {
-                    found.push((
-                        user,
+                let inside = continued;
+                continued = line.trim_end().ends_with('\\');
+                if inside {
+                    // Only the first line of a continued entry is read (below).
+                    continue;
+                }
+                let first = line.trim_end().trim_end_matches('\\');
+                let grantees = all_grant(first);
+                let single = grantees.len() == 1 && !continued;
+                for g in grantees {
+                    let user = match g {
+                        Grantee::Group(name) => {
+                            admin.insert(name);
+                            continue;
+                        }
+                        Grantee::Gid(gid) => {
+                            if let Some((name, _, _)) = table.iter().find(|(_, id, _)| *id == gid) {
+                                admin.insert(name.to_string());
+                            }
+                            continue;
+                        }
+                        Grantee::User(name) => Some(name),
+                        Grantee::Uid(uid) => by_uid(uid),
+                        Grantee::Alias(_) => None,
+                    };
+                    let right = if single && user.is_some() {
                         Right::Sudoers {
                             file: file.clone(),
                             line: line.to_owned(),
+                        }
+                    } else {
+                        Right::Unmanaged {
+                            file: file.clone(),
+                            line: line.to_owned(),
+                        }
+                    };
+                    // An alias names nobody the agent can tell: reported under `*`.
+                    found.push((user.unwrap_or_else(|| "*".to_owned()), right));
+                }
+            }
+        }
+        let passwd =
+            fs::read_to_string(self.group_file.with_file_name("passwd")).unwrap_or_default();
+        for (name, gid, members) in &table {
+            if !admin.contains(*name) {
+                continue;
+            }
+            for member in members {
+                found.push((
+                    member.to_string(),
+                    Right::Group {
+                        group: name.to_string(),
+                    },
+                ));
+            }
+            // Primary groups are in the passwd entries, not in the member lists.
+            for entry in passwd.lines() {
+                let f: Vec<&str> = entry.split(':').collect();
+                if f.len() > 3 && f[3].parse::<u32>().ok() == Some(*gid) {
+                    found.push((
+                        f[0].to_owned(),
+                        Right::PrimaryGroup {
+                            group: name.to_string(),
                         },
                     ));
                 }
@@ -215,29 +310,76 @@ impl Rights {
     }
 
     /// Brings the machine in line with `policy`: rights of people in enforce mode are taken
-    /// away, rights of people no longer in it are given back, and the managed rule lists exactly
-    /// the people whose rights are taken (when `plugin_works`). `subject` describes a user for
-    /// the policy (with the groups taken away counted as theirs).
+    /// away (again, if they came back), rights of people no longer in it are given back, and
+    /// the managed rule lists exactly the people whose rights are taken — only while
+    /// `plugin_works()` says the approval plugin gates sudo (asked again right before the rule
+    /// is written). Without a working plugin the rule goes first, whatever else fails.
+    /// `subject` describes a user for the policy (with the groups taken away counted as theirs).
     pub fn reconcile(
         &self,
-        policy: &Policy,
+        policy: Option<&Policy>,
         subject: &dyn Fn(&str, Vec<String>) -> Option<Subject>,
-        plugin_works: bool,
+        plugin_works: &dyn Fn() -> bool,
         before: Before<'_>,
-    ) -> anyhow::Result<Vec<Change>> {
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
-        let mut ledger = self.ledger()?;
-        let standing = self.standing()?;
+        if !plugin_works() {
+            changes.extend(self.remove_managed_rule(before));
+        }
+        let Some(policy) = policy else {
+            return changes;
+        };
+        let (mut ledger, standing) = match (self.ledger(), self.standing()) {
+            (Ok(l), Ok(s)) => (l, s),
+            (Err(e), _) | (_, Err(e)) => {
+                // Who is enforced is unknown: no unchecked ALL stays.
+                changes.extend(self.remove_managed_rule(before));
+                changes.push(Change::Error {
+                    what: format!("{e:#}"),
+                });
+                return changes;
+            }
+        };
         let users: BTreeSet<String> = standing
             .iter()
             .map(|(u, _)| u.clone())
             .chain(ledger.iter().map(|r| r.user.clone()))
+            .filter(|u| u != "*")
             .collect();
         for user in users {
+            let who = subject(&user, Vec::new());
+            // Ledger lines for an account that is gone or has another uid now belong to
+            // someone else: never given to the new owner.
+            let stale: Vec<Revoked> = ledger
+                .iter()
+                .filter(|r| r.user == user && who.as_ref().is_none_or(|w| w.uid != r.uid))
+                .cloned()
+                .collect();
+            for r in stale {
+                ledger.retain(|x| *x != r);
+                if let Err(e) = self.write_ledger(&ledger) {
+                    changes.push(Change::Error {
+                        what: format!("{e:#}"),
+                    });
+                }
+                changes.push(Change::NotRestored {
+                    user: r.user.clone(),
+                    right: r.right.clone(),
+                    why: format!(
+                        "the account {} (uid {}) is gone or has another uid now",
+                        r.user, r.uid
+                    ),
+                });
+            }
+            let Some(first) = who else {
+                continue;
+            };
             let taken: Vec<String> = ledger
                 .iter()
                 .filter_map(|r| match &r.right {
-                    Right::Group { group } if r.user == user => Some(group.clone()),
+                    Right::Group { group } if r.user == user && r.uid == first.uid => {
+                        Some(group.clone())
+                    }
                     _ => None,
                 })
                 .collect();
@@ -249,11 +391,15 @@ impl Rights {
             }
             if policy.revokes_standing_rights(&who) {
                 for (_, right) in standing.iter().filter(|(u, _)| *u == user) {
-                    if ledger.iter().any(|r| r.user == user && r.right == *right) {
-                        continue;
+                    if right.manageable() {
+                        let change = self.revoke(&mut ledger, (&user, who.uid), right, before);
+                        changes.push(change);
+                    } else {
+                        changes.push(Change::Unmanageable {
+                            user: user.clone(),
+                            right: right.clone(),
+                        });
                     }
-                    let change = self.revoke(&mut ledger, (&user, who.uid), right, before);
-                    changes.push(change);
                 }
             } else {
                 let mine: Vec<Revoked> =
@@ -263,14 +409,57 @@ impl Rights {
                 }
             }
         }
-        if let Some(change) = self.managed_rule(&ledger, plugin_works, before)? {
-            changes.push(change);
+        // Rights granted through an alias name nobody the agent can tell: for a person.
+        for (user, right) in &standing {
+            if user == "*" {
+                changes.push(Change::Unmanageable {
+                    user: user.clone(),
+                    right: right.clone(),
+                });
+            }
         }
-        Ok(changes)
+        match self.managed_rule(&ledger, plugin_works, before) {
+            Ok(Some(change)) => changes.push(change),
+            Ok(None) => {}
+            Err(e) => {
+                changes.extend(self.remove_managed_rule(before));
+                changes.push(Change::Error {
+                    what: format!("{e:#}"),
+                });
+            }
+        }
+        changes
     }
 
-    /// Takes `right` from `user`: ledger line first, then the change; undone in the ledger if
-    /// the change fails.
+    /// Removes the managed rule (if it exists), recorded first; a failure to record does not
+    /// keep an unchecked `ALL` in place (it is reported instead).
+    fn remove_managed_rule(&self, before: Before<'_>) -> Vec<Change> {
+        let path = self.sudoers.path(MANAGED_RULE);
+        if !path.exists() {
+            return Vec::new();
+        }
+        let mut changes = Vec::new();
+        let facts = serde_json::json!({ "file": path.display().to_string(), "present": false });
+        if let Err(e) = before("rights.managed_rule", facts) {
+            changes.push(Change::Error {
+                what: format!("removing the managed rule without an audit record: {e:#}"),
+            });
+        }
+        match Sudoers::remove(&path) {
+            Ok(()) => changes.push(Change::ManagedRule {
+                users: Vec::new(),
+                present: false,
+            }),
+            Err(e) => changes.push(Change::Error {
+                what: format!("cannot remove {}: {e}", path.display()),
+            }),
+        }
+        changes
+    }
+
+    /// Takes `right` from `user`: the ledger line first (one per right: a right that came back
+    /// after it was taken is taken again under the same line), then the audit record, then the
+    /// change; a failure undoes the ledger line it added.
     fn revoke(
         &self,
         ledger: &mut Vec<Revoked>,
@@ -283,17 +472,31 @@ impl Rights {
             right: right.clone(),
             error: format!("{e:#}"),
         };
-        if let Err(e) = before("rights.revoked", facts(user, right)) {
-            return failed(e);
+        let again = ledger
+            .iter()
+            .any(|r| r.user == user && r.uid == uid && r.right == *right);
+        let undo = |ledger: &mut Vec<Revoked>| {
+            if !again {
+                ledger.pop();
+                let _ = self.write_ledger(ledger);
+            }
+        };
+        if !again {
+            ledger.push(Revoked {
+                user: user.to_owned(),
+                uid,
+                right: right.clone(),
+                at: Timestamp::now(),
+            });
+            if let Err(e) = self.write_ledger(ledger) {
+                ledger.pop();
+                return failed(e);
+            }
         }
-        ledger.push(Revoked {
-            user: user.to_owned(),
-            uid,
-            right: right.clone(),
-            at: Timestamp::now(),
-        });
-        if let Err(e) = self.write_ledger(ledger) {
-            ledger.pop();
+        let mut audited = facts(user, right);
+        audited["again"] = again.into();
+        if let Err(e) = before("rights.revoked", audited) {
+            undo(ledger);
             return failed(e);
         }
         let made = match right {
@@ -301,6 +504,9 @@ impl Rights {
             Right::Sudoers { file, line } => {
                 self.rewrite_sudoers(file, line, &format!("{MARKER}{line}"))
             }
+            Right::PrimaryGroup { .. } | Right::Unmanaged { .. } => Err(anyhow::anyhow!(
+                "this right cannot be revoked automatically"
+            )),
         };
         match made {
             Ok(()) => Change::Revoked {
@@ -308,8 +514,7 @@ impl Rights {
                 right: right.clone(),
             },
             Err(e) => {
-                ledger.pop();
-                let _ = self.write_ledger(ledger);
+                undo(ledger);
                 failed(e)
             }
         }
@@ -329,18 +534,24 @@ impl Rights {
         let made = match &r.right {
             Right::Group { group } => self.gpasswd("-a", &r.user, group),
             Right::Sudoers { file, line } => {
-                match self.rewrite_sudoers(file, &format!("{MARKER}{line}"), line) {
-                    // Someone removed the marked line by hand: nothing to give back.
-                    Err(e) if e.to_string().contains("no longer holds") => {
-                        tracing::warn!(file = %file.display(), "a revoked sudoers line was removed by hand; nothing to restore");
-                        Ok(())
-                    }
-                    other => other,
-                }
+                self.rewrite_sudoers(file, &format!("{MARKER}{line}"), line)
             }
+            Right::PrimaryGroup { .. } | Right::Unmanaged { .. } => Ok(()),
         };
-        if let Err(e) = made {
-            return failed(e);
+        match made {
+            Ok(()) => {}
+            // The marked line was edited or removed by hand: nothing is left to give back as
+            // it was. Said so, and forgotten.
+            Err(e) if e.to_string().contains("no longer holds") => {
+                ledger.retain(|x| x != r);
+                let _ = self.write_ledger(ledger);
+                return Change::NotRestored {
+                    user: r.user.clone(),
+                    right: r.right.clone(),
+                    why: format!("{e:#}"),
+                };
+            }
+            Err(e) => return failed(e),
         }
         ledger.retain(|x| x != r);
         if let Err(e) = self.write_ledger(ledger) {
@@ -380,7 +591,7 @@ impl Rights {
                 Some(b) => (b, "\n"),
                 None => (line, ""),
             };
-            if !replaced && bare == from {
+            if bare == from {
                 out.push_str(to);
                 out.push_str(end);
                 replaced = true;
@@ -430,116 +641,224 @@ impl Rights {
             }
         }
         fs::rename(&staging, file).with_context(|| format!("cannot replace {}", file.display()))?;
-        fs::File::open(dir)?.sync_all()?;
+        // The change is made; a failed flush of the folder does not undo it.
+        if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot flush the sudoers folder");
+        }
         Ok(())
     }
 
-    /// Writes the managed rule for the users whose rights are taken (or removes it).
+    /// Writes the managed rule for the users whose rights are taken (or removes it). The rule
+    /// carries a `NOTAFTER` a quarter of an hour ahead, renewed while the agent runs: if the
+    /// agent stops, the unchecked `ALL` ends by itself (and sudo-rs, which ignores the plugin,
+    /// drops rules with `NOTAFTER` altogether).
     fn managed_rule(
         &self,
         ledger: &[Revoked],
-        plugin_works: bool,
+        plugin_works: &dyn Fn() -> bool,
         before: Before<'_>,
     ) -> anyhow::Result<Option<Change>> {
         let users: BTreeSet<(&str, u32)> =
             ledger.iter().map(|r| (r.user.as_str(), r.uid)).collect();
         let path = self.sudoers.path(MANAGED_RULE);
-        let wanted = (plugin_works && !users.is_empty()).then(|| {
-            let mut text = String::from(
-                "# Managed by elevated: people in enforce mode call sudo as before, and the Elevate\n# approval plugin decides every command. Do not edit; the agent rewrites this file.\n",
-            );
-            // By uid: a name such as `OPS` would read as a User_Alias.
-            for (user, uid) in &users {
-                text.push_str(&format!("# {user}\n#{uid} ALL=(ALL:ALL) NOPASSWD: ALL\n"));
-            }
-            text
-        });
         let current = fs::read_to_string(&path).ok();
-        if current == wanted {
+        if users.is_empty() {
+            return Ok(self.remove_managed_rule(before).into_iter().next());
+        }
+        let now = Timestamp::now();
+        let listed = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.len() > 1 && l.starts_with('#') && l.as_bytes()[1].is_ascii_digit())
+                .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+                .collect()
+        };
+        let wanted: Vec<String> = users.iter().map(|(_, uid)| format!("#{uid}")).collect();
+        let same_people = current.as_deref().is_some_and(|t| listed(t) == wanted);
+        let fresh = same_people
+            && current
+                .as_deref()
+                .and_then(notafter)
+                .is_some_and(|t| t.duration_since(now) > MANAGED_RENEW_BEFORE);
+        if fresh {
             return Ok(None);
         }
-        before(
-            "rights.managed_rule",
-            serde_json::json!({ "file": path.display().to_string(),
-                "users": users.iter().map(|(u, _)| u).collect::<Vec<_>>(),
-                "present": wanted.is_some(), "plugin_works": plugin_works }),
-        )?;
-        match &wanted {
-            Some(text) => {
-                self.sudoers.install(MANAGED_RULE, text)?;
-            }
-            None => Sudoers::remove(&path)?,
+        // Asked now, right before writing: the plugin may have gone since the pass began.
+        if !plugin_works() {
+            return Ok(self.remove_managed_rule(before).into_iter().next());
         }
-        Ok(Some(Change::ManagedRule {
+        let until = now
+            .checked_add(MANAGED_VALIDITY)
+            .unwrap_or(now)
+            .strftime("%Y%m%d%H%M%SZ");
+        let mut text = String::from(
+            "# Managed by elevated: people in enforce mode call sudo as before, and the Elevate\n# approval plugin decides every command. Do not edit; the agent renews this file.\n",
+        );
+        // By uid: a name such as `OPS` would read as a User_Alias.
+        for (user, uid) in &users {
+            text.push_str(&format!(
+                "# {user}\n#{uid} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: ALL\n"
+            ));
+        }
+        if !same_people {
+            before(
+                "rights.managed_rule",
+                serde_json::json!({ "file": path.display().to_string(),
+                    "users": users.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+                    "present": true }),
+            )?;
+        }
+        self.sudoers.install(MANAGED_RULE, &text)?;
+        Ok((!same_people).then(|| Change::ManagedRule {
             users: users.iter().map(|(u, _)| u.to_string()).collect(),
-            present: wanted.is_some(),
+            present: true,
         }))
     }
 }
 
-/// The user a sudoers line grants `ALL` to, if it is such a line: `alice ALL=(ALL:ALL) ALL`,
-/// `alice ALL=(ALL) NOPASSWD: ALL`, `alice ALL = ALL, !/usr/bin/passwd` (an `ALL` with
-/// exceptions is still everything but a few). Group (`%`), netgroup (`+`) and alias lines,
-/// `Defaults`, includes, comments and continued lines are not user grants.
-fn all_grant_user(line: &str) -> Option<String> {
-    let line = line.trim();
-    if line.is_empty()
-        || line.starts_with('#')
-        || line.starts_with('@')
-        || line.starts_with('%')
-        || line.starts_with('+')
-        || line.ends_with('\\')
-    {
-        return None;
-    }
-    let (user, rest) = line.split_once(char::is_whitespace)?;
-    if user.starts_with("Defaults") || user.ends_with("_Alias") || !safe_user_name(user) {
-        return None;
-    }
-    let (_hosts, commands) = rest.split_once('=')?;
-    let grants_all = commands.split(',').any(|item| {
-        let mut item = item.trim();
-        if let Some(after) = item.strip_prefix('(').and_then(|i| i.split_once(')')) {
-            item = after.1.trim();
-        }
-        // Tags such as NOPASSWD: SETENV:
-        while let Some((tag, after)) = item.split_once(':') {
-            if !tag.is_empty() && tag.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-                item = after.trim();
-            } else {
-                break;
-            }
-        }
-        item == "ALL"
+/// How long the managed rule holds without the agent renewing it.
+const MANAGED_VALIDITY: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+/// It is renewed once less than this is left.
+const MANAGED_RENEW_BEFORE: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
+/// The first `NOTAFTER=` of a rule file, as a time.
+fn notafter(text: &str) -> Option<Timestamp> {
+    let at = text.find("NOTAFTER=")? + "NOTAFTER=".len();
+    let stamp = text[at..].split(' ').next()?.strip_suffix('Z')?;
+    let civil = jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", stamp).ok()?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// Who a sudoers line names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Grantee {
+    User(String),
+    Uid(u32),
+    Group(String),
+    Gid(u32),
+    /// A `User_Alias` (upper case), `%:nonunix` group or `+netgroup`: nobody the agent can tell.
+    Alias(String),
+}
+
+/// Who a sudoers line grants `ALL` to, if it is such a line: `alice ALL=(ALL:ALL) ALL`,
+/// `alice ALL=(ALL) NOPASSWD: ALL`, `%ops ALL = ALL, !/usr/bin/passwd` (an `ALL` with
+/// exceptions is still everything but a few), `#1001 ALL=(ALL) NOTAFTER=… ALL # comment`.
+/// `Defaults`, alias definitions, includes and comments grant nothing.
+fn all_grant(line: &str) -> Vec<Grantee> {
+    let mut line = line.trim();
+    // A comment starts at a `#` that does not begin a uid (`#1001`) or a gid (`%#27`).
+    let comment = line.match_indices('#').map(|(i, _)| i).find(|&i| {
+        let number = line[i + 1..].starts_with(|c: char| c.is_ascii_digit());
+        let token_start = i == 0 || line[..i].ends_with([' ', '\t', ',', '%']);
+        !(number && token_start)
     });
-    grants_all.then(|| user.to_owned())
+    if let Some(at) = comment {
+        line = line[..at].trim();
+    }
+    if line.is_empty() || line.starts_with('@') || line.starts_with("Defaults") {
+        return Vec::new();
+    }
+    let Some((left, commands)) = line.split_once('=') else {
+        return Vec::new();
+    };
+    let words: Vec<&str> = left.split_whitespace().collect();
+    if words.len() < 2 || words[0].ends_with("_Alias") {
+        return Vec::new();
+    }
+    // The last word is the host list; everything before it, the user list.
+    let users = words[..words.len() - 1].join(" ");
+    let grants_all = commands.split([',', ':']).any(|item| {
+        let mut words: Vec<&str> = item.split_whitespace().collect();
+        // Run-as lists, options (NOTAFTER=…, CWD=…) and tags (NOPASSWD …) before the command.
+        words.retain(|w| {
+            !(w.starts_with('(')
+                || w.ends_with(')')
+                || w.contains('=')
+                || (w.chars().all(|c| c.is_ascii_uppercase() || c == '_') && *w != "ALL"))
+        });
+        words == ["ALL"]
+    });
+    if !grants_all {
+        return Vec::new();
+    }
+    users
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            if let Some(gid) = u.strip_prefix("%#") {
+                gid.parse().map_or(Grantee::Alias(u.into()), Grantee::Gid)
+            } else if u.starts_with("%:") || u.starts_with('+') {
+                Grantee::Alias(u.into())
+            } else if let Some(group) = u.strip_prefix('%') {
+                Grantee::Group(group.into())
+            } else if let Some(uid) = u.strip_prefix('#') {
+                uid.parse().map_or(Grantee::Alias(u.into()), Grantee::Uid)
+            } else if u
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                || !safe_user_name(u)
+            {
+                Grantee::Alias(u.into())
+            } else {
+                Grantee::User(u.into())
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Grantee::*;
     use super::*;
 
     #[test]
     fn sudoers_lines_that_grant_everything_are_found() {
-        for (line, user) in [
-            ("alice ALL=(ALL:ALL) ALL", Some("alice")),
-            ("alice ALL=(ALL) NOPASSWD: ALL", Some("alice")),
-            ("  bob   ALL = (root) NOPASSWD:SETENV: ALL", Some("bob")),
-            ("bob ALL=(ALL) NOPASSWD: ALL, !/usr/bin/passwd", Some("bob")),
-            ("carol ALL=ALL", Some("carol")),
-            ("dave ALL=(ALL) /usr/bin/apt, /usr/bin/systemctl", None),
-            ("%sudo ALL=(ALL:ALL) ALL", None),
-            ("+admins ALL=(ALL) ALL", None),
-            ("# alice ALL=(ALL) ALL", None),
-            ("Defaults env_reset", None),
-            ("Defaults:alice !requiretty", None),
-            ("User_Alias ADMINS = alice, bob", None),
-            ("@includedir /etc/sudoers.d", None),
-            ("alice ALL=(ALL) \\", None),
-            ("erin ALL=(ALL) NOPASSWD: /usr/bin/ALL", None),
-            ("", None),
+        let user = |u: &str| vec![User(u.to_owned())];
+        for (line, who) in [
+            ("alice ALL=(ALL:ALL) ALL", user("alice")),
+            ("alice ALL=(ALL) NOPASSWD: ALL", user("alice")),
+            ("  bob   ALL = (root) NOPASSWD:SETENV: ALL", user("bob")),
+            ("bob ALL=(ALL) NOPASSWD: ALL, !/usr/bin/passwd", user("bob")),
+            ("carol ALL=ALL", user("carol")),
+            ("carol ALL=(ALL) ALL # the on-call admin", user("carol")),
+            (
+                "dora ALL=(ALL) NOTAFTER=20301231000000Z CWD=* ALL",
+                user("dora"),
+            ),
+            ("#1001 ALL=(ALL) ALL", vec![Uid(1001)]),
+            ("%ops ALL=(ALL:ALL) ALL", vec![Group("ops".into())]),
+            ("%#27 ALL=(ALL) ALL", vec![Gid(27)]),
+            (
+                "alice, bob ALL=(ALL) ALL",
+                vec![User("alice".into()), User("bob".into())],
+            ),
+            ("ADMINS ALL=(ALL) ALL", vec![Alias("ADMINS".into())]),
+            ("+admins ALL=(ALL) ALL", vec![Alias("+admins".into())]),
+            ("dave ALL=(ALL) /usr/bin/apt, /usr/bin/systemctl", vec![]),
+            ("erin ALL=(ALL) NOPASSWD: /usr/bin/ALL", vec![]),
+            ("# alice ALL=(ALL) ALL", vec![]),
+            ("Defaults env_reset", vec![]),
+            ("Defaults:alice !requiretty", vec![]),
+            ("User_Alias ADMINS = alice, bob", vec![]),
+            ("Cmnd_Alias EVERYTHING = ALL", vec![]),
+            ("@includedir /etc/sudoers.d", vec![]),
+            ("#includedir /etc/sudoers.d", vec![]),
+            ("", vec![]),
         ] {
-            assert_eq!(all_grant_user(line).as_deref(), user, "{line:?}");
+            assert_eq!(all_grant(line), who, "{line:?}");
         }
+    }
+
+    #[test]
+    fn the_managed_rules_expiry_is_read_back() {
+        let text = "# x\n#1001 ALL=(ALL:ALL) NOTAFTER=20261127103005Z NOPASSWD: ALL\n";
+        assert_eq!(
+            notafter(text),
+            Some("2026-11-27T10:30:05Z".parse().unwrap())
+        );
+        assert_eq!(notafter("#1001 ALL=(ALL) ALL\n"), None);
     }
 }

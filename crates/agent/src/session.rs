@@ -940,6 +940,7 @@ async fn decide_for_sudo(
         }
         conn.send(&decided(&id, &view)).await;
         remember_sudo_run(agent, &id, caller, Record::Local, peer, None);
+        agent.note_front_door_exec(caller.uid, &binary.path);
         conn.send(&AgentFrame::Allowed {
             request_id: id,
             cgroup: Some(session.cgroup.display().to_string()),
@@ -966,6 +967,7 @@ async fn decide_for_sudo(
             conn.send(&decided(&id, view)).await;
             if allowed {
                 remember_sudo_run(agent, &id, caller, Record::Local, peer, discovery);
+                agent.note_front_door_exec(caller.uid, &binary.path);
                 conn.send(&AgentFrame::Allowed {
                     request_id: id,
                     cgroup: None,
@@ -992,6 +994,7 @@ async fn decide_for_sudo(
                 return conn.refuse("audit", format!("{e}; nothing runs")).await;
             }
             remember_sudo_run(agent, &approved.id, caller, Record::Server, peer, None);
+            agent.note_front_door_exec(caller.uid, &binary.path);
             conn.send(&AgentFrame::Allowed {
                 request_id: approved.id,
                 cgroup: None,

@@ -250,6 +250,10 @@ pub fn install(setup: &SudoSetup) -> anyhow::Result<String> {
 /// Removes the managed block, keeping every other line as it was.
 pub fn uninstall(setup: &SudoSetup) -> anyhow::Result<String> {
     let _ = fs::remove_file(setup.state_dir.join(MARKER));
+    // Without the plugin, the managed rule would be an unchecked ALL: it goes first.
+    let managed = crate::sudoers::Sudoers::system().path(crate::rights::MANAGED_RULE);
+    crate::sudoers::Sudoers::remove(&managed)
+        .with_context(|| format!("cannot remove {}", managed.display()))?;
     let current = match fs::read_to_string(&setup.sudo_conf) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

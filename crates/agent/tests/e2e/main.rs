@@ -8,6 +8,7 @@
 mod admin_sessions;
 mod attacks;
 mod flows;
+mod linux_audit;
 mod rights;
 mod sudo;
 mod world;

@@ -138,10 +138,11 @@ fn enforce_takes_standing_rights_away_and_discover_gives_them_back() {
             let managed = std::fs::read_to_string("/etc/sudoers.d/elevate-managed").unwrap();
             for user in ["carol", "erin"] {
                 assert!(
-                    managed.contains(&format!("#{} ALL=(ALL:ALL) NOPASSWD: ALL", uid(user))),
+                    managed.contains(&format!("\n#{} ALL=(ALL:ALL) NOTAFTER=20", uid(user))),
                     "{managed}"
                 );
             }
+            assert!(managed.contains("Z NOPASSWD: ALL\n"), "{managed}");
             assert!(
                 !managed.contains(&format!("#{} ", uid("oncall"))),
                 "{managed}"
@@ -196,6 +197,31 @@ fn enforce_takes_standing_rights_away_and_discover_gives_them_back() {
                 !revoked.iter().any(|d| d["user"] == "oncall"),
                 "{revoked:?}"
             );
+
+            // A right given back by hand (or by configuration management) is taken again.
+            assert!(Command::new("gpasswd")
+                .args(["-a", "carol", "sudo"])
+                .output()
+                .unwrap()
+                .status
+                .success());
+            eventually("a right given back by hand stayed", || {
+                members("sudo") == ["oncall"]
+            });
+            // Without the plugin no unchecked ALL remains: uninstalling it takes the managed
+            // rule with it, and the agent does not write it again.
+            let out = elevated_sudo(&world, "uninstall-sudo", "/usr/bin/sudo");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert!(!std::path::Path::new("/etc/sudoers.d/elevate-managed").exists());
+            std::thread::sleep(Duration::from_secs(3));
+            assert!(!std::path::Path::new("/etc/sudoers.d/elevate-managed").exists());
+            let out = sudo("carol", &["-n", "/usr/bin/id", "-u"]);
+            assert!(!out.status.success(), "{}", text(&out.stdout));
+            let out = elevated_sudo(&world, "install-sudo", "/usr/bin/sudo");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            eventually("the managed rule did not come back with the plugin", || {
+                std::path::Path::new("/etc/sudoers.d/elevate-managed").exists()
+            });
 
             // Back to discover: everything returns exactly as it was.
             apply(&world, &policy("discover"), 4);

@@ -115,6 +115,9 @@ pub struct World {
     pub elevate: PathBuf,
     /// This world's own cgroup folder for admin sessions (the kernel is shared with other tests).
     pub cgroups: PathBuf,
+    /// More arguments for `elevated run` (Linux audit is off: the kernel's audit records are
+    /// the whole machine's, and only the test about them may read them).
+    pub agent_args: Vec<String>,
 }
 
 /// Where the cgroup v2 hierarchy is mounted here.
@@ -202,6 +205,7 @@ impl World {
         ));
         let mut world = World {
             cgroups,
+            agent_args: vec!["--linux-audit".into(), "off".into()],
             dir,
             runtime,
             server: Some(server),
@@ -229,6 +233,7 @@ impl World {
             .args(["--refresh-secs", "1"])
             .arg("--cgroup-root")
             .arg(&self.cgroups)
+            .args(&self.agent_args)
             .env("ELEVATE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -1,0 +1,572 @@
+//! Discovery through Linux audit: root commands people run without sudo or elevate (`su`,
+//! `pkexec`, a root shell's children) become `discovery.command` events, source `linux-audit`.
+//!
+//! The kernel does the watching: a rule (`auditctl -a always,exit -F arch=b64 -S
+//! execve,execveat -F euid=0 -F auid>=1000 -F auid!=unset -k elevate`) marks executions with
+//! root's rights by a logged-in person, and the agent reads the records from the kernel's
+//! read-only audit multicast group (netlink, `AUDIT_NLGRP_READLOG`), beside whatever audit
+//! daemon runs, without touching its log. Records are the kernel's, not text a user can write:
+//! a `logger -t sudo` line is never read at all.
+//!
+//! What sudo and elevate ran is left out (their own collectors record it with more facts): an
+//! execution whose ancestry reaches the agent or a sudo process is skipped. The collector runs
+//! only where auditing is on (an audit daemon, or `auditctl -e 1`); the agent never switches the
+//! kernel's auditing on by itself, and `elevate status` says why it is off.
+//!
+//! Must never: block the agent (a thread of its own reads the socket), or flood the spool (at
+//! most `MAX_PER_WINDOW` events per window, the rest counted in one `discovery.dropped`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::daemon::Agent;
+
+/// The rule's key; executions the kernel marks with it are ours to read.
+pub const KEY: &str = "elevate";
+/// `AUDIT_NLGRP_READLOG`: the multicast group that carries every audit record, read-only.
+const READLOG_GROUP: u32 = 1;
+const SYSCALL: u16 = 1300;
+const CWD: u16 = 1307;
+const EXECVE: u16 = 1309;
+const EOE: u16 = 1320;
+const FIRST_PERSON_UID: u32 = 1000;
+const UNSET: u32 = u32::MAX;
+/// At most this many events per window; a root shell running a build executes thousands.
+const MAX_PER_WINDOW: u32 = 500;
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// One audit record: its type, the event it belongs to and the text of its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: u16,
+    pub serial: u64,
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+    pub body: String,
+}
+
+/// Reads `audit(1795761518.292:4): arch=…` (a netlink payload, the record type beside it).
+pub fn parse_record(kind: u16, payload: &[u8]) -> Option<Record> {
+    let text = String::from_utf8_lossy(payload);
+    let text = text.trim_end_matches(['\0', '\n']);
+    let rest = text.strip_prefix("audit(")?;
+    let (stamp, body) = rest.split_once("):")?;
+    let (time, serial) = stamp.split_once(':')?;
+    let (secs, millis) = time.split_once('.')?;
+    let at_ms = secs.parse::<i64>().ok()? * 1000 + millis.parse::<i64>().ok()?;
+    Some(Record {
+        kind,
+        serial: serial.parse().ok()?,
+        at_ms,
+        body: body.trim_start().to_owned(),
+    })
+}
+
+/// `key=value` pairs, values as written (quotes kept: see [`text`]).
+pub fn fields(body: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key.trim().to_owned();
+        let end = if let Some(quoted) = after.strip_prefix('"') {
+            quoted.find('"').map_or(after.len(), |e| e + 2)
+        } else {
+            after.find(' ').unwrap_or(after.len())
+        };
+        out.push((key, after[..end].to_owned()));
+        rest = after[end..].trim_start();
+    }
+    out
+}
+
+/// A text field's value: quoted, it is as written; unquoted, the kernel hex-encoded it (it held
+/// a space, a quote or a control character); `(null)` and `(none)` are nothing.
+pub fn text(value: &str) -> Option<String> {
+    if let Some(inner) = value.strip_prefix('"') {
+        return Some(inner.strip_suffix('"').unwrap_or(inner).to_owned());
+    }
+    if value == "(null)" || value == "(none)" {
+        return None;
+    }
+    Some(decode_hex(value).unwrap_or_else(|| value.to_owned()))
+}
+
+fn decode_hex(raw: &str) -> Option<String> {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || !raw.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..raw.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&raw[i..i + 2], 16).ok())
+        .collect();
+    Some(String::from_utf8_lossy(&bytes?).into_owned())
+}
+
+/// One execution, as the kernel recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Exec {
+    pub serial: u64,
+    pub at_ms: i64,
+    pub success: bool,
+    pub pid: i32,
+    pub ppid: i32,
+    pub auid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub tty: Option<String>,
+    pub session: Option<u32>,
+    pub comm: String,
+    pub exe: String,
+    pub key: Option<String>,
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+}
+
+/// Puts an event's records back together (they arrive one by one, ended by `EOE`).
+#[derive(Debug, Default)]
+pub struct Assembler {
+    current: Option<Exec>,
+}
+
+impl Assembler {
+    /// Adds a record; returns an execution when one is complete.
+    pub fn push(&mut self, r: &Record) -> Option<Exec> {
+        let mut done = None;
+        if self.current.as_ref().is_some_and(|c| c.serial != r.serial) {
+            // The end of the previous event was lost: it is as complete as it will get.
+            done = self.current.take();
+        }
+        match r.kind {
+            SYSCALL => {
+                let f = fields(&r.body);
+                let raw = |k: &str| f.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+                let get = |k: &str| raw(k).and_then(text);
+                let num = |k: &str| raw(k).and_then(|v| v.parse::<u64>().ok());
+                let syscall = num("syscall");
+                // execve (59) and execveat (322) on x86_64.
+                if matches!(syscall, Some(59) | Some(322)) {
+                    self.current = Some(Exec {
+                        serial: r.serial,
+                        at_ms: r.at_ms,
+                        success: raw("success") == Some("yes"),
+                        pid: num("pid").unwrap_or(0) as i32,
+                        ppid: num("ppid").unwrap_or(0) as i32,
+                        auid: num("auid").map_or(UNSET, |v| v as u32),
+                        uid: num("uid").map_or(UNSET, |v| v as u32),
+                        euid: num("euid").map_or(UNSET, |v| v as u32),
+                        tty: get("tty"),
+                        session: num("ses").map(|v| v as u32).filter(|s| *s != UNSET),
+                        comm: get("comm").unwrap_or_default(),
+                        exe: get("exe").unwrap_or_default(),
+                        key: get("key"),
+                        argv: Vec::new(),
+                        cwd: None,
+                    });
+                }
+            }
+            EXECVE => {
+                if let Some(c) = self.current.as_mut().filter(|c| c.serial == r.serial) {
+                    for (k, v) in fields(&r.body) {
+                        let argument = k.len() > 1
+                            && k.starts_with('a')
+                            && k[1..].bytes().all(|b| b.is_ascii_digit());
+                        if argument {
+                            c.argv.push(text(&v).unwrap_or_default());
+                        }
+                    }
+                }
+            }
+            CWD => {
+                if let Some(c) = self.current.as_mut().filter(|c| c.serial == r.serial) {
+                    c.cwd = fields(&r.body)
+                        .into_iter()
+                        .find(|(k, _)| k == "cwd")
+                        .and_then(|(_, v)| text(&v));
+                }
+            }
+            EOE if self.current.as_ref().is_some_and(|c| c.serial == r.serial) => {
+                return done.or(self.current.take());
+            }
+            _ => {}
+        }
+        done
+    }
+}
+
+/// Whether `exec` is one of ours to record: a successful execution, marked by our rule, with
+/// root's rights, by a person (login uid ≥ 1000).
+pub fn wanted(exec: &Exec, key: &str) -> bool {
+    exec.success
+        && exec.key.as_deref() == Some(key)
+        && exec.euid == 0
+        && exec.auid >= FIRST_PERSON_UID
+        && exec.auid != UNSET
+}
+
+/// Who started `ppid`'s line of processes, if it was the agent or sudo (their own collectors
+/// record those commands).
+fn launched_by(ppid: i32, agent: u32, sudo: &Path) -> Option<&'static str> {
+    let mut pid = ppid;
+    for _ in 0..32 {
+        if pid <= 1 {
+            return None;
+        }
+        if pid as u32 == agent {
+            return Some("elevate");
+        }
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == sudo) {
+            return Some("sudo");
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        pid = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+    }
+    None
+}
+
+fn auditctl() -> Option<PathBuf> {
+    ["/usr/sbin/auditctl", "/sbin/auditctl"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn run(tool: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(tool)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !text.contains("exists") {
+        bail!("{} {}: {}", tool.display(), args.join(" "), text.trim());
+    }
+    Ok(text)
+}
+
+/// The rule, as `auditctl` takes it.
+const RULE: [&str; 14] = [
+    "-a",
+    "always,exit",
+    "-F",
+    "arch=b64",
+    "-S",
+    "execve,execveat",
+    "-F",
+    "euid=0",
+    "-F",
+    "auid>=1000",
+    "-F",
+    "auid!=unset",
+    "-k",
+    KEY,
+];
+
+/// Turns the collector on: the rule in the kernel, a socket on the read-only group, a thread
+/// that records. Returns the status line, or why it cannot run here.
+pub fn start(agent: Arc<Agent>) -> Result<String, String> {
+    let tool = auditctl().ok_or_else(|| {
+        "off: auditctl is not installed (apt-get install auditd, then start auditd)".to_owned()
+    })?;
+    let status = run(&tool, &["-s"]).map_err(|e| format!("off: {e:#}"))?;
+    if !status
+        .lines()
+        .any(|l| l.trim() == "enabled 1" || l.trim() == "enabled 2")
+    {
+        return Err(
+            "off: auditing is disabled on this host (start auditd, or auditctl -e 1)".into(),
+        );
+    }
+    let rules = run(&tool, &["-l"]).map_err(|e| format!("off: {e:#}"))?;
+    if !rules.contains(&format!("key={KEY}")) {
+        run(&tool, &RULE).map_err(|e| format!("off: cannot add the audit rule: {e:#}"))?;
+    }
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::NETLINK,
+        rustix::net::SocketType::RAW,
+        Some(rustix::net::netlink::AUDIT),
+    )
+    .map_err(|e| format!("off: cannot open the audit socket: {e}"))?;
+    rustix::net::bind(
+        &socket,
+        &rustix::net::netlink::SocketAddrNetlink::new(0, READLOG_GROUP),
+    )
+    .map_err(|e| format!("off: cannot read audit records (CAP_AUDIT_READ; Linux 3.16+): {e}"))?;
+    std::thread::Builder::new()
+        .name("linux-audit".into())
+        .spawn(move || read_forever(&agent, socket))
+        .map_err(|e| format!("off: cannot start the reader: {e}"))?;
+    Ok(format!(
+        "on (kernel rule -k {KEY}: root commands by people outside sudo and elevate)"
+    ))
+}
+
+fn read_forever(agent: &Agent, socket: std::os::fd::OwnedFd) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut assembler = Assembler::default();
+    let mut recorder = Recorder::default();
+    let me = std::process::id();
+    let sudo = PathBuf::from("/usr/bin/sudo");
+    loop {
+        let n = match rustix::net::recv(&socket, &mut buf, rustix::net::RecvFlags::empty()) {
+            Ok((n, _)) => n,
+            Err(rustix::io::Errno::NOBUFS) => {
+                // The kernel dropped records while we were slow; go on with the next ones.
+                recorder.lost += 1;
+                continue;
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "the Linux audit reader stopped");
+                return;
+            }
+        };
+        let mut at = 0;
+        // One datagram may hold several netlink messages.
+        while at + 16 <= n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
+            if len < 16 || at + len > n {
+                break;
+            }
+            if let Some(record) = parse_record(kind, &buf[at + 16..at + len]) {
+                if let Some(exec) = assembler.push(&record) {
+                    if wanted(&exec, KEY) && exec.exe != sudo.to_string_lossy() {
+                        // What sudo ran: its plugin recorded it (sudo may be gone by now, so
+                        // the agent's memory of what it allowed is asked first).
+                        if agent.take_front_door_exec(exec.auid, &exec.exe) {
+                            tracing::trace!(exe = %exec.exe, "recorded by the sudo plugin");
+                        } else if let Some(by) = launched_by(exec.ppid, me, &sudo) {
+                            tracing::trace!(by, exe = %exec.exe, "recorded by its own front door");
+                        } else {
+                            recorder.record(agent, &exec);
+                        }
+                    }
+                }
+            }
+            at += (len + 3) & !3;
+        }
+    }
+}
+
+/// Turns executions into spooled events, within the rate limit.
+#[derive(Debug)]
+struct Recorder {
+    window: Instant,
+    in_window: u32,
+    dropped: u32,
+    lost: u32,
+    hashes: HashMap<(String, i64, u64), String>,
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder {
+            window: Instant::now(),
+            in_window: 0,
+            dropped: 0,
+            lost: 0,
+            hashes: HashMap::new(),
+        }
+    }
+}
+
+impl Recorder {
+    fn record(&mut self, agent: &Agent, exec: &Exec) {
+        if self.window.elapsed() >= WINDOW {
+            if self.dropped > 0 || self.lost > 0 {
+                let data = serde_json::json!({ "source": "linux-audit", "dropped": self.dropped,
+                    "lost_batches": self.lost, "window_secs": WINDOW.as_secs() });
+                spool(agent, "discovery.dropped", "device", data);
+            }
+            self.window = Instant::now();
+            self.in_window = 0;
+            self.dropped = 0;
+            self.lost = 0;
+        }
+        if self.in_window >= MAX_PER_WINDOW {
+            self.dropped += 1;
+            return;
+        }
+        self.in_window += 1;
+        let Ok(who) = agent.caller(exec.auid) else {
+            return;
+        };
+        let sha256 = self.sha256(&exec.exe);
+        let package = agent
+            .packages
+            .lock()
+            .expect("packages lock")
+            .owner(&exec.exe);
+        let policy = agent.policy.read().expect("policy lock").clone();
+        let subject = elevate_core::Subject {
+            user: who.name.clone(),
+            uid: who.uid,
+            groups: who.groups.clone(),
+            device: agent.enrolment.name.clone(),
+            device_tags: agent.enrolment.tags.clone(),
+        };
+        let (mode, policy_outcome, policy_rule) = match &policy {
+            Some(p) => {
+                let request = elevate_core::AccessRequest {
+                    subject: subject.clone(),
+                    target: elevate_core::Target::Command(elevate_core::CommandSpec {
+                        path: exec.exe.clone(),
+                        sha256: sha256.clone(),
+                        package: package.clone(),
+                        args: exec.argv.iter().skip(1).cloned().collect(),
+                    }),
+                    reason: None,
+                    channel: elevate_core::Channel::Native,
+                };
+                let d = elevate_core::decide(&p.policy, &request, jiff::Timestamp::now());
+                let view = elevate_proto::v1::DecisionView::from_decision(&d, p.version);
+                (Some(view.mode), Some(view.policy_outcome), view.rule)
+            }
+            None => (None, None, None),
+        };
+        let via = std::fs::read_to_string(format!("/proc/{}/comm", exec.ppid))
+            .ok()
+            .map(|c| c.trim().to_owned());
+        let runas = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(exec.euid))
+            .ok()
+            .flatten()
+            .map_or_else(|| exec.euid.to_string(), |u| u.name);
+        // The same shape as the front doors' discovery events (`target` as in requests).
+        let target = serde_json::json!({ "kind": "command", "path": exec.exe, "sha256": sha256,
+            "package": package, "args": exec.argv.iter().skip(1).collect::<Vec<_>>() });
+        let data = serde_json::json!({
+            "source": "linux-audit", "channel": "linux-audit", "user": who.name, "uid": who.uid,
+            "groups": who.groups, "runas": runas, "target": target, "argv": exec.argv,
+            "cwd": exec.cwd, "tty": exec.tty, "device": agent.enrolment.name,
+            "pid": exec.pid, "ppid": exec.ppid, "via": via, "session": exec.session,
+            "at_ms": exec.at_ms, "audit_serial": exec.serial, "exit_code": null,
+            "mode": mode, "policy_outcome": policy_outcome, "policy_rule": policy_rule,
+        });
+        spool(agent, "discovery.command", "exec", data);
+    }
+
+    /// The binary's SHA-256, remembered by path, modification time and size.
+    fn sha256(&mut self, path: &str) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let key = (path.to_owned(), meta.mtime(), meta.size());
+        if let Some(h) = self.hashes.get(&key) {
+            return Some(h.clone());
+        }
+        let hash = crate::resolve::file_sha256(Path::new(path)).ok()?;
+        if self.hashes.len() >= 1024 {
+            self.hashes.clear();
+        }
+        self.hashes.insert(key, hash.clone());
+        Some(hash)
+    }
+}
+
+fn spool(agent: &Agent, action: &str, kind: &str, data: serde_json::Value) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = elevate_proto::v1::AuditEventIn {
+        id: id.clone(),
+        at: jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond())
+            .expect("valid time"),
+        actor: format!("agent@{}", agent.enrolment.name),
+        action: action.into(),
+        subject: format!("{kind}:{id}"),
+        data,
+    };
+    let appended = agent
+        .spool
+        .lock()
+        .expect("spool lock")
+        .append_after_the_fact(&[event]);
+    match appended {
+        Ok(()) => agent.spool_ready.notify_one(),
+        Err(e) => tracing::error!(error = %e, "cannot spool a Linux audit event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records as this machine's kernel sent them for `sh -c 'echo 1001 > /proc/self/loginuid;
+    /// exec /usr/bin/id -u'` run as root, with the rule above (key `elevate-probe` then).
+    const CAPTURED: &[(u16, &str)] = &[
+        (1006, "audit(1795761518.292:3): pid=11849 uid=0 old-auid=4294967295 auid=1001 tty=(none) old-ses=4294967295 ses=41 res=1"),
+        (1300, "audit(1795761518.292:3): arch=c000003e syscall=1 success=yes exit=5 a0=1 a1=55ddcb64bd30 a2=5 a3=0 items=0 ppid=11803 pid=11849 auid=1001 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=41 comm=\"sh\" exe=\"/usr/bin/dash\" key=(null)"),
+        (1320, "audit(1795761518.292:3): "),
+        (1300, "audit(1795761518.292:4): arch=c000003e syscall=59 success=yes exit=0 a0=55ddc2cfb9c0 a1=55ddcb64bb10 a2=55ddcb64bb28 a3=4864494871fb157b items=2 ppid=11803 pid=11849 auid=1001 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=41 comm=\"id\" exe=\"/usr/bin/id\" key=\"elevate-probe\""),
+        (1321, "audit(1795761518.292:4): fver=0 fp=0 fi=0 fe=0 old_pp=000001fffeffffff old_pi=0 old_pe=000001fffeffffff old_pa=0 pp=000001fffeffffff pi=0 pe=000001fffeffffff pa=0 frootid=0"),
+        (1309, "audit(1795761518.292:4): argc=3 a0=\"/usr/bin/id\" a1=\"-u\" a2=612062"),
+        (1307, "audit(1795761518.292:4): cwd=\"/work/main\""),
+        (1302, "audit(1795761518.292:4): item=0 name=\"/usr/bin/id\" inode=247295 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0"),
+        (1327, "audit(1795761518.292:4): proctitle=7368002D63006563686F2031303031203E202F70726F632F73656C662F6C6F67696E7569643B2065786563202F7573722F62696E2F6964202D75"),
+        (1320, "audit(1795761518.292:4): \0"),
+    ];
+
+    #[test]
+    fn an_execution_is_put_back_together_from_the_kernels_records() {
+        let mut asm = Assembler::default();
+        let mut got = Vec::new();
+        for (kind, text) in CAPTURED {
+            let record = parse_record(*kind, text.as_bytes()).expect(text);
+            got.extend(asm.push(&record));
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        let exec = &got[0];
+        assert_eq!(
+            (exec.serial, exec.at_ms, exec.pid, exec.ppid),
+            (4, 1_795_761_518_292, 11849, 11803)
+        );
+        assert_eq!((exec.auid, exec.uid, exec.euid), (1001, 0, 0));
+        assert_eq!(
+            (exec.comm.as_str(), exec.exe.as_str()),
+            ("id", "/usr/bin/id")
+        );
+        // a2 was hex-encoded by the kernel ("a b" has a space).
+        assert_eq!(exec.argv, ["/usr/bin/id", "-u", "a b"]);
+        assert_eq!(exec.cwd.as_deref(), Some("/work/main"));
+        assert_eq!((exec.tty.as_deref(), exec.session), (None, Some(41)));
+        assert!(exec.success);
+        assert!(wanted(exec, "elevate-probe"));
+        assert!(!wanted(exec, KEY), "another rule's key");
+        let mut system = exec.clone();
+        system.auid = UNSET;
+        assert!(!wanted(&system, "elevate-probe"), "no login uid");
+        system.auid = 999;
+        assert!(!wanted(&system, "elevate-probe"), "a system account");
+        let mut user = exec.clone();
+        user.euid = 1001;
+        assert!(!wanted(&user, "elevate-probe"), "not root");
+    }
+
+    #[test]
+    fn bad_records_are_skipped_not_trusted() {
+        for bad in [
+            "",
+            "audit(",
+            "audit(x.y:z): a=b",
+            "sudo: alice : COMMAND=/bin/sh",
+        ] {
+            assert_eq!(parse_record(SYSCALL, bad.as_bytes()), None, "{bad:?}");
+        }
+        // A quoted value keeps its spaces; an unquoted text was hex; numbers stay numbers.
+        let f = fields(r#"comm="a b" pid=1234 exe=2F62696E2F7368 key=(null)"#);
+        let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["comm", "pid", "exe", "key"]);
+        assert_eq!(text(&f[0].1).as_deref(), Some("a b"));
+        assert_eq!(f[1].1, "1234");
+        assert_eq!(text(&f[2].1).as_deref(), Some("/bin/sh"));
+        assert_eq!(text(&f[3].1), None);
+    }
+}
