@@ -251,6 +251,7 @@ impl Agent {
             open_requests: None,
             collectors: self.collectors(),
             admin_sessions: Vec::new(),
+            standing_rights: None,
         }
     }
 

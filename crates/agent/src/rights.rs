@@ -188,6 +188,29 @@ impl Rights {
             .collect()
     }
 
+    /// For `elevate status`: whether `user`'s standing rights are taken, and how to elevate.
+    pub fn summary(&self, user: &str, uid: u32) -> Option<String> {
+        let taken: Vec<String> = self
+            .ledger()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.user == user && r.uid == uid)
+            .map(|r| r.right.describe())
+            .collect();
+        if taken.is_empty() {
+            return None;
+        }
+        let how = if self.sudoers.path(MANAGED_RULE).exists() {
+            "sudo works as before and asks Elevate about every command"
+        } else {
+            "sudo cannot ask Elevate on this host: use `elevate COMMAND` or `elevate session 30m`"
+        };
+        Some(format!(
+            "your standing admin rights are revoked (enforce mode: {}); {how}",
+            taken.join(", ")
+        ))
+    }
+
     /// Every standing right on the machine now, by user: membership (or primary group) of an
     /// admin group — `sudo`, `wheel`, `admin`, and any group sudoers grants `ALL` — and sudoers
     /// lines granting a user `ALL`.

@@ -248,12 +248,25 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             let canonical = match crate::resolve::root_controlled(&command) {
                 Ok(p) => p.display().to_string(),
                 Err(e) => {
+                    let unverified = Unverified {
+                        command: command.clone(),
+                        argv,
+                        runas,
+                        cwd,
+                        tty,
+                        why: e.to_string(),
+                    };
+                    if record_unverified_in_discovery(&agent, &mut conn, uid, unverified, peer)
+                        .await
+                    {
+                        return;
+                    }
                     return conn
                         .refuse(
                             "sudo_path",
                             format!("sudo would run {command} by its path after the decision, and {e}; nothing runs (use elevate, which runs exactly the file it checked)"),
                         )
-                        .await
+                        .await;
                 }
             };
             let mut argv = argv;
@@ -362,6 +375,9 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
         Ok(Ok(Some(ClientFrame::Status))) => {
             let mut status = agent.status();
             status.admin_sessions = admin::summaries(&agent, cred.uid());
+            if let Ok(caller) = agent.caller(cred.uid()) {
+                status.standing_rights = agent.rights.summary(&caller.name, caller.uid);
+            }
             if let Ok(caller) = agent.caller(cred.uid()) {
                 let pending = agent.upstream.requests(&caller.name, Some("pending")).await;
                 status.open_requests = pending.ok().map(|r| r.len() as u64);
@@ -656,6 +672,92 @@ fn remember_sudo_run(
     );
 }
 
+/// A sudo command whose program the agent cannot vouch for (its path is not root's alone).
+struct Unverified {
+    command: String,
+    argv: Vec<String>,
+    runas: String,
+    cwd: String,
+    tty: Option<String>,
+    why: String,
+}
+
+/// Discovery mode promises that sudo works exactly as before: a program the agent cannot vouch
+/// for (a script the user owns, a folder others may write) is not decided on, but runs as
+/// sudoers allows and is recorded as unverified (with the hash of what the file held when
+/// asked). Returns false, deciding nothing, when the user is not in discovery mode.
+async fn record_unverified_in_discovery(
+    agent: &Agent,
+    conn: &mut Conn,
+    uid: u32,
+    u: Unverified,
+    peer: os::process::PeerProcess,
+) -> bool {
+    let Ok(caller) = agent.caller(uid) else {
+        return false;
+    };
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        return false;
+    };
+    let sha256 = crate::resolve::file_sha256(std::path::Path::new(&u.command)).ok();
+    let request = AccessRequest {
+        subject: Subject {
+            user: caller.name.clone(),
+            uid: caller.uid,
+            groups: caller.groups.clone(),
+            device: agent.enrolment.name.clone(),
+            device_tags: agent.enrolment.tags.clone(),
+        },
+        target: Target::Command(CommandSpec {
+            path: u.command.clone(),
+            sha256: sha256.clone(),
+            package: None,
+            args: u.argv.iter().skip(1).cloned().collect(),
+        }),
+        reason: None,
+        channel: Channel::Sudo,
+    };
+    let decision = decide(&policy.policy, &request, jiff::Timestamp::now());
+    if decision.mode != Mode::Discover || !matches!(decision.outcome, Outcome::Auto) {
+        return false;
+    }
+    let mut view = DecisionView::from_decision(&decision, policy.version);
+    view.explanation = format!(
+        "{}; the program could not be verified ({}), so it is recorded, not decided on",
+        view.explanation, u.why
+    );
+    let target = WireTarget::Command {
+        path: u.command.clone(),
+        sha256,
+        package: None,
+        args: u.argv.iter().skip(1).cloned().collect(),
+    };
+    let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
+        "device": agent.enrolment.name, "target": audited(&target), "reason": null,
+        "channel": "sudo", "cwd": u.cwd, "tty": u.tty, "runas": u.runas,
+        "verified": false, "unverified_because": u.why });
+    let id = uuid::Uuid::now_v7().to_string();
+    let discovery = discovery_facts(&decision, &facts, &view);
+    let running = serde_json::json!({ "channel": "sudo", "verified": false });
+    if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, Some(running)) {
+        conn.refuse(
+            "audit",
+            format!("cannot record the request ({e}); nothing runs"),
+        )
+        .await;
+        return true;
+    }
+    conn.send(&decided(&id, &view)).await;
+    remember_sudo_run(agent, &id, &caller, Record::Local, peer, discovery);
+    agent.note_front_door_exec(caller.uid, &u.command);
+    conn.send(&AgentFrame::Allowed {
+        request_id: id,
+        cgroup: None,
+    })
+    .await;
+    true
+}
+
 /// Which front door a request came through.
 enum Front {
     /// `elevate`: the agent runs the command.
@@ -699,7 +801,29 @@ async fn run(
     };
     let binary = match resolve(program) {
         Ok(b) => b,
-        Err(e) => return conn.refuse("binary", e.to_string()).await,
+        Err(e) => {
+            if let Front::Sudo {
+                cwd,
+                tty,
+                runas,
+                peer,
+                ..
+            } = front
+            {
+                let unverified = Unverified {
+                    command: program.clone(),
+                    argv: argv.clone(),
+                    runas,
+                    cwd,
+                    tty,
+                    why: e.to_string(),
+                };
+                if record_unverified_in_discovery(agent, conn, uid, unverified, peer).await {
+                    return;
+                }
+            }
+            return conn.refuse("binary", e.to_string()).await;
+        }
     };
     if let Front::Sudo { canonical, .. } = &front {
         if binary.path != *canonical {

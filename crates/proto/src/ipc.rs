@@ -198,6 +198,10 @@ pub struct AgentStatus {
     /// The caller's open admin sessions.
     #[serde(default)]
     pub admin_sessions: Vec<AdminSessionSummary>,
+    /// When the caller's standing admin rights were taken away (enforce mode): what that means
+    /// for them here.
+    #[serde(default)]
+    pub standing_rights: Option<String>,
 }
 
 /// One of the caller's open admin sessions, for `elevate status`.

@@ -147,6 +147,13 @@ fn enforce_takes_standing_rights_away_and_discover_gives_them_back() {
                 !managed.contains(&format!("#{} ", uid("oncall"))),
                 "{managed}"
             );
+            let status = text(&world.elevate_as("carol", &["status"], &[]).stdout);
+            assert!(
+                status.contains("rights:  your standing admin rights are revoked")
+                    && status.contains("membership of group sudo")
+                    && status.contains("asks Elevate about every command"),
+                "{status}"
+            );
             // No flapping: carol's wave is defined by the group she was taken out of.
             std::thread::sleep(Duration::from_secs(3));
             assert_eq!(members("sudo"), ["oncall"]);

@@ -594,7 +594,27 @@ fn discovery_records_every_sudo_command_and_blocks_nothing() {
             // Through elevate too (dave holds admin rights today, so discovery lets it run).
             let out = world.elevate_as("dave", &["/usr/bin/false"], &[]);
             assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-            world.eventually_in_audit("five discovery events with their facts", |records| {
+            // A script dave owns: the agent cannot vouch for it, and discovery still blocks
+            // nothing; it runs as sudoers allows and is recorded as unverified.
+            let own = world.program("daves", "tidy.sh", "#!/bin/sh\nexit 4\n", 0o755);
+            let chown = Command::new("chown")
+                .arg("dave")
+                .arg(&own)
+                .status()
+                .unwrap();
+            assert!(chown.success());
+            let out = sudo("dave", &["-n", own.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+            // Outside discovery mode the same is refused.
+            let out = sudo("alice", &["-n", own.to_str().unwrap()]);
+            assert!(!out.status.success());
+            assert_ne!(out.status.code(), Some(4), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("dave"),
+                "says whose file it is: {}",
+                text(&out.stderr)
+            );
+            world.eventually_in_audit("six discovery events with their facts", |records| {
                 let found: Vec<serde_json::Value> = records
                     .iter()
                     .filter(|r| r["action"] == "discovery.command")
@@ -620,7 +640,16 @@ fn discovery_records_every_sudo_command_and_blocks_nothing() {
                         == 1
                 };
                 let one = |path: &str, exit: i64| one_via("sudo", path, exit);
-                found.len() == 5
+                found.len() == 6
+                    && found.iter().any(|d| {
+                        d["verified"] == false
+                            && d["exit_code"] == 4
+                            && d["target"]["path"] == own.to_str().unwrap()
+                            && d["target"]["sha256"]
+                                .as_str()
+                                .is_some_and(|h| h.len() == 64)
+                            && d["unverified_because"].is_string()
+                    })
                     && one_via("native", "/usr/bin/false", 1)
                     && one("/usr/bin/id", 0)
                     && one("/usr/bin/apt-get", 0)

@@ -244,6 +244,9 @@ fn status(socket: &std::path::Path) -> ExitCode {
             for c in &s.collectors {
                 println!("records: {}", visible(c));
             }
+            if let Some(rights) = &s.standing_rights {
+                println!("rights:  {}", visible(rights));
+            }
             for a in &s.admin_sessions {
                 println!(
                     "session: admin session open, {} left (until {}); `elevate session end` ends it",
