@@ -113,7 +113,7 @@ enum LinuxAudit {
     #[default]
     NotWanted,
     Off(String),
-    On(String),
+    On(String, crate::linux_audit::Running),
 }
 
 impl Agent {
@@ -188,7 +188,7 @@ impl Agent {
                 "Linux audit (root commands outside sudo and elevate): {}",
                 match &*self.linux_audit.lock().expect("linux audit lock") {
                     LinuxAudit::NotWanted => "off (the agent runs with --linux-audit off)",
-                    LinuxAudit::Off(why) | LinuxAudit::On(why) => why,
+                    LinuxAudit::Off(why) | LinuxAudit::On(why, _) => why,
                 }
             ),
         ]
@@ -351,11 +351,28 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
 /// switched on after the agent started).
 fn start_linux_audit(agent: &Arc<Agent>) {
     let mut state = agent.linux_audit.lock().expect("linux audit lock");
+    // A running collector must still have its reader and its kernel rule (an audit daemon's
+    // restart deletes rules); if not, it is off until it can start again.
+    if let LinuxAudit::On(text, running) = &mut *state {
+        if !running.alive() {
+            tracing::error!("the Linux audit reader stopped; starting it again");
+            *state = LinuxAudit::Off("off (the reader stopped; starting again)".into());
+        } else {
+            // The reader stays (a second one would record everything twice); the status says
+            // what is wrong until the rule is back.
+            *text = match crate::linux_audit::ensure_rules() {
+                Ok(()) => crate::linux_audit::ON.to_owned(),
+                Err(why) => {
+                    format!("NOT WORKING: the kernel rule is gone and cannot be added back ({why})")
+                }
+            };
+        }
+    }
     if matches!(*state, LinuxAudit::Off(_)) {
         *state = match crate::linux_audit::start(agent.clone()) {
-            Ok(on) => {
+            Ok((on, running)) => {
                 tracing::info!("recording root commands outside sudo through Linux audit");
-                LinuxAudit::On(on)
+                LinuxAudit::On(on, running)
             }
             Err(off) => LinuxAudit::Off(off),
         };
@@ -608,7 +625,7 @@ async fn deliver_loop(agent: Arc<Agent>) {
 }
 
 /// How long an allowance through a front door is matched against Linux audit's records.
-const FRONT_DOOR_MEMORY: Duration = Duration::from_secs(30);
+const FRONT_DOOR_MEMORY: Duration = Duration::from_secs(10);
 
 /// Refusals answered at once; more are closed without a word.
 const MAX_REFUSALS: usize = 64;

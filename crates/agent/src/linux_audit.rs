@@ -2,14 +2,19 @@
 //! `pkexec`, a root shell's children) become `discovery.command` events, source `linux-audit`.
 //!
 //! The kernel does the watching: a rule (`auditctl -a always,exit -F arch=b64 -S
-//! execve,execveat -F euid=0 -F auid>=1000 -F auid!=unset -k elevate`) marks executions with
-//! root's rights by a logged-in person, and the agent reads the records from the kernel's
+//! execve,execveat -F uid=0 -F euid=0 -F auid>=1000 -F auid!=unset -k elevate`, and its b32 twin)
+//! marks executions as root by a logged-in person (not a setuid program a user runs: its real uid
+//! stays the user's), and the agent reads the records from the kernel's
 //! read-only audit multicast group (netlink, `AUDIT_NLGRP_READLOG`), beside whatever audit
 //! daemon runs, without touching its log. Records are the kernel's, not text a user can write:
 //! a `logger -t sudo` line is never read at all.
 //!
 //! What sudo and elevate ran is left out (their own collectors record it with more facts): an
-//! execution whose ancestry reaches the agent or a sudo process is skipped. The collector runs
+//! execution whose parent is the agent or a sudo process (or, once sudo is gone, one sudo was
+//! just allowed to run) is skipped; what that command starts in turn (a root shell's children) is
+//! recorded. Records are selected by what they say (root, by a person, an execution), not by the
+//! rule's key: an earlier rule of the host's own ruleset may be the one that matched. The
+//! collector runs
 //! only where auditing is on (an audit daemon, or `auditctl -e 1`); the agent never switches the
 //! kernel's auditing on by itself, and `elevate status` says why it is off.
 //!
@@ -38,6 +43,10 @@ const FIRST_PERSON_UID: u32 = 1000;
 const UNSET: u32 = u32::MAX;
 /// At most this many events per window; a root shell running a build executes thousands.
 const MAX_PER_WINDOW: u32 = 500;
+/// Arguments beyond this many bytes are cut (with a count and a digest of all of them).
+const MAX_ARGV_BYTES: usize = 16 * 1024;
+/// Events being put together at once (records of several CPUs interleave).
+const MAX_PENDING: usize = 64;
 const WINDOW: Duration = Duration::from_secs(10);
 
 /// One audit record: its type, the event it belongs to and the text of its fields.
@@ -115,6 +124,8 @@ fn decode_hex(raw: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Exec {
     pub serial: u64,
+    /// `execve`/`execveat` on the record's architecture.
+    pub is_exec: bool,
     pub at_ms: i64,
     pub success: bool,
     pub pid: i32,
@@ -131,105 +142,135 @@ pub struct Exec {
     pub cwd: Option<String>,
 }
 
-/// Puts an event's records back together (they arrive one by one, ended by `EOE`).
+/// Puts events' records back together: they arrive one by one, ended by `EOE`, and records of
+/// events on different CPUs may interleave. Long arguments come split (`a1_len=`, `a1[0]=`…).
 #[derive(Debug, Default)]
 pub struct Assembler {
-    current: Option<Exec>,
+    pending: Vec<(Exec, std::collections::BTreeMap<usize, String>)>,
+}
+
+/// Whether `(arch, syscall)` is an execution: x86_64, i386 and aarch64.
+fn is_exec_syscall(arch: &str, syscall: u64) -> bool {
+    match arch {
+        "c000003e" => matches!(syscall, 59 | 322),
+        "40000003" => matches!(syscall, 11 | 358),
+        "c00000b7" => matches!(syscall, 221 | 281),
+        _ => false,
+    }
 }
 
 impl Assembler {
     /// Adds a record; returns an execution when one is complete.
     pub fn push(&mut self, r: &Record) -> Option<Exec> {
-        let mut done = None;
-        if self.current.as_ref().is_some_and(|c| c.serial != r.serial) {
-            // The end of the previous event was lost: it is as complete as it will get.
-            done = self.current.take();
-        }
         match r.kind {
             SYSCALL => {
                 let f = fields(&r.body);
                 let raw = |k: &str| f.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
                 let get = |k: &str| raw(k).and_then(text);
                 let num = |k: &str| raw(k).and_then(|v| v.parse::<u64>().ok());
-                let syscall = num("syscall");
-                // execve (59) and execveat (322) on x86_64.
-                if matches!(syscall, Some(59) | Some(322)) {
-                    self.current = Some(Exec {
-                        serial: r.serial,
-                        at_ms: r.at_ms,
-                        success: raw("success") == Some("yes"),
-                        pid: num("pid").unwrap_or(0) as i32,
-                        ppid: num("ppid").unwrap_or(0) as i32,
-                        auid: num("auid").map_or(UNSET, |v| v as u32),
-                        uid: num("uid").map_or(UNSET, |v| v as u32),
-                        euid: num("euid").map_or(UNSET, |v| v as u32),
-                        tty: get("tty"),
-                        session: num("ses").map(|v| v as u32).filter(|s| *s != UNSET),
-                        comm: get("comm").unwrap_or_default(),
-                        exe: get("exe").unwrap_or_default(),
-                        key: get("key"),
-                        argv: Vec::new(),
-                        cwd: None,
-                    });
+                let is_exec =
+                    is_exec_syscall(raw("arch").unwrap_or(""), num("syscall").unwrap_or(0));
+                if !is_exec {
+                    return None;
                 }
+                let exec = Exec {
+                    serial: r.serial,
+                    is_exec,
+                    at_ms: r.at_ms,
+                    success: raw("success") == Some("yes"),
+                    pid: num("pid").unwrap_or(0) as i32,
+                    ppid: num("ppid").unwrap_or(0) as i32,
+                    auid: num("auid").map_or(UNSET, |v| v as u32),
+                    uid: num("uid").map_or(UNSET, |v| v as u32),
+                    euid: num("euid").map_or(UNSET, |v| v as u32),
+                    tty: get("tty"),
+                    session: num("ses").map(|v| v as u32).filter(|s| *s != UNSET),
+                    comm: get("comm").unwrap_or_default(),
+                    exe: get("exe").unwrap_or_default(),
+                    key: get("key"),
+                    argv: Vec::new(),
+                    cwd: None,
+                };
+                // An event whose end never came is given up when too many are open.
+                let evicted = (self.pending.len() >= MAX_PENDING).then(|| self.pending.remove(0));
+                self.pending.push((exec, Default::default()));
+                evicted.map(|(e, args)| finish(e, args))
             }
             EXECVE => {
-                if let Some(c) = self.current.as_mut().filter(|c| c.serial == r.serial) {
-                    for (k, v) in fields(&r.body) {
-                        let argument = k.len() > 1
-                            && k.starts_with('a')
-                            && k[1..].bytes().all(|b| b.is_ascii_digit());
-                        if argument {
-                            c.argv.push(text(&v).unwrap_or_default());
-                        }
+                let (_, args) = self
+                    .pending
+                    .iter_mut()
+                    .find(|(e, _)| e.serial == r.serial)?;
+                for (k, v) in fields(&r.body) {
+                    let Some(rest) = k.strip_prefix('a') else {
+                        continue;
+                    };
+                    // `a1` whole, or `a1[0]`, `a1[1]`… in order; `a1_len` and `argc` are sizes.
+                    let index = rest.split('[').next().unwrap_or("");
+                    if index.is_empty()
+                        || !index.bytes().all(|b| b.is_ascii_digit())
+                        || rest.contains('_')
+                    {
+                        continue;
+                    }
+                    if let Ok(i) = index.parse::<usize>() {
+                        args.entry(i)
+                            .or_default()
+                            .push_str(&text(&v).unwrap_or_default());
                     }
                 }
+                None
             }
             CWD => {
-                if let Some(c) = self.current.as_mut().filter(|c| c.serial == r.serial) {
-                    c.cwd = fields(&r.body)
-                        .into_iter()
-                        .find(|(k, _)| k == "cwd")
-                        .and_then(|(_, v)| text(&v));
-                }
+                let (e, _) = self
+                    .pending
+                    .iter_mut()
+                    .find(|(e, _)| e.serial == r.serial)?;
+                e.cwd = fields(&r.body)
+                    .into_iter()
+                    .find(|(k, _)| k == "cwd")
+                    .and_then(|(_, v)| text(&v));
+                None
             }
-            EOE if self.current.as_ref().is_some_and(|c| c.serial == r.serial) => {
-                return done.or(self.current.take());
+            EOE => {
+                let at = self
+                    .pending
+                    .iter()
+                    .position(|(e, _)| e.serial == r.serial)?;
+                let (e, args) = self.pending.remove(at);
+                Some(finish(e, args))
             }
-            _ => {}
+            _ => None,
         }
-        done
     }
 }
 
-/// Whether `exec` is one of ours to record: a successful execution, marked by our rule, with
-/// root's rights, by a person (login uid ≥ 1000).
-pub fn wanted(exec: &Exec, key: &str) -> bool {
-    exec.success
-        && exec.key.as_deref() == Some(key)
+fn finish(mut e: Exec, args: std::collections::BTreeMap<usize, String>) -> Exec {
+    e.argv = args.into_values().collect();
+    e
+}
+
+/// Whether `exec` is one of ours to record: a successful execution as root (real and effective
+/// uid: a setuid program a user runs is not an elevation), by a person (login uid ≥ 1000),
+/// whichever rule made the kernel record it.
+pub fn wanted(exec: &Exec) -> bool {
+    exec.is_exec
+        && exec.success
+        && exec.uid == 0
         && exec.euid == 0
         && exec.auid >= FIRST_PERSON_UID
         && exec.auid != UNSET
 }
 
-/// Who started `ppid`'s line of processes, if it was the agent or sudo (their own collectors
-/// record those commands).
+/// Which front door ran this process directly, if one did: its parent is the agent or a sudo
+/// process (sudo's own, or its monitor when it runs the command on a pty).
 fn launched_by(ppid: i32, agent: u32, sudo: &Path) -> Option<&'static str> {
-    let mut pid = ppid;
-    for _ in 0..32 {
-        if pid <= 1 {
-            return None;
-        }
-        if pid as u32 == agent {
-            return Some("elevate");
-        }
-        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == sudo) {
-            return Some("sudo");
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        pid = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+    if ppid as u32 == agent {
+        return Some("elevate");
     }
-    None
+    std::fs::read_link(format!("/proc/{ppid}/exe"))
+        .is_ok_and(|e| e == sudo)
+        .then_some("sudo")
 }
 
 fn auditctl() -> Option<PathBuf> {
@@ -254,27 +295,73 @@ fn run(tool: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// The rule, as `auditctl` takes it.
-const RULE: [&str; 14] = [
-    "-a",
-    "always,exit",
-    "-F",
-    "arch=b64",
-    "-S",
-    "execve,execveat",
-    "-F",
-    "euid=0",
-    "-F",
-    "auid>=1000",
-    "-F",
-    "auid!=unset",
-    "-k",
-    KEY,
-];
+/// The rules, as `auditctl` takes them: 64-bit and 32-bit executions.
+fn rules() -> [Vec<&'static str>; 2] {
+    ["arch=b64", "arch=b32"].map(|arch| {
+        vec![
+            "-a",
+            "always,exit",
+            "-F",
+            arch,
+            "-S",
+            "execve,execveat",
+            "-F",
+            "uid=0",
+            "-F",
+            "euid=0",
+            "-F",
+            "auid>=1000",
+            "-F",
+            "auid!=unset",
+            "-k",
+            KEY,
+        ]
+    })
+}
+
+/// Adds the rules the kernel does not hold (an audit daemon's restart or `augenrules --load`
+/// deletes them). The 64-bit one must be there; the 32-bit one where the kernel has that ABI.
+pub fn ensure_rules() -> Result<(), String> {
+    let tool = auditctl().ok_or_else(|| {
+        "off: auditctl is not installed (apt-get install auditd, then start auditd)".to_owned()
+    })?;
+    let listed = run(&tool, &["-l"]).map_err(|e| format!("off: {e:#}"))?;
+    for (i, rule) in rules().iter().enumerate() {
+        let arch = rule[3];
+        let present = listed.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.contains(&arch)
+                && words.contains(&"uid=0")
+                && words.contains(&format!("key={KEY}").as_str())
+        });
+        if !present {
+            if let Err(e) = run(&tool, rule) {
+                if i == 0 {
+                    return Err(format!("off: cannot add the audit rule: {e:#}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The status line of a working collector.
+pub const ON: &str =
+    "on (kernel rule -k elevate: root commands by people outside sudo and elevate)";
+
+/// The collector's reader, while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Running(Arc<std::sync::atomic::AtomicBool>);
+
+impl Running {
+    pub fn alive(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 /// Turns the collector on: the rule in the kernel, a socket on the read-only group, a thread
 /// that records. Returns the status line, or why it cannot run here.
-pub fn start(agent: Arc<Agent>) -> Result<String, String> {
+pub fn start(agent: Arc<Agent>) -> Result<(String, Running), String> {
     let tool = auditctl().ok_or_else(|| {
         "off: auditctl is not installed (apt-get install auditd, then start auditd)".to_owned()
     })?;
@@ -287,10 +374,7 @@ pub fn start(agent: Arc<Agent>) -> Result<String, String> {
             "off: auditing is disabled on this host (start auditd, or auditctl -e 1)".into(),
         );
     }
-    let rules = run(&tool, &["-l"]).map_err(|e| format!("off: {e:#}"))?;
-    if !rules.contains(&format!("key={KEY}")) {
-        run(&tool, &RULE).map_err(|e| format!("off: cannot add the audit rule: {e:#}"))?;
-    }
+    ensure_rules()?;
     let socket = rustix::net::socket(
         rustix::net::AddressFamily::NETLINK,
         rustix::net::SocketType::RAW,
@@ -302,13 +386,24 @@ pub fn start(agent: Arc<Agent>) -> Result<String, String> {
         &rustix::net::netlink::SocketAddrNetlink::new(0, READLOG_GROUP),
     )
     .map_err(|e| format!("off: cannot read audit records (CAP_AUDIT_READ; Linux 3.16+): {e}"))?;
+    let running = Running::default();
+    running.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let flag = running.clone();
     std::thread::Builder::new()
         .name("linux-audit".into())
-        .spawn(move || read_forever(&agent, socket))
+        .spawn(move || {
+            // Whatever ends the reader (an error, a panic), the agent sees it and restarts it.
+            struct Stopped(Running);
+            impl Drop for Stopped {
+                fn drop(&mut self) {
+                    self.0 .0.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let _stopped = Stopped(flag);
+            read_forever(&agent, socket)
+        })
         .map_err(|e| format!("off: cannot start the reader: {e}"))?;
-    Ok(format!(
-        "on (kernel rule -k {KEY}: root commands by people outside sudo and elevate)"
-    ))
+    Ok((ON.to_owned(), running))
 }
 
 fn read_forever(agent: &Agent, socket: std::os::fd::OwnedFd) {
@@ -341,10 +436,11 @@ fn read_forever(agent: &Agent, socket: std::os::fd::OwnedFd) {
             }
             if let Some(record) = parse_record(kind, &buf[at + 16..at + len]) {
                 if let Some(exec) = assembler.push(&record) {
-                    if wanted(&exec, KEY) && exec.exe != sudo.to_string_lossy() {
-                        // What sudo ran: its plugin recorded it (sudo may be gone by now, so
-                        // the agent's memory of what it allowed is asked first).
-                        if agent.take_front_door_exec(exec.auid, &exec.exe) {
+                    if wanted(&exec) && exec.exe != sudo.to_string_lossy() {
+                        let parent_gone = !Path::new(&format!("/proc/{}", exec.ppid)).exists();
+                        // What sudo ran: its plugin recorded it. If its parent is gone already
+                        // (a short command), the agent's memory of what sudo was allowed counts.
+                        if parent_gone && agent.take_front_door_exec(exec.auid, &exec.exe) {
                             tracing::trace!(exe = %exec.exe, "recorded by the sudo plugin");
                         } else if let Some(by) = launched_by(exec.ppid, me, &sudo) {
                             tracing::trace!(by, exe = %exec.exe, "recorded by its own front door");
@@ -366,7 +462,7 @@ struct Recorder {
     in_window: u32,
     dropped: u32,
     lost: u32,
-    hashes: HashMap<(String, i64, u64), String>,
+    hashes: HashMap<String, (crate::resolve::FileIdentity, String)>,
 }
 
 impl Default for Recorder {
@@ -399,10 +495,15 @@ impl Recorder {
             return;
         }
         self.in_window += 1;
-        let Ok(who) = agent.caller(exec.auid) else {
-            return;
-        };
+        // A login uid with no account any more is still recorded, by number.
+        let who = agent.caller(exec.auid).unwrap_or(crate::users::Caller {
+            name: format!("uid {}", exec.auid),
+            uid: exec.auid,
+            gid: UNSET,
+            groups: Vec::new(),
+        });
         let sha256 = self.sha256(&exec.exe);
+        let (argv, argv_cut) = capped(&exec.argv);
         let package = agent
             .packages
             .lock()
@@ -424,7 +525,7 @@ impl Recorder {
                         path: exec.exe.clone(),
                         sha256: sha256.clone(),
                         package: package.clone(),
-                        args: exec.argv.iter().skip(1).cloned().collect(),
+                        args: argv.iter().skip(1).cloned().collect(),
                     }),
                     reason: None,
                     channel: elevate_core::Channel::Native,
@@ -444,10 +545,11 @@ impl Recorder {
             .map_or_else(|| exec.euid.to_string(), |u| u.name);
         // The same shape as the front doors' discovery events (`target` as in requests).
         let target = serde_json::json!({ "kind": "command", "path": exec.exe, "sha256": sha256,
-            "package": package, "args": exec.argv.iter().skip(1).collect::<Vec<_>>() });
+            "package": package, "args": argv.iter().skip(1).collect::<Vec<_>>() });
         let data = serde_json::json!({
             "source": "linux-audit", "channel": "linux-audit", "user": who.name, "uid": who.uid,
-            "groups": who.groups, "runas": runas, "target": target, "argv": exec.argv,
+            "groups": who.groups, "runas": runas, "target": target, "argv": argv,
+            "argv_cut": argv_cut,
             "cwd": exec.cwd, "tty": exec.tty, "device": agent.enrolment.name,
             "pid": exec.pid, "ppid": exec.ppid, "via": via, "session": exec.session,
             "at_ms": exec.at_ms, "audit_serial": exec.serial, "exit_code": null,
@@ -456,21 +558,54 @@ impl Recorder {
         spool(agent, "discovery.command", "exec", data);
     }
 
-    /// The binary's SHA-256, remembered by path, modification time and size.
+    /// The binary's SHA-256, remembered per path for the very file (device, inode, change time,
+    /// size) that was hashed; a FIFO or a huge file is not hashed.
     fn sha256(&mut self, path: &str) -> Option<String> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).ok()?;
-        let key = (path.to_owned(), meta.mtime(), meta.size());
-        if let Some(h) = self.hashes.get(&key) {
-            return Some(h.clone());
+        let now = (meta.dev(), meta.ino(), meta.ctime(), meta.size() as i64);
+        if let Some((identity, hash)) = self.hashes.get(path) {
+            if *identity == now {
+                return Some(hash.clone());
+            }
         }
-        let hash = crate::resolve::file_sha256(Path::new(path)).ok()?;
+        let (hash, identity) = crate::resolve::observed_sha256(path)?;
         if self.hashes.len() >= 1024 {
-            self.hashes.clear();
+            if let Some(any) = self.hashes.keys().next().cloned() {
+                self.hashes.remove(&any);
+            }
         }
-        self.hashes.insert(key, hash.clone());
+        self.hashes
+            .insert(path.to_owned(), (identity, hash.clone()));
         Some(hash)
     }
+}
+
+/// The arguments, cut to `MAX_ARGV_BYTES`; with what was cut: how many arguments and the
+/// SHA-256 of the whole list, when anything was.
+fn capped(argv: &[String]) -> (Vec<String>, Option<serde_json::Value>) {
+    use sha2::Digest as _;
+    let total: usize = argv.iter().map(|a| a.len() + 1).sum();
+    if total <= MAX_ARGV_BYTES {
+        return (argv.to_vec(), None);
+    }
+    let mut kept = Vec::new();
+    let mut size = 0;
+    for a in argv {
+        if size + a.len() + 1 > MAX_ARGV_BYTES {
+            break;
+        }
+        size += a.len() + 1;
+        kept.push(a.clone());
+    }
+    let mut digest = sha2::Sha256::new();
+    for a in argv {
+        digest.update(a.as_bytes());
+        digest.update([0u8]);
+    }
+    let cut = serde_json::json!({ "count": argv.len(), "bytes": total,
+        "sha256": hex::encode(digest.finalize()) });
+    (kept, Some(cut))
 }
 
 fn spool(agent: &Agent, action: &str, kind: &str, data: serde_json::Value) {
@@ -538,16 +673,62 @@ mod tests {
         assert_eq!(exec.cwd.as_deref(), Some("/work/main"));
         assert_eq!((exec.tty.as_deref(), exec.session), (None, Some(41)));
         assert!(exec.success);
-        assert!(wanted(exec, "elevate-probe"));
-        assert!(!wanted(exec, KEY), "another rule's key");
+        // Selected by what it says, whichever rule (key) made the kernel record it.
+        assert!(wanted(exec));
         let mut system = exec.clone();
         system.auid = UNSET;
-        assert!(!wanted(&system, "elevate-probe"), "no login uid");
+        assert!(!wanted(&system), "no login uid");
         system.auid = 999;
-        assert!(!wanted(&system, "elevate-probe"), "a system account");
+        assert!(!wanted(&system), "a system account");
         let mut user = exec.clone();
         user.euid = 1001;
-        assert!(!wanted(&user, "elevate-probe"), "not root");
+        assert!(!wanted(&user), "not root");
+        let mut setuid = exec.clone();
+        setuid.uid = 1001;
+        assert!(!wanted(&setuid), "a setuid program a user runs");
+    }
+
+    #[test]
+    fn split_arguments_and_interleaved_events_are_put_together() {
+        let rec = |kind, text: &str| parse_record(kind, text.as_bytes()).unwrap();
+        let syscall = |serial: u32, exe: &str| {
+            rec(SYSCALL, &format!("audit(1795761518.292:{serial}): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid={serial} auid=1001 uid=0 gid=0 euid=0 ses=2 comm=\"x\" exe=\"{exe}\" key=\"exec\""))
+        };
+        let mut asm = Assembler::default();
+        let mut done = Vec::new();
+        for r in [
+            syscall(10, "/usr/bin/a"),
+            syscall(11, "/usr/bin/b"),
+            rec(
+                EXECVE,
+                "audit(1795761518.292:11): argc=2 a0=\"b\" a1=\"two\"",
+            ),
+            rec(
+                EXECVE,
+                "audit(1795761518.292:10): argc=2 a0=\"a\" a1_len=6 a1[0]=616263",
+            ),
+            rec(EXECVE, "audit(1795761518.292:10): a1[1]=\"def\""),
+            rec(EOE, "audit(1795761518.292:11): "),
+            rec(EOE, "audit(1795761518.292:10): "),
+        ] {
+            done.extend(asm.push(&r));
+        }
+        assert_eq!(done.len(), 2);
+        assert_eq!(
+            (done[0].exe.as_str(), &done[0].argv[..]),
+            ("/usr/bin/b", &["b".to_owned(), "two".to_owned()][..])
+        );
+        assert_eq!(done[1].argv, ["a", "abcdef"]);
+        // A 32-bit execve (syscall 11 on i386) is an execution too; x86_64's syscall 11 is not.
+        assert!(is_exec_syscall("40000003", 11) && !is_exec_syscall("c000003e", 11));
+        // Very long argument lists are cut, counted and digested.
+        let long: Vec<String> = (0..100).map(|i| format!("{i:0>400}")).collect();
+        let (kept, cut) = capped(&long);
+        assert!(
+            kept.len() < 100 && kept.iter().map(|a| a.len() + 1).sum::<usize>() <= MAX_ARGV_BYTES
+        );
+        assert_eq!(cut.unwrap()["count"], 100);
+        assert_eq!(capped(&long[..2]).1, None);
     }
 
     #[test]

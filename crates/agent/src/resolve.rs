@@ -188,6 +188,40 @@ pub fn file_sha256(path: &std::path::Path) -> io::Result<String> {
     hash(&File::open(path)?).map(|(digest, _)| digest)
 }
 
+/// Files larger than this are not hashed just to describe them (a sparse file of terabytes
+/// would keep the hasher busy for hours).
+pub const MAX_OBSERVED: u64 = 64 << 20;
+
+/// Which file a hash was taken of: device, inode, change time and size.
+pub type FileIdentity = (u64, u64, i64, i64);
+
+/// The SHA-256 of a file that is only described, never run (a discovery record): opened without
+/// blocking (a FIFO put in its place cannot stall the caller), only if it is a regular file of at
+/// most `MAX_OBSERVED` bytes. With the identity of what was hashed, for caching.
+pub fn observed_sha256(path: &str) -> Option<(String, FileIdentity)> {
+    use rustix::fs::{fstat, open, FileType, Mode, OFlags};
+    let file: File = open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?
+    .into();
+    let meta = fstat(&file).ok()?;
+    if FileType::from_raw_mode(meta.st_mode) != FileType::RegularFile
+        || meta.st_size as u64 > MAX_OBSERVED
+    {
+        return None;
+    }
+    let identity = (
+        meta.st_dev as u64,
+        meta.st_ino as u64,
+        meta.st_ctime as i64,
+        meta.st_size as i64,
+    );
+    hash(&file).ok().map(|(digest, _)| (digest, identity))
+}
+
 fn hash(file: &File) -> io::Result<(String, bool)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -699,15 +699,29 @@ async fn record_unverified_in_discovery(
     let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
         return false;
     };
-    let sha256 = crate::resolve::file_sha256(std::path::Path::new(&u.command)).ok();
+    let subject = Subject {
+        user: caller.name.clone(),
+        uid: caller.uid,
+        groups: caller.groups.clone(),
+        device: agent.enrolment.name.clone(),
+        device_tags: agent.enrolment.tags.clone(),
+    };
+    if policy.policy.mode_for(&subject) != Mode::Discover {
+        return false;
+    }
+    // Described, not run by the agent: hashed off the runtime, never for long, never a FIFO.
+    let path = u.command.clone();
+    let hashed = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || crate::resolve::observed_sha256(&path)),
+    )
+    .await;
+    let sha256 = match hashed {
+        Ok(Ok(Some((digest, _)))) => Some(digest),
+        _ => None,
+    };
     let request = AccessRequest {
-        subject: Subject {
-            user: caller.name.clone(),
-            uid: caller.uid,
-            groups: caller.groups.clone(),
-            device: agent.enrolment.name.clone(),
-            device_tags: agent.enrolment.tags.clone(),
-        },
+        subject,
         target: Target::Command(CommandSpec {
             path: u.command.clone(),
             sha256: sha256.clone(),
@@ -749,7 +763,10 @@ async fn record_unverified_in_discovery(
     }
     conn.send(&decided(&id, &view)).await;
     remember_sudo_run(agent, &id, &caller, Record::Local, peer, discovery);
-    agent.note_front_door_exec(caller.uid, &u.command);
+    let canonical = std::fs::canonicalize(&u.command)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| u.command.clone());
+    agent.note_front_door_exec(caller.uid, &canonical);
     conn.send(&AgentFrame::Allowed {
         request_id: id,
         cgroup: None,

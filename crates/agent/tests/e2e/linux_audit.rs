@@ -25,24 +25,7 @@ struct AuditingAsBefore {
 impl Drop for AuditingAsBefore {
     fn drop(&mut self) {
         let _ = Command::new(self.tool)
-            .args([
-                "-d",
-                "always,exit",
-                "-F",
-                "arch=b64",
-                "-S",
-                "execve,execveat",
-            ])
-            .args([
-                "-F",
-                "euid=0",
-                "-F",
-                "auid>=1000",
-                "-F",
-                "auid!=unset",
-                "-k",
-                "elevate",
-            ])
+            .args(["-D", "-k", "elevate"])
             .status();
         let _ = Command::new(self.tool).args(["-e", &self.enabled]).status();
     }
