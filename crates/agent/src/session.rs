@@ -210,6 +210,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             tty,
             reason,
             can_wait,
+            shell,
         }))) => {
             if version != VERSION {
                 return conn
@@ -281,6 +282,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 runas,
                 can_wait,
                 peer,
+                shell,
             };
             run(&agent, &mut conn, uid, argv, reason, front).await;
         }
@@ -620,6 +622,9 @@ struct SudoSide {
     /// The user's open admin session: what the policy would ask approvers about runs at once,
     /// in the session's cgroup.
     session: Option<crate::grants::AdminSession>,
+    /// A root shell (`sudo -s`/`-i`): within a session it is the session's shell, whatever
+    /// the policy says of the shell as a command.
+    shell: bool,
 }
 
 /// A command sudo was allowed to run, until the audit plugin reports its end.
@@ -789,6 +794,8 @@ enum Front {
         can_wait: bool,
         /// The sudo process (while it lives, its command may still report an end).
         peer: os::process::PeerProcess,
+        /// `sudo -s` / `sudo -i`.
+        shell: bool,
     },
 }
 
@@ -801,7 +808,7 @@ enum Record {
 }
 
 async fn run(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     conn: &mut Conn,
     uid: u32,
     argv: Vec<String>,
@@ -928,11 +935,24 @@ async fn run(
             runas,
             can_wait,
             peer,
+            shell,
         } => {
             facts["channel"] = "sudo".into();
             facts["cwd"] = cwd.clone().into();
             facts["tty"] = tty.into();
             facts["runas"] = runas.into();
+            let mut session = agent.places.open_for(caller.uid, jiff::Timestamp::now());
+            // A root shell (sudo -s, sudo -i) is how people have always asked for "admin for a
+            // while": where the policy allows sessions, it opens one and lives in it.
+            if shell && session.is_none() {
+                let asked =
+                    admin::open_for_sudo_shell(agent, conn, &caller, reason.clone(), can_wait);
+                match asked.await {
+                    Ok(Some(opened)) => session = Some(opened),
+                    Ok(None) => {}
+                    Err(()) => return,
+                }
+            }
             return decide_for_sudo(
                 agent,
                 conn,
@@ -947,7 +967,8 @@ async fn run(
                     cwd,
                     can_wait,
                     peer,
-                    session: agent.places.open_for(caller.uid, jiff::Timestamp::now()),
+                    session,
+                    shell,
                 },
             )
             .await;
@@ -1059,9 +1080,12 @@ async fn decide_for_sudo(
         can_wait,
         peer,
         session,
+        shell,
     } = sudo;
-    if let (Some(session), false) = (session, matches!(decision.outcome, Outcome::Deny { .. })) {
-        // Within an admin session the policy's approvals are given; its denials still hold.
+    let denied = matches!(decision.outcome, Outcome::Deny { .. });
+    if let (Some(session), true) = (session, shell || !denied) {
+        // Within an admin session the policy's approvals are given; its denials of commands
+        // still hold (a root shell is the session itself).
         let id = uuid::Uuid::now_v7().to_string();
         let mut view = view.clone();
         view.outcome = "auto".into();

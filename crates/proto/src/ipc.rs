@@ -51,6 +51,10 @@ pub enum ClientFrame {
         reason: Option<String>,
         /// False for `sudo -n`: an approval cannot be waited for, so it fails at once.
         can_wait: bool,
+        /// `sudo -s` or `sudo -i`: a root shell, which opens an admin session where the policy
+        /// allows one.
+        #[serde(default)]
+        shell: bool,
     },
     /// From the sudo audit plugin when sudo's command has ended (`request_id` from `Allowed`):
     /// its exit code or terminating signal, or why it could not be run.

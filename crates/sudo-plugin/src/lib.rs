@@ -40,6 +40,8 @@ pub struct Ask {
     pub tty: Option<String>,
     /// False for `sudo -n`.
     pub can_wait: bool,
+    /// `sudo -s` / `sudo -i`: a root shell.
+    pub shell: bool,
 }
 
 impl Ask {
@@ -74,6 +76,8 @@ impl Ask {
             cwd: lookup(user_info, "cwd").unwrap_or("/").to_owned(),
             tty: lookup(user_info, "tty").map(str::to_owned),
             can_wait: lookup(settings, "noninteractive") != Some("true"),
+            shell: lookup(settings, "run_shell") == Some("true")
+                || lookup(settings, "login_shell") == Some("true"),
         })
     }
 }
@@ -180,6 +184,7 @@ fn exchange(
         tty: ask.tty.clone(),
         reason,
         can_wait: ask.can_wait,
+        shell: ask.shell,
     };
     if let Err(e) = stream.write_all(&encode(&frame)) {
         return fail(format!("elevate: cannot ask the agent: {e}"));
@@ -253,6 +258,14 @@ fn exchange(
                 ));
                 return Exchange::Done(Verdict::Deny);
             }
+            AgentFrame::SessionOpened {
+                expires,
+                remaining_secs,
+                ..
+            } => conv.info(&format!(
+                "elevate: admin session open for {} min (until {expires}); this shell ends with it",
+                remaining_secs.div_ceil(60)
+            )),
             AgentFrame::Allowed { request_id, cgroup } => {
                 // In an admin session, sudo (and so the command it forks) joins the session's
                 // cgroup, which is killed when the session ends: without it, nothing runs.

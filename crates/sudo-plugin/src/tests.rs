@@ -23,6 +23,7 @@ fn ask(can_wait: bool) -> Ask {
         cwd: "/home/alice".into(),
         tty: Some("/dev/pts/3".into()),
         can_wait,
+        shell: false,
     }
 }
 
@@ -118,6 +119,12 @@ fn sudo_lists_become_a_request() {
     assert!(!a.can_wait, "sudo -n cannot wait for approvers");
     let a = Ask::from_sudo(&info, &strings(&["id"]), &user, &[]).unwrap();
     assert!(a.can_wait);
+    assert!(!a.shell);
+    // `sudo -s` and `sudo -i` ask for a root shell.
+    for flag in ["run_shell=true", "login_shell=true"] {
+        let a = Ask::from_sudo(&info, &strings(&["sh"]), &user, &strings(&[flag])).unwrap();
+        assert!(a.shell, "{flag}");
+    }
     // `commandx=` is not `command=`; a relative command is not trusted.
     assert!(Ask::from_sudo(
         &strings(&["commandx=/bin/id"]),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use sha2::Digest as _;
 
-use elevate_core::{decide, AccessRequest, Channel, Outcome, Subject, Target};
+use elevate_core::{decide, AccessRequest, Channel, Mode, Outcome, Subject, Target};
 use elevate_proto::ipc::{AdminSessionSummary, AgentFrame};
 use elevate_proto::v1::{AuditEventIn, DecisionView, WireTarget};
 
@@ -20,6 +20,7 @@ use super::{
 };
 use crate::daemon::Agent;
 use crate::grants::{AdminSession, EndedBy};
+use crate::users::Caller;
 
 /// Whether admin sessions can be enforced here; why not, in words for the user.
 fn sessions_possible(agent: &Agent) -> Result<(), String> {
@@ -109,42 +110,158 @@ pub(super) async fn open(
             )
             .await;
     }
-    let view = DecisionView::from_decision(&decision, policy.version);
+    grant(
+        agent,
+        conn,
+        &caller,
+        &decision,
+        policy.version,
+        length,
+        reason,
+        Channel::Native,
+    )
+    .await;
+}
+
+/// `sudo -i` / `sudo -s` in enforce mode, where the policy allows admin sessions: the shell opens
+/// one (as long as the policy allows) and lives in it. `Ok(Some(session))` when the shell may run
+/// in it; `Ok(None)` when sessions do not apply (the shell is then decided as a command);
+/// `Err(())` when the caller was already answered (refused, denied by an approver).
+pub(super) async fn open_for_sudo_shell(
+    agent: &Arc<Agent>,
+    conn: &mut Conn,
+    caller: &Caller,
+    reason: Option<String>,
+    can_wait: bool,
+) -> Result<Option<AdminSession>, ()> {
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        return Ok(None);
+    };
+    let subject = Subject {
+        user: caller.name.clone(),
+        uid: caller.uid,
+        groups: caller.groups.clone(),
+        device: agent.enrolment.name.clone(),
+        device_tags: agent.enrolment.tags.clone(),
+    };
+    let ask = |duration: SignedDuration| AccessRequest {
+        subject: subject.clone(),
+        target: Target::Session { duration },
+        reason: reason.clone(),
+        channel: Channel::Sudo,
+    };
+    // As long as the policy allows for this person.
+    let probe = decide(
+        &policy.policy,
+        &ask(SignedDuration::from_secs(1)),
+        Timestamp::now(),
+    );
+    let length = probe.constraints.session_max;
+    let request = ask(length);
+    let decision = decide(&policy.policy, &request, Timestamp::now());
+    if decision.mode != Mode::Enforce
+        || matches!(decision.policy_outcome, Outcome::Deny { .. })
+        || !length.is_positive()
+    {
+        return Ok(None);
+    }
+    {
+        let agent = agent.clone();
+        match tokio::task::spawn_blocking(move || sessions_possible(&agent)).await {
+            Ok(Ok(())) => {}
+            _ => return Ok(None),
+        }
+    }
+    if decision.missing_reason(&request) {
+        conn.refuse(
+            "reason_required",
+            format!("a reason is required: {}", decision.explanation),
+        )
+        .await;
+        return Err(());
+    }
+    if matches!(decision.outcome, Outcome::Approve(_)) && !can_wait {
+        conn.refuse(
+            "approval_needed",
+            "an admin session needs an approver; sudo -n cannot wait: run it without -n, or use `elevate session`",
+        )
+        .await;
+        return Err(());
+    }
+    grant(
+        agent,
+        conn,
+        caller,
+        &decision,
+        policy.version,
+        length,
+        reason,
+        Channel::Sudo,
+    )
+    .await
+    .map(Some)
+    .ok_or(())
+}
+
+/// Records the decision, asks approvers if it says so, and opens the session. `None` when
+/// nothing was opened (the caller was told why).
+#[allow(clippy::too_many_arguments)]
+async fn grant(
+    agent: &Arc<Agent>,
+    conn: &mut Conn,
+    caller: &Caller,
+    decision: &elevate_core::Decision,
+    policy_version: u64,
+    length: SignedDuration,
+    reason: Option<String>,
+    channel: Channel,
+) -> Option<AdminSession> {
+    let caller = caller.clone();
+    let duration_secs = length.as_secs().max(0) as u64;
+    let view = DecisionView::from_decision(decision, policy_version);
     let target = WireTarget::Session { duration_secs };
     let facts = serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
-        "device": agent.enrolment.name, "target": audited(&target), "reason": reason, "channel": "native" });
+        "device": agent.enrolment.name, "target": audited(&target), "reason": reason,
+        "channel": channel.as_str() });
     let (id, on_server, server_max) = match &decision.outcome {
         Outcome::Deny { .. } => {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, None) {
-                return conn
-                    .refuse("audit", format!("cannot record the request ({e})"))
-                    .await;
+                {
+                    conn.refuse("audit", format!("cannot record the request ({e})"))
+                        .await;
+                    return None;
+                }
             }
-            return conn.send(&decided(&id, &view)).await;
+            {
+                conn.send(&decided(&id, &view)).await;
+                return None;
+            }
         }
         Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, None) {
-                return conn
-                    .refuse(
+                {
+                    conn.refuse(
                         "audit",
                         format!("cannot record the request ({e}); nothing is opened"),
                     )
                     .await;
+                    return None;
+                }
             }
             conn.send(&decided(&id, &view)).await;
             (id, false, None)
         }
         Outcome::Approve(_) => {
-            let new = new_request(&caller, target, reason, Channel::Native, None);
-            let Some(approved) = ask_approvers(agent, conn, &new).await else {
-                return;
-            };
+            let new = new_request(&caller, target, reason, channel, None);
+            let approved = ask_approvers(agent, conn, &new).await?;
             if let Err(e) = agent.upstream.start(&approved.id).await {
-                return conn
-                    .refuse("audit", format!("{e}; nothing is opened"))
-                    .await;
+                {
+                    conn.refuse("audit", format!("{e}; nothing is opened"))
+                        .await;
+                    return None;
+                }
             }
             let max = approved.decision.session_max_secs;
             (approved.id, true, Some(max))
@@ -158,12 +275,14 @@ pub(super) async fn open(
         ));
     }
     if !length.is_positive() {
-        return conn
-            .refuse(
+        {
+            conn.refuse(
                 "session",
                 "the policy allows no admin session here; nothing is opened",
             )
             .await;
+            return None;
+        }
     }
     let duration_secs = length.as_secs() as u64;
     let now = Timestamp::now();
@@ -177,18 +296,22 @@ pub(super) async fn open(
             "expires": expires.to_string(), "length_secs": duration_secs }),
     );
     if let Err(e) = spool(agent, &[opened]) {
-        return conn
-            .refuse(
+        {
+            conn.refuse(
                 "audit",
                 format!("cannot record the session ({e}); nothing is opened"),
             )
             .await;
+            return None;
+        }
     }
     let made = {
         let places = agent.places.clone();
         let (id, user) = (id.clone(), caller.name.clone());
-        tokio::task::spawn_blocking(move || places.open(&id, &user, uid, now, length, on_server))
-            .await
+        tokio::task::spawn_blocking(move || {
+            places.open(&id, &user, caller.uid, now, length, on_server)
+        })
+        .await
     };
     let session = match made {
         Ok(Ok(s)) => s,
@@ -203,14 +326,19 @@ pub(super) async fn open(
             if let Err(e) = spool(agent, &[failed]) {
                 tracing::error!(error = %e, session = %id, "cannot record a failed admin session");
             }
-            return conn
-                .refuse(
+            {
+                conn.refuse(
                     "session",
                     format!("the admin session could not be opened: {e:#}"),
                 )
                 .await;
+                return None;
+            }
         }
-        Err(e) => return conn.refuse("internal", e.to_string()).await,
+        Err(e) => {
+            conn.refuse("internal", e.to_string()).await;
+            return None;
+        }
     };
     if let Err(e) = crate::grants::spawn_reaper(&agent.places, &session.id) {
         // Without its reaper the session would end late if the agent died: it does not open.
@@ -221,12 +349,14 @@ pub(super) async fn open(
             tokio::task::spawn_blocking(move || places.end(&id, EndedBy::Failed, Timestamp::now()))
                 .await;
         report_ends(agent).await;
-        return conn
-            .refuse(
+        {
+            conn.refuse(
                 "session",
                 format!("the admin session could not be opened: {e:#}"),
             )
             .await;
+            return None;
+        }
     }
     crate::daemon::end_on_time(agent.clone(), session.expires);
     conn.send(&AgentFrame::SessionOpened {
@@ -235,6 +365,7 @@ pub(super) async fn open(
         remaining_secs: session.remaining(Timestamp::now()).as_secs().max(0) as u64,
     })
     .await;
+    Some(session)
 }
 
 /// Ends the caller's open admin sessions at once.

@@ -423,3 +423,50 @@ fn a_session_lasts_only_as_long_as_the_policy_allows_it() {
         },
     );
 }
+
+#[test]
+fn a_root_shell_through_sudo_opens_an_admin_session_where_the_policy_allows_one() {
+    namespaced(
+        "admin_sessions::a_root_shell_through_sudo_opens_an_admin_session_where_the_policy_allows_one",
+        || {
+            let world = World::new();
+            let Some(()) = sessions_through_sudo(&world) else {
+                return;
+            };
+            // sudoers lets alice and bob run anything; the policy decides.
+            std::fs::write(
+                "/etc/sudoers.d/people",
+                "alice ALL=(ALL) NOPASSWD: ALL\nbob ALL=(ALL) NOPASSWD: ALL\n",
+            )
+            .unwrap();
+            // The policy refuses root shells as commands…
+            let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "id -u"]);
+            assert!(!out.status.success(), "{}", text(&out.stdout));
+            assert!(session_rules().is_empty());
+            // …but `sudo -s` asks for what it means: admin for a while. Developers may have an
+            // hour without asking anyone; the shell lives in the session.
+            let out = sudo("alice", &["-n", "-s", "/usr/bin/id", "-u"]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("admin session open for 60 min"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert_eq!(session_rules().len(), 1);
+            let status = text(&world.elevate_as("alice", &["status"], &[]).stdout);
+            assert!(status.contains("session: admin session open, 59m"), "{status}");
+            let out = world.elevate_as("alice", &["session", "end"], &[]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert!(session_rules().is_empty());
+            // bob's sessions need an approver: `sudo -n -s` fails at once and says why.
+            let out = sudo("bob", &["-n", "-s", "/usr/bin/id", "-u"]);
+            assert!(!out.status.success(), "{}", text(&out.stdout));
+            assert!(
+                text(&out.stderr).contains("an admin session needs an approver"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(session_rules().is_empty());
+        },
+    );
+}
