@@ -1,4 +1,4 @@
-//! The `elevated` command line: `run` (the daemon, default), `enrol`, `install-sudo`,
+//! The `elevated` command line: `run` (the daemon, default), `enrol`, `status`, `install-sudo`,
 //! `uninstall-sudo`, and the hidden `session-reaper` the agent starts for each admin session.
 //!
 //! Must never: print the device credential or secret.
@@ -52,6 +52,13 @@ enum Command {
         /// Device name (default: the host name).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Show what the running agent is doing: server, policy, spool, and which collectors record
+    /// elevation here (the elevate front door, the sudo plugin, Linux audit).
+    Status {
+        /// The running agent's socket.
+        #[arg(long, default_value = crate::DEFAULT_SOCKET)]
+        socket: PathBuf,
     },
     /// Route sudo through Elevate: add the plugins to sudo.conf (safely, idempotently).
     InstallSudo {
@@ -126,6 +133,49 @@ fn raise_open_file_limit() {
     }
 }
 
+/// `elevated status`: asks the running agent (as any caller may) and prints its state.
+fn status(socket: &std::path::Path) -> anyhow::Result<()> {
+    use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader};
+    use std::io::Write;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "the agent is not running (nothing listens on {}); start it with `elevated run`",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(&encode(&ClientFrame::Status))?;
+    let mut reader = FrameReader::new();
+    let mut buf = [0u8; 8192];
+    let frame = loop {
+        if let Some(frame) = reader.next_frame::<AgentFrame>()? {
+            break frame;
+        }
+        let n = stream.read(&mut buf)?;
+        anyhow::ensure!(n > 0, "the agent closed the connection without an answer");
+        reader.push(&buf[..n]);
+    };
+    let AgentFrame::Status(s) = frame else {
+        anyhow::bail!("the agent did not answer with its status: {frame:?}");
+    };
+    let shown = elevate_core::text::visible;
+    println!("agent:   running (elevated {})", s.version);
+    println!("device:  {}", shown(&s.device));
+    println!("server:  {} ({})", shown(&s.server), shown(&s.upstream));
+    match s.policy_version {
+        Some(v) => println!("policy:  version {v}"),
+        None => println!("policy:  none yet (nothing can run until the agent reaches the server)"),
+    }
+    println!(
+        "spooled: {} audit events waiting for the server",
+        s.spooled_events
+    );
+    for c in &s.collectors {
+        println!("records: {}", shown(c));
+    }
+    Ok(())
+}
+
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
     crate::os::memory::single_malloc_arena();
@@ -189,6 +239,7 @@ pub fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Status { socket } => status(&socket),
         Command::InstallSudo { sudo } => {
             println!(
                 "{}",

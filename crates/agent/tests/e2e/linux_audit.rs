@@ -85,6 +85,21 @@ fn root_commands_outside_sudo_are_discovered_through_linux_audit() {
                 "Linux audit (root commands outside sudo and elevate): on",
             );
 
+            // The administrator's view says the same.
+            let out = Command::new(elevate_testkit::cargo_bin("elevated"))
+                .args(["status", "--socket"])
+                .arg(&world.socket)
+                .output()
+                .unwrap();
+            let shown = text(&out.stdout);
+            assert!(
+                shown.contains("records: Linux audit (root commands outside sudo and elevate): on")
+                    && shown.contains("records: elevate: on")
+                    && shown.contains("records: sudo plugin:"),
+                "{shown}{}",
+                text(&out.stderr)
+            );
+
             // dave is a standing admin (group sudo) in the discovery wave.
             assert!(Command::new("useradd")
                 .args(["-M", "-G", "sudo", "dave"])
