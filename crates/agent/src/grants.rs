@@ -465,7 +465,7 @@ impl Places {
 fn rule_text(s: &AdminSession) -> String {
     let until = s.expires.strftime("%Y%m%d%H%M%SZ");
     format!(
-        "# Elevate admin session {} for {}, until {} (managed by elevated; do not edit)\n#{} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: ALL\n",
+        "# Elevate admin session {} for {}, until {} (managed by elevated; do not edit)\n#{} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: NOSETENV: ALL\n",
         s.id, s.user, s.expires, s.uid
     )
 }
@@ -597,7 +597,9 @@ mod tests {
         };
         let text = rule_text(&s);
         assert!(
-            text.ends_with("\n#1001 ALL=(ALL:ALL) NOTAFTER=20261127103005Z NOPASSWD: ALL\n"),
+            text.ends_with(
+                "\n#1001 ALL=(ALL:ALL) NOTAFTER=20261127103005Z NOPASSWD: NOSETENV: ALL\n"
+            ),
             "{text}"
         );
         assert!(s.is_open_at("2026-11-27T10:30:04Z".parse().unwrap()));

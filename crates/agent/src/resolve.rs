@@ -188,6 +188,17 @@ pub fn file_sha256(path: &std::path::Path) -> io::Result<String> {
     hash(&File::open(path)?).map(|(digest, _)| digest)
 }
 
+/// Whether `path` (canonical) is a login shell the system lists in `/etc/shells`.
+pub fn listed_shell(path: &str) -> bool {
+    std::fs::read_to_string("/etc/shells")
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('/'))
+        .filter_map(|l| std::fs::canonicalize(l).ok())
+        .any(|p| p == std::path::Path::new(path))
+}
+
 /// Files larger than this are not hashed just to describe them (a sparse file of terabytes
 /// would keep the hasher busy for hours).
 pub const MAX_OBSERVED: u64 = 64 << 20;

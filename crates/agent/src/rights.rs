@@ -719,7 +719,7 @@ impl Rights {
         // By uid: a name such as `OPS` would read as a User_Alias.
         for (user, uid) in &users {
             text.push_str(&format!(
-                "# {user}\n#{uid} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: ALL\n"
+                "# {user}\n#{uid} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: NOSETENV: ALL\n"
             ));
         }
         if !same_people {

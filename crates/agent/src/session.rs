@@ -211,6 +211,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             reason,
             can_wait,
             shell,
+            risky_env,
         }))) => {
             if version != VERSION {
                 return conn
@@ -283,6 +284,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 can_wait,
                 peer,
                 shell,
+                risky_env,
             };
             run(&agent, &mut conn, uid, argv, reason, front).await;
         }
@@ -303,6 +305,7 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                 .lock()
                 .expect("sudo runs lock")
                 .remove(&request_id);
+            let ends_session = known.as_ref().and_then(|r| r.ends_session.clone());
             let (caller, record, discovery) = match known {
                 Some(run) => (
                     run.caller,
@@ -326,6 +329,19 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             }
             finish(&agent, &caller, &request_id, &record, outcome).await;
             conn.send(&AgentFrame::Recorded).await;
+            // The root shell that opened an admin session has ended: so does the session.
+            if let Some(session) = ends_session {
+                let places = agent.places.clone();
+                let now = jiff::Timestamp::now();
+                let ended = tokio::task::spawn_blocking(move || {
+                    places.end(&session, crate::grants::EndedBy::User, now)
+                })
+                .await;
+                if let Ok(Err(e)) = ended {
+                    tracing::error!(error = %format!("{e:#}"), "cannot end the session of a finished shell");
+                }
+                admin::report_ends(&agent).await;
+            }
         }
         Ok(Ok(Some(ClientFrame::SudoRejected {
             version,
@@ -622,9 +638,11 @@ struct SudoSide {
     /// The user's open admin session: what the policy would ask approvers about runs at once,
     /// in the session's cgroup.
     session: Option<crate::grants::AdminSession>,
-    /// A root shell (`sudo -s`/`-i`): within a session it is the session's shell, whatever
+    /// A bare root shell (`sudo -s`/`-i`): within a session it is the session's shell, whatever
     /// the policy says of the shell as a command.
     shell: bool,
+    /// The session was opened by this very shell (it ends with it).
+    opened_here: bool,
 }
 
 /// A command sudo was allowed to run, until the audit plugin reports its end.
@@ -638,6 +656,8 @@ pub(crate) struct SudoRun {
     /// In discovery mode: the facts of the command, completed by its end into one
     /// `discovery.command` event.
     discovery: Option<serde_json::Value>,
+    /// The admin session this command (a root shell) opened: it ends when the shell does.
+    ends_session: Option<String>,
 }
 
 /// Most commands remembered between `Allowed` and their end (a `kill -9`'d sudo never reports).
@@ -673,8 +693,16 @@ fn remember_sudo_run(
             allowed_at: Instant::now(),
             sudo,
             discovery,
+            ends_session: None,
         },
     );
+}
+
+/// Ties the admin session `session` to the sudo command `id` (the shell that opened it).
+fn end_session_with(agent: &Agent, id: &str, session: &str) {
+    if let Some(run) = agent.sudo_runs.lock().expect("sudo runs lock").get_mut(id) {
+        run.ends_session = Some(session.to_owned());
+    }
 }
 
 /// A sudo command whose program the agent cannot vouch for (its path is not root's alone).
@@ -796,6 +824,8 @@ enum Front {
         peer: os::process::PeerProcess,
         /// `sudo -s` / `sudo -i`.
         shell: bool,
+        /// Variables in the command's environment that would make it run other code.
+        risky_env: Vec<String>,
     },
 }
 
@@ -936,19 +966,49 @@ async fn run(
             can_wait,
             peer,
             shell,
+            risky_env,
         } => {
             facts["channel"] = "sudo".into();
+            // With these, the hashed program would run code nobody checked (sudo passes them
+            // only where sudoers lets the user set the environment): refused in enforce mode,
+            // recorded in discovery.
+            if !risky_env.is_empty() {
+                if decision.mode == Mode::Enforce {
+                    return conn
+                        .refuse(
+                            "environment",
+                            format!(
+                                "sudo would hand {} to the command, which makes it run code that was never checked; nothing runs (leave them out, or ask for a rule that runs what you need)",
+                                risky_env.join(", ")
+                            ),
+                        )
+                        .await;
+                }
+                facts["risky_env"] = risky_env.into();
+            }
             facts["cwd"] = cwd.clone().into();
             facts["tty"] = tty.into();
             facts["runas"] = runas.into();
+            // Only a bare root shell counts as one: `sudo -s CMD` runs `$SHELL -c CMD`, and
+            // $SHELL is the user's to choose, so a shell is a program listed in /etc/shells, run
+            // as root with no arguments.
+            let shell = shell
+                && argv.len() == 1
+                && facts["runas"] == "root"
+                && crate::resolve::listed_shell(&binary.path);
             let mut session = agent.places.open_for(caller.uid, jiff::Timestamp::now());
+            let mut opened_here = false;
             // A root shell (sudo -s, sudo -i) is how people have always asked for "admin for a
-            // while": where the policy allows sessions, it opens one and lives in it.
+            // while": where the policy allows sessions, it opens one and lives in it, and the
+            // session ends with the shell.
             if shell && session.is_none() {
                 let asked =
                     admin::open_for_sudo_shell(agent, conn, &caller, reason.clone(), can_wait);
                 match asked.await {
-                    Ok(Some(opened)) => session = Some(opened),
+                    Ok(Some(opened)) => {
+                        session = Some(opened);
+                        opened_here = true;
+                    }
                     Ok(None) => {}
                     Err(()) => return,
                 }
@@ -969,6 +1029,7 @@ async fn run(
                     peer,
                     session,
                     shell,
+                    opened_here,
                 },
             )
             .await;
@@ -1081,6 +1142,7 @@ async fn decide_for_sudo(
         peer,
         session,
         shell,
+        opened_here,
     } = sudo;
     let denied = matches!(decision.outcome, Outcome::Deny { .. });
     if let (Some(session), true) = (session, shell || !denied) {
@@ -1096,6 +1158,20 @@ async fn decide_for_sudo(
         let running = serde_json::json!({ "sha256": binary.sha256, "channel": "sudo",
             "admin_session": session.id });
         if let Err(e) = record_local_decision(agent, caller, &id, facts, &view, Some(running)) {
+            if opened_here {
+                // No shell will run in it: the session it opened goes at once.
+                let places = agent.places.clone();
+                let ended = session.id.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    places.end(
+                        &ended,
+                        crate::grants::EndedBy::Failed,
+                        jiff::Timestamp::now(),
+                    )
+                })
+                .await;
+                admin::report_ends(agent).await;
+            }
             return conn
                 .refuse(
                     "audit",
@@ -1105,6 +1181,9 @@ async fn decide_for_sudo(
         }
         conn.send(&decided(&id, &view)).await;
         remember_sudo_run(agent, &id, caller, Record::Local, peer, None);
+        if opened_here {
+            end_session_with(agent, &id, &session.id);
+        }
         agent.note_front_door_exec(caller.uid, &binary.path);
         conn.send(&AgentFrame::Allowed {
             request_id: id,

@@ -55,6 +55,11 @@ pub enum ClientFrame {
         /// allows one.
         #[serde(default)]
         shell: bool,
+        /// Names of variables in the command's environment that make a program run code other
+        /// than its own (`LD_PRELOAD`, `PYTHONPATH`, …): sudo passes them only where sudoers
+        /// lets the user set the environment.
+        #[serde(default)]
+        risky_env: Vec<String>,
     },
     /// From the sudo audit plugin when sudo's command has ended (`request_id` from `Allowed`):
     /// its exit code or terminating signal, or why it could not be run.

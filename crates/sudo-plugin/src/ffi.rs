@@ -413,7 +413,7 @@ unsafe extern "C" fn approval_close() {
 unsafe extern "C" fn approval_check(
     command_info: List,
     run_argv: List,
-    _run_envp: List,
+    run_envp: List,
     errstr: *mut *const c_char,
 ) -> c_int {
     let checked = catch_unwind(AssertUnwindSafe(|| {
@@ -425,12 +425,13 @@ unsafe extern "C" fn approval_check(
             );
         };
         // SAFETY: sudo passes NULL-terminated arrays of C strings for these lists.
-        let (info, argv) = unsafe { (strings(command_info), strings(run_argv)) };
+        let (info, argv, envp) =
+            unsafe { (strings(command_info), strings(run_argv), strings(run_envp)) };
         let mut conv = SudoConversation {
             conv: state.conv,
             printf: state.printf,
         };
-        let verdict = match Ask::from_sudo(&info, &argv, &state.user_info, &state.settings) {
+        let verdict = match Ask::from_sudo(&info, &argv, &envp, &state.user_info, &state.settings) {
             Ok(ask) => {
                 let withdraw = WithdrawOnSignal::install();
                 let verdict = crate::check(&state.socket, &ask, &mut conv);

@@ -42,6 +42,56 @@ pub struct Ask {
     pub can_wait: bool,
     /// `sudo -s` / `sudo -i`: a root shell.
     pub shell: bool,
+    /// Variables in the command's environment that would make it run other code.
+    pub risky_env: Vec<String>,
+}
+
+/// Environment variables that make a program load or run code it was not given: the dynamic
+/// loader's, glibc's (those it ignores for setuid programs) and common interpreters'.
+const RISKY_ENV: &[&str] = &[
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "IFS",
+    "PERL5LIB",
+    "PERL5OPT",
+    "PERLLIB",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONINSPECT",
+    "RUBYLIB",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "GIT_EXEC_PATH",
+];
+
+/// The names in `run_envp` (`NAME=value`) that are risky.
+pub fn risky_env(run_envp: &[String]) -> Vec<String> {
+    let mut found: Vec<String> = run_envp
+        .iter()
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+        .filter(|k| k.starts_with("LD_") || RISKY_ENV.contains(k))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 impl Ask {
@@ -49,6 +99,7 @@ impl Ask {
     pub fn from_sudo(
         command_info: &[String],
         run_argv: &[String],
+        run_envp: &[String],
         user_info: &[String],
         settings: &[String],
     ) -> Result<Ask, String> {
@@ -78,6 +129,7 @@ impl Ask {
             can_wait: lookup(settings, "noninteractive") != Some("true"),
             shell: lookup(settings, "run_shell") == Some("true")
                 || lookup(settings, "login_shell") == Some("true"),
+            risky_env: risky_env(run_envp),
         })
     }
 }
@@ -185,6 +237,7 @@ fn exchange(
         reason,
         can_wait: ask.can_wait,
         shell: ask.shell,
+        risky_env: ask.risky_env.clone(),
     };
     if let Err(e) = stream.write_all(&encode(&frame)) {
         return fail(format!("elevate: cannot ask the agent: {e}"));

@@ -24,6 +24,7 @@ fn ask(can_wait: bool) -> Ask {
         tty: Some("/dev/pts/3".into()),
         can_wait,
         shell: false,
+        risky_env: Vec::new(),
     }
 }
 
@@ -112,36 +113,53 @@ fn sudo_lists_become_a_request() {
         "tty=/dev/pts/3",
     ]);
     let settings = strings(&["progname=sudo", "noninteractive=true"]);
-    let a = Ask::from_sudo(&info, &strings(&["id", "-u"]), &user, &settings).unwrap();
+    let a = Ask::from_sudo(&info, &strings(&["id", "-u"]), &[], &user, &settings).unwrap();
     assert_eq!(a.command, "/usr/bin/id");
     assert_eq!(a.cwd, "/home/alice");
     assert_eq!(a.tty.as_deref(), Some("/dev/pts/3"));
     assert!(!a.can_wait, "sudo -n cannot wait for approvers");
-    let a = Ask::from_sudo(&info, &strings(&["id"]), &user, &[]).unwrap();
+    let a = Ask::from_sudo(&info, &strings(&["id"]), &[], &user, &[]).unwrap();
     assert!(a.can_wait);
     assert!(!a.shell);
+    // Variables that would make the command run other code are named for the agent.
+    let env = strings(&[
+        "TERM=xterm",
+        "LD_PRELOAD=/tmp/x.so",
+        "PYTHONPATH=/tmp",
+        "HOME=/root",
+    ]);
+    let a = Ask::from_sudo(&info, &strings(&["id"]), &env, &user, &[]).unwrap();
+    assert_eq!(a.risky_env, ["LD_PRELOAD", "PYTHONPATH"]);
     // `sudo -s` and `sudo -i` ask for a root shell.
     for flag in ["run_shell=true", "login_shell=true"] {
-        let a = Ask::from_sudo(&info, &strings(&["sh"]), &user, &strings(&[flag])).unwrap();
+        let a = Ask::from_sudo(&info, &strings(&["sh"]), &[], &user, &strings(&[flag])).unwrap();
         assert!(a.shell, "{flag}");
     }
     // `commandx=` is not `command=`; a relative command is not trusted.
     assert!(Ask::from_sudo(
         &strings(&["commandx=/bin/id"]),
         &strings(&["id"]),
+        &[],
         &user,
         &[]
     )
     .is_err());
-    assert!(Ask::from_sudo(&strings(&["command=id"]), &strings(&["id"]), &user, &[]).is_err());
-    assert!(Ask::from_sudo(&info, &[], &user, &[]).is_err());
+    assert!(Ask::from_sudo(
+        &strings(&["command=id"]),
+        &strings(&["id"]),
+        &[],
+        &user,
+        &[]
+    )
+    .is_err());
+    assert!(Ask::from_sudo(&info, &[], &[], &user, &[]).is_err());
     // A chroot (sudoers CHROOT= or sudo -R): the file that would run is not the one checked.
     let mut jailed = info.clone();
     jailed.push("chroot=/home/alice/jail".into());
-    assert!(Ask::from_sudo(&jailed, &strings(&["id"]), &user, &[]).is_err());
+    assert!(Ask::from_sudo(&jailed, &strings(&["id"]), &[], &user, &[]).is_err());
     jailed.pop();
     jailed.push("chroot=/".into());
-    assert!(Ask::from_sudo(&jailed, &strings(&["id"]), &user, &[]).is_ok());
+    assert!(Ask::from_sudo(&jailed, &strings(&["id"]), &[], &user, &[]).is_ok());
 }
 
 #[test]

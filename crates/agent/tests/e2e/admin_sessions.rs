@@ -195,7 +195,13 @@ fn an_admin_session_lets_sudo_run_until_it_ends_on_time() {
                 rule.contains(&format!("\n#{} ALL=(ALL:ALL) NOTAFTER=20", uid.trim())),
                 "{rule}"
             );
-            assert!(rule.ends_with("Z NOPASSWD: ALL\n"), "{rule}");
+            // NOSETENV: `ALL` alone would let sudo pass LD_PRELOAD and the like to root commands.
+            assert!(rule.ends_with("Z NOPASSWD: NOSETENV: ALL\n"), "{rule}");
+            let out = sudo(
+                "alice",
+                &["-n", "LD_PRELOAD=/tmp/x.so", "/usr/bin/id", "-u"],
+            );
+            assert!(!out.status.success(), "{}", text(&out.stdout));
             let id = opened_session(&world);
 
             // sudo works as it did before revocation…
@@ -443,23 +449,46 @@ fn a_root_shell_through_sudo_opens_an_admin_session_where_the_policy_allows_one(
             let out = sudo("alice", &["-n", "/usr/bin/bash", "-c", "id -u"]);
             assert!(!out.status.success(), "{}", text(&out.stdout));
             assert!(session_rules().is_empty());
-            // …but `sudo -s` asks for what it means: admin for a while. Developers may have an
-            // hour without asking anyone; the shell lives in the session.
-            let out = sudo("alice", &["-n", "-s", "/usr/bin/id", "-u"]);
-            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+            // …but a bare `sudo -s` asks for what it means: admin for a while. Developers may
+            // have an hour without asking anyone; the shell lives in the session, which ends
+            // with it.
+            let shell = |user: &str, script: &str| {
+                let mut child = sudo_as(user, &["-n", "-s"])
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            };
+            let out = shell("alice", "id -u\nls /etc/sudoers.d | grep -c elevate-session-\n");
+            assert_eq!(text(&out.stdout), "0\n1\n", "{}", text(&out.stderr));
             assert!(
                 text(&out.stderr).contains("admin session open for 60 min"),
                 "{}",
                 text(&out.stderr)
             );
-            assert_eq!(session_rules().len(), 1);
-            let status = text(&world.elevate_as("alice", &["status"], &[]).stdout);
-            assert!(status.contains("session: admin session open, 59m"), "{status}");
-            let out = world.elevate_as("alice", &["session", "end"], &[]);
-            assert!(out.status.success(), "{}", text(&out.stderr));
-            assert!(session_rules().is_empty());
+            eventually("the session outlived its shell", Duration::from_secs(10), || {
+                session_rules().is_empty()
+                    && !text(&world.elevate_as("alice", &["status"], &[]).stdout)
+                        .contains("session:")
+            });
+            // A shell with a command is a command (`$SHELL -c CMD`): decided as one, and the
+            // policy refuses root shells.
+            let out = sudo("alice", &["-n", "-s", "/usr/bin/id", "-u"]);
+            assert!(!out.status.success(), "{}", text(&out.stdout));
+            // The shell `sudo -s` runs is the user's to choose: only a program /etc/shells lists
+            // opens a session (anything else is decided as the command it is).
+            assert!(Command::new("usermod")
+                .args(["-s", "/usr/bin/id", "alice"])
+                .status()
+                .unwrap()
+                .success());
+            let out = sudo("alice", &["-n", "-s"]);
+            assert!(text(&out.stdout).starts_with("uid=0"), "{}", text(&out.stderr));
+            assert!(session_rules().is_empty(), "a session opened for a non-shell");
             // bob's sessions need an approver: `sudo -n -s` fails at once and says why.
-            let out = sudo("bob", &["-n", "-s", "/usr/bin/id", "-u"]);
+            let out = shell("bob", "id -u\n");
             assert!(!out.status.success(), "{}", text(&out.stdout));
             assert!(
                 text(&out.stderr).contains("an admin session needs an approver"),

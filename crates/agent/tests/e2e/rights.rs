@@ -142,7 +142,7 @@ fn enforce_takes_standing_rights_away_and_discover_gives_them_back() {
                     "{managed}"
                 );
             }
-            assert!(managed.contains("Z NOPASSWD: ALL\n"), "{managed}");
+            assert!(managed.contains("Z NOPASSWD: NOSETENV: ALL\n"), "{managed}");
             assert!(
                 !managed.contains(&format!("#{} ", uid("oncall"))),
                 "{managed}"

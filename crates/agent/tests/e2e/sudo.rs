@@ -665,3 +665,30 @@ fn discovery_records_every_sudo_command_and_blocks_nothing() {
         },
     );
 }
+
+#[test]
+fn an_environment_that_runs_other_code_is_refused_in_enforce_mode() {
+    namespaced(
+        "sudo::an_environment_that_runs_other_code_is_refused_in_enforce_mode",
+        || {
+            let world = World::new();
+            let Some(()) = sudo_through_elevate(&world) else {
+                return;
+            };
+            // alice's sudoers rule is `ALL`, which lets her set the environment (SETENV): the
+            // pre-approved `id` would load her library as root.
+            let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+            for var in ["LD_PRELOAD=/tmp/evil.so", "PYTHONPATH=/tmp"] {
+                let out = sudo("alice", &["-n", var, "/usr/bin/id", "-u"]);
+                assert!(out.stdout.is_empty(), "{var}: ran");
+                let name = var.split('=').next().unwrap();
+                assert!(
+                    text(&out.stderr).contains(name) && text(&out.stderr).contains("never checked"),
+                    "{var}: {}",
+                    text(&out.stderr)
+                );
+            }
+        },
+    );
+}

@@ -88,6 +88,14 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
     let mode = policy.mode_for(&request.subject);
     let outcome = match mode {
         Mode::Enforce => policy_outcome.clone(),
+        // An admin session is a grant with an end, never something discovery watches: the
+        // policy's own word applies, whoever asks and through whichever door.
+        Mode::Discover if matches!(request.target, Target::Session { .. }) => {
+            explanation.push_str(
+                "; an admin session is a grant, so the policy applies even in discovery mode",
+            );
+            policy_outcome.clone()
+        }
         // Discovery allows what the user could already do: holders of standing admin rights,
         // and anything sudoers has already allowed (a request through sudo comes only after
         // sudoers said yes), run freely; for everyone else the policy applies as in enforce mode.

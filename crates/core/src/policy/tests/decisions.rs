@@ -224,6 +224,19 @@ action = { deny = "no root shells" }
         &req("erin:it", "/bin/bash").via_sudo(),
         "discover auto; policy: deny: no root shells <- no shells",
     );
+    // An admin session is a grant: discovery never waves it through, not even through sudo.
+    check(
+        &p,
+        MONDAY_NOON,
+        &req("carol:it,sudo", "session 30m").via_sudo(),
+        "discover approve helpdesk; policy: approve helpdesk <- defaults",
+    );
+    check(
+        &p,
+        MONDAY_NOON,
+        &req("erin:it", "session 30m"),
+        "discover approve helpdesk; policy: approve helpdesk <- defaults",
+    );
     // In enforce mode the channel changes nothing.
     check(
         &p,

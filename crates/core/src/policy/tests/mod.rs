@@ -135,6 +135,11 @@ pub(super) fn checked(policy: &Policy, instant: &str, request: &Req, expect: &st
             d.outcome, d.policy_outcome,
             "enforce mode must apply the policy"
         );
+    } else if matches!(request.0.target, crate::Target::Session { .. }) {
+        assert_eq!(
+            d.outcome, d.policy_outcome,
+            "a session is a grant: the policy applies in discover mode too"
+        );
     } else if crate::policy::eval::holds_standing_admin(&request.0.subject) {
         assert_eq!(d.outcome, Outcome::Auto, "discover mode lets admins run");
     } else if request.0.channel == Channel::Sudo {

@@ -1,5 +1,5 @@
-//! Properties: `decide` never panics, discover mode lets admins run and applies the policy to
-//! everyone else, and `parse` never
+//! Properties: `decide` never panics, discover mode lets admins run commands and applies the
+//! policy to everyone else and to every admin session, and `parse` never
 //! panics on damaged policy text.
 
 use proptest::prelude::*;
@@ -84,7 +84,10 @@ proptest! {
         prop_assert!(!enforced.explanation.is_empty());
         let discovered = decide(&discover(), &request, now);
         prop_assert_eq!(discovered.mode, Mode::Discover);
-        if crate::policy::eval::holds_standing_admin(&request.subject) {
+        if matches!(request.target, crate::Target::Session { .. }) {
+            // A session is a grant: the policy's word holds in discover mode too.
+            prop_assert_eq!(&discovered.outcome, &enforced.outcome);
+        } else if crate::policy::eval::holds_standing_admin(&request.subject) {
             prop_assert_eq!(&discovered.outcome, &Outcome::Auto);
         } else {
             prop_assert_eq!(&discovered.outcome, &enforced.outcome);
