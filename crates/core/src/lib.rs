@@ -11,6 +11,7 @@ pub mod decision;
 pub mod duration;
 pub mod grant;
 pub mod lifecycle;
+pub mod offline;
 pub mod policy;
 pub mod request;
 pub mod text;

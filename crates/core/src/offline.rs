@@ -1,0 +1,296 @@
+//! Offline challenge–response codes (DESIGN "Offline codes"; the exact encoding, with test
+//! vectors, is in `docs/offline-codes.md`).
+//!
+//! A device that cannot reach the server shows a **challenge** a person reads over the phone:
+//! which device (a 35-bit key derived from its id), which user (uid), and a fresh 30-bit nonce
+//! that names the pending request on the device. The helpdesk enters it, chooses the scope (this
+//! request, or an admin session) and a duration, and reads back a **response**: the scope and
+//! duration, and an HMAC-SHA-256 under the device's secret over all of it, truncated as in
+//! RFC 4226. Both are Crockford base32 in groups, with a Luhn mod 32 check character, so a
+//! mistyped character is caught before it counts as a wrong attempt.
+//!
+//! Must never: accept a response for another challenge, device, scope or duration; compare MACs
+//! in a way that leaks timing; read a clock or draw randomness (the nonce is passed in).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Crockford's base32 alphabet: no I, L, O, U.
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Bumped if the encoding ever changes (3 bits).
+pub const VERSION: u8 = 1;
+/// The longest duration a response can carry, in minutes (one day).
+pub const MAX_MINUTES: u16 = 1440;
+const DOMAIN: &[u8] = b"elevate-offline-v1\0";
+
+/// What the helpdesk grants with a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The one pending request the challenge names, once.
+    Request,
+    /// An admin session of the duration.
+    Session,
+}
+
+impl Scope {
+    fn bit(self) -> u64 {
+        match self {
+            Scope::Request => 0,
+            Scope::Session => 1,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Request => "request",
+            Scope::Session => "session",
+        }
+    }
+}
+
+/// A challenge: device key, user, nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Challenge {
+    /// The low 35 bits of SHA-256 of the device id (see [`device_key`]).
+    pub device: u64,
+    pub uid: u32,
+    /// 30 random bits from the device, naming the pending request there.
+    pub nonce: u32,
+}
+
+/// A response: what was granted and the MAC over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Response {
+    pub scope: Scope,
+    /// Minutes, 1 to [`MAX_MINUTES`].
+    pub minutes: u16,
+    /// 31 bits (RFC 4226 dynamic truncation).
+    pub mac: u32,
+}
+
+/// Why a typed code is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error("the code has {got} characters; a {what} has {want} (dashes and spaces do not count)")]
+    Length {
+        what: &'static str,
+        got: usize,
+        want: usize,
+    },
+    #[error("`{0}` cannot be in a code (letters and digits only; I, L, O and U are not used)")]
+    Character(char),
+    #[error("the code does not add up (its last character is a check): a character was misread; read it again")]
+    Check,
+    #[error("the code was made for another version of Elevate ({0}); ask for a new one")]
+    Version(u8),
+    #[error("a duration must be between 1 and {MAX_MINUTES} minutes")]
+    Duration,
+}
+
+/// The 35-bit key of a device id, as the challenge carries it.
+pub fn device_key(device_id: &str) -> u64 {
+    use sha2::Digest;
+    let digest = Sha256::digest(device_id.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) & ((1 << 35) - 1)
+}
+
+impl Challenge {
+    /// The 100-bit value: version (3) | device (35) | uid (32) | nonce (30).
+    fn value(&self) -> u128 {
+        (u128::from(VERSION) << 97)
+            | (u128::from(self.device & ((1 << 35) - 1)) << 62)
+            | (u128::from(self.uid) << 30)
+            | u128::from(self.nonce & ((1 << 30) - 1))
+    }
+
+    /// `XXXXX-XXXXX-XXXXX-XXXXX-C`: 20 characters and the check.
+    pub fn encode(&self) -> String {
+        let digits = to_digits(self.value(), 20);
+        group(&with_check(digits))
+    }
+
+    /// Reads a challenge as a person typed it (case, dashes, spaces, I/L for 1 and O for 0 are
+    /// forgiven).
+    pub fn parse(text: &str) -> Result<Challenge, CodeError> {
+        let digits = checked_digits(text, 20, "challenge")?;
+        let v = from_digits(&digits);
+        let version = (v >> 97) as u8;
+        if version != VERSION {
+            return Err(CodeError::Version(version));
+        }
+        Ok(Challenge {
+            device: ((v >> 62) as u64) & ((1 << 35) - 1),
+            uid: (v >> 30) as u32,
+            nonce: (v as u32) & ((1 << 30) - 1),
+        })
+    }
+
+    /// The message the response's MAC covers.
+    fn message(&self, scope: Scope, minutes: u16) -> Vec<u8> {
+        let mut m = DOMAIN.to_vec();
+        m.extend_from_slice(&self.value().to_be_bytes()[3..]); // 13 bytes hold 100 bits
+        m.push(scope.bit() as u8);
+        m.extend_from_slice(&minutes.to_be_bytes());
+        m
+    }
+
+    /// The response the helpdesk reads back, under the device's secret.
+    pub fn respond(
+        &self,
+        secret: &[u8],
+        scope: Scope,
+        minutes: u16,
+    ) -> Result<Response, CodeError> {
+        if minutes == 0 || minutes > MAX_MINUTES {
+            return Err(CodeError::Duration);
+        }
+        let mac = truncate(&hmac_sha256(secret, &self.message(scope, minutes)));
+        Ok(Response {
+            scope,
+            minutes,
+            mac,
+        })
+    }
+
+    /// Whether `response` was made for this challenge under `secret` (constant time).
+    pub fn verify(&self, secret: &[u8], response: &Response) -> bool {
+        if response.minutes == 0 || response.minutes > MAX_MINUTES {
+            return false;
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+        mac.update(&self.message(response.scope, response.minutes));
+        let expected = truncate(&mac.finalize().into_bytes());
+        // Constant time over the 31 bits.
+        let diff = expected ^ response.mac;
+        diff == 0
+    }
+}
+
+impl Response {
+    /// 45 bits: 0 (2) | scope (1) | minutes (11) | mac (31).
+    fn value(&self) -> u128 {
+        (u128::from(self.scope.bit()) << 42)
+            | (u128::from(self.minutes & 0x7ff) << 31)
+            | u128::from(self.mac & 0x7fff_ffff)
+    }
+
+    /// `XXXXX-XXXXX`: 9 characters and the check.
+    pub fn encode(&self) -> String {
+        group(&with_check(to_digits(self.value(), 9)))
+    }
+
+    pub fn parse(text: &str) -> Result<Response, CodeError> {
+        let digits = checked_digits(text, 9, "response")?;
+        let v = from_digits(&digits);
+        if v >> 43 != 0 {
+            return Err(CodeError::Version((v >> 43) as u8));
+        }
+        let minutes = ((v >> 31) & 0x7ff) as u16;
+        if minutes == 0 || minutes > MAX_MINUTES {
+            return Err(CodeError::Duration);
+        }
+        Ok(Response {
+            scope: if (v >> 42) & 1 == 1 {
+                Scope::Session
+            } else {
+                Scope::Request
+            },
+            minutes,
+            mac: (v & 0x7fff_ffff) as u32,
+        })
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// RFC 4226 section 5.3 dynamic truncation: 31 bits at the offset the last byte's low nibble
+/// names. (Defined there for HMAC-SHA-1's 20 bytes; on HMAC-SHA-256's 32 the offset stays
+/// below 16, as in RFC 6238's SHA-256 mode.)
+pub fn truncate(hmac: &[u8]) -> u32 {
+    let offset = usize::from(hmac[hmac.len() - 1] & 0x0f);
+    u32::from_be_bytes(hmac[offset..offset + 4].try_into().expect("4 bytes")) & 0x7fff_ffff
+}
+
+fn to_digits(mut value: u128, count: usize) -> Vec<u8> {
+    let mut digits = vec![0u8; count];
+    for d in digits.iter_mut().rev() {
+        *d = (value & 31) as u8;
+        value >>= 5;
+    }
+    digits
+}
+
+fn from_digits(digits: &[u8]) -> u128 {
+    digits.iter().fold(0u128, |v, d| (v << 5) | u128::from(*d))
+}
+
+/// Luhn mod 32 check digit: every single misread character is caught, and most swaps of
+/// neighbours.
+fn check_digit(digits: &[u8]) -> u8 {
+    let n = 32u32;
+    let mut sum = 0u32;
+    let mut factor = 2u32;
+    for d in digits.iter().rev() {
+        let addend = factor * u32::from(*d);
+        sum += addend / n + addend % n;
+        factor = if factor == 2 { 1 } else { 2 };
+    }
+    ((n - sum % n) % n) as u8
+}
+
+fn with_check(mut digits: Vec<u8>) -> Vec<u8> {
+    let c = check_digit(&digits);
+    digits.push(c);
+    digits
+}
+
+fn group(digits: &[u8]) -> String {
+    let chars: Vec<char> = digits
+        .iter()
+        .map(|d| ALPHABET[usize::from(*d)] as char)
+        .collect();
+    chars
+        .chunks(5)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The typed text as digits, the check removed after it has been checked.
+fn checked_digits(text: &str, want: usize, what: &'static str) -> Result<Vec<u8>, CodeError> {
+    let mut digits = Vec::with_capacity(want + 1);
+    for c in text.chars() {
+        if c == '-' || c.is_whitespace() {
+            continue;
+        }
+        let c = match c.to_ascii_uppercase() {
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        };
+        let d = ALPHABET
+            .iter()
+            .position(|a| *a as char == c)
+            .ok_or(CodeError::Character(c))?;
+        digits.push(d as u8);
+    }
+    if digits.len() != want + 1 {
+        return Err(CodeError::Length {
+            what,
+            got: digits.len(),
+            want: want + 1,
+        });
+    }
+    let check = digits.pop().expect("not empty");
+    if check_digit(&digits) != check {
+        return Err(CodeError::Check);
+    }
+    Ok(digits)
+}
+
+#[cfg(test)]
+mod tests;
