@@ -309,3 +309,77 @@ async fn an_admin_manages_policy_requests_devices_and_audit() {
     );
     server.stop().await;
 }
+
+/// The helpdesk on the phone: `elevatectl offline show` says whose challenge it is, `offline
+/// respond` gives the code, which the device (its secret, no network) accepts.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_helpdesk_answers_an_offline_challenge() {
+    use elevate_core::offline::{device_key, Challenge, Response, Scope};
+    let server = spawn(Db::Sqlite).await;
+    server
+        .account("helpdesk-kim", &[Role::Approver], &["helpdesk"])
+        .await;
+    let admin = server.admin().await;
+    let (_, enrolled) = server.enrol(&admin, "kiosk-3", &["field"]).await;
+    let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
+    let challenge = Challenge {
+        device: device_key(enrolled["device_id"].as_str().unwrap()),
+        uid: 1002,
+        nonce: 77,
+    };
+    let ctl = Ctl::new(&server);
+    Ctl::ok(
+        &ctl.run(
+            &["login", "--account", "helpdesk-kim", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await,
+    );
+    let shown = ctl
+        .run(&["offline", "show", &challenge.encode()], None)
+        .await;
+    let text = Ctl::ok(&shown);
+    assert!(
+        text.contains("kiosk-3") && text.contains("uid 1002"),
+        "{text}"
+    );
+    let out = ctl
+        .run(
+            &[
+                "offline",
+                "respond",
+                &challenge.encode(),
+                "--scope",
+                "session",
+                "--duration",
+                "45m",
+                "--reason",
+                "no network at the depot",
+            ],
+            None,
+        )
+        .await;
+    let code = Ctl::ok(&out).trim().to_string();
+    let response = Response::parse(&code).unwrap();
+    assert_eq!((response.scope, response.minutes), (Scope::Session, 45));
+    assert!(challenge.verify(&secret, &response));
+    assert!(
+        out.stderr.contains("an admin session for 45 min"),
+        "{}",
+        out.stderr
+    );
+    // Without a reason there is no code.
+    let refused = ctl
+        .run(
+            &["offline", "respond", &challenge.encode(), "--reason", ""],
+            None,
+        )
+        .await;
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("reason is required"),
+        "{}",
+        refused.stderr
+    );
+    server.stop().await;
+}

@@ -153,6 +153,59 @@ pub struct Device {
     pub last_seen_at: Option<Timestamp>,
 }
 
+// ---------------------------------------------------------------- offline codes
+
+/// A challenge read out by a person at a device that cannot reach the server.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineChallengeIn {
+    /// As the person read it (`XXXXX-XXXXX-XXXXX-XXXXX-C`; case, dashes and spaces do not matter).
+    pub challenge: String,
+}
+
+/// Whose challenge it is, for the helpdesk to check before answering.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OfflineChallengeView {
+    /// The challenge, as it should have been read.
+    pub challenge: String,
+    /// The enrolled devices it can belong to (almost always one; name the one the caller is at
+    /// when there are more).
+    pub devices: Vec<Device>,
+    /// The requester's uid on the device.
+    pub uid: u32,
+    /// The login name last seen for that uid on that device, if any request showed it.
+    pub user: Option<String>,
+}
+
+/// The helpdesk's answer to a challenge.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineRespondIn {
+    pub challenge: String,
+    /// `request` (the one pending request, once) or `session` (an admin session).
+    pub scope: String,
+    /// Minutes, 1 to 1440.
+    pub minutes: u16,
+    /// Why (kept in the audit log).
+    pub reason: String,
+    /// The device's name, when the challenge could belong to more than one.
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// The response code to read back, and what it grants.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OfflineResponseOut {
+    /// `XXXXX-XXXXX`.
+    pub response: String,
+    pub challenge: String,
+    pub device: String,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub scope: String,
+    pub minutes: u16,
+}
+
 // ---------------------------------------------------------------- policies
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -12,8 +12,8 @@ use elevate_proto::v1::*;
 
 use super::output::{self, table, terminal_safe};
 use super::{
-    AuditCommand, Cli, Command, DevicesCommand, EnrolTokenCommand, PolicyCommand, PolicyTestArgs,
-    RequestsCommand, Settings,
+    AuditCommand, Cli, Command, DevicesCommand, EnrolTokenCommand, OfflineCommand, PolicyCommand,
+    PolicyTestArgs, RequestsCommand, Settings,
 };
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -112,6 +112,90 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(c) => audit(&cli, &client(&cli, &saved)?, c),
+        Command::Offline(c) => offline(&cli, &client(&cli, &saved)?, c),
+    }
+}
+
+fn offline(cli: &Cli, client: &Client, c: &OfflineCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        OfflineCommand::Show { challenge } => {
+            let seen: OfflineChallengeView = client.post(
+                "/v1/offline/challenges",
+                &OfflineChallengeIn {
+                    challenge: challenge.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&seen)?;
+            } else {
+                println!("challenge: {}", seen.challenge);
+                for d in &seen.devices {
+                    println!(
+                        "device:    {} (tags {}; last seen {})",
+                        terminal_safe(&d.name),
+                        terminal_safe(&d.tags.join(",")),
+                        d.last_seen_at
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+                println!(
+                    "user:      uid {}{}",
+                    seen.uid,
+                    seen.user
+                        .as_deref()
+                        .map(|u| format!(" ({})", terminal_safe(u)))
+                        .unwrap_or_else(|| " (no request from this uid seen on that device)".into())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OfflineCommand::Respond {
+            challenge,
+            scope,
+            duration,
+            reason,
+            device,
+        } => {
+            let length = elevate_core::duration::parse(duration)
+                .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+            let minutes = (length.as_secs().max(0) as u64).div_ceil(60);
+            anyhow::ensure!(
+                (1..=1440).contains(&minutes),
+                "--duration must be between 1m and 24h"
+            );
+            let answer: OfflineResponseOut = client.post(
+                "/v1/offline/responses",
+                &OfflineRespondIn {
+                    challenge: challenge.clone(),
+                    scope: scope.clone(),
+                    minutes: minutes as u16,
+                    reason: reason.clone(),
+                    device: device.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&answer)?;
+            } else {
+                println!("{}", answer.response);
+                eprintln!(
+                    "read it back to {} on {}: {} for {} min (recorded in the audit log)",
+                    answer
+                        .user
+                        .as_deref()
+                        .map(terminal_safe)
+                        .unwrap_or_else(|| format!("uid {}", answer.uid)),
+                    terminal_safe(&answer.device),
+                    if answer.scope == "session" {
+                        "an admin session"
+                    } else {
+                        "the pending request, once,"
+                    },
+                    answer.minutes
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -66,6 +66,35 @@ pub enum Command {
     /// The audit chain: verify, export.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Offline codes for devices that cannot reach the server: show whose a challenge is, and
+    /// answer it.
+    #[command(subcommand)]
+    Offline(OfflineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfflineCommand {
+    /// Which device and user a challenge belongs to (check before answering).
+    Show {
+        /// The challenge as the caller reads it (quote it if it has spaces).
+        challenge: String,
+    },
+    /// Answer a challenge: prints the response code to read back.
+    Respond {
+        challenge: String,
+        /// `request`: the pending request, once; `session`: an admin session.
+        #[arg(long, default_value = "request")]
+        scope: String,
+        /// How long, e.g. 30m or 2h (at most 24h).
+        #[arg(long, default_value = "30m")]
+        duration: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The device's name, when the challenge fits more than one.
+        #[arg(long)]
+        device: Option<String>,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]

@@ -9,6 +9,7 @@ mod audit;
 pub mod auth;
 mod devices;
 mod keys;
+mod offline;
 mod policy;
 mod requests;
 

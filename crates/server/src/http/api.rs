@@ -45,6 +45,8 @@ pub fn routes() -> Router<App> {
         .route("/v1/requests/{id}/cancel", post(cancel_request))
         .route("/v1/requests/{id}/start", post(start_request))
         .route("/v1/requests/{id}/finish", post(finish_request))
+        .route("/v1/offline/challenges", post(inspect_challenge))
+        .route("/v1/offline/responses", post(respond_offline))
         .route("/v1/audit", get(audit_page))
         .route("/v1/audit/events", post(ingest_audit))
         .route("/v1/audit/verify", get(verify_audit))
@@ -155,6 +157,33 @@ fn device_view(d: DeviceRow) -> Device {
         enrolled_at: d.enrolled_at,
         last_seen_at: d.last_seen_at,
     }
+}
+
+/// Whose offline challenge this is: the device(s) with its key and the user last seen with its
+/// uid, for the helpdesk to check before answering (approvers, admins).
+#[utoipa::path(post, path = "/v1/offline/challenges", request_body = OfflineChallengeIn, security(("bearer" = [])),
+    responses((status = 200, body = OfflineChallengeView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn inspect_challenge(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<OfflineChallengeIn>,
+) -> ApiResult<Json<OfflineChallengeView>> {
+    Ok(Json(app.view_challenge(&caller, &body.challenge).await?))
+}
+
+/// Answer an offline challenge: the response code to read back to the person at the device,
+/// recorded in the audit log first (approvers, admins).
+#[utoipa::path(post, path = "/v1/offline/responses", request_body = OfflineRespondIn, security(("bearer" = [])),
+    responses((status = 201, body = OfflineResponseOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn respond_offline(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<OfflineRespondIn>,
+) -> ApiResult<(StatusCode, Json<OfflineResponseOut>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.respond_offline(&caller, &body).await?),
+    ))
 }
 
 /// Enrolled devices.

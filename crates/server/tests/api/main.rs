@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod demo;
 mod enrolment;
+mod offline;
 mod openapi;
 mod portal;
 mod requests;

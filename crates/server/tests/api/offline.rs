@@ -1,0 +1,124 @@
+//! Offline codes, the helpdesk's side: a challenge read out from a device that cannot reach the
+//! server names the device and the user; the answer is a response code under that device's
+//! secret, recorded before it is shown.
+
+use elevate_core::offline::{device_key, Challenge, Response, Scope};
+use serde_json::json;
+
+use super::for_each_backend;
+
+#[tokio::test]
+async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
+    for_each_backend(|server| async move {
+        let admin = server.admin().await;
+        server
+            .apply_policy(&admin, elevate_testkit::TEST_POLICY)
+            .await
+            .expect(201);
+        let (device, enrolled) = server.enrol(&admin, "web-01", &["server"]).await;
+        server.enrol(&admin, "web-02", &["server"]).await;
+        let device_id = enrolled["device_id"].as_str().unwrap();
+        let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
+        // alice (uid 1005) asked from web-01 once, so the server knows her name there.
+        server
+            .post(
+                Some(&device),
+                "/v1/requests",
+                &elevate_testkit::command_request("alice", &[], "/usr/bin/id", &[]),
+            )
+            .await
+            .expect(201);
+        let challenge = Challenge {
+            device: device_key(device_id),
+            uid: 1005,
+            nonce: 0x123_4567,
+        };
+        // As a person would type it from the phone.
+        let typed = challenge.encode().to_lowercase().replace('-', " ");
+
+        let seen = server
+            .post(Some(&admin), "/v1/offline/challenges", &json!({ "challenge": typed }))
+            .await
+            .expect(200);
+        assert_eq!(seen.body["devices"][0]["name"], "web-01", "{}", seen.text);
+        assert_eq!(seen.body["devices"].as_array().unwrap().len(), 1);
+        assert_eq!((seen.body["uid"].clone(), seen.body["user"].clone()), (json!(1005), json!("alice")));
+        assert_eq!(seen.body["challenge"], challenge.encode());
+
+        let answer = server
+            .post(
+                Some(&admin),
+                "/v1/offline/responses",
+                &json!({ "challenge": typed, "scope": "request", "minutes": 30,
+                         "reason": "printer driver, site visit" }),
+            )
+            .await
+            .expect(201);
+        let code = answer.body["response"].as_str().unwrap();
+        let response = Response::parse(code).unwrap();
+        assert_eq!((response.scope, response.minutes), (Scope::Request, 30));
+        // The device, with its own secret and no network, accepts it.
+        assert!(challenge.verify(&secret, &response));
+        assert_eq!(answer.body["device"], "web-01");
+        assert_eq!(answer.body["user"], "alice");
+
+        // Recorded: who answered, why, for whom, what.
+        let audit = server.get(Some(&admin), "/v1/audit?limit=1000").await.expect(200);
+        let issued = audit
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == "offline.code_issued")
+            .expect("the issuance is in the audit log")
+            .clone();
+        let data: serde_json::Value = serde_json::from_str(issued["data"].as_str().unwrap()).unwrap();
+        assert_eq!(issued["actor"], "account:admin");
+        assert_eq!(
+            (data["device"].clone(), data["uid"].clone(), data["scope"].clone(), data["minutes"].clone(), data["by"].clone()),
+            (json!("web-01"), json!(1005), json!("request"), json!(30), json!("admin"))
+        );
+        assert_eq!(data["reason"], "printer driver, site visit");
+
+        // What is refused, and why.
+        for (body, status, says) in [
+            (json!({ "challenge": typed, "scope": "request", "minutes": 30, "reason": " " }), 400, "reason is required"),
+            (json!({ "challenge": typed, "scope": "forever", "minutes": 30, "reason": "r" }), 400, "not one"),
+            (json!({ "challenge": typed, "scope": "session", "minutes": 0, "reason": "r" }), 400, "between 1 and 1440"),
+            (json!({ "challenge": typed, "scope": "session", "minutes": 30, "reason": "r", "device": "web-02" }), 400, "does not belong to web-02"),
+        ] {
+            let refused = server.post(Some(&admin), "/v1/offline/responses", &body).await.expect(status);
+            assert!(refused.text.contains(says), "{says}: {}", refused.text);
+        }
+        // A misread character is a typo, caught by the check character.
+        let mut misread: Vec<char> = challenge.encode().chars().collect();
+        misread[3] = if misread[3] == 'A' { 'B' } else { 'A' };
+        let misread: String = misread.into_iter().collect();
+        let refused = server
+            .post(Some(&admin), "/v1/offline/challenges", &json!({ "challenge": misread }))
+            .await
+            .expect(400);
+        assert!(refused.text.contains("misread"), "{}", refused.text);
+        // A device this server never enrolled.
+        let stranger = Challenge { device: device_key("not-enrolled"), ..challenge };
+        server
+            .post(Some(&admin), "/v1/offline/challenges", &json!({ "challenge": stranger.encode() }))
+            .await
+            .expect(404);
+        // Only approvers and admins answer: not an auditor, not a device.
+        server.account("audrey", &[elevate_server::app::Role::Auditor], &[]).await;
+        let auditor = server.token("audrey").await;
+        for token in [&auditor, &device] {
+            server
+                .post(
+                    Some(token),
+                    "/v1/offline/responses",
+                    &json!({ "challenge": typed, "scope": "request", "minutes": 30, "reason": "r" }),
+                )
+                .await
+                .expect(403);
+        }
+        server
+    })
+    .await;
+}
