@@ -268,9 +268,14 @@ fn launched_by(ppid: i32, agent: u32, sudo: &Path) -> Option<&'static str> {
     if ppid as u32 == agent {
         return Some("elevate");
     }
-    std::fs::read_link(format!("/proc/{ppid}/exe"))
-        .is_ok_and(|e| e == sudo)
-        .then_some("sudo")
+    let parent = std::fs::read_link(format!("/proc/{ppid}/exe")).ok()?;
+    if parent == sudo {
+        return Some("sudo");
+    }
+    // An agent binary (this one restarted, or another instance) records its own commands.
+    std::env::current_exe()
+        .is_ok_and(|me| me == parent)
+        .then_some("elevate")
 }
 
 fn auditctl() -> Option<PathBuf> {

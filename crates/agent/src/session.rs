@@ -22,6 +22,7 @@ use crate::daemon::Agent;
 use crate::os;
 
 mod admin;
+mod offline;
 use crate::resolve::{resolve, SECURE_PATH};
 use crate::upstream::UpstreamError;
 use crate::users::Caller;
@@ -1088,10 +1089,57 @@ async fn run(
             // Shown to approvers: the directory the kernel says the caller is in.
             let cwd = caller_dir.workdir(true).map(|w| w.shown());
             let new = new_request(&caller, target, reason, Channel::Native, cwd);
-            let Some(approved) = ask_approvers(agent, conn, &new).await else {
+            let Some(approved) = ask_approvers_or_helpdesk(agent, conn, &new, false).await else {
                 return;
             };
-            let Some(workdir) = caller_dir.workdir(approved.decision.keep_caller_cwd) else {
+            let (id, record, keep_cwd, keep_running, session_max) = match approved {
+                Approved::Server(v) => (
+                    v.id,
+                    Record::Server,
+                    v.decision.keep_caller_cwd,
+                    v.decision.continue_on_disconnect,
+                    Duration::from_secs(v.decision.session_max_secs),
+                ),
+                // The helpdesk's code stands in for the approvers: recorded here, with the code,
+                // before anything runs; the server hears of it when it can be reached.
+                Approved::Offline(granted) => {
+                    let minutes = u64::from(granted.response.minutes);
+                    let running = serde_json::json!({ "sha256": binary.sha256,
+                        "offline_code": { "challenge": granted.challenge,
+                            "scope": granted.response.scope.as_str(), "minutes": minutes } });
+                    let mut facts = facts;
+                    facts["channel"] = "offline".into();
+                    if let Err(e) = record_local_decision(
+                        agent,
+                        &caller,
+                        &granted.id,
+                        facts,
+                        &view,
+                        Some(running),
+                    ) {
+                        return conn
+                            .refuse(
+                                "audit",
+                                format!("cannot record the request ({e}); nothing runs"),
+                            )
+                            .await;
+                    }
+                    conn.send(&AgentFrame::Approved {
+                        request_id: granted.id.clone(),
+                        comment: Some("by the helpdesk's offline code".into()),
+                    })
+                    .await;
+                    let limit = decision.constraints.session_max.unsigned_abs();
+                    (
+                        granted.id,
+                        Record::Local,
+                        decision.constraints.keep_caller_cwd,
+                        decision.constraints.continue_on_disconnect,
+                        limit.min(Duration::from_secs(minutes * 60)),
+                    )
+                }
+            };
+            let Some(workdir) = caller_dir.workdir(keep_cwd) else {
                 return conn
                     .refuse(
                         "workdir",
@@ -1101,20 +1149,12 @@ async fn run(
             };
             let how = Conditions {
                 workdir,
-                keep_running: approved.decision.continue_on_disconnect,
-                session_max: Duration::from_secs(approved.decision.session_max_secs),
+                keep_running,
+                session_max,
                 discovery: None,
             };
             execute(
-                agent,
-                conn,
-                &caller,
-                &approved.id,
-                Record::Server,
-                &argv,
-                &binary,
-                stdio,
-                &how,
+                agent, conn, &caller, &id, record, &argv, &binary, stdio, &how,
             )
             .await;
         }
@@ -1267,12 +1307,48 @@ fn new_request(
     }
 }
 
+/// Who let a request go ahead.
+enum Approved {
+    /// The approvers, through the server.
+    Server(Box<RequestView>),
+    /// The helpdesk, by phone, with an offline code (the server could not be reached).
+    Offline(offline::Granted),
+}
+
 /// Creates the request on the server and waits for the approvers. `Some` when it may run.
 async fn ask_approvers(agent: &Agent, conn: &mut Conn, new: &NewRequest) -> Option<RequestView> {
+    match ask(agent, conn, new, None).await? {
+        Approved::Server(view) => Some(*view),
+        Approved::Offline(_) => None,
+    }
+}
+
+/// As [`ask_approvers`], and when the server cannot be reached the helpdesk may answer by
+/// phone (`session`: what is asked for is an admin session).
+async fn ask_approvers_or_helpdesk(
+    agent: &Agent,
+    conn: &mut Conn,
+    new: &NewRequest,
+    session: bool,
+) -> Option<Approved> {
+    ask(agent, conn, new, Some(session)).await
+}
+
+async fn ask(
+    agent: &Agent,
+    conn: &mut Conn,
+    new: &NewRequest,
+    offline_session: Option<bool>,
+) -> Option<Approved> {
     let view = match agent.upstream.create_request(new).await {
         Ok(v) => v,
         Err(e @ UpstreamError::Unreachable { .. }) => {
             agent.mark_online(false);
+            if let Some(session) = offline_session {
+                return offline::answer(agent, conn, new, session)
+                    .await
+                    .map(Approved::Offline);
+            }
             conn.refuse(
                 "server_unreachable",
                 format!("this needs an approver, and {e}; nothing ran"),
@@ -1306,7 +1382,7 @@ async fn ask_approvers(agent: &Agent, conn: &mut Conn, new: &NewRequest) -> Opti
                     })
                     .await;
                 }
-                return Some(current);
+                return Some(Approved::Server(Box::new(current)));
             }
             "denied" => {
                 if current.decision.outcome == "approve" {

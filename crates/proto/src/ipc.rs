@@ -94,6 +94,8 @@ pub enum ClientFrame {
     /// End the caller's open admin sessions now (`elevate session end`); their processes are
     /// stopped. Answered with `SessionsEnded`.
     EndSession { version: u32 },
+    /// The response code the helpdesk read back for the last `Challenge`.
+    OfflineCode { code: String },
     /// Deliver this signal to the running command (forwarded Ctrl-C and friends).
     Signal { signo: i32 },
     /// Give up waiting for an approval.
@@ -157,6 +159,15 @@ pub enum AgentFrame {
     },
     /// `EndSession` ended this many admin sessions.
     SessionsEnded { count: u64 },
+    /// The server cannot be reached and approvers must decide: the helpdesk can, by phone. Read
+    /// them `challenge`; answer with `OfflineCode`.
+    Challenge {
+        request_id: String,
+        challenge: String,
+        attempts_left: u32,
+    },
+    /// That code does not answer the challenge (or was misread): try again, or give up.
+    CodeRefused { message: String, attempts_left: u32 },
     /// To the sudo audit plugin: its report is recorded.
     Recorded,
     /// The command ended: its exit code, or the signal that ended it.

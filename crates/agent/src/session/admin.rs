@@ -15,8 +15,8 @@ use elevate_proto::ipc::{AdminSessionSummary, AgentFrame};
 use elevate_proto::v1::{AuditEventIn, DecisionView, WireTarget};
 
 use super::{
-    ask_approvers, audited, decided, event, new_request, now_ms, record_local_decision, spool,
-    Conn, MAX_REASON,
+    ask_approvers, ask_approvers_or_helpdesk, audited, decided, event, new_request, now_ms,
+    record_local_decision, spool, Approved, Conn, MAX_REASON,
 };
 use crate::daemon::Agent;
 use crate::grants::{AdminSession, EndedBy};
@@ -255,16 +255,52 @@ async fn grant(
         }
         Outcome::Approve(_) => {
             let new = new_request(&caller, target, reason, channel, None);
-            let approved = ask_approvers(agent, conn, &new).await?;
-            if let Err(e) = agent.upstream.start(&approved.id).await {
-                {
-                    conn.refuse("audit", format!("{e}; nothing is opened"))
+            // Only `elevate session` can show a challenge (sudo's plugin does not yet).
+            let approved = if channel == Channel::Native {
+                ask_approvers_or_helpdesk(agent, conn, &new, true).await?
+            } else {
+                Approved::Server(Box::new(ask_approvers(agent, conn, &new).await?))
+            };
+            match approved {
+                Approved::Server(approved) => {
+                    if let Err(e) = agent.upstream.start(&approved.id).await {
+                        conn.refuse("audit", format!("{e}; nothing is opened"))
+                            .await;
+                        return None;
+                    }
+                    let max = approved.decision.session_max_secs;
+                    (approved.id, true, Some(max))
+                }
+                // The helpdesk's code: recorded here, and it sets the length.
+                Approved::Offline(granted) => {
+                    let mut facts = facts;
+                    facts["channel"] = "offline".into();
+                    let running = serde_json::json!({ "offline_code": { "challenge": granted.challenge,
+                        "scope": granted.response.scope.as_str(), "minutes": granted.response.minutes } });
+                    if let Err(e) = record_local_decision(
+                        agent,
+                        &caller,
+                        &granted.id,
+                        facts,
+                        &view,
+                        Some(running),
+                    ) {
+                        conn.refuse(
+                            "audit",
+                            format!("cannot record the request ({e}); nothing is opened"),
+                        )
                         .await;
-                    return None;
+                        return None;
+                    }
+                    conn.send(&AgentFrame::Approved {
+                        request_id: granted.id.clone(),
+                        comment: Some("by the helpdesk's offline code".into()),
+                    })
+                    .await;
+                    let secs = u64::from(granted.response.minutes) * 60;
+                    (granted.id, false, Some(secs))
                 }
             }
-            let max = approved.decision.session_max_secs;
-            (approved.id, true, Some(max))
         }
     };
     // Never longer than the policy allows (the server's limit, for an approved request).

@@ -9,6 +9,7 @@ mod admin_sessions;
 mod attacks;
 mod flows;
 mod linux_audit;
+mod offline;
 mod rights;
 mod sudo;
 mod world;

@@ -449,6 +449,23 @@ fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attem
                 return Attempt::Done(ExitCode::from(130));
             }
             AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
+            AgentFrame::Challenge { challenge, attempts_left, .. } => {
+                if status_line {
+                    eprintln!();
+                }
+                eprintln!("elevate: the server cannot be reached, so the helpdesk decides by phone.");
+                eprintln!("elevate: read them this challenge: {}", visible(&challenge));
+                eprintln!("elevate: ({attempts_left} tries; Ctrl-C gives up)");
+                if let Err(e) = send_code(&stream) {
+                    return Attempt::Done(fail(&e));
+                }
+            }
+            AgentFrame::CodeRefused { message, attempts_left } => {
+                eprintln!("elevate: {} ({attempts_left} tries left)", visible(&message));
+                if let Err(e) = send_code(&stream) {
+                    return Attempt::Done(fail(&e));
+                }
+            }
             AgentFrame::SessionOpened { expires, remaining_secs, .. } => {
                 println!(
                     "elevate: admin session open for {} (until {}): use sudo as usual; `elevate session end` ends it early",
@@ -464,6 +481,32 @@ fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attem
             | AgentFrame::Recorded => {}
         }
     }
+}
+
+/// Reads the helpdesk's response code from the person's terminal and sends it.
+fn send_code(stream: &UnixStream) -> Result<(), String> {
+    use std::io::BufRead;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| "the server cannot be reached and approvers must decide; a helpdesk code could stand in, but it must be typed at a terminal (run the command from one); nothing ran".to_owned())?;
+    let mut shown = &tty;
+    let _ = shown.write_all(b"Response code: ");
+    let _ = shown.flush();
+    let mut line = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the code: {e}"))?;
+    if line.is_empty() {
+        return Err("no code was typed; nothing ran".into());
+    }
+    let frame = ClientFrame::OfflineCode {
+        code: line.trim().to_owned(),
+    };
+    (&*stream)
+        .write_all(&encode(&frame))
+        .map_err(|e| format!("cannot send the code to the agent: {e}"))
 }
 
 /// Ctrl-C and friends: while waiting they withdraw the request; while running they go to the

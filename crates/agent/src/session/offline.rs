@@ -1,0 +1,176 @@
+//! When approvers must decide and the server cannot be reached: the helpdesk decides by phone.
+//! The agent shows a challenge (device, user, a fresh nonce for this request), the person reads
+//! it to the helpdesk and types back the response code (`core::offline`). A good code lets this
+//! one request go ahead (or opens the admin session it grants); it dies with the connection, so
+//! it works once. Five wrong codes void the challenge.
+//!
+//! Must never: accept a code that does not verify under this device's secret for this very
+//! challenge, a request-scope code for an admin session, or count a misread (check-character)
+//! failure as a wrong attempt; every challenge, use and refusal is spooled.
+
+use elevate_core::offline::{device_key, Challenge, Response, Scope};
+use elevate_proto::ipc::{AgentFrame, ClientFrame};
+use elevate_proto::v1::NewRequest;
+
+use super::{now_ms, spool, Conn};
+use crate::daemon::Agent;
+
+/// Wrong codes a challenge takes before it is void.
+pub(super) const ATTEMPTS: u32 = 5;
+/// How long the agent waits for the person to call the helpdesk and type the code.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// What a good code granted.
+#[derive(Debug, Clone)]
+pub(super) struct Granted {
+    /// The request's id on this device (the server never saw it).
+    pub id: String,
+    pub response: Response,
+    pub challenge: String,
+}
+
+/// Shows a challenge and reads codes until one verifies (`Some`), the person gives up or the
+/// challenge is void (`None`, the caller told why). `session`: an admin session is asked for,
+/// so only a session-scope code will do.
+pub(super) async fn answer(
+    agent: &Agent,
+    conn: &mut Conn,
+    new: &NewRequest,
+    session: bool,
+) -> Option<Granted> {
+    let secret = match hex::decode(&agent.enrolment.device_secret) {
+        Ok(s) if s.len() == 32 => s,
+        _ => {
+            conn.refuse(
+                "server_unreachable",
+                "the server cannot be reached, and this device has no usable offline secret (enrol it again); nothing ran",
+            )
+            .await;
+            return None;
+        }
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    // 30 bits of a v7 UUID's random tail (its low 62 bits are drawn afresh each time).
+    let nonce = (uuid::Uuid::now_v7().as_u128() & ((1 << 30) - 1)) as u32;
+    let challenge = Challenge {
+        device: device_key(&agent.enrolment.device_id),
+        uid: new.uid,
+        nonce,
+    };
+    let shown = challenge.encode();
+    let record = |action: &str, data: serde_json::Value| {
+        let mut data = data;
+        data["challenge"] = shown.clone().into();
+        data["user"] = new.user.clone().into();
+        data["uid"] = new.uid.into();
+        elevate_proto::v1::AuditEventIn {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: now_ms(),
+            actor: format!("user:{}@{}", new.user, agent.enrolment.name),
+            action: action.into(),
+            subject: format!("request:{id}"),
+            data,
+        }
+    };
+    let issued = record(
+        "offline.challenge_issued",
+        serde_json::json!({ "target": new.target, "reason": new.reason, "nonce": nonce,
+            "session": session, "channel": new.channel }),
+    );
+    if let Err(e) = spool(agent, &[issued]) {
+        conn.refuse(
+            "audit",
+            format!("cannot record the challenge ({e}); nothing ran"),
+        )
+        .await;
+        return None;
+    }
+    conn.send(&AgentFrame::Challenge {
+        request_id: id.clone(),
+        challenge: shown.clone(),
+        attempts_left: ATTEMPTS,
+    })
+    .await;
+    let mut left = ATTEMPTS;
+    loop {
+        let mut ignored = Vec::new();
+        let frame = match tokio::time::timeout(WAIT, conn.read(&mut ignored)).await {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(_) => return None,
+            Err(_) => {
+                conn.refuse(
+                    "timeout",
+                    "no code came in time; run the command again for a new challenge",
+                )
+                .await;
+                return None;
+            }
+        };
+        let code = match frame {
+            ClientFrame::OfflineCode { code } => code,
+            ClientFrame::Cancel => {
+                conn.refuse("cancelled", "the request was withdrawn").await;
+                return None;
+            }
+            _ => continue,
+        };
+        let response = match Response::parse(&code) {
+            Ok(r) => r,
+            // A misread code is a typo, not an attempt.
+            Err(e) => {
+                conn.send(&AgentFrame::CodeRefused {
+                    message: e.to_string(),
+                    attempts_left: left,
+                })
+                .await;
+                continue;
+            }
+        };
+        let fits = !session || response.scope == Scope::Session;
+        if fits && challenge.verify(&secret, &response) {
+            let used = record(
+                "offline.code_used",
+                serde_json::json!({ "scope": response.scope.as_str(), "minutes": response.minutes }),
+            );
+            if let Err(e) = spool(agent, &[used]) {
+                conn.refuse(
+                    "audit",
+                    format!("cannot record the code ({e}); nothing ran"),
+                )
+                .await;
+                return None;
+            }
+            return Some(Granted {
+                id,
+                response,
+                challenge: shown,
+            });
+        }
+        left -= 1;
+        let refused = record(
+            "offline.code_refused",
+            serde_json::json!({ "attempts_left": left, "alert": left == 0 }),
+        );
+        if let Err(e) = spool(agent, &[refused]) {
+            tracing::error!(error = %e, "cannot record a refused offline code");
+        }
+        if left == 0 {
+            conn.refuse(
+                "challenge_void",
+                format!("{ATTEMPTS} wrong codes: this challenge is void; run the command again for a new one"),
+            )
+            .await;
+            return None;
+        }
+        let message = if !fits {
+            "that code is for a single request; an admin session needs a session code from the helpdesk"
+        } else {
+            "that code does not answer this challenge (another challenge, another device, or a wrong code)"
+        };
+        conn.send(&AgentFrame::CodeRefused {
+            message: message.into(),
+            attempts_left: left,
+        })
+        .await;
+    }
+}

@@ -1,0 +1,178 @@
+//! Offline codes on the endpoint: the agent cut off from the server (which stays up for the
+//! helpdesk), an approve-rule command shows a challenge, and the response the helpdesk gets
+//! from the server lets it run once; a wrong code, the same code again and a code for another
+//! challenge are refused; five wrong codes void the challenge.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::world::text;
+use crate::{namespaced, World};
+
+/// `elevate …` as `user` at a terminal, its screen collected as it comes.
+struct Screen {
+    child: std::process::Child,
+    shown: Arc<Mutex<String>>,
+}
+
+impl Screen {
+    fn start(world: &World, user: &str, command: &str) -> Screen {
+        let mut child = world
+            .in_terminal_as(user, &format!("{} {command}", world.elevate.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let shown = Arc::new(Mutex::new(String::new()));
+        let collected = shown.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Screen { child, shown }
+    }
+
+    /// Waits until the screen shows `needle` after `from` bytes; returns what follows it.
+    fn wait_for(&self, needle: &str, from: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let shown = self.shown.lock().unwrap().clone();
+            if let Some(at) = shown[from.min(shown.len())..].find(needle) {
+                return shown[from + at + needle.len()..].to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never showed {needle:?}:\n{shown}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shown.lock().unwrap().len()
+    }
+
+    fn challenge(&self) -> String {
+        let rest = self.wait_for("read them this challenge: ", 0);
+        self.wait_for("Response code: ", 0);
+        rest.split_whitespace().next().unwrap().to_string()
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) -> (Option<i32>, String) {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let shown = self.shown.lock().unwrap().replace('\r', "");
+        (status.code(), shown)
+    }
+}
+
+/// The helpdesk answers `challenge` through the server's API.
+fn helpdesk(world: &World, challenge: &str) -> String {
+    let answer = world
+        .api(world.server().post(
+            Some(&world.admin),
+            "/v1/offline/responses",
+            &serde_json::json!({ "challenge": challenge, "scope": "request", "minutes": 30,
+                "reason": "the office network is down" }),
+        ))
+        .expect(201);
+    answer.body["response"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn without_the_server_the_helpdesk_answers_by_phone_once() {
+    namespaced(
+        "offline::without_the_server_the_helpdesk_answers_by_phone_once",
+        || {
+            let mut world = World::new();
+            // Cut the agent off from the server (which stays up for the helpdesk): it keeps its
+            // cached, signed policy.
+            world.stop_agent();
+            let file = world.dir.join("agent/enrolment.json");
+            let mut enrolment: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            enrolment["server"] = "http://127.0.0.1:9".into();
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+
+            // An auto rule still works offline.
+            let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+
+            // bob's whoami needs an approver: a challenge, a wrong code, then the right one.
+            let mut screen = Screen::start(&world, "bob", "/usr/bin/whoami");
+            let challenge = screen.challenge();
+            let code = helpdesk(&world, &challenge);
+            // A real code for another challenge (another nonce) does not fit this one.
+            let other = {
+                let mut c = elevate_core::offline::Challenge::parse(&challenge).unwrap();
+                c.nonce ^= 1;
+                helpdesk(&world, &c.encode())
+            };
+            let mark = screen.len();
+            screen.type_line(&other);
+            screen.wait_for("does not answer this challenge (another challenge", mark);
+            screen.wait_for("4 tries left", mark);
+            let mark = screen.len();
+            screen.type_line(&code);
+            screen.wait_for("by the helpdesk's offline code", mark);
+            let (status, shown) = screen.finish();
+            assert_eq!(status, Some(0), "{shown}");
+            assert!(shown.contains("\nroot\n"), "{shown}");
+
+            // The same code again: a new request has a new challenge, and the old code fails.
+            let mut again = Screen::start(&world, "bob", "/usr/bin/whoami");
+            let second = again.challenge();
+            assert_ne!(second, challenge);
+            for tries_left in (0..5).rev() {
+                let mark = again.len();
+                again.type_line(&code);
+                if tries_left > 0 {
+                    again.wait_for(&format!("{tries_left} tries left"), mark);
+                }
+            }
+            let (status, shown) = again.finish();
+            assert_ne!(status, Some(0), "{shown}");
+            assert!(
+                shown.contains("5 wrong codes: this challenge is void"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains("\nroot\n"),
+                "ran with a spent code: {shown}"
+            );
+
+            // Back online, the server learns what happened, in order.
+            world.stop_agent();
+            enrolment["server"] = world.server().url.clone().into();
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+            world.eventually_in_audit("the offline story reaches the server", |records| {
+                let count = |a: &str| records.iter().filter(|r| r["action"] == a).count();
+                count("offline.challenge_issued") == 2
+                    && count("offline.code_used") == 1
+                    && count("offline.code_refused") == 6
+                    && count("offline.code_issued") == 2
+            });
+        },
+    );
+}
