@@ -256,6 +256,12 @@ impl Agent {
     }
 
     pub(crate) fn mark_online(&self, online: bool) {
+        if online {
+            // The helpdesk's codes may be tried again, from a fresh budget.
+            if let Err(e) = crate::session::reset_offline_failures(&self.state_dir) {
+                tracing::error!(error = %format!("{e:#}"), "cannot reset the offline-code budget");
+            }
+        }
         let mut since = self.offline_since.lock().expect("offline lock");
         match (online, since.is_some()) {
             (true, true) => {

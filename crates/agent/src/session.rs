@@ -23,6 +23,14 @@ use crate::os;
 
 mod admin;
 mod offline;
+
+/// Lets the helpdesk's offline codes be tried again (the server was reached).
+pub(crate) fn reset_offline_failures(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    if offline::failures(state_dir) > 0 {
+        offline::set_failures(state_dir, 0)?;
+    }
+    Ok(())
+}
 use crate::resolve::{resolve, SECURE_PATH};
 use crate::upstream::UpstreamError;
 use crate::users::Caller;

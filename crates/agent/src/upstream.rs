@@ -84,7 +84,13 @@ impl Upstream {
                 message: body.message,
             });
         }
-        response.json().await.map_err(unreachable)
+        // The server answered: a body that does not read is a refusal, not an absence (it must
+        // never push the device into its offline ways).
+        response.json().await.map_err(|e| UpstreamError::Refused {
+            status: status.as_u16(),
+            code: "bad_answer".into(),
+            message: format!("the server's answer could not be read ({e})"),
+        })
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(

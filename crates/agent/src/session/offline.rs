@@ -2,7 +2,9 @@
 //! The agent shows a challenge (device, user, a fresh nonce for this request), the person reads
 //! it to the helpdesk and types back the response code (`core::offline`). A good code lets this
 //! one request go ahead (or opens the admin session it grants); it dies with the connection, so
-//! it works once. Five wrong codes void the challenge.
+//! it works once. Five wrong codes void the challenge; across challenges the device allows
+//! `DEVICE_BUDGET` wrong codes until the server is reached again (a wrong code also costs a
+//! growing pause), so guessing cannot simply start over; a challenge lasts at most `WAIT`.
 //!
 //! Must never: accept a code that does not verify under this device's secret for this very
 //! challenge, a request-scope code for an admin session, or count a misread (check-character)
@@ -17,8 +19,24 @@ use crate::daemon::Agent;
 
 /// Wrong codes a challenge takes before it is void.
 pub(super) const ATTEMPTS: u32 = 5;
-/// How long the agent waits for the person to call the helpdesk and type the code.
+/// How long a challenge lasts (the person calls the helpdesk and types the code).
 const WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// Wrong codes the device takes, across all challenges, before offline codes are off until the
+/// server is reached again.
+pub(crate) const DEVICE_BUDGET: u32 = 10;
+const FAILURES: &str = "offline-failures";
+
+/// Wrong codes since the server was last reached (kept on disk: a restart does not reset it).
+pub(crate) fn failures(state_dir: &std::path::Path) -> u32 {
+    std::fs::read_to_string(state_dir.join(FAILURES))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+pub(crate) fn set_failures(state_dir: &std::path::Path, n: u32) -> anyhow::Result<()> {
+    crate::sudo_setup::replace_file(&state_dir.join(FAILURES), &format!("{n}\n"), 0o600)
+}
 
 /// What a good code granted.
 #[derive(Debug, Clone)]
@@ -38,6 +56,14 @@ pub(super) async fn answer(
     new: &NewRequest,
     session: bool,
 ) -> Option<Granted> {
+    if failures(&agent.state_dir) >= DEVICE_BUDGET {
+        conn.refuse(
+            "offline_locked",
+            format!("the server cannot be reached, and {DEVICE_BUDGET} wrong helpdesk codes were typed on this device since it last could: offline codes are off until the server is reached again; nothing ran"),
+        )
+        .await;
+        return None;
+    }
     let secret = match hex::decode(&agent.enrolment.device_secret) {
         Ok(s) if s.len() == 32 => s,
         _ => {
@@ -92,9 +118,10 @@ pub(super) async fn answer(
     })
     .await;
     let mut left = ATTEMPTS;
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut ignored = Vec::new();
-        let frame = match tokio::time::timeout(WAIT, conn.read(&mut ignored)).await {
+        let frame = match tokio::time::timeout_at(deadline, conn.read(&mut ignored)).await {
             Ok(Ok(Some(frame))) => frame,
             Ok(_) => return None,
             Err(_) => {
@@ -147,12 +174,31 @@ pub(super) async fn answer(
             });
         }
         left -= 1;
+        let spent = failures(&agent.state_dir) + 1;
+        if let Err(e) = set_failures(&agent.state_dir, spent) {
+            // The budget cannot be kept: no more tries.
+            tracing::error!(error = %format!("{e:#}"), "cannot count a wrong offline code");
+            left = 0;
+        }
+        if spent >= DEVICE_BUDGET {
+            left = 0;
+        }
+        // Each wrong code on this device costs a little more time.
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(spent.min(10)))).await;
         let refused = record(
             "offline.code_refused",
             serde_json::json!({ "attempts_left": left, "alert": left == 0 }),
         );
         if let Err(e) = spool(agent, &[refused]) {
             tracing::error!(error = %e, "cannot record a refused offline code");
+        }
+        if spent >= DEVICE_BUDGET {
+            conn.refuse(
+                "offline_locked",
+                format!("{DEVICE_BUDGET} wrong codes on this device: offline codes are off until the server is reached again; nothing ran"),
+            )
+            .await;
+            return None;
         }
         if left == 0 {
             conn.refuse(

@@ -125,6 +125,13 @@ impl App {
         if user.is_none() {
             user = self.user_seen(&device.name, challenge.uid).await?;
         }
+        // Nobody answers their own challenge (the offline twin of "never the requester").
+        if user.as_deref() == Some(helpdesk.as_str()) {
+            return Err(AppError::Forbidden(format!(
+                "this challenge is {helpdesk}'s own (uid {} on {}); another member of the helpdesk must answer it",
+                challenge.uid, device.name
+            )));
+        }
         let secret = self.keys.device_secret(&device.id);
         let response = challenge
             .respond(&secret, scope, body.minutes)

@@ -105,6 +105,18 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
             .post(Some(&admin), "/v1/offline/challenges", &json!({ "challenge": stranger.encode() }))
             .await
             .expect(404);
+        // Nobody answers their own challenge: alice is an approver too, and this is hers.
+        server.account("alice", &[elevate_server::app::Role::Approver], &["helpdesk"]).await;
+        let alice = server.token("alice").await;
+        let own = server
+            .post(
+                Some(&alice),
+                "/v1/offline/responses",
+                &json!({ "challenge": typed, "scope": "session", "minutes": 60, "reason": "me" }),
+            )
+            .await
+            .expect(403);
+        assert!(own.text.contains("own"), "{}", own.text);
         // Only approvers and admins answer: not an auditor, not a device.
         server.account("audrey", &[elevate_server::app::Role::Auditor], &[]).await;
         let auditor = server.token("audrey").await;
