@@ -194,6 +194,17 @@ impl Agent {
         ]
     }
 
+    /// The policy's view of `caller` on this device.
+    pub fn subject(&self, caller: &crate::users::Caller) -> elevate_core::Subject {
+        elevate_core::Subject {
+            user: caller.name.clone(),
+            uid: caller.uid,
+            groups: caller.groups.clone(),
+            device: self.enrolment.name.clone(),
+            device_tags: self.enrolment.tags.clone(),
+        }
+    }
+
     /// Remembers that a front door let `uid` run `path` (for a few seconds).
     pub(crate) fn note_front_door_exec(&self, uid: u32, path: &str) {
         let mut recent = self.front_door_execs.lock().expect("front door lock");

@@ -515,13 +515,7 @@ impl Recorder {
             .expect("packages lock")
             .owner(&exec.exe);
         let policy = agent.policy.read().expect("policy lock").clone();
-        let subject = elevate_core::Subject {
-            user: who.name.clone(),
-            uid: who.uid,
-            groups: who.groups.clone(),
-            device: agent.enrolment.name.clone(),
-            device_tags: agent.enrolment.tags.clone(),
-        };
+        let subject = agent.subject(&who);
         let (mode, policy_outcome, policy_rule) = match &policy {
             Some(p) => {
                 let request = elevate_core::AccessRequest {

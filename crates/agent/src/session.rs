@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
-use elevate_core::{decide, AccessRequest, Channel, CommandSpec, Mode, Outcome, Subject, Target};
+use elevate_core::{decide, AccessRequest, Channel, CommandSpec, Mode, Outcome, Target};
 use elevate_proto::ipc::{AgentFrame, ClientFrame, FrameError, FrameReader, VERSION};
 use elevate_proto::v1::{AuditEventIn, DecisionView, NewRequest, RequestView, WireTarget};
 use tokio::io::{AsyncWriteExt, Interest};
@@ -138,6 +138,19 @@ impl Conn {
         }
     }
 
+    /// Refuses a frame of another protocol version (`who` sent it); true when it did.
+    async fn other_version(&mut self, version: u32, who: &str) -> bool {
+        if version == VERSION {
+            return false;
+        }
+        self.refuse(
+            "version",
+            format!("this agent speaks protocol {VERSION}, {who} {version}; update {who}"),
+        )
+        .await;
+        true
+    }
+
     async fn refuse(&mut self, code: &str, message: impl Into<String>) {
         self.send(&AgentFrame::Error {
             code: code.into(),
@@ -167,10 +180,8 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             interactive,
             cwd,
         }))) => {
-            if version != VERSION {
-                return conn
-                    .refuse("version", format!("this agent speaks protocol {VERSION}, the client {version}; update elevate"))
-                    .await;
+            if conn.other_version(version, "elevate").await {
+                return;
             }
             let Ok(stdio) = <[OwnedFd; 3]>::try_from(std::mem::take(&mut fds)) else {
                 return conn
@@ -222,10 +233,8 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             shell,
             risky_env,
         }))) => {
-            if version != VERSION {
-                return conn
-                    .refuse("version", format!("this agent speaks protocol {VERSION}, the sudo plugin {version}; update the plugin"))
-                    .await;
+            if conn.other_version(version, "the sudo plugin").await {
+                return;
             }
             // Only a root process (sudo itself) may ask on a user's behalf, and the user is the
             // real uid the kernel keeps for that process, read while the process provably lives.
@@ -384,18 +393,14 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             duration_secs,
             reason,
         }))) => {
-            if version != VERSION {
-                return conn
-                    .refuse("version", format!("this agent speaks protocol {VERSION}, the client {version}; update elevate"))
-                    .await;
+            if conn.other_version(version, "elevate").await {
+                return;
             }
             admin::open(&agent, &mut conn, cred.uid(), duration_secs, reason).await;
         }
         Ok(Ok(Some(ClientFrame::EndSession { version }))) => {
-            if version != VERSION {
-                return conn
-                    .refuse("version", format!("this agent speaks protocol {VERSION}, the client {version}; update elevate"))
-                    .await;
+            if conn.other_version(version, "elevate").await {
+                return;
             }
             admin::end(&agent, &mut conn, cred.uid()).await;
         }
@@ -741,13 +746,7 @@ async fn record_unverified_in_discovery(
     let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
         return false;
     };
-    let subject = Subject {
-        user: caller.name.clone(),
-        uid: caller.uid,
-        groups: caller.groups.clone(),
-        device: agent.enrolment.name.clone(),
-        device_tags: agent.enrolment.tags.clone(),
-    };
+    let subject = agent.subject(&caller);
     if policy.policy.mode_for(&subject) != Mode::Discover {
         return false;
     }
@@ -926,13 +925,7 @@ async fn run(
         args: argv[1..].to_vec(),
     };
     let request = AccessRequest {
-        subject: Subject {
-            user: caller.name.clone(),
-            uid: caller.uid,
-            groups: caller.groups.clone(),
-            device: agent.enrolment.name.clone(),
-            device_tags: agent.enrolment.tags.clone(),
-        },
+        subject: agent.subject(&caller),
         target: Target::Command(CommandSpec {
             path: binary.path.clone(),
             sha256: Some(binary.sha256.clone()),

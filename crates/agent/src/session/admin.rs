@@ -10,7 +10,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use sha2::Digest as _;
 
-use elevate_core::{decide, AccessRequest, Channel, Mode, Outcome, Subject, Target};
+use elevate_core::{decide, AccessRequest, Channel, Mode, Outcome, Target};
 use elevate_proto::ipc::{AdminSessionSummary, AgentFrame};
 use elevate_proto::v1::{AuditEventIn, DecisionView, WireTarget};
 
@@ -87,13 +87,7 @@ pub(super) async fn open(
     };
     let length = SignedDuration::from_secs(secs);
     let request = AccessRequest {
-        subject: Subject {
-            user: caller.name.clone(),
-            uid: caller.uid,
-            groups: caller.groups.clone(),
-            device: agent.enrolment.name.clone(),
-            device_tags: agent.enrolment.tags.clone(),
-        },
+        subject: agent.subject(&caller),
         target: Target::Session { duration: length },
         reason: reason.clone(),
         channel: Channel::Native,
@@ -137,13 +131,7 @@ pub(super) async fn open_for_sudo_shell(
     let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
         return Ok(None);
     };
-    let subject = Subject {
-        user: caller.name.clone(),
-        uid: caller.uid,
-        groups: caller.groups.clone(),
-        device: agent.enrolment.name.clone(),
-        device_tags: agent.enrolment.tags.clone(),
-    };
+    let subject = agent.subject(caller);
     let ask = |duration: SignedDuration| AccessRequest {
         subject: subject.clone(),
         target: Target::Session { duration },
@@ -451,13 +439,7 @@ pub(crate) async fn end_disallowed(agent: &Arc<Agent>) {
     for s in open {
         let still = agent.caller(s.uid).ok().is_some_and(|caller| {
             let request = AccessRequest {
-                subject: Subject {
-                    user: caller.name,
-                    uid: caller.uid,
-                    groups: caller.groups,
-                    device: agent.enrolment.name.clone(),
-                    device_tags: agent.enrolment.tags.clone(),
-                },
+                subject: agent.subject(&caller),
                 target: Target::Session {
                     duration: s.expires.duration_since(s.starts),
                 },
