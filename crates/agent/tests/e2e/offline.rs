@@ -1,7 +1,8 @@
 //! Offline codes on the endpoint: the agent cut off from the server (which stays up for the
 //! helpdesk), an approve-rule command shows a challenge, and the response the helpdesk gets
 //! from the server lets it run once; a wrong code, the same code again and a code for another
-//! challenge are refused; five wrong codes void the challenge.
+//! challenge are refused; five wrong codes void the challenge, ten on the device turn offline
+//! codes off until the server is reached again.
 
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -161,16 +162,47 @@ fn without_the_server_the_helpdesk_answers_by_phone_once() {
                 "ran with a spent code: {shown}"
             );
 
+            // Guessing cannot start over: ten wrong codes on this device, across challenges, turn
+            // offline codes off until the server is reached again (six so far).
+            let mut third = Screen::start(&world, "bob", "/usr/bin/whoami");
+            third.challenge();
+            for tries_left in [4, 3, 2] {
+                let mark = third.len();
+                third.type_line(&code);
+                third.wait_for(&format!("{tries_left} tries left"), mark);
+            }
+            third.type_line(&code);
+            let (status, shown) = third.finish();
+            assert_ne!(status, Some(0), "{shown}");
+            assert!(
+                shown.contains("10 wrong codes on this device: offline codes are off"),
+                "{shown}"
+            );
+            let out = world.elevate_as("bob", &["/usr/bin/whoami"], &[]);
+            assert!(
+                text(&out.stderr)
+                    .contains("offline codes are off until the server is reached again"),
+                "{}",
+                text(&out.stderr)
+            );
+
             // Back online, the server learns what happened, in order.
             world.stop_agent();
             enrolment["server"] = world.server().url.clone().into();
             std::fs::write(&file, enrolment.to_string()).unwrap();
             world.start_agent();
+            // Reached again: the budget is whole.
+            let budget = world.dir.join("agent/offline-failures");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::fs::read_to_string(&budget).unwrap_or_default().trim() != "0" {
+                assert!(Instant::now() < deadline, "the budget was not reset online");
+                std::thread::sleep(Duration::from_millis(100));
+            }
             world.eventually_in_audit("the offline story reaches the server", |records| {
                 let count = |a: &str| records.iter().filter(|r| r["action"] == a).count();
-                count("offline.challenge_issued") == 2
+                count("offline.challenge_issued") == 3
                     && count("offline.code_used") == 1
-                    && count("offline.code_refused") == 6
+                    && count("offline.code_refused") == 10
                     && count("offline.code_issued") == 2
             });
         },
