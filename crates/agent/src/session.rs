@@ -1272,16 +1272,46 @@ async fn decide_for_sudo(
         }
         Outcome::Approve(_) => {
             let new = new_request(caller, target, reason, Channel::Sudo, Some(cwd));
-            let Some(approved) = ask_approvers(agent, conn, &new).await else {
+            let Some(approved) = ask_approvers_or_helpdesk(agent, conn, &new, false).await else {
                 return;
             };
-            if let Err(e) = agent.upstream.start(&approved.id).await {
-                return conn.refuse("audit", format!("{e}; nothing runs")).await;
-            }
-            remember_sudo_run(agent, &approved.id, caller, Record::Server, peer, None);
+            let (id, record) = match approved {
+                Approved::Server(approved) => {
+                    if let Err(e) = agent.upstream.start(&approved.id).await {
+                        return conn.refuse("audit", format!("{e}; nothing runs")).await;
+                    }
+                    (approved.id, Record::Server)
+                }
+                // The helpdesk's code, typed through sudo's conversation: recorded here first.
+                Approved::Offline(granted) => {
+                    let running = serde_json::json!({ "sha256": binary.sha256, "channel": "sudo",
+                        "offline_code": { "challenge": granted.challenge,
+                            "scope": granted.response.scope.as_str(),
+                            "minutes": granted.response.minutes } });
+                    let mut facts = facts;
+                    facts["channel"] = "offline".into();
+                    if let Err(e) = record_local_decision(
+                        agent,
+                        caller,
+                        &granted.id,
+                        facts,
+                        view,
+                        Some(running),
+                    ) {
+                        return conn
+                            .refuse(
+                                "audit",
+                                format!("cannot record the request ({e}); nothing runs"),
+                            )
+                            .await;
+                    }
+                    (granted.id, Record::Local)
+                }
+            };
+            remember_sudo_run(agent, &id, caller, record, peer, None);
             agent.note_front_door_exec(caller.uid, &binary.path);
             conn.send(&AgentFrame::Allowed {
-                request_id: approved.id,
+                request_id: id,
                 cgroup: None,
             })
             .await;

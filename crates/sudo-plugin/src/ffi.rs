@@ -30,6 +30,8 @@ const SUDO_AUDIT_PLUGIN: c_uint = 3;
 const SUDO_PLUGIN_WAIT_STATUS: c_int = 1;
 const SUDO_PLUGIN_EXEC_ERROR: c_int = 2;
 const SUDO_PLUGIN_SUDO_ERROR: c_int = 3;
+/// `SUDO_CONV_PROMPT_ECHO_OFF`: asked as sudo asks for a password (terminal, `-S`, askpass).
+const SUDO_CONV_PROMPT_ECHO_OFF: c_int = 0x0001;
 const SUDO_CONV_PROMPT_ECHO_ON: c_int = 0x0002;
 const SUDO_CONV_ERROR_MSG: c_int = 0x0003;
 const SUDO_CONV_INFO_MSG: c_int = 0x0004;
@@ -578,10 +580,21 @@ impl Conversation for SudoConversation {
     }
 
     fn prompt(&mut self, message: &str) -> Option<String> {
+        self.ask(message, SUDO_CONV_PROMPT_ECHO_ON | SUDO_CONV_PREFER_TTY)
+    }
+
+    /// As sudo asks for a password: the terminal, `sudo -S`'s standard input, or askpass.
+    fn prompt_code(&mut self, message: &str) -> Option<String> {
+        self.ask(message, SUDO_CONV_PROMPT_ECHO_OFF)
+    }
+}
+
+impl SudoConversation {
+    fn ask(&mut self, message: &str, msg_type: c_int) -> Option<String> {
         let conv = self.conv?;
         let text = CString::new(message.replace('\0', "")).ok()?;
         let msg = ConvMessage {
-            msg_type: SUDO_CONV_PROMPT_ECHO_ON | SUDO_CONV_PREFER_TTY,
+            msg_type,
             timeout: 0,
             msg: text.as_ptr(),
         };

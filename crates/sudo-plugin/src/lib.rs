@@ -140,6 +140,10 @@ pub trait Conversation {
     fn error(&mut self, message: &str);
     /// Asks for a line; `None` when nobody can answer.
     fn prompt(&mut self, message: &str) -> Option<String>;
+    /// Asks for a helpdesk code (not echoed; works with a terminal, `sudo -S` and askpass).
+    fn prompt_code(&mut self, message: &str) -> Option<String> {
+        self.prompt(message)
+    }
 }
 
 /// The plugin's answer to sudo: `check` returns 1, 0 or -1.
@@ -311,6 +315,28 @@ fn exchange(
                 ));
                 return Exchange::Done(Verdict::Deny);
             }
+            AgentFrame::Challenge {
+                challenge,
+                attempts_left,
+                ..
+            } => {
+                waiting = true;
+                conv.info(&format!(
+                    "elevate: the server cannot be reached, so the helpdesk decides by phone; read them this challenge: {challenge} ({attempts_left} tries)"
+                ));
+                if let Err(e) = send_code(&mut stream, conv) {
+                    return e;
+                }
+            }
+            AgentFrame::CodeRefused {
+                message,
+                attempts_left,
+            } => {
+                conv.error(&format!("elevate: {message} ({attempts_left} tries left)"));
+                if let Err(e) = send_code(&mut stream, conv) {
+                    return e;
+                }
+            }
             AgentFrame::SessionOpened {
                 expires,
                 remaining_secs,
@@ -346,6 +372,25 @@ fn exchange(
             }
         }
     }
+}
+
+/// Reads the helpdesk's code through sudo's conversation and sends it to the agent.
+fn send_code(stream: &mut UnixStream, conv: &mut dyn Conversation) -> Result<(), Exchange> {
+    let Some(code) = conv
+        .prompt_code("Response code: ")
+        .filter(|c| !c.trim().is_empty())
+    else {
+        conv.error("elevate: no code was typed; nothing runs");
+        return Err(Exchange::Done(Verdict::Deny));
+    };
+    let frame = ClientFrame::OfflineCode {
+        code: code.trim().to_owned(),
+    };
+    stream.write_all(&encode(&frame)).map_err(|e| {
+        Exchange::Done(Verdict::Error(format!(
+            "elevate: cannot send the code to the agent: {e}"
+        )))
+    })
 }
 
 /// Moves this process (sudo) into `cgroup`: the command sudo forks next is born there.

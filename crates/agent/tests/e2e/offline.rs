@@ -208,3 +208,74 @@ fn without_the_server_the_helpdesk_answers_by_phone_once() {
         },
     );
 }
+
+/// The sudo plugin's entry point: the challenge through sudo's conversation, the code typed as
+/// sudo reads a password (here `sudo -S`, from standard input).
+#[test]
+fn sudo_takes_the_helpdesk_code_through_its_conversation() {
+    namespaced(
+        "offline::sudo_takes_the_helpdesk_code_through_its_conversation",
+        || {
+            let mut world = World::new();
+            let Some(()) = crate::sudo::sudo_through_elevate(&world) else {
+                return;
+            };
+            world.stop_agent();
+            let file = world.dir.join("agent/enrolment.json");
+            let mut enrolment: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            enrolment["server"] = "http://127.0.0.1:9".into();
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+
+            let mut sudo = crate::sudo::sudo_as("bob", &["-S", "/usr/bin/whoami"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut err = sudo.stderr.take().unwrap();
+            let shown = Arc::new(Mutex::new(String::new()));
+            let collected = shown.clone();
+            let reader = std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    collected
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let challenge = loop {
+                let text = shown.lock().unwrap().clone();
+                if let (Some(at), true) = (
+                    text.find("read them this challenge: "),
+                    text.contains("Response code:"),
+                ) {
+                    let rest = &text[at + "read them this challenge: ".len()..];
+                    break rest.split_whitespace().next().unwrap().to_string();
+                }
+                assert!(Instant::now() < deadline, "no challenge from sudo:\n{text}");
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let code = helpdesk(&world, &challenge);
+            {
+                let stdin = sudo.stdin.as_mut().unwrap();
+                stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
+            }
+            drop(sudo.stdin.take());
+            let mut out = String::new();
+            sudo.stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            let status = sudo.wait().unwrap();
+            reader.join().unwrap();
+            assert_eq!(out, "root\n", "{}", shown.lock().unwrap());
+            assert!(status.success());
+        },
+    );
+}
