@@ -194,6 +194,20 @@ impl Agent {
         ]
     }
 
+    /// Why the cached policy may no longer pre-approve anything, if so: it was signed longer
+    /// ago than its `offline_max_age` (the server has not been reached since).
+    pub(crate) fn stale_policy(&self, policy: &CachedPolicy) -> Option<String> {
+        let max = policy.policy.offline_max_age()?;
+        let age = Timestamp::now().duration_since(policy.fetched_at);
+        (age > max).then(|| {
+            format!(
+                "the policy on this device was signed {} ago, longer than the {} it may be used without the server, so it pre-approves nothing: an approver (or, offline, the helpdesk's code) must allow this",
+                elevate_core::duration::format(age),
+                elevate_core::duration::format(max)
+            )
+        })
+    }
+
     /// The policy's view of `caller` on this device.
     pub fn subject(&self, caller: &crate::users::Caller) -> elevate_core::Subject {
         elevate_core::Subject {

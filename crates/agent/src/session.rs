@@ -938,7 +938,8 @@ async fn run(
             Front::Sudo { .. } => Channel::Sudo,
         },
     };
-    let decision = decide(&policy.policy, &request, jiff::Timestamp::now());
+    let mut decision = decide(&policy.policy, &request, jiff::Timestamp::now());
+    stale_means_approval(agent, &policy, &mut decision);
     if decision.mode == Mode::Enforce
         && !matches!(decision.outcome, Outcome::Deny { .. })
         && decision.missing_reason(&request)
@@ -1159,6 +1160,27 @@ async fn run(
             )
             .await;
         }
+    }
+}
+
+/// A cached policy past its `offline_max_age` pre-approves nothing: what it would allow at once
+/// needs an approver, or offline the helpdesk's code. Denials stay denials.
+fn stale_means_approval(
+    agent: &Agent,
+    policy: &crate::cache::CachedPolicy,
+    decision: &mut elevate_core::Decision,
+) {
+    if !matches!(decision.outcome, Outcome::Auto) {
+        return;
+    }
+    if let Some(why) = agent.stale_policy(policy) {
+        decision.outcome = Outcome::Approve(elevate_core::ApprovalRoute {
+            approvers: policy.policy.default_approvers().to_owned(),
+            count: 1,
+            sla: None,
+            escalate: None,
+        });
+        decision.explanation = format!("{}; {why}", decision.explanation);
     }
 }
 

@@ -96,6 +96,7 @@ pub(super) async fn open(
     // A session is a grant, not something to watch: discovery mode's "let it run and record
     // it" does not apply, the policy's own word does (its length limit included).
     decision.outcome = decision.policy_outcome.clone();
+    super::stale_means_approval(agent, &policy, &mut decision);
     if !matches!(decision.outcome, Outcome::Deny { .. }) && decision.missing_reason(&request) {
         return conn
             .refuse(
@@ -146,7 +147,8 @@ pub(super) async fn open_for_sudo_shell(
     );
     let length = probe.constraints.session_max;
     let request = ask(length);
-    let decision = decide(&policy.policy, &request, Timestamp::now());
+    let mut decision = decide(&policy.policy, &request, Timestamp::now());
+    super::stale_means_approval(agent, &policy, &mut decision);
     if decision.mode != Mode::Enforce
         || matches!(decision.policy_outcome, Outcome::Deny { .. })
         || !length.is_positive()

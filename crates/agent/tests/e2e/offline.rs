@@ -279,3 +279,60 @@ fn sudo_takes_the_helpdesk_code_through_its_conversation() {
         },
     );
 }
+
+/// `[defaults] offline_max_age`: a device cut off for longer than that pre-approves nothing on
+/// its cached policy; only the helpdesk's code (or the server again) allows elevation.
+#[test]
+fn a_policy_older_than_its_offline_limit_pre_approves_nothing() {
+    namespaced(
+        "offline::a_policy_older_than_its_offline_limit_pre_approves_nothing",
+        || {
+            let mut world = World::new();
+            let limited = crate::world::POLICY.replacen(
+                "[defaults]\n",
+                "[defaults]\noffline_max_age = \"3s\"\n",
+                1,
+            );
+            world
+                .api(world.server().apply_policy(&world.admin, &limited))
+                .expect(201);
+            crate::sudo::status_eventually(&world, "policy:  version 2");
+            let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+
+            world.stop_agent();
+            let file = world.dir.join("agent/enrolment.json");
+            let mut enrolment: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let server = enrolment["server"].clone();
+            enrolment["server"] = "http://127.0.0.1:9".into();
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+            std::thread::sleep(Duration::from_secs(4));
+            // The same pre-approved command now needs the helpdesk.
+            let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+            assert!(out.stdout.is_empty(), "ran on a stale policy");
+            assert!(
+                text(&out.stderr).contains("read them this challenge"),
+                "{}",
+                text(&out.stderr)
+            );
+
+            // The server again: a fresh policy, and it runs at once.
+            world.stop_agent();
+            enrolment["server"] = server;
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+            // (Once its first refresh has fetched a freshly signed policy.)
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
+                if text(&out.stdout) == "0\n" {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{}", text(&out.stderr));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        },
+    );
+}

@@ -40,6 +40,8 @@ pub(super) struct DefaultsDoc {
     pub on_disconnect: Option<DisconnectDoc>,
     pub mode: Option<ModeDoc>,
     pub deny_message: Option<Spanned<String>>,
+    /// How long a device may decide on its cached policy without reaching the server.
+    pub offline_max_age: Option<Spanned<String>>,
 }
 
 /// `unmatched = "approve" | "deny" | "auto"`.

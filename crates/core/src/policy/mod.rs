@@ -85,6 +85,12 @@ impl Policy {
         written && !self.is_break_glass(subject)
     }
 
+    /// `[defaults] offline_max_age`: how long a device may pre-approve on this policy without
+    /// reaching the server (`None`: no limit).
+    pub fn offline_max_age(&self) -> Option<jiff::SignedDuration> {
+        self.defaults.offline_max_age
+    }
+
     /// The approver group used when a rule or the defaults do not name one.
     pub fn default_approvers(&self) -> &str {
         &self.defaults.approvers

@@ -23,6 +23,9 @@ pub(super) struct Defaults {
     pub mode: Mode,
     /// Whether the document wrote `mode` out (standing rights are revoked only on its word).
     pub mode_written: bool,
+    /// After this long without reaching the server, a device's cached policy pre-approves
+    /// nothing: only the helpdesk's codes (or the server again) allow elevation.
+    pub offline_max_age: Option<SignedDuration>,
 }
 
 /// A rollout wave: the people in it get its mode.

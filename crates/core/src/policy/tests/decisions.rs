@@ -303,6 +303,28 @@ who = { groups = ["sudo"] }
 }
 
 #[test]
+fn a_policy_may_limit_how_long_devices_decide_on_it_offline() {
+    let p = crate::Policy::parse("version = 1\n[defaults]\noffline_max_age = \"7d\"\n").unwrap();
+    assert_eq!(
+        p.offline_max_age(),
+        Some(SignedDuration::from_hours(7 * 24))
+    );
+    assert_eq!(
+        crate::Policy::parse("version = 1\n")
+            .unwrap()
+            .offline_max_age(),
+        None
+    );
+    let e =
+        crate::Policy::parse("version = 1\n[defaults]\noffline_max_age = \"soon\"\n").unwrap_err();
+    assert_eq!(
+        (e.field.as_str(), e.line),
+        ("defaults.offline_max_age", 3),
+        "{e}"
+    );
+}
+
+#[test]
 fn session_limits() {
     let p = policy(
         r#"

@@ -193,6 +193,10 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
         reason_required: doc.reason.is_some_and(reason_required),
         session_max,
         mode_written: doc.mode.is_some(),
+        offline_max_age: match &doc.offline_max_age {
+            Some(d) => Some(at.duration(d, "defaults.offline_max_age")?),
+            None => None,
+        },
         keep_caller_cwd: doc.workdir.is_some_and(keep_caller_cwd),
         continue_on_disconnect: doc.on_disconnect.is_some_and(continue_on_disconnect),
         mode: doc.mode.map_or(Mode::Enforce, mode),
