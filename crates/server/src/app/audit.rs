@@ -72,15 +72,66 @@ impl App {
             duplicates: 0,
         };
         let mut tx = self.store.begin().await?;
+        let mut used = Vec::new();
         for event in prepared {
+            let code_used = event.action == "offline.code_used";
+            let data = event.data.clone();
             if tx.ingest_audit(event).await? {
                 result.accepted += 1;
+                if code_used {
+                    used.push(data);
+                }
             } else {
                 result.duplicates += 1;
             }
         }
         tx.commit().await?;
+        self.reconcile_offline_codes(&device.id, &device.name, &used)
+            .await?;
         Ok(result)
+    }
+
+    /// Every helpdesk code a device reports using must have been issued here for that device's
+    /// challenge; one that was not (a leaked device secret, a forged code) is raised as an alert.
+    async fn reconcile_offline_codes(
+        &self,
+        device_id: &str,
+        device_name: &str,
+        used: &[String],
+    ) -> Result<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let issued: Vec<String> = self
+            .store
+            .audit_for_subject(&format!("device:{device_id}"))
+            .await?
+            .into_iter()
+            .filter(|r| r.event.action == "offline.code_issued")
+            .filter_map(|r| {
+                let data: serde_json::Value = serde_json::from_str(&r.event.data).ok()?;
+                data["challenge"].as_str().map(str::to_owned)
+            })
+            .collect();
+        for data in used {
+            let data: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+            let challenge = data["challenge"].as_str().unwrap_or("");
+            if issued.iter().any(|c| c == challenge) {
+                continue;
+            }
+            let mut tx = self.store.begin().await?;
+            tx.append_audit(self.event(
+                "system",
+                "offline.code_unissued",
+                format!("device:{device_id}"),
+                serde_json::json!({ "device": device_name, "challenge": challenge,
+                    "user": data["user"], "uid": data["uid"], "alert": true,
+                    "message": "the device used an offline code that this server never issued for this challenge" }),
+            ))
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     pub async fn audit_page(

@@ -80,6 +80,36 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
         );
         assert_eq!(data["reason"], "printer driver, site visit");
 
+        // Back online, the device reports the codes it used: the issued one is accounted for,
+        // one this server never issued is raised.
+        let never = Challenge { nonce: 4242, ..challenge }.encode();
+        let used = |id: &str, challenge: &str| {
+            json!({ "id": id, "at": "2026-11-27T10:00:00Z", "actor": "user:alice@web-01",
+                "action": "offline.code_used", "subject": format!("request:{id}"),
+                "data": { "challenge": challenge, "user": "alice", "uid": 1005 } })
+        };
+        server
+            .post(
+                Some(&device),
+                "/v1/audit/events",
+                &json!({ "events": [
+                    used("0192aaaa-0000-7000-8000-000000000001", &challenge.encode()),
+                    used("0192aaaa-0000-7000-8000-000000000002", &never)] }),
+            )
+            .await
+            .expect(200);
+        let audit = server.get(Some(&admin), "/v1/audit?limit=1000").await.expect(200);
+        let alerts: Vec<serde_json::Value> = audit
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "offline.code_unissued")
+            .map(|r| serde_json::from_str(r["data"].as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0]["challenge"], never);
+
         // What is refused, and why.
         for (body, status, says) in [
             (json!({ "challenge": typed, "scope": "request", "minutes": 30, "reason": " " }), 400, "reason is required"),
