@@ -262,9 +262,21 @@ impl Agent {
             version: env!("CARGO_PKG_VERSION").into(),
             device: self.enrolment.name.clone(),
             server: self.enrolment.server.clone(),
-            upstream: match offline {
-                None => "online".into(),
-                Some(t) => format!("offline since {t}"),
+            upstream: {
+                let state = match offline {
+                    None => "online".to_owned(),
+                    Some(t) => format!("offline since {t}"),
+                };
+                match crate::session::offline_failures(&self.state_dir) {
+                    0 => state,
+                    n if n >= crate::session::OFFLINE_BUDGET => format!(
+                        "{state}; helpdesk codes are OFF after {n} wrong ones, until the server is reached"
+                    ),
+                    n => format!(
+                        "{state}; {n} wrong helpdesk codes of {} allowed until the server is reached",
+                        crate::session::OFFLINE_BUDGET
+                    ),
+                }
             },
             policy_version: self
                 .policy

@@ -24,6 +24,8 @@ use crate::os;
 mod admin;
 mod offline;
 
+pub(crate) use offline::{failures as offline_failures, DEVICE_BUDGET as OFFLINE_BUDGET};
+
 /// Lets the helpdesk's offline codes be tried again (the server was reached).
 pub(crate) fn reset_offline_failures(state_dir: &std::path::Path) -> anyhow::Result<()> {
     if offline::failures(state_dir) > 0 {

@@ -178,6 +178,11 @@ fn without_the_server_the_helpdesk_answers_by_phone_once() {
                 shown.contains("10 wrong codes on this device: offline codes are off"),
                 "{shown}"
             );
+            let status = text(&world.elevate_as("bob", &["status"], &[]).stdout);
+            assert!(
+                status.contains("helpdesk codes are OFF after 10 wrong ones"),
+                "{status}"
+            );
             let out = world.elevate_as("bob", &["/usr/bin/whoami"], &[]);
             assert!(
                 text(&out.stderr)
