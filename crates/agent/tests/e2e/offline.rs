@@ -214,8 +214,9 @@ fn without_the_server_the_helpdesk_answers_by_phone_once() {
     );
 }
 
-/// The sudo plugin's entry point: the challenge through sudo's conversation, the code typed as
-/// sudo reads a password (here `sudo -S`, from standard input).
+/// The sudo plugin's entry point: the challenge through sudo's conversation, the code read as
+/// sudo reads a password: from standard input (`sudo -S`) and from an askpass program
+/// (`sudo -A`).
 #[test]
 fn sudo_takes_the_helpdesk_code_through_its_conversation() {
     namespaced(
@@ -233,56 +234,96 @@ fn sudo_takes_the_helpdesk_code_through_its_conversation() {
             std::fs::write(&file, enrolment.to_string()).unwrap();
             world.start_agent();
 
-            let mut sudo = crate::sudo::sudo_as("bob", &["-S", "/usr/bin/whoami"])
-                .stdin(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut err = sudo.stderr.take().unwrap();
-            let shown = Arc::new(Mutex::new(String::new()));
-            let collected = shown.clone();
-            let reader = std::thread::spawn(move || {
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = err.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    collected
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let challenge = loop {
-                let text = shown.lock().unwrap().clone();
-                if let (Some(at), true) = (
-                    text.find("read them this challenge: "),
-                    text.contains("Response code:"),
-                ) {
-                    let rest = &text[at + "read them this challenge: ".len()..];
-                    break rest.split_whitespace().next().unwrap().to_string();
-                }
-                assert!(Instant::now() < deadline, "no challenge from sudo:\n{text}");
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            let code = helpdesk(&world, &challenge);
-            {
+            // `sudo -S`: the code on standard input.
+            let out = sudo_with_a_code(&world, &["-S", "/usr/bin/whoami"], &[], |sudo, code| {
                 let stdin = sudo.stdin.as_mut().unwrap();
                 stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
-            }
-            drop(sudo.stdin.take());
-            let mut out = String::new();
-            sudo.stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            let status = sudo.wait().unwrap();
-            reader.join().unwrap();
-            assert_eq!(out, "root\n", "{}", shown.lock().unwrap());
-            assert!(status.success());
+            });
+            assert_eq!(out, "root\n");
+            // `sudo -A`: the code from an askpass program (here one that waits for a file).
+            let handed = world.dir.join("askpass-code");
+            let askpass = world.program(
+                "askpass",
+                "code.sh",
+                &format!(
+                    "#!/bin/sh\nwhile [ ! -s {0} ]; do sleep 0.1; done\ncat {0}\n",
+                    handed.display()
+                ),
+                0o755,
+            );
+            let out = sudo_with_a_code(
+                &world,
+                &["-A", "/usr/bin/whoami"],
+                &[("SUDO_ASKPASS", askpass.to_str().unwrap())],
+                |_, code| {
+                    std::fs::write(&handed, format!("{code}\n")).unwrap();
+                    std::fs::set_permissions(
+                        &handed,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                    )
+                    .unwrap();
+                },
+            );
+            assert_eq!(out, "root\n");
         },
     );
+}
+
+/// bob's `sudo ARGS` while the agent is cut off: waits for the challenge on sudo's standard
+/// error, gets the helpdesk's code for it, hands it over with `deliver`, and returns what the
+/// command printed.
+fn sudo_with_a_code(
+    world: &World,
+    args: &[&str],
+    env: &[(&str, &str)],
+    deliver: impl FnOnce(&mut std::process::Child, &str),
+) -> String {
+    let mut command = crate::sudo::sudo_as("bob", args);
+    command.stdin(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut sudo = command.spawn().unwrap();
+    let mut err = sudo.stderr.take().unwrap();
+    let shown = Arc::new(Mutex::new(String::new()));
+    let collected = shown.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let challenge = loop {
+        let text = shown.lock().unwrap().clone();
+        if let Some(at) = text.find("read them this challenge: ") {
+            let rest = &text[at + "read them this challenge: ".len()..];
+            if let Some(word) = rest.split_whitespace().next() {
+                break word.to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "no challenge from sudo:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let code = helpdesk(world, &challenge);
+    deliver(&mut sudo, &code);
+    drop(sudo.stdin.take());
+    let mut out = String::new();
+    sudo.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = sudo.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{}", shown.lock().unwrap());
+    out
 }
 
 /// `[defaults] offline_max_age`: a device cut off for longer than that pre-approves nothing on
