@@ -1093,7 +1093,9 @@ async fn run(
             // Shown to approvers: the directory the kernel says the caller is in.
             let cwd = caller_dir.workdir(true).map(|w| w.shown());
             let new = new_request(&caller, target, reason, Channel::Native, cwd);
-            let Some(approved) = ask_approvers_or_helpdesk(agent, conn, &new, false).await else {
+            let Some(approved) =
+                ask_approvers_or_helpdesk(agent, conn, &new, &decision, false).await
+            else {
                 return;
             };
             let (id, record, keep_cwd, keep_running, session_max) = match approved {
@@ -1296,7 +1298,9 @@ async fn decide_for_sudo(
         }
         Outcome::Approve(_) => {
             let new = new_request(caller, target, reason, Channel::Sudo, Some(cwd));
-            let Some(approved) = ask_approvers_or_helpdesk(agent, conn, &new, false).await else {
+            let Some(approved) =
+                ask_approvers_or_helpdesk(agent, conn, &new, decision, false).await
+            else {
                 return;
             };
             let (id, record) = match approved {
@@ -1379,14 +1383,17 @@ async fn ask_approvers(agent: &Agent, conn: &mut Conn, new: &NewRequest) -> Opti
 }
 
 /// As [`ask_approvers`], and when the server cannot be reached the helpdesk may answer by
-/// phone (`session`: what is asked for is an admin session).
+/// phone, where the decision allows it (a rule's `offline = false` does not). `session`: what
+/// is asked for is an admin session.
 async fn ask_approvers_or_helpdesk(
     agent: &Agent,
     conn: &mut Conn,
     new: &NewRequest,
+    decision: &elevate_core::Decision,
     session: bool,
 ) -> Option<Approved> {
-    ask(agent, conn, new, Some(session)).await
+    let offline = decision.constraints.offline_codes.then_some(session);
+    ask(agent, conn, new, offline).await
 }
 
 async fn ask(

@@ -70,6 +70,9 @@ pub struct Constraints {
     /// Keep the command running when the requester's client goes away (`on_disconnect =
     /// "continue"`); by default it is stopped (TERM, then KILL).
     pub continue_on_disconnect: bool,
+    /// Whether the helpdesk's offline codes may stand in for the approvers when the server
+    /// cannot be reached (a rule's `offline = false` says no).
+    pub offline_codes: bool,
 }
 
 /// A policy decision with its explanation.

@@ -247,7 +247,7 @@ async fn grant(
             let new = new_request(&caller, target, reason, channel, None);
             // Only `elevate session` can show a challenge (sudo's plugin does not yet).
             let approved = if channel == Channel::Native {
-                ask_approvers_or_helpdesk(agent, conn, &new, true).await?
+                ask_approvers_or_helpdesk(agent, conn, &new, decision, true).await?
             } else {
                 Approved::Server(Box::new(ask_approvers(agent, conn, &new).await?))
             };

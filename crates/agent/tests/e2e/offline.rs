@@ -382,3 +382,43 @@ fn a_policy_older_than_its_offline_limit_pre_approves_nothing() {
         },
     );
 }
+
+/// A rule with `offline = false`: its approvers cannot be stood in for by a helpdesk code (the
+/// helpdesk would approve a command it cannot see); without the server it fails closed.
+#[test]
+fn a_rule_may_refuse_the_helpdesks_codes() {
+    namespaced("offline::a_rule_may_refuse_the_helpdesks_codes", || {
+        let mut world = World::new();
+        let policy = format!(
+                "{}\n[[rule]]\nname = \"payroll needs its own approvers\"\nwhat = {{ paths = [\"/opt/e2e/payroll/*\"] }}\noffline = false\naction = {{ approve = {{ approvers = \"finance\" }} }}\n",
+                crate::world::POLICY
+            );
+        world
+            .api(world.server().apply_policy(&world.admin, &policy))
+            .expect(201);
+        crate::sudo::status_eventually(&world, "policy:  version 2");
+        let payroll = world.program("payroll", "run", "#!/bin/sh\necho paid\n", 0o755);
+        world.stop_agent();
+        let file = world.dir.join("agent/enrolment.json");
+        let mut enrolment: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        enrolment["server"] = "http://127.0.0.1:9".into();
+        std::fs::write(&file, enrolment.to_string()).unwrap();
+        world.start_agent();
+        let out = world.elevate_as("bob", &[payroll.to_str().unwrap()], &[]);
+        assert!(out.stdout.is_empty());
+        let said = text(&out.stderr);
+        assert!(
+            said.contains("cannot be reached") && said.contains("nothing ran"),
+            "{said}"
+        );
+        assert!(!said.contains("challenge"), "a code was offered: {said}");
+        // Other approvals still take a code (shown, then refused here for want of a terminal).
+        let out = world.elevate_as("bob", &["/usr/bin/whoami"], &[]);
+        assert!(
+            text(&out.stderr).contains("read them this challenge"),
+            "{}",
+            text(&out.stderr)
+        );
+    });
+}

@@ -173,6 +173,9 @@ pub(super) struct RuleDoc {
     pub session_max: Option<Spanned<String>>,
     pub workdir: Option<WorkdirDoc>,
     pub on_disconnect: Option<DisconnectDoc>,
+    /// `offline = false`: the helpdesk's offline codes cannot stand in for this rule's
+    /// approvers.
+    pub offline: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,6 +47,7 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
                 continue_on_disconnect: rule
                     .continue_on_disconnect
                     .unwrap_or(defaults.continue_on_disconnect),
+                offline_codes: rule.offline,
             },
             format!("rule \"{}\"", rule.name),
         ),
@@ -61,6 +62,7 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
                 session_max: defaults.session_max,
                 keep_caller_cwd: defaults.keep_caller_cwd,
                 continue_on_disconnect: defaults.continue_on_disconnect,
+                offline_codes: true,
             },
             "the policy defaults".to_owned(),
         ),

@@ -49,6 +49,8 @@ pub(super) struct Rule {
     pub session_max: Option<SignedDuration>,
     pub keep_caller_cwd: Option<bool>,
     pub continue_on_disconnect: Option<bool>,
+    /// Whether helpdesk codes may stand in for the approvers (default yes).
+    pub offline: bool,
 }
 
 /// Users and groups; a subject matches when it is one of the users or in one of the groups.

@@ -325,6 +325,37 @@ fn a_policy_may_limit_how_long_devices_decide_on_it_offline() {
 }
 
 #[test]
+fn a_rule_may_refuse_offline_codes() {
+    let p = policy(
+        r#"
+version = 1
+[[rule]]
+name = "payroll tools need a person who can see them"
+what = { paths = ["/opt/payroll/*"] }
+offline = false
+action = { approve = { approvers = "finance" } }
+"#,
+    );
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/opt/payroll/run"),
+        "approve finance <- payroll tools need a person who can see them",
+    );
+    assert!(!d.constraints.offline_codes);
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/id"),
+        "approve helpdesk <- defaults",
+    );
+    assert!(
+        d.constraints.offline_codes,
+        "codes may stand in unless a rule says no"
+    );
+}
+
+#[test]
 fn session_limits() {
     let p = policy(
         r#"

@@ -59,6 +59,7 @@ pub(super) fn rule(
         session_max,
         keep_caller_cwd: doc.workdir.map(keep_caller_cwd),
         continue_on_disconnect: doc.on_disconnect.map(continue_on_disconnect),
+        offline: doc.offline.unwrap_or(true),
     })
 }
 
