@@ -140,6 +140,20 @@ impl Conn {
         }
     }
 
+    /// The reason as given (blank means none); `None` when it is too long (refused, said why).
+    async fn checked_reason(&mut self, reason: Option<String>) -> Option<Option<String>> {
+        let reason = reason.filter(|r| !r.trim().is_empty());
+        if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+            self.refuse(
+                "reason_too_long",
+                format!("a reason may be at most {MAX_REASON} bytes"),
+            )
+            .await;
+            return None;
+        }
+        Some(reason)
+    }
+
     /// Refuses a frame of another protocol version (`who` sent it); true when it did.
     async fn other_version(&mut self, version: u32, who: &str) -> bool {
         if version == VERSION {
@@ -911,15 +925,9 @@ async fn run(
             .refuse("no_policy", "this device has no verified policy yet (the server has not been reached since enrolment); nothing runs")
             .await;
     };
-    let reason = reason.filter(|r| !r.trim().is_empty());
-    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
-        return conn
-            .refuse(
-                "reason_too_long",
-                format!("a reason may be at most {MAX_REASON} bytes"),
-            )
-            .await;
-    }
+    let Some(reason) = conn.checked_reason(reason).await else {
+        return;
+    };
     let target = WireTarget::Command {
         path: binary.path.clone(),
         sha256: Some(binary.sha256.clone()),

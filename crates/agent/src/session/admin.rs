@@ -16,7 +16,7 @@ use elevate_proto::v1::{AuditEventIn, DecisionView, WireTarget};
 
 use super::{
     ask_approvers, ask_approvers_or_helpdesk, audited, decided, event, new_request, now_ms,
-    record_local_decision, spool, Approved, Conn, MAX_REASON,
+    record_local_decision, spool, Approved, Conn,
 };
 use crate::daemon::Agent;
 use crate::grants::{AdminSession, EndedBy};
@@ -73,15 +73,9 @@ pub(super) async fn open(
             )
             .await;
     };
-    let reason = reason.filter(|r| !r.trim().is_empty());
-    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
-        return conn
-            .refuse(
-                "reason_too_long",
-                format!("a reason may be at most {MAX_REASON} bytes"),
-            )
-            .await;
-    }
+    let Some(reason) = conn.checked_reason(reason).await else {
+        return;
+    };
     let Ok(secs) = i64::try_from(duration_secs) else {
         return conn.refuse("usage", "that session is far too long").await;
     };
@@ -217,28 +211,22 @@ async fn grant(
         Outcome::Deny { .. } => {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, None) {
-                {
-                    conn.refuse("audit", format!("cannot record the request ({e})"))
-                        .await;
-                    return None;
-                }
-            }
-            {
-                conn.send(&decided(&id, &view)).await;
+                conn.refuse("audit", format!("cannot record the request ({e})"))
+                    .await;
                 return None;
             }
+            conn.send(&decided(&id, &view)).await;
+            return None;
         }
         Outcome::Auto => {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = record_local_decision(agent, &caller, &id, facts, &view, None) {
-                {
-                    conn.refuse(
-                        "audit",
-                        format!("cannot record the request ({e}); nothing is opened"),
-                    )
-                    .await;
-                    return None;
-                }
+                conn.refuse(
+                    "audit",
+                    format!("cannot record the request ({e}); nothing is opened"),
+                )
+                .await;
+                return None;
             }
             conn.send(&decided(&id, &view)).await;
             (id, false, None)
@@ -301,14 +289,12 @@ async fn grant(
         ));
     }
     if !length.is_positive() {
-        {
-            conn.refuse(
-                "session",
-                "the policy allows no admin session here; nothing is opened",
-            )
-            .await;
-            return None;
-        }
+        conn.refuse(
+            "session",
+            "the policy allows no admin session here; nothing is opened",
+        )
+        .await;
+        return None;
     }
     let duration_secs = length.as_secs() as u64;
     let now = Timestamp::now();
@@ -322,14 +308,12 @@ async fn grant(
             "expires": expires.to_string(), "length_secs": duration_secs }),
     );
     if let Err(e) = spool(agent, &[opened]) {
-        {
-            conn.refuse(
-                "audit",
-                format!("cannot record the session ({e}); nothing is opened"),
-            )
-            .await;
-            return None;
-        }
+        conn.refuse(
+            "audit",
+            format!("cannot record the session ({e}); nothing is opened"),
+        )
+        .await;
+        return None;
     }
     let made = {
         let places = agent.places.clone();
@@ -352,14 +336,12 @@ async fn grant(
             if let Err(e) = spool(agent, &[failed]) {
                 tracing::error!(error = %e, session = %id, "cannot record a failed admin session");
             }
-            {
-                conn.refuse(
-                    "session",
-                    format!("the admin session could not be opened: {e:#}"),
-                )
-                .await;
-                return None;
-            }
+            conn.refuse(
+                "session",
+                format!("the admin session could not be opened: {e:#}"),
+            )
+            .await;
+            return None;
         }
         Err(e) => {
             conn.refuse("internal", e.to_string()).await;
@@ -375,14 +357,12 @@ async fn grant(
             tokio::task::spawn_blocking(move || places.end(&id, EndedBy::Failed, Timestamp::now()))
                 .await;
         report_ends(agent).await;
-        {
-            conn.refuse(
-                "session",
-                format!("the admin session could not be opened: {e:#}"),
-            )
-            .await;
-            return None;
-        }
+        conn.refuse(
+            "session",
+            format!("the admin session could not be opened: {e:#}"),
+        )
+        .await;
+        return None;
     }
     crate::daemon::end_on_time(agent.clone(), session.expires);
     conn.send(&AgentFrame::SessionOpened {

@@ -27,21 +27,8 @@ impl Screen {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let shown = Arc::new(Mutex::new(String::new()));
-        let collected = shown.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                collected
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let out = child.stdout.take().unwrap();
+        let (shown, _) = collect(out);
         Screen { child, shown }
     }
 
@@ -86,6 +73,39 @@ impl Screen {
     }
 }
 
+/// Collects what `from` prints, as it comes, in the background.
+fn collect(
+    mut from: impl Read + Send + 'static,
+) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let shown = Arc::new(Mutex::new(String::new()));
+    let collected = shown.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (shown, reader)
+}
+
+/// Restarts the agent talking to `server` (a dead address cuts it off; the server itself stays
+/// up for the helpdesk). It keeps its cached, signed policy.
+fn cut_off(world: &mut World, server: &str) {
+    world.stop_agent();
+    let file = world.dir.join("agent/enrolment.json");
+    let mut enrolment: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    enrolment["server"] = server.into();
+    std::fs::write(&file, enrolment.to_string()).unwrap();
+    world.start_agent();
+}
+
 /// The helpdesk answers `challenge` through the server's API.
 fn helpdesk(world: &World, challenge: &str) -> String {
     let answer = world
@@ -107,13 +127,7 @@ fn without_the_server_the_helpdesk_answers_by_phone_once() {
             let mut world = World::new();
             // Cut the agent off from the server (which stays up for the helpdesk): it keeps its
             // cached, signed policy.
-            world.stop_agent();
-            let file = world.dir.join("agent/enrolment.json");
-            let mut enrolment: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-            enrolment["server"] = "http://127.0.0.1:9".into();
-            std::fs::write(&file, enrolment.to_string()).unwrap();
-            world.start_agent();
+            cut_off(&mut world, "http://127.0.0.1:9");
 
             // An auto rule still works offline.
             let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
@@ -192,10 +206,8 @@ fn without_the_server_the_helpdesk_answers_by_phone_once() {
             );
 
             // Back online, the server learns what happened, in order.
-            world.stop_agent();
-            enrolment["server"] = world.server().url.clone().into();
-            std::fs::write(&file, enrolment.to_string()).unwrap();
-            world.start_agent();
+            let url = world.server().url.clone();
+            cut_off(&mut world, &url);
             // Reached again: the budget is whole.
             let budget = world.dir.join("agent/offline-failures");
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -226,13 +238,7 @@ fn sudo_takes_the_helpdesk_code_through_its_conversation() {
             let Some(()) = crate::sudo::sudo_through_elevate(&world) else {
                 return;
             };
-            world.stop_agent();
-            let file = world.dir.join("agent/enrolment.json");
-            let mut enrolment: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-            enrolment["server"] = "http://127.0.0.1:9".into();
-            std::fs::write(&file, enrolment.to_string()).unwrap();
-            world.start_agent();
+            cut_off(&mut world, "http://127.0.0.1:9");
 
             // `sudo -S`: the code on standard input.
             let out = sudo_with_a_code(&world, &["-S", "/usr/bin/whoami"], &[], |sudo, code| {
@@ -284,21 +290,8 @@ fn sudo_with_a_code(
         command.env(k, v);
     }
     let mut sudo = command.spawn().unwrap();
-    let mut err = sudo.stderr.take().unwrap();
-    let shown = Arc::new(Mutex::new(String::new()));
-    let collected = shown.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            collected
-                .lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let err = sudo.stderr.take().unwrap();
+    let (shown, reader) = collect(err);
     let deadline = Instant::now() + Duration::from_secs(20);
     let challenge = loop {
         let text = shown.lock().unwrap().clone();
@@ -346,14 +339,7 @@ fn a_policy_older_than_its_offline_limit_pre_approves_nothing() {
             let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
             assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
 
-            world.stop_agent();
-            let file = world.dir.join("agent/enrolment.json");
-            let mut enrolment: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-            let server = enrolment["server"].clone();
-            enrolment["server"] = "http://127.0.0.1:9".into();
-            std::fs::write(&file, enrolment.to_string()).unwrap();
-            world.start_agent();
+            cut_off(&mut world, "http://127.0.0.1:9");
             std::thread::sleep(Duration::from_secs(4));
             // The same pre-approved command now needs the helpdesk.
             let out = world.elevate_as("alice", &["/usr/bin/id", "-u"], &[]);
@@ -365,10 +351,8 @@ fn a_policy_older_than_its_offline_limit_pre_approves_nothing() {
             );
 
             // The server again: a fresh policy, and it runs at once.
-            world.stop_agent();
-            enrolment["server"] = server;
-            std::fs::write(&file, enrolment.to_string()).unwrap();
-            world.start_agent();
+            let url = world.server().url.clone();
+            cut_off(&mut world, &url);
             // (Once its first refresh has fetched a freshly signed policy.)
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
@@ -398,13 +382,7 @@ fn a_rule_may_refuse_the_helpdesks_codes() {
             .expect(201);
         crate::sudo::status_eventually(&world, "policy:  version 2");
         let payroll = world.program("payroll", "run", "#!/bin/sh\necho paid\n", 0o755);
-        world.stop_agent();
-        let file = world.dir.join("agent/enrolment.json");
-        let mut enrolment: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        enrolment["server"] = "http://127.0.0.1:9".into();
-        std::fs::write(&file, enrolment.to_string()).unwrap();
-        world.start_agent();
+        cut_off(&mut world, "http://127.0.0.1:9");
         let out = world.elevate_as("bob", &[payroll.to_str().unwrap()], &[]);
         assert!(out.stdout.is_empty());
         let said = text(&out.stderr);
