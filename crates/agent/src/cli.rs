@@ -40,6 +40,11 @@ enum Command {
         /// Linux audit, where auditing is on.
         #[arg(long, default_value = "on", value_parser = ["on", "off"])]
         linux_audit: String,
+        /// The most the audit spool may hold while the server cannot be reached, e.g. 256MiB,
+        /// 2GiB, 512KiB. Past it the oldest discovery events are summarised; when only audit
+        /// events are left, elevation is refused until they are delivered.
+        #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+        spool_max: u64,
     },
     /// Enrol this device with a one-time token from `elevatectl enrol-token create`.
     Enrol {
@@ -170,10 +175,43 @@ fn status(socket: &std::path::Path) -> anyhow::Result<()> {
         "spooled: {} audit events waiting for the server",
         s.spooled_events
     );
+    if let Some(spool) = &s.spool {
+        println!("spool:   {}", shown(spool));
+    }
     for c in &s.collectors {
         println!("records: {}", shown(c));
     }
     Ok(())
+}
+
+/// A size such as `256MiB`, `2GiB`, `512KiB` or a number of bytes (at least 64 KiB).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write e.g. 256MiB, 2GiB or 512KiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}; use KiB, MiB or GiB (e.g. 256MiB)"
+            ))
+        }
+    };
+    let bytes = number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes < 64 << 10 {
+        return Err(format!(
+            "{text:?} is too small to hold even a few events; use at least 64KiB"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Entry point of the binary.
@@ -201,18 +239,21 @@ pub fn main() -> anyhow::Result<()> {
         refresh_secs: 60,
         cgroup_root: None,
         linux_audit: "on".into(),
+        spool_max: crate::spool::DEFAULT_MAX_BYTES,
     }) {
         Command::Run {
             socket,
             refresh_secs,
             cgroup_root,
             linux_audit,
+            spool_max,
         } => runtime.block_on(crate::daemon::run(AgentConfig {
             socket,
             state_dir: cli.state_dir,
             refresh: Duration::from_secs(refresh_secs.max(1)),
             cgroup_root,
             linux_audit: linux_audit == "on",
+            spool_max,
         })),
         Command::Enrol {
             server,

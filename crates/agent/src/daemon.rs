@@ -72,6 +72,8 @@ pub struct AgentConfig {
     /// Whether to record root commands outside sudo and elevate through Linux audit (where
     /// auditing is on).
     pub linux_audit: bool,
+    /// The bound on the audit spool, in bytes.
+    pub spool_max: u64,
 }
 
 /// The agent's shared state.
@@ -152,6 +154,15 @@ impl Agent {
             rights_alerts: Mutex::default(),
             front_door_execs: Mutex::default(),
         })
+    }
+
+    /// Sets the audit spool's bound (`elevated run --spool-max`).
+    pub fn set_spool_bound(&mut self, max_bytes: u64) {
+        let actor = format!("agent@{}", self.enrolment.name);
+        self.spool
+            .get_mut()
+            .expect("spool lock")
+            .set_limit(max_bytes, &actor);
     }
 
     /// What records elevation here, and whether it is on.
@@ -258,6 +269,7 @@ impl Agent {
 
     pub fn status(&self) -> AgentStatus {
         let offline = *self.offline_since.lock().expect("offline lock");
+        let usage = self.spool.lock().expect("spool lock").usage();
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             device: self.enrolment.name.clone(),
@@ -284,11 +296,12 @@ impl Agent {
                 .expect("policy lock")
                 .as_ref()
                 .map(|p| p.version),
-            spooled_events: self.spool.lock().expect("spool lock").pending(),
+            spooled_events: usage.events,
             open_requests: None,
             collectors: self.collectors(),
             admin_sessions: Vec::new(),
             standing_rights: None,
+            spool: spool_line(usage),
         }
     }
 
@@ -367,7 +380,10 @@ impl Agent {
                         .reject(&batch, events.len())?;
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.spool.lock().expect("spool lock").unsent();
+                    return Err(e.into());
+                }
             }
             sent += events.len() as u64;
         }
@@ -639,6 +655,29 @@ fn watch_sudo_conf(agent: &Agent, last: &mut Result<(), String>) {
     }
 }
 
+/// What `elevate status` says of the spool: nothing while it is far from its bound.
+fn spool_line(u: crate::spool::Usage) -> Option<String> {
+    const MIB: u64 = 1024 * 1024;
+    let near = u.bytes >= u.max_bytes / 2;
+    (near || u.summarised > 0).then(|| {
+        let mut line = format!(
+            "{:.1} MiB of its {} MiB bound in use",
+            u.bytes as f64 / MIB as f64,
+            u.max_bytes / MIB
+        );
+        if u.summarised > 0 {
+            line += &format!(
+                "; {} discovery events were summarised to stay within it",
+                u.summarised
+            );
+        }
+        if u.bytes >= u.max_bytes {
+            line += "; FULL: elevation is refused until the server confirms events";
+        }
+        line
+    })
+}
+
 /// How long the sender waits after the first new event before sending: a burst of commands
 /// becomes one batch (one request to the server, one spool file) instead of one each.
 const LINGER: Duration = Duration::from_millis(200);
@@ -733,6 +772,7 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 /// Runs the agent until the process is stopped.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut agent = Agent::load(&config.state_dir)?;
+    agent.set_spool_bound(config.spool_max);
     if let Some(root) = config.cgroup_root {
         agent.places.cgroups = Some(root);
     }

@@ -8,9 +8,21 @@
 //! batch, or the delivery loop shortly after (`append_after_the_fact`). That keeps an
 //! `fdatasync` off the path between one command's end and the next command's start.
 //!
-//! Must never: acknowledge an event before it is on disk, or delete one the server has not
-//! confirmed.
+//! **Bound.** The spool holds at most `max_bytes` of events the server has not confirmed (a
+//! device offline for weeks must not fill its disk). When an event would pass the bound, the
+//! oldest batches' discovery events (`discovery.*`: what was observed, not what was allowed)
+//! are replaced, batch by batch, by one `discovery.summarised` event each that counts them per
+//! user and program; audit events are never dropped. If that is not enough, events that gate an
+//! action are refused — so is the action (fail closed) — while records of what already
+//! happened are still written. Each time the bound is reached, one `spool.full` alert is
+//! spooled. A disk that is full refuses the same way, and a write cut short is cut back off
+//! the file, so what was spooled before stays readable. A reserve file keeps room on the disk
+//! for the end of what was already allowed.
+//!
+//! Must never: acknowledge an event before it is on disk, delete one the server has not
+//! confirmed, or drop an audit (non-discovery) event to make room.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -26,18 +38,54 @@ pub struct Spool {
     /// Events in the current file.
     current_events: u64,
     pending: u64,
+    /// Bytes of the files holding unconfirmed events.
+    bytes: u64,
     /// Written but not yet flushed (only after-the-fact events).
     unsynced: bool,
+    /// The bound on `bytes`.
+    max_bytes: u64,
+    /// Who the spool's own events (summaries, alerts) are from: `agent@<device>`.
+    actor: String,
+    /// Whether the bound was reached since the server's confirmations last brought the spool
+    /// below half of it (one alert each time).
+    full: bool,
+    /// Discovery events replaced by summaries since the agent started.
+    summarised: u64,
+    /// The batch being sent: never summarised while the server may be storing it.
+    in_flight: Option<PathBuf>,
 }
 
 const CURRENT: &str = "current.jsonl";
+/// Disk space kept for records of what already happened (see `ensure_reserve`).
+const RESERVE: &str = "reserve";
+const RESERVE_BYTES: usize = 256 * 1024;
 /// Events per batch file (the server takes at most 1000 per call).
 const BATCH_EVENTS: u64 = 500;
+/// The default bound: a quarter of a GiB holds about a million events.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Users and programs named one by one in a summary; the rest are counted together.
+const SUMMARY_ENTRIES: usize = 100;
+
+/// What the spool holds, for `elevate status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub events: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub summarised: u64,
+}
 
 impl Spool {
-    /// Opens (creating) the spool folder; events left from before a crash are kept.
+    /// Opens (creating) the spool folder with the default bound; events left from before a
+    /// crash are kept.
     pub fn open(dir: &Path) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
+        // A summary being written when the agent died: the batch it was for is still whole.
+        for entry in fs::read_dir(dir)?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".partial") {
+                fs::remove_file(entry.path())?;
+            }
+        }
         let mut current = Self::open_current(dir)?;
         // A crash mid-write leaves a torn last line: end it, so the next event starts cleanly.
         let len = current.metadata()?.len();
@@ -59,10 +107,22 @@ impl Spool {
             current,
             current_events,
             pending: 0,
+            bytes: 0,
             unsynced: false,
+            max_bytes: DEFAULT_MAX_BYTES,
+            actor: "agent@unknown".into(),
+            full: false,
+            summarised: 0,
+            in_flight: None,
         };
-        spool.pending = spool.count()?;
+        (spool.pending, spool.bytes) = spool.count()?;
         Ok(spool)
+    }
+
+    /// Sets the bound and who the spool's own events are from.
+    pub fn set_limit(&mut self, max_bytes: u64, actor: &str) {
+        self.max_bytes = max_bytes;
+        self.actor = actor.to_owned();
     }
 
     fn open_current(dir: &Path) -> io::Result<File> {
@@ -73,19 +133,68 @@ impl Spool {
             .open(dir.join(CURRENT))
     }
 
-    /// Appends events and flushes them to disk. Only after `Ok` may the action happen.
+    /// Appends events and flushes them to disk. Only after `Ok` may the action happen; an
+    /// error of kind `StorageFull` means the spool is at its bound or the disk is full.
     pub fn append(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
-        self.write(events)?;
-        self.current.sync_data()?;
+        let lines = lines(events)?;
+        // No action without room to record its end.
+        self.ensure_reserve()?;
+        if !self.make_room(lines.len() as u64)? {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "the audit spool is full: {} MiB of events wait for the server, which cannot be reached; elevation is refused until they are delivered",
+                    self.bytes / (1024 * 1024)
+                ),
+            ));
+        }
+        self.write(&lines, events.len() as u64)?;
+        self.current.sync_data().map_err(|e| self.disk_full(e))?;
         self.unsynced = false;
         Ok(())
     }
 
     /// Appends events that record something already over; flushed by the next `append`, the
-    /// next batch, or `flush` (the delivery loop calls it within a fraction of a second).
+    /// next batch, or `flush` (the delivery loop calls it within a fraction of a second). They
+    /// are written even past the bound: what happened is never dropped.
     pub fn append_after_the_fact(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
-        self.write(events)?;
+        let lines = lines(events)?;
+        self.make_room(lines.len() as u64)?;
+        if let Err(e) = self.write(&lines, events.len() as u64) {
+            if e.kind() != io::ErrorKind::StorageFull {
+                return Err(e);
+            }
+            // The disk is full: the reserve is there for this.
+            tracing::error!("the disk that holds the audit spool is full; using its reserve");
+            let _ = fs::remove_file(self.dir.join(RESERVE));
+            self.write(&lines, events.len() as u64)?;
+        }
         self.unsynced = true;
+        Ok(())
+    }
+
+    /// Keeps `RESERVE_BYTES` of the disk for the spool: when the disk fills up, records of
+    /// what already happened (an allowed command's end) still fit, and no action is allowed
+    /// until the reserve is whole again.
+    fn ensure_reserve(&self) -> io::Result<()> {
+        let path = self.dir.join(RESERVE);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES as u64) {
+            return Ok(());
+        }
+        let made = (|| {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(&vec![0u8; RESERVE_BYTES])?;
+            file.sync_data()
+        })();
+        if let Err(e) = made {
+            let _ = fs::remove_file(&path);
+            return Err(self.disk_full(e));
+        }
         Ok(())
     }
 
@@ -98,19 +207,168 @@ impl Spool {
         Ok(())
     }
 
-    fn write(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
+    /// Writes whole lines or nothing: a write cut short (a full disk) is cut back off, so the
+    /// next event does not continue a torn line and make both unreadable.
+    fn write(&mut self, lines: &[u8], count: u64) -> io::Result<()> {
         if self.current_events >= BATCH_EVENTS {
             self.close_current()?;
         }
-        let mut lines = Vec::new();
-        for e in events {
-            serde_json::to_writer(&mut lines, e)?;
-            lines.push(b'\n');
+        let before = self.current.metadata()?.len();
+        if let Err(e) = self.current.write_all(lines) {
+            if let Err(cut) = self.current.set_len(before) {
+                tracing::error!(error = %cut, "cannot cut a torn event off the audit spool");
+            }
+            return Err(self.disk_full(e));
         }
-        self.current.write_all(&lines)?;
-        self.pending += events.len() as u64;
-        self.current_events += events.len() as u64;
+        self.pending += count;
+        self.bytes += lines.len() as u64;
+        self.current_events += count;
         Ok(())
+    }
+
+    /// Says which disk is full, and what to do, when that is the error.
+    fn disk_full(&self, e: io::Error) -> io::Error {
+        if e.kind() != io::ErrorKind::StorageFull {
+            return e;
+        }
+        io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "the disk that holds the audit spool ({}) is full; elevation is refused until there is space ({e})",
+                self.dir.display()
+            ),
+        )
+    }
+
+    /// Makes room for `len` more bytes within the bound, summarising the oldest discovery
+    /// events if needed. Returns whether the room is there; the first time in a while that the
+    /// bound is reached, a `spool.full` alert is written (past the bound: it is small).
+    fn make_room(&mut self, len: u64) -> io::Result<bool> {
+        if self.bytes + len <= self.max_bytes {
+            return Ok(true);
+        }
+        let before = (self.pending, self.bytes);
+        // Make room for a while, not for one event: down to three quarters of the bound.
+        let target = self.max_bytes / 4 * 3;
+        if self.current_events > 0 {
+            self.close_current()?;
+        }
+        for batch in self.batches()? {
+            if self.bytes + len <= target {
+                break;
+            }
+            if self.in_flight.as_ref() == Some(&batch) {
+                continue;
+            }
+            self.summarise(&batch)?;
+        }
+        let room = self.bytes + len <= self.max_bytes;
+        if !self.full {
+            self.full = true;
+            let alert = self.own_event(
+                "spool.full",
+                serde_json::json!({
+                    "alert": true,
+                    "max_bytes": self.max_bytes,
+                    "bytes_before": before.1,
+                    "events_before": before.0,
+                    "bytes_after": self.bytes,
+                    "discovery_summarised": self.summarised,
+                    "refusing": !room,
+                    "message": if room {
+                        "the audit spool reached its bound while the server could not be reached; the oldest discovery events were summarised"
+                    } else {
+                        "the audit spool is full of audit events the server has not confirmed; elevation is refused on this device until they are delivered"
+                    },
+                }),
+            );
+            let alert = lines(&[alert])?;
+            self.write(&alert, 1)?;
+        }
+        Ok(room)
+    }
+
+    /// Replaces the discovery events of one closed batch by one summary event. The new batch
+    /// is written beside the old one and renamed over it: a crash leaves one or the other.
+    fn summarise(&mut self, batch: &Path) -> io::Result<()> {
+        let events = read_events(batch)?;
+        let (found, kept): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|e| e.action.starts_with("discovery.") && e.action != SUMMARISED);
+        if found.is_empty() {
+            return Ok(());
+        }
+        let old_len = fs::metadata(batch)?.len();
+        let kept_count = kept.len() as u64;
+        let mut out = kept;
+        out.push(self.summary(&found));
+        let text = lines(&out)?;
+        let partial = batch.with_extension("partial");
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&partial)?;
+            file.write_all(&text)?;
+            file.sync_data()?;
+            fs::rename(&partial, batch)?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&partial);
+            return Err(e);
+        }
+        self.pending = self.pending - (kept_count + found.len() as u64) + out.len() as u64;
+        self.bytes = self.bytes - old_len + text.len() as u64;
+        self.summarised += found.len() as u64;
+        Ok(())
+    }
+
+    /// One event that counts discovery events per user and program, oldest and newest time.
+    fn summary(&self, found: &[AuditEventIn]) -> AuditEventIn {
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for e in found {
+            let user = e.data["user"].as_str().unwrap_or(&e.actor).to_owned();
+            let program = e.data["target"]["path"]
+                .as_str()
+                .unwrap_or(&e.action)
+                .to_owned();
+            *counts.entry((user, program)).or_default() += 1;
+        }
+        let mut counted: Vec<_> = counts.into_iter().collect();
+        counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let others: u64 = counted.iter().skip(SUMMARY_ENTRIES).map(|c| c.1).sum();
+        let named: Vec<_> = counted
+            .iter()
+            .take(SUMMARY_ENTRIES)
+            .map(|((user, program), n)| {
+                serde_json::json!({ "user": user, "program": program, "count": n })
+            })
+            .collect();
+        let from = found.iter().map(|e| e.at).min();
+        let to = found.iter().map(|e| e.at).max();
+        self.own_event(
+            SUMMARISED,
+            serde_json::json!({
+                "events": found.len(), "from": from, "to": to, "commands": named,
+                "others": others,
+                "reason": "the audit spool reached its bound while the server could not be reached",
+            }),
+        )
+    }
+
+    fn own_event(&self, action: &str, data: serde_json::Value) -> AuditEventIn {
+        let id = uuid::Uuid::now_v7().to_string();
+        AuditEventIn {
+            subject: format!("spool:{id}"),
+            id,
+            at: jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond())
+                .expect("valid time"),
+            actor: self.actor.clone(),
+            action: action.into(),
+            data,
+        }
     }
 
     /// Closes the current file into a batch of its own.
@@ -129,8 +387,9 @@ impl Spool {
             .file_name()
             .map(|n| n.to_string_lossy().replacen("batch-", "rejected-", 1))
             .unwrap_or_else(|| "rejected.jsonl".into());
+        let len = fs::metadata(batch)?.len();
         fs::rename(batch, self.dir.join(name))?;
-        self.pending = self.pending.saturating_sub(count as u64);
+        self.sent(count, len);
         Ok(())
     }
 
@@ -139,28 +398,42 @@ impl Spool {
         self.pending
     }
 
+    pub fn usage(&self) -> Usage {
+        Usage {
+            events: self.pending,
+            bytes: self.bytes,
+            max_bytes: self.max_bytes,
+            summarised: self.summarised,
+        }
+    }
+
     fn batches(&self) -> io::Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)?
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("batch-"))
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with("batch-") && n.ends_with(".jsonl")
+                })
             })
             .collect();
         files.sort();
         Ok(files)
     }
 
-    fn count(&self) -> io::Result<u64> {
-        let mut n = 0;
+    /// Events and bytes in the spool's files.
+    fn count(&self) -> io::Result<(u64, u64)> {
+        let (mut events, mut bytes) = (0, 0);
         for file in self.batches()?.into_iter().chain([self.dir.join(CURRENT)]) {
-            n += read_events(&file)?.len() as u64;
+            events += read_events(&file)?.len() as u64;
+            bytes += fs::metadata(&file).map_or(0, |m| m.len());
         }
-        Ok(n)
+        Ok((events, bytes))
     }
 
     /// The oldest batch to send: a closed batch file, or the current file closed into one.
+    /// While it is out, it is not summarised (the server may be storing it).
     pub fn next_batch(&mut self) -> io::Result<Option<(PathBuf, Vec<AuditEventIn>)>> {
         if self.batches()?.is_empty() {
             let current = self.dir.join(CURRENT);
@@ -173,15 +446,46 @@ impl Spool {
             return Ok(None);
         };
         let events = read_events(&oldest)?;
+        self.in_flight = Some(oldest.clone());
         Ok(Some((oldest, events)))
+    }
+
+    /// The batch from `next_batch` was not delivered (the server did not answer): it may be
+    /// summarised again.
+    pub fn unsent(&mut self) {
+        self.in_flight = None;
     }
 
     /// The server confirmed a batch: delete it.
     pub fn confirm(&mut self, batch: &Path, count: usize) -> io::Result<()> {
+        let len = fs::metadata(batch)?.len();
         fs::remove_file(batch)?;
-        self.pending = self.pending.saturating_sub(count as u64);
+        self.sent(count, len);
         Ok(())
     }
+
+    fn sent(&mut self, count: usize, len: u64) {
+        self.in_flight = None;
+        self.pending = self.pending.saturating_sub(count as u64);
+        self.bytes = self.bytes.saturating_sub(len);
+        // The server takes events again: the next time the bound is reached is news.
+        if self.bytes < self.max_bytes / 2 {
+            self.full = false;
+        }
+    }
+}
+
+/// What a spool summary is called.
+pub const SUMMARISED: &str = "discovery.summarised";
+
+/// Events as spool lines.
+fn lines(events: &[AuditEventIn]) -> io::Result<Vec<u8>> {
+    let mut lines = Vec::new();
+    for e in events {
+        serde_json::to_writer(&mut lines, e)?;
+        lines.push(b'\n');
+    }
+    Ok(lines)
 }
 
 /// Events in one file; a torn last line (crash mid-write) is skipped, never the others.
@@ -266,6 +570,164 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with("rejected-"))
             .count();
         assert_eq!(kept, 1, "a refused batch is kept, not deleted");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn found(n: u32) -> AuditEventIn {
+        AuditEventIn {
+            id: format!("d{n}"),
+            at: jiff::Timestamp::from_second(1_800_000_000 + i64::from(n)).unwrap(),
+            actor: "agent@d".into(),
+            action: "discovery.command".into(),
+            subject: format!("exec:d{n}"),
+            data: serde_json::json!({ "user": if n.is_multiple_of(2) { "carol" } else { "dave" },
+                "target": { "path": format!("/usr/bin/tool{}", n % 3) }, "pad": "x".repeat(300) }),
+        }
+    }
+
+    /// Every event in the spool's batches and current file.
+    fn all(spool: &Spool) -> Vec<AuditEventIn> {
+        let mut out = Vec::new();
+        for f in spool
+            .batches()
+            .unwrap()
+            .into_iter()
+            .chain([spool.dir.join(CURRENT)])
+        {
+            out.extend(read_events(&f).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_full_spool_summarises_discovery_and_keeps_every_audit_event() {
+        let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.set_limit(64 * 1024, "agent@d");
+        let (mut audit, mut discovery) = (0u32, 0u32);
+        for n in 0..2000u32 {
+            if n.is_multiple_of(10) {
+                spool.append(&[event(n)]).unwrap();
+                audit += 1;
+            } else {
+                spool.append_after_the_fact(&[found(n)]).unwrap();
+                discovery += 1;
+            }
+        }
+        spool.flush().unwrap();
+        let usage = spool.usage();
+        assert!(usage.bytes <= 64 * 1024, "{usage:?}");
+        assert!(usage.summarised > 0);
+        let events = all(&spool);
+        assert_eq!(
+            usage.events,
+            events.len() as u64,
+            "the count follows the files"
+        );
+        // Every audit event is still there, once.
+        let kept: Vec<_> = events
+            .iter()
+            .filter(|e| e.action == "request.created")
+            .collect();
+        assert_eq!(kept.len() as u32, audit);
+        let mut ids: Vec<_> = kept.iter().map(|e| e.id.clone()).collect();
+        ids.dedup();
+        assert_eq!(ids.len() as u32, audit);
+        // Every discovery event is either there or counted in a summary.
+        let left = events
+            .iter()
+            .filter(|e| e.action == "discovery.command")
+            .count() as u64;
+        let summaries: Vec<_> = events.iter().filter(|e| e.action == SUMMARISED).collect();
+        let counted: u64 = summaries
+            .iter()
+            .map(|e| e.data["events"].as_u64().unwrap())
+            .sum();
+        assert_eq!(left + counted, u64::from(discovery));
+        assert_eq!(counted, usage.summarised);
+        let per_program: u64 = summaries
+            .iter()
+            .flat_map(|e| e.data["commands"].as_array().unwrap().iter())
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            per_program, counted,
+            "users and programs are counted one by one"
+        );
+        assert!(summaries.iter().all(|e| e.actor == "agent@d"));
+        // One alert for the time the bound was reached, not one per event.
+        let alerts: Vec<_> = events.iter().filter(|e| e.action == "spool.full").collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].data["alert"], true);
+        assert_eq!(alerts[0].data["refusing"], false);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_spool_full_of_audit_events_refuses_actions_until_the_server_takes_them() {
+        let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.set_limit(64 * 1024, "agent@d");
+        let mut n = 0;
+        let refused = loop {
+            match spool.append(&[event(n)]) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(n < 10_000, "the bound never refused");
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::StorageFull);
+        assert!(
+            refused.to_string().contains("elevation is refused"),
+            "{refused}"
+        );
+        // What already happened is still recorded, past the bound.
+        spool.append_after_the_fact(&[event(100_000)]).unwrap();
+        let events = all(&spool);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.action == "request.created")
+                .count(),
+            n as usize + 1
+        );
+        let alerts: Vec<_> = events.iter().filter(|e| e.action == "spool.full").collect();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].data["refusing"], true);
+        // The server takes the batches: actions may go on.
+        while let Some((batch, sent)) = spool.next_batch().unwrap() {
+            spool.confirm(&batch, sent.len()).unwrap();
+        }
+        assert_eq!(spool.usage().bytes, 0);
+        spool.append(&[event(200_000)]).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_batch_being_sent_is_not_summarised_and_a_torn_summary_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.set_limit(64 * 1024, "agent@d");
+        for n in 0..100 {
+            spool.append_after_the_fact(&[found(n)]).unwrap();
+        }
+        let (out, sent) = spool.next_batch().unwrap().unwrap();
+        for n in 100..400 {
+            spool.append_after_the_fact(&[found(n)]).unwrap();
+        }
+        assert!(spool.usage().summarised > 0);
+        assert_eq!(
+            read_events(&out).unwrap(),
+            sent,
+            "the batch out is untouched"
+        );
+        spool.confirm(&out, sent.len()).unwrap();
+        // The agent died while writing a summary: the batch it was for is whole.
+        drop(spool);
+        fs::write(dir.join("batch-0.partial"), b"{\"id\":").unwrap();
+        let spool = Spool::open(&dir).unwrap();
+        assert!(!dir.join("batch-0.partial").exists());
+        assert_eq!(spool.usage().events, all(&spool).len() as u64);
         fs::remove_dir_all(dir).unwrap();
     }
 }

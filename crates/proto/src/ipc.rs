@@ -222,6 +222,10 @@ pub struct AgentStatus {
     /// for them here.
     #[serde(default)]
     pub standing_rights: Option<String>,
+    /// How full the audit spool is, when it is worth saying (near its bound, or events were
+    /// summarised to stay within it).
+    #[serde(default)]
+    pub spool: Option<String>,
 }
 
 /// One of the caller's open admin sessions, for `elevate status`.

@@ -314,6 +314,98 @@ async fn answer(r: reqwest::Response) -> Answer {
     Answer { status, body, text }
 }
 
+/// A test server's database and keys served by the real `elevate-server` binary, as its own
+/// process on the same address, so that a test can `kill -9` the server and start it again.
+#[derive(Debug)]
+pub struct ServerProcess {
+    pub url: String,
+    listen: std::net::SocketAddr,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl TestServer {
+    /// Stops the in-process server (its database stays) and serves the same database, keys and
+    /// address from an `elevate-server` process. SQLite only.
+    pub async fn into_process(mut self) -> ServerProcess {
+        assert_eq!(
+            self.db,
+            Db::Sqlite,
+            "a server process takes over SQLite servers only"
+        );
+        let running = self.running.take().expect("the server runs");
+        let listen = running.addr;
+        running.stop().await;
+        // The same keys as `spawn_at` gives the in-process server, as the binary reads them.
+        let keys = self.dir.join("keys");
+        std::fs::create_dir_all(&keys).expect("key folder");
+        for (file, byte) in [("policy-signing.key", 1u8), ("device-master.key", 2u8)] {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(keys.join(file))
+                .expect("key file");
+            std::io::Write::write_all(&mut f, hex_bytes(&[byte; 32]).as_bytes()).expect("key");
+        }
+        let mut process = ServerProcess {
+            url: self.url.clone(),
+            listen,
+            dir: std::mem::take(&mut self.dir),
+            child: None,
+        };
+        process.start().await;
+        process
+    }
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ServerProcess {
+    /// Starts the server and waits until it answers.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "the server already runs");
+        let child = std::process::Command::new(cargo_bin("elevate-server"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(self.listen.to_string())
+            .env("ELEVATE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("elevate-server starts");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{}/readyz", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("elevate-server did not become ready at {}", self.url);
+    }
+
+    /// `kill -9`: no shutdown, requests in flight cut off.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Whether tests on `db` can run here. PostgreSQL tests skip (saying why) when no server answers
 /// at 127.0.0.1:5432, except when `ELEVATE_REQUIRE_POSTGRES=1` (CI), where that is a failure.
 pub async fn available(db: Db) -> bool {

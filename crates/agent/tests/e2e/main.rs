@@ -11,6 +11,7 @@ mod flows;
 mod linux_audit;
 mod offline;
 mod rights;
+mod spool;
 mod sudo;
 mod world;
 

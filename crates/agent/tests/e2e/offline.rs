@@ -96,7 +96,7 @@ fn collect(
 
 /// Restarts the agent talking to `server` (a dead address cuts it off; the server itself stays
 /// up for the helpdesk). It keeps its cached, signed policy.
-fn cut_off(world: &mut World, server: &str) {
+pub(crate) fn cut_off(world: &mut World, server: &str) {
     world.stop_agent();
     let file = world.dir.join("agent/enrolment.json");
     let mut enrolment: serde_json::Value =

@@ -51,6 +51,8 @@ pub fn namespaced(test: &str, body: impl FnOnce()) {
         stdout.contains("1 passed"),
         "{test} did not run in its namespace:\n{stdout}\n{stderr}"
     );
+    // What the test printed (figures), for `--nocapture`.
+    print!("{stdout}");
 }
 
 /// The policy of the end-to-end tests.
@@ -224,7 +226,15 @@ impl World {
 
     /// Starts `elevated` and waits until it has a policy.
     pub fn start_agent(&mut self) {
-        let agent = Command::new(elevate_testkit::cargo_bin("elevated"))
+        let agent = self.agent_command().spawn().unwrap();
+        self.agent = Some(agent);
+        self.wait_for_agent();
+    }
+
+    /// The command that runs this world's agent.
+    pub fn agent_command(&self) -> Command {
+        let mut agent = Command::new(elevate_testkit::cargo_bin("elevated"));
+        agent
             .arg("--state-dir")
             .arg(self.dir.join("agent"))
             .arg("run")
@@ -235,10 +245,12 @@ impl World {
             .arg(&self.cgroups)
             .args(&self.agent_args)
             .env("ELEVATE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.agent = Some(agent);
+            .stdout(Stdio::null());
+        agent
+    }
+
+    /// Waits until the agent answers and has a policy.
+    pub fn wait_for_agent(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let out = self.elevate_as("root", &["status"], &[]);

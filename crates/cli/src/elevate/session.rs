@@ -237,6 +237,9 @@ fn status(socket: &std::path::Path) -> ExitCode {
                 "spooled: {} audit events waiting for the server",
                 s.spooled_events
             );
+            if let Some(spool) = &s.spool {
+                println!("spool:   {}", visible(spool));
+            }
             match s.open_requests {
                 Some(n) => println!("open:    {n} of your requests waiting for approvers"),
                 None => println!("open:    unknown (the server did not answer)"),
