@@ -527,7 +527,12 @@ async fn reconcile_rights(agent: &Arc<Agent>) {
         let mut data = data;
         data["alert"] = true.into();
         let event = agent_event(&agent, action, data);
-        if let Err(e) = agent.spool.lock().expect("spool lock").append(&[event]) {
+        if let Err(e) = agent
+            .spool
+            .lock()
+            .expect("spool lock")
+            .append_record(&[event])
+        {
             tracing::error!(error = %e, "cannot spool a rights alert");
         }
         agent.spool_ready.notify_one();
@@ -578,7 +583,7 @@ pub(crate) async fn sweep_admin_sessions(agent: &Arc<Agent>, by: crate::grants::
                     .spool
                     .lock()
                     .expect("spool lock")
-                    .append(&[agent_event(agent, "session.ledger_damaged", data)])
+                    .append_record(&[agent_event(agent, "session.ledger_damaged", data)])
                 {
                     tracing::error!(error = %e, "cannot spool the ledger alert");
                 }
@@ -648,7 +653,11 @@ fn watch_sudo_conf(agent: &Agent, last: &mut Result<(), String>) {
         subject: format!("device:{}", agent.enrolment.name),
         data: serde_json::json!({ "sudo_conf": conf.display().to_string(), "message": message, "alert": !intact }),
     };
-    let spooled = agent.spool.lock().expect("spool lock").append(&[event]);
+    let spooled = agent
+        .spool
+        .lock()
+        .expect("spool lock")
+        .append_record(&[event]);
     match spooled {
         Ok(()) => agent.spool_ready.notify_one(),
         Err(e) => tracing::error!(error = %e, "cannot spool the sudo.conf alert"),

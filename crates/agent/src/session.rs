@@ -414,6 +414,12 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             }
             admin::open(&agent, &mut conn, cred.uid(), duration_secs, reason).await;
         }
+        Ok(Ok(Some(ClientFrame::BreakGlass { version, reason }))) => {
+            if conn.other_version(version, "elevate").await {
+                return;
+            }
+            admin::break_glass(&agent, &mut conn, cred.uid(), reason).await;
+        }
         Ok(Ok(Some(ClientFrame::EndSession { version }))) => {
             if conn.other_version(version, "elevate").await {
                 return;
@@ -1415,7 +1421,7 @@ async fn ask(
         Err(e @ UpstreamError::Unreachable { .. }) => {
             agent.mark_online(false);
             if let Some(session) = offline_session {
-                return offline::answer(agent, conn, new, session)
+                return offline::answer(agent, conn, new, offline::Want::One { session })
                     .await
                     .map(Approved::Offline);
             }
@@ -1630,7 +1636,7 @@ async fn execute(
             id,
             serde_json::json!({ "on_disconnect": "continue", "stopped_after_secs": how.session_max.as_secs() }),
         );
-        if let Err(e) = spool(agent, &[event]) {
+        if let Err(e) = spool_after_the_fact(agent, &[event]) {
             tracing::error!(error = %e, request = id, "cannot spool a detached command");
         }
         wait_detached(&pidfd, detach).await;

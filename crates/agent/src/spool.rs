@@ -53,9 +53,13 @@ pub struct Spool {
     summarised: u64,
     /// The batch being sent: never summarised while the server may be storing it.
     in_flight: Option<PathBuf>,
+    /// Batches already looked at that hold nothing to summarise (not read again).
+    nothing_to_summarise: std::collections::HashSet<PathBuf>,
 }
 
 const CURRENT: &str = "current.jsonl";
+/// The next current file, made before the current one is closed.
+const NEXT: &str = "current.next";
 /// Disk space kept for records of what already happened (see `ensure_reserve`).
 const RESERVE: &str = "reserve";
 const RESERVE_BYTES: usize = 256 * 1024;
@@ -86,6 +90,15 @@ impl Spool {
                 fs::remove_file(entry.path())?;
             }
         }
+        // The agent died while closing the current file: the next one holds nothing yet.
+        let next = dir.join(NEXT);
+        if next.exists() {
+            if dir.join(CURRENT).exists() {
+                fs::remove_file(&next)?;
+            } else {
+                fs::rename(&next, dir.join(CURRENT))?;
+            }
+        }
         let mut current = Self::open_current(dir)?;
         // A crash mid-write leaves a torn last line: end it, so the next event starts cleanly.
         let len = current.metadata()?.len();
@@ -114,8 +127,12 @@ impl Spool {
             full: false,
             summarised: 0,
             in_flight: None,
+            nothing_to_summarise: std::collections::HashSet::new(),
         };
         (spool.pending, spool.bytes) = spool.count()?;
+        if let Err(e) = spool.ensure_reserve() {
+            tracing::error!(error = %e, "no reserve for the audit spool yet");
+        }
         Ok(spool)
     }
 
@@ -148,8 +165,23 @@ impl Spool {
                 ),
             ));
         }
+        if self.current_events >= BATCH_EVENTS {
+            self.close_current()?;
+        }
+        let before = (
+            self.current.metadata()?.len(),
+            self.pending,
+            self.bytes,
+            self.current_events,
+        );
         self.write(&lines, events.len() as u64)?;
-        self.current.sync_data().map_err(|e| self.disk_full(e))?;
+        if let Err(e) = self.current.sync_data() {
+            // Not on disk, so not acknowledged: the action is refused, and its events must not
+            // reach the server as if it had happened.
+            self.cut(before.0);
+            (self.pending, self.bytes, self.current_events) = (before.1, before.2, before.3);
+            return Err(self.disk_full(e));
+        }
         self.unsynced = false;
         Ok(())
     }
@@ -159,9 +191,12 @@ impl Spool {
     /// are written even past the bound: what happened is never dropped.
     pub fn append_after_the_fact(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
         let lines = lines(events)?;
-        self.make_room(lines.len() as u64)?;
+        // Best effort: what happened is written even when no room could be made.
+        if let Err(e) = self.make_room(lines.len() as u64) {
+            tracing::error!(error = %e, "cannot make room in the audit spool");
+        }
         if let Err(e) = self.write(&lines, events.len() as u64) {
-            if e.kind() != io::ErrorKind::StorageFull {
+            if !is_full(&e) {
                 return Err(e);
             }
             // The disk is full: the reserve is there for this.
@@ -188,7 +223,12 @@ impl Spool {
                 .truncate(true)
                 .mode(0o600)
                 .open(&path)?;
-            file.write_all(&vec![0u8; RESERVE_BYTES])?;
+            // Not zeros: a compressing file system would store them in no space at all.
+            let mut filler = Vec::with_capacity(RESERVE_BYTES);
+            while filler.len() < RESERVE_BYTES {
+                filler.extend_from_slice(uuid::Uuid::now_v7().as_bytes());
+            }
+            file.write_all(&filler)?;
             file.sync_data()
         })();
         if let Err(e) = made {
@@ -196,6 +236,14 @@ impl Spool {
             return Err(self.disk_full(e));
         }
         Ok(())
+    }
+
+    /// Appends events that gate nothing but must reach the server (the agent's own alerts),
+    /// flushed at once: past the bound, and with the reserve on a full disk, like
+    /// `append_after_the_fact`.
+    pub fn append_record(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
+        self.append_after_the_fact(events)?;
+        self.flush()
     }
 
     /// Flushes events written by `append_after_the_fact`.
@@ -215,20 +263,28 @@ impl Spool {
         }
         let before = self.current.metadata()?.len();
         if let Err(e) = self.current.write_all(lines) {
-            if let Err(cut) = self.current.set_len(before) {
-                tracing::error!(error = %cut, "cannot cut a torn event off the audit spool");
-            }
+            self.cut(before);
             return Err(self.disk_full(e));
         }
+        self.unsynced = true;
         self.pending += count;
         self.bytes += lines.len() as u64;
         self.current_events += count;
         Ok(())
     }
 
+    /// Cuts the current file back to `len` (a write that did not complete). If even that fails,
+    /// the torn line is ended, so that the next event starts a line of its own.
+    fn cut(&mut self, len: u64) {
+        if let Err(e) = self.current.set_len(len) {
+            tracing::error!(error = %e, "cannot cut a torn event off the audit spool");
+            let _ = self.current.write_all(b"\n");
+        }
+    }
+
     /// Says which disk is full, and what to do, when that is the error.
     fn disk_full(&self, e: io::Error) -> io::Error {
-        if e.kind() != io::ErrorKind::StorageFull {
+        if !is_full(&e) {
             return e;
         }
         io::Error::new(
@@ -257,14 +313,14 @@ impl Spool {
             if self.bytes + len <= target {
                 break;
             }
-            if self.in_flight.as_ref() == Some(&batch) {
+            if self.in_flight.as_ref() == Some(&batch) || self.nothing_to_summarise.contains(&batch)
+            {
                 continue;
             }
             self.summarise(&batch)?;
         }
         let room = self.bytes + len <= self.max_bytes;
         if !self.full {
-            self.full = true;
             let alert = self.own_event(
                 "spool.full",
                 serde_json::json!({
@@ -284,6 +340,7 @@ impl Spool {
             );
             let alert = lines(&[alert])?;
             self.write(&alert, 1)?;
+            self.full = true;
         }
         Ok(room)
     }
@@ -292,10 +349,11 @@ impl Spool {
     /// is written beside the old one and renamed over it: a crash leaves one or the other.
     fn summarise(&mut self, batch: &Path) -> io::Result<()> {
         let events = read_events(batch)?;
-        let (found, kept): (Vec<_>, Vec<_>) = events
-            .into_iter()
-            .partition(|e| e.action.starts_with("discovery.") && e.action != SUMMARISED);
-        if found.is_empty() {
+        let (found, kept): (Vec<_>, Vec<_>) =
+            events.into_iter().partition(|e| summarisable(&e.action));
+        // One event makes a summary no smaller.
+        if found.len() < 2 {
+            self.nothing_to_summarise.insert(batch.to_path_buf());
             return Ok(());
         }
         let old_len = fs::metadata(batch)?.len();
@@ -311,18 +369,18 @@ impl Spool {
                 .mode(0o600)
                 .open(&partial)?;
             file.write_all(&text)?;
-            file.sync_data()?;
-            fs::rename(&partial, batch)?;
-            File::open(&self.dir)?.sync_all()
-        })();
+            file.sync_data()
+        })()
+        .and_then(|()| fs::rename(&partial, batch));
         if let Err(e) = written {
             let _ = fs::remove_file(&partial);
             return Err(e);
         }
-        self.pending = self.pending - (kept_count + found.len() as u64) + out.len() as u64;
-        self.bytes = self.bytes - old_len + text.len() as u64;
+        self.pending =
+            self.pending.saturating_sub(kept_count + found.len() as u64) + out.len() as u64;
+        self.bytes = self.bytes.saturating_sub(old_len) + text.len() as u64;
         self.summarised += found.len() as u64;
-        Ok(())
+        File::open(&self.dir)?.sync_all()
     }
 
     /// One event that counts discovery events per user and program, oldest and newest time.
@@ -372,11 +430,25 @@ impl Spool {
     }
 
     /// Closes the current file into a batch of its own.
+    /// The next current file is made first, so that a failure (no file descriptors, no
+    /// inodes) leaves the spool as it was rather than writing on into a closed batch.
     fn close_current(&mut self) -> io::Result<()> {
         self.flush()?;
+        let next = self.dir.join(NEXT);
+        let fresh = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&next)?;
+        fresh.set_len(0)?;
         let name = format!("batch-{}.jsonl", uuid::Uuid::now_v7());
         fs::rename(self.dir.join(CURRENT), self.dir.join(name))?;
-        self.current = Self::open_current(&self.dir)?;
+        if let Err(e) = fs::rename(&next, self.dir.join(CURRENT)) {
+            // Writes go on into the closed batch (still this file); the next close retries.
+            tracing::error!(error = %e, "cannot start a new audit spool file");
+            return Err(e);
+        }
+        self.current = fresh;
         self.current_events = 0;
         File::open(&self.dir)?.sync_all()
     }
@@ -466,6 +538,7 @@ impl Spool {
 
     fn sent(&mut self, count: usize, len: u64) {
         self.in_flight = None;
+        self.nothing_to_summarise.retain(|p| p.exists());
         self.pending = self.pending.saturating_sub(count as u64);
         self.bytes = self.bytes.saturating_sub(len);
         // The server takes events again: the next time the bound is reached is news.
@@ -473,6 +546,28 @@ impl Spool {
             self.full = false;
         }
     }
+}
+
+/// Discovery events, which a summary may replace: never a summary, and never the record that
+/// Linux audit events were dropped.
+fn summarisable(action: &str) -> bool {
+    action.starts_with("discovery.") && action != SUMMARISED && action != "discovery.dropped"
+}
+
+/// A full disk, a full quota, or a file past its size limit: the disk refuses more.
+fn is_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || matches!(
+            e.raw_os_error(),
+            Some(libc_codes::EDQUOT | libc_codes::EFBIG | libc_codes::ENOSPC)
+        )
+}
+
+/// The errno values `is_full` knows (Linux).
+mod libc_codes {
+    pub const EFBIG: i32 = 27;
+    pub const ENOSPC: i32 = 28;
+    pub const EDQUOT: i32 = 122;
 }
 
 /// What a spool summary is called.
@@ -631,6 +726,7 @@ mod tests {
             .collect();
         assert_eq!(kept.len() as u32, audit);
         let mut ids: Vec<_> = kept.iter().map(|e| e.id.clone()).collect();
+        ids.sort();
         ids.dedup();
         assert_eq!(ids.len() as u32, audit);
         // Every discovery event is either there or counted in a summary.

@@ -21,6 +21,8 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const VERSION: u8 = 1;
 /// The longest duration a response can carry, in minutes (one day).
 pub const MAX_MINUTES: u16 = 1440;
+/// The most break-glass shares a challenge can have (one per helpdesk member who answers it).
+pub const MAX_SHARES: u8 = 7;
 const DOMAIN: &[u8] = b"elevate-offline-v1\0";
 
 /// What the helpdesk grants with a response.
@@ -30,13 +32,18 @@ pub enum Scope {
     Request,
     /// An admin session of the duration.
     Session,
+    /// One helpdesk member's share of an emergency admin session: the device needs shares
+    /// from as many different members as its policy says (`break_glass_codes`).
+    BreakGlass,
 }
 
 impl Scope {
-    fn bit(self) -> u64 {
+    /// The scope's byte in the MAC's message.
+    fn byte(self) -> u8 {
         match self {
             Scope::Request => 0,
             Scope::Session => 1,
+            Scope::BreakGlass => 2,
         }
     }
 
@@ -44,6 +51,7 @@ impl Scope {
         match self {
             Scope::Request => "request",
             Scope::Session => "session",
+            Scope::BreakGlass => "break-glass",
         }
     }
 }
@@ -85,6 +93,8 @@ pub enum CodeError {
     Version(u8),
     #[error("a duration must be between 1 and {MAX_MINUTES} minutes")]
     Duration,
+    #[error("a break-glass share is numbered 1 to {MAX_SHARES}")]
+    Share,
 }
 
 /// The 35-bit key of a device id, as the challenge carries it.
@@ -125,16 +135,24 @@ impl Challenge {
         })
     }
 
-    /// The message the response's MAC covers.
-    fn message(&self, scope: Scope, minutes: u16) -> Vec<u8> {
+    /// The message the response's MAC covers; a break-glass share's number follows.
+    fn message(&self, scope: Scope, minutes: u16, share: u8) -> Vec<u8> {
         let mut m = DOMAIN.to_vec();
         m.extend_from_slice(&self.value().to_be_bytes()[3..]); // 13 bytes hold 100 bits
-        m.push(scope.bit() as u8);
+        m.push(scope.byte());
         m.extend_from_slice(&minutes.to_be_bytes());
+        if scope == Scope::BreakGlass {
+            m.push(share);
+        }
         m
     }
 
-    /// The response the helpdesk reads back, under the device's secret.
+    fn mac(&self, secret: &[u8], scope: Scope, minutes: u16, share: u8) -> u32 {
+        truncate(&hmac_sha256(secret, &self.message(scope, minutes, share)))
+    }
+
+    /// The response the helpdesk reads back, under the device's secret (request or session;
+    /// break glass is [`Challenge::respond_share`]).
     pub fn respond(
         &self,
         secret: &[u8],
@@ -144,21 +162,59 @@ impl Challenge {
         if minutes == 0 || minutes > MAX_MINUTES {
             return Err(CodeError::Duration);
         }
-        let mac = truncate(&hmac_sha256(secret, &self.message(scope, minutes)));
+        if scope == Scope::BreakGlass {
+            return Err(CodeError::Share);
+        }
         Ok(Response {
             scope,
             minutes,
-            mac,
+            mac: self.mac(secret, scope, minutes, 0),
+        })
+    }
+
+    /// Helpdesk member number `share`'s break-glass code for this challenge.
+    pub fn respond_share(
+        &self,
+        secret: &[u8],
+        share: u8,
+        minutes: u16,
+    ) -> Result<Response, CodeError> {
+        if minutes == 0 || minutes > MAX_MINUTES {
+            return Err(CodeError::Duration);
+        }
+        if !(1..=MAX_SHARES).contains(&share) {
+            return Err(CodeError::Share);
+        }
+        Ok(Response {
+            scope: Scope::BreakGlass,
+            minutes,
+            mac: self.mac(secret, Scope::BreakGlass, minutes, share),
         })
     }
 
     /// Whether `response` was made for this challenge under `secret` (constant time).
     pub fn verify(&self, secret: &[u8], response: &Response) -> bool {
+        match response.scope {
+            Scope::BreakGlass => self.share_of(secret, response).is_some(),
+            scope => self.fits(secret, response, scope, 0),
+        }
+    }
+
+    /// Which helpdesk member's share a break-glass `response` is (the number is not in the
+    /// code: the device tries each), or `None` when it is not one for this challenge.
+    pub fn share_of(&self, secret: &[u8], response: &Response) -> Option<u8> {
+        if response.scope != Scope::BreakGlass {
+            return None;
+        }
+        (1..=MAX_SHARES).find(|share| self.fits(secret, response, Scope::BreakGlass, *share))
+    }
+
+    fn fits(&self, secret: &[u8], response: &Response, scope: Scope, share: u8) -> bool {
         if response.minutes == 0 || response.minutes > MAX_MINUTES {
             return false;
         }
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-        mac.update(&self.message(response.scope, response.minutes));
+        mac.update(&self.message(scope, response.minutes, share));
         let expected = truncate(&mac.finalize().into_bytes());
         // Constant time over the 31 bits.
         let diff = expected ^ response.mac;
@@ -167,11 +223,15 @@ impl Challenge {
 }
 
 impl Response {
-    /// 45 bits: 0 (2) | scope (1) | minutes (11) | mac (31).
+    /// 45 bits: kind (2: 0 request or session, 1 break-glass share) | scope (1: session) |
+    /// minutes (11) | mac (31).
     fn value(&self) -> u128 {
-        (u128::from(self.scope.bit()) << 42)
-            | (u128::from(self.minutes & 0x7ff) << 31)
-            | u128::from(self.mac & 0x7fff_ffff)
+        let head: u128 = match self.scope {
+            Scope::Request => 0,
+            Scope::Session => 1,
+            Scope::BreakGlass => 0b10,
+        };
+        (head << 42) | (u128::from(self.minutes & 0x7ff) << 31) | u128::from(self.mac & 0x7fff_ffff)
     }
 
     /// `XXXXX-XXXXX`: 9 characters and the check.
@@ -182,19 +242,18 @@ impl Response {
     pub fn parse(text: &str) -> Result<Response, CodeError> {
         let digits = checked_digits(text, 9, "response")?;
         let v = from_digits(&digits);
-        if v >> 43 != 0 {
-            return Err(CodeError::Version((v >> 43) as u8));
-        }
+        let scope = match v >> 42 {
+            0 => Scope::Request,
+            1 => Scope::Session,
+            0b10 => Scope::BreakGlass,
+            _ => return Err(CodeError::Version((v >> 43) as u8)),
+        };
         let minutes = ((v >> 31) & 0x7ff) as u16;
         if minutes == 0 || minutes > MAX_MINUTES {
             return Err(CodeError::Duration);
         }
         Ok(Response {
-            scope: if (v >> 42) & 1 == 1 {
-                Scope::Session
-            } else {
-                Scope::Request
-            },
+            scope,
             minutes,
             mac: (v & 0x7fff_ffff) as u32,
         })

@@ -94,6 +94,13 @@ pub enum ClientFrame {
     /// End the caller's open admin sessions now (`elevate session end`); their processes are
     /// stopped. Answered with `SessionsEnded`.
     EndSession { version: u32 },
+    /// An emergency admin session on a device that cannot reach the server (`elevate
+    /// break-glass`): answered with a `Challenge` that needs codes from several helpdesk
+    /// members, then `SessionOpened`.
+    BreakGlass {
+        version: u32,
+        reason: Option<String>,
+    },
     /// The response code the helpdesk read back for the last `Challenge`.
     OfflineCode { code: String },
     /// Deliver this signal to the running command (forwarded Ctrl-C and friends).
@@ -165,6 +172,10 @@ pub enum AgentFrame {
         request_id: String,
         challenge: String,
         attempts_left: u32,
+        /// Break glass: codes from this many different helpdesk members are needed, one at a
+        /// time (0: one code).
+        #[serde(default)]
+        codes_needed: u32,
     },
     /// That code does not answer the challenge (or was misread): try again, or give up.
     CodeRefused { message: String, attempts_left: u32 },

@@ -296,6 +296,18 @@ async fn grant(
         .await;
         return None;
     }
+    open_session(agent, conn, caller, id, length, on_server).await
+}
+
+/// Opens an allowed admin session of `length` (recorded first) and tells the caller.
+async fn open_session(
+    agent: &Arc<Agent>,
+    conn: &mut Conn,
+    caller: Caller,
+    id: String,
+    length: SignedDuration,
+    on_server: bool,
+) -> Option<AdminSession> {
     let duration_secs = length.as_secs() as u64;
     let now = Timestamp::now();
     let expires = now.checked_add(length).unwrap_or(now);
@@ -372,6 +384,104 @@ async fn grant(
     })
     .await;
     Some(session)
+}
+
+/// `elevate --reason TEXT break-glass`: an emergency admin session on a device that cannot
+/// reach the server, from codes of as many different helpdesk members as the policy says
+/// (`[defaults] break_glass_codes`), as long as the shortest of their codes. Its use is an
+/// alert (`breakglass.used`), and the server lists it for review.
+pub(super) async fn break_glass(
+    agent: &Arc<Agent>,
+    conn: &mut Conn,
+    uid: u32,
+    reason: Option<String>,
+) {
+    let caller = match agent.caller(uid) {
+        Ok(c) => c,
+        Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
+    };
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        return conn
+            .refuse(
+                "no_policy",
+                "this device has no verified policy yet; nothing is opened",
+            )
+            .await;
+    };
+    let Some(needed) = policy.policy.break_glass_codes() else {
+        return conn
+            .refuse(
+                "break_glass_off",
+                "break glass is off in this device's policy (`[defaults] break_glass_codes`); nothing is opened",
+            )
+            .await;
+    };
+    if agent.offline_since.lock().expect("offline lock").is_none() {
+        return conn
+            .refuse(
+                "server_reachable",
+                "the server can be reached: ask for an admin session (`elevate --reason TEXT session 1h`) and approvers decide; break glass is for when it cannot be",
+            )
+            .await;
+    }
+    let Some(Some(reason)) = conn.checked_reason(reason).await else {
+        return conn
+            .refuse(
+                "reason_required",
+                "break glass needs a reason: `elevate --reason TEXT break-glass`",
+            )
+            .await;
+    };
+    let checked = {
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || sessions_possible(&agent)).await
+    };
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            return conn
+                .refuse(
+                    "sessions_unavailable",
+                    format!("{why}; no admin session is opened"),
+                )
+                .await
+        }
+        Err(e) => return conn.refuse("internal", e.to_string()).await,
+    }
+    let target = WireTarget::Session { duration_secs: 0 };
+    let new = new_request(&caller, target, Some(reason.clone()), Channel::Native, None);
+    let Some(granted) =
+        super::offline::answer(agent, conn, &new, super::offline::Want::Shares(needed)).await
+    else {
+        return;
+    };
+    let length = SignedDuration::from_mins(i64::from(granted.response.minutes));
+    let used = event(
+        agent,
+        &caller,
+        "breakglass.used",
+        &granted.id,
+        serde_json::json!({ "user": caller.name, "uid": caller.uid, "groups": caller.groups,
+            "device": agent.enrolment.name, "reason": reason, "challenge": granted.challenge,
+            "shares": granted.shares, "codes_needed": needed, "length_secs": length.as_secs(),
+            "alert": true, "review": true }),
+    );
+    if let Err(e) = spool(agent, &[used]) {
+        return conn
+            .refuse(
+                "audit",
+                format!("cannot record the break-glass session ({e}); nothing is opened"),
+            )
+            .await;
+    }
+    conn.send(&AgentFrame::Approved {
+        request_id: granted.id.clone(),
+        comment: Some(format!(
+            "break glass: codes from {needed} members of the helpdesk"
+        )),
+    })
+    .await;
+    open_session(agent, conn, caller, granted.id, length, false).await;
 }
 
 /// Ends the caller's open admin sessions at once.

@@ -43,18 +43,38 @@ pub(crate) fn set_failures(state_dir: &std::path::Path, n: u32) -> anyhow::Resul
 pub(super) struct Granted {
     /// The request's id on this device (the server never saw it).
     pub id: String,
+    /// The code (for break glass: the last share; `minutes` the shortest of all shares').
     pub response: Response,
     pub challenge: String,
+    /// Break glass: the share numbers held (one per helpdesk member).
+    pub shares: Vec<u8>,
 }
 
-/// Shows a challenge and reads codes until one verifies (`Some`), the person gives up or the
-/// challenge is void (`None`, the caller told why). `session`: an admin session is asked for,
-/// so only a session-scope code will do.
+/// Which codes will do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Want {
+    /// One code for this request; `session`: an admin session is asked for, so only a
+    /// session-scope code.
+    One { session: bool },
+    /// Break glass: shares from this many different helpdesk members.
+    Shares(u8),
+}
+
+/// What one typed code did.
+enum Verdict {
+    Done,
+    /// A good share, more needed; or a share from a member already counted (not an attempt).
+    Again(String),
+    Wrong(&'static str),
+}
+
+/// Shows a challenge and reads codes until what `want` asks for verifies (`Some`), the person
+/// gives up or the challenge is void (`None`, the caller told why).
 pub(super) async fn answer(
     agent: &Agent,
     conn: &mut Conn,
     new: &NewRequest,
-    session: bool,
+    want: Want,
 ) -> Option<Granted> {
     if failures(&agent.state_dir) >= DEVICE_BUDGET {
         conn.refuse(
@@ -98,10 +118,15 @@ pub(super) async fn answer(
             data,
         }
     };
+    let (session, codes_needed) = match want {
+        Want::One { session } => (session, 0),
+        Want::Shares(m) => (true, u32::from(m)),
+    };
     let issued = record(
         "offline.challenge_issued",
         serde_json::json!({ "target": new.target, "reason": new.reason, "nonce": nonce,
-            "session": session, "channel": new.channel }),
+            "session": session, "channel": new.channel, "break_glass": codes_needed > 0,
+            "codes_needed": codes_needed }),
     );
     if let Err(e) = spool(agent, &[issued]) {
         conn.refuse(
@@ -115,9 +140,12 @@ pub(super) async fn answer(
         request_id: id.clone(),
         challenge: shown.clone(),
         attempts_left: ATTEMPTS,
+        codes_needed,
     })
     .await;
     let mut left = ATTEMPTS;
+    // Break glass: (share number, minutes) of each member's good code so far.
+    let mut held: Vec<(u8, u16)> = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut ignored = Vec::new();
@@ -153,26 +181,74 @@ pub(super) async fn answer(
                 continue;
             }
         };
-        let fits = !session || response.scope == Scope::Session;
-        if fits && challenge.verify(&secret, &response) {
-            let used = record(
-                "offline.code_used",
-                serde_json::json!({ "scope": response.scope.as_str(), "minutes": response.minutes }),
-            );
-            if let Err(e) = spool(agent, &[used]) {
-                conn.refuse(
-                    "audit",
-                    format!("cannot record the code ({e}); nothing ran"),
-                )
-                .await;
-                return None;
+        let verdict = match want {
+            Want::One { session } => {
+                let fits = !session || response.scope == Scope::Session;
+                if fits && challenge.verify(&secret, &response) {
+                    Verdict::Done
+                } else if !fits {
+                    Verdict::Wrong("that code is for a single request; an admin session needs a session code from the helpdesk")
+                } else {
+                    Verdict::Wrong("that code does not answer this challenge (another challenge, another device, or a wrong code)")
+                }
             }
-            return Some(Granted {
-                id,
-                response,
-                challenge: shown,
-            });
-        }
+            Want::Shares(m) => match challenge.share_of(&secret, &response) {
+                Some(n) if held.iter().any(|(k, _)| *k == n) => Verdict::Again(
+                    "that code comes from a member of the helpdesk whose code was already typed; the next must come from another member".into(),
+                ),
+                Some(n) => {
+                    held.push((n, response.minutes));
+                    if held.len() >= usize::from(m) {
+                        Verdict::Done
+                    } else {
+                        Verdict::Again(format!(
+                            "code {} of {m} accepted; now a code from another member of the helpdesk",
+                            held.len()
+                        ))
+                    }
+                }
+                None => Verdict::Wrong(
+                    "that code is not a break-glass code for this challenge (another challenge, another device, or a wrong code)",
+                ),
+            },
+        };
+        let message = match verdict {
+            Verdict::Again(message) => {
+                conn.send(&AgentFrame::CodeRefused {
+                    message,
+                    attempts_left: left,
+                })
+                .await;
+                continue;
+            }
+            Verdict::Wrong(message) => message,
+            Verdict::Done => {
+                let mut response = response;
+                let shares: Vec<u8> = held.iter().map(|(n, _)| *n).collect();
+                if let Some(shortest) = held.iter().map(|(_, minutes)| *minutes).min() {
+                    response.minutes = shortest;
+                }
+                let used = record(
+                    "offline.code_used",
+                    serde_json::json!({ "scope": response.scope.as_str(), "minutes": response.minutes,
+                    "shares": if shares.is_empty() { serde_json::Value::Null } else { shares.clone().into() } }),
+                );
+                if let Err(e) = spool(agent, &[used]) {
+                    conn.refuse(
+                        "audit",
+                        format!("cannot record the code ({e}); nothing ran"),
+                    )
+                    .await;
+                    return None;
+                }
+                return Some(Granted {
+                    id,
+                    response,
+                    challenge: shown,
+                    shares,
+                });
+            }
+        };
         left -= 1;
         let spent = failures(&agent.state_dir) + 1;
         if let Err(e) = set_failures(&agent.state_dir, spent) {
@@ -208,11 +284,6 @@ pub(super) async fn answer(
             .await;
             return None;
         }
-        let message = if !fits {
-            "that code is for a single request; an admin session needs a session code from the helpdesk"
-        } else {
-            "that code does not answer this challenge (another challenge, another device, or a wrong code)"
-        };
         conn.send(&AgentFrame::CodeRefused {
             message: message.into(),
             attempts_left: left,

@@ -12,7 +12,7 @@ use crate::{namespaced, World};
 
 /// Installs the plugin the supported way. `None` (with the reason printed) when sudo is not
 /// installed and the run does not require it.
-fn sessions_through_sudo(world: &World) -> Option<()> {
+pub(crate) fn sessions_through_sudo(world: &World) -> Option<()> {
     if !Path::new("/usr/bin/sudo").exists() {
         assert!(
             std::env::var("ELEVATE_REQUIRE_ROOT").as_deref() != Ok("1"),

@@ -400,3 +400,218 @@ fn a_rule_may_refuse_the_helpdesks_codes() {
         );
     });
 }
+
+/// A helpdesk member's break-glass share for `challenge`, through the server's API.
+fn share(world: &World, token: &str, challenge: &str, minutes: u16) -> String {
+    let answer = world
+        .api(world.server().post(
+            Some(token),
+            "/v1/offline/responses",
+            &serde_json::json!({ "challenge": challenge, "scope": "break-glass",
+                "minutes": minutes, "reason": "the database host is down and the office is cut off" }),
+        ))
+        .expect(201);
+    answer.body["response"].as_str().unwrap().to_string()
+}
+
+/// Break glass: an emergency admin session offline needs codes from two different helpdesk
+/// members (the policy's `break_glass_codes = 2`); one member's code, even typed twice, opens
+/// nothing; back online the server holds it and the portal lists it for review.
+#[test]
+fn break_glass_needs_two_helpdesk_members_and_is_reviewed_afterwards() {
+    namespaced(
+        "offline::break_glass_needs_two_helpdesk_members_and_is_reviewed_afterwards",
+        || {
+            let mut world = World::new();
+            // Admin sessions work through sudo with Elevate's plugin.
+            let Some(()) = crate::admin_sessions::sessions_through_sudo(&world) else {
+                return;
+            };
+            let policy = crate::world::POLICY.replacen(
+                "[defaults]\n",
+                "[defaults]\nbreak_glass_codes = 2\n",
+                1,
+            );
+            let second = world.api(async {
+                let server = world.server();
+                server.apply_policy(&world.admin, &policy).await.expect(201);
+                server
+                    .account("hd2", &[elevate_server::app::Role::Approver], &["helpdesk"])
+                    .await;
+                server.token("hd2").await
+            });
+            // Online, break glass is not the way (approvers are).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let out = world.elevate_as("alice", &["--reason", "x", "break-glass"], &[]);
+                let said = text(&out.stderr);
+                if said.contains("the server can be reached") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{said}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let url = world.server().url.clone();
+            cut_off(&mut world, "http://127.0.0.1:9");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !text(&world.elevate_as("alice", &["status"], &[]).stdout)
+                .contains("offline since")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the agent never noticed it is offline"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let out = world.elevate_as("alice", &["break-glass"], &[]);
+            assert!(
+                text(&out.stderr).contains("break glass needs a reason"),
+                "{}",
+                text(&out.stderr)
+            );
+
+            // One member's code, typed twice, is not two members' codes.
+            let mut screen = Screen::start(
+                &world,
+                "alice",
+                "--reason 'the database host is down' break-glass",
+            );
+            let challenge = screen.challenge();
+            screen.wait_for("codes from 2 different members of the helpdesk", 0);
+            let first = share(&world, &world.admin, &challenge, 30);
+            assert_eq!(
+                share(&world, &world.admin, &challenge, 30),
+                first,
+                "the same member gets the same share again, never a second one"
+            );
+            let mark = screen.len();
+            screen.type_line(&first);
+            screen.wait_for("code 1 of 2 accepted", mark);
+            let mark = screen.len();
+            screen.type_line(&first);
+            screen.wait_for("whose code was already typed", mark);
+            screen.wait_for("5 tries left", mark);
+            let (status, shown) = screen.finish();
+            assert_ne!(status, Some(0), "{shown}");
+            assert!(!shown.contains("admin session open"), "{shown}");
+            let status = text(&world.elevate_as("alice", &["status"], &[]).stdout);
+            assert!(!status.contains("session: admin session open"), "{status}");
+
+            // Two members: the session opens, as long as the shorter code.
+            let mut screen = Screen::start(
+                &world,
+                "alice",
+                "--reason 'the database host is down' break-glass",
+            );
+            let challenge = screen.challenge();
+            let mine = share(&world, &world.admin, &challenge, 60);
+            let theirs = share(&world, &second, &challenge, 30);
+            assert_ne!(mine, theirs);
+            let mark = screen.len();
+            screen.type_line(&mine);
+            screen.wait_for("code 1 of 2 accepted", mark);
+            let mark = screen.len();
+            screen.type_line(&theirs);
+            screen.wait_for("admin session open for ", mark);
+            let (status, shown) = screen.finish();
+            assert_eq!(status, Some(0), "{shown}");
+            assert!(
+                shown.contains("open for 30m") || shown.contains("open for 29m"),
+                "as long as the shorter code: {shown}"
+            );
+            let status = text(&world.elevate_as("alice", &["status"], &[]).stdout);
+            assert!(status.contains("session: admin session open"), "{status}");
+
+            // Back online: the server holds it, as an alert, matched to its two issuances.
+            cut_off(&mut world, &url);
+            world.eventually_in_audit("the break-glass session reaches the server", |records| {
+                let used: Vec<_> = records
+                    .iter()
+                    .filter(|r| r["action"] == "breakglass.used")
+                    .collect();
+                used.len() == 1
+                    && used[0]["data"].as_str().unwrap().contains("\"alert\":true")
+                    && used[0]["data"]
+                        .as_str()
+                        .unwrap()
+                        .contains("\"shares\":[1,2]")
+            });
+            assert!(
+                !world
+                    .audit()
+                    .iter()
+                    .any(|r| r["action"] == "offline.code_unissued"),
+                "every share used was issued"
+            );
+
+            // The portal lists it for review; a review is recorded once.
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let page = |cookie: &str| {
+                world.api(async {
+                    http.get(format!("{url}/portal/break-glass"))
+                        .header("cookie", cookie)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap()
+                })
+            };
+            let cookie = world.api(async {
+                let r = http
+                    .post(format!("{url}/portal/login"))
+                    .form(&[
+                        ("account", "admin"),
+                        ("password", elevate_testkit::PASSWORD),
+                        ("next", "/portal/"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 303);
+                let c = r.headers()["set-cookie"].to_str().unwrap().to_string();
+                c.split(';').next().unwrap().to_string()
+            });
+            let html = page(&cookie);
+            assert!(
+                html.contains("alice")
+                    && html.contains("e2e-host")
+                    && html.contains("NOT REVIEWED")
+                    && html.contains("the database host is down")
+                    && html.contains("30 min"),
+                "{html}"
+            );
+            let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+            let csrf = html[at..].split('"').next().unwrap().to_string();
+            let action_at = html.find("action=\"/portal/break-glass/").unwrap() + "action=\"".len();
+            let action = html[action_at..].split('"').next().unwrap().to_string();
+            let status = world.api(async {
+                http.post(format!("{url}{action}"))
+                    .header("cookie", &cookie)
+                    .form(&[
+                        ("csrf", csrf.as_str()),
+                        ("note", "restarted postgres; checked by the DBA"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            });
+            assert_eq!(status, 303);
+            let html = page(&cookie);
+            assert!(
+                html.contains("Reviewed by admin") && !html.contains("NOT REVIEWED"),
+                "{html}"
+            );
+            assert!(world
+                .audit()
+                .iter()
+                .any(|r| r["action"] == "breakglass.reviewed"));
+            let _ = world.elevate_as("alice", &["session", "end"], &[]);
+        },
+    );
+}

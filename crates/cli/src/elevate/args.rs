@@ -29,6 +29,11 @@ pub enum Invocation {
     EndSession {
         socket: PathBuf,
     },
+    /// `elevate --reason TEXT break-glass`: an emergency admin session offline.
+    BreakGlass {
+        reason: Option<String>,
+        socket: PathBuf,
+    },
     Help,
     Version,
 }
@@ -108,6 +113,10 @@ fn parse_with(args: &[String], subcommands: bool) -> Result<Invocation, String> 
         }
         Some("session") => Err(
             "usage: `elevate session 30m [--reason TEXT]` or `elevate session end`; to run a program called session, use `elevate run session …`".into(),
+        ),
+        Some("break-glass") if rest.len() == 1 => Ok(Invocation::BreakGlass { reason, socket }),
+        Some("break-glass") => Err(
+            "usage: `elevate --reason TEXT break-glass` (its length comes from the helpdesk's codes)".into(),
         ),
         Some("run") if rest.len() > 1 => parse_run(&rest[1..], reason, socket),
         Some("run") => Err("`elevate run` needs a command".into()),

@@ -152,6 +152,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
             println!(
                 "       elevate session end                         end your admin session now"
             );
+            println!("       elevate --reason TEXT break-glass           offline emergency: an admin session from several helpdesk members' codes");
             ExitCode::SUCCESS
         }
         Invocation::Version => {
@@ -170,6 +171,7 @@ pub fn run(invocation: Invocation) -> ExitCode {
             reason,
             socket,
         } => run_command(&socket, Ask::Session(duration_secs), reason),
+        Invocation::BreakGlass { reason, socket } => run_command(&socket, Ask::BreakGlass, reason),
         Invocation::EndSession { socket } => end_session(&socket),
     }
 }
@@ -178,6 +180,8 @@ pub fn run(invocation: Invocation) -> ExitCode {
 enum Ask {
     Command(Vec<String>),
     Session(u64),
+    /// An emergency admin session from several helpdesk members' codes.
+    BreakGlass,
 }
 
 fn end_session(socket: &std::path::Path) -> ExitCode {
@@ -358,6 +362,13 @@ fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attem
             };
             (&stream).write_all(&encode(&frame)).map(|()| Vec::new())
         }
+        Ask::BreakGlass => {
+            let frame = ClientFrame::BreakGlass {
+                version: VERSION,
+                reason,
+            };
+            (&stream).write_all(&encode(&frame)).map(|()| Vec::new())
+        }
     };
     let outputs = match sent {
         Ok(relays) => relays,
@@ -452,11 +463,15 @@ fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attem
                 return Attempt::Done(ExitCode::from(130));
             }
             AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
-            AgentFrame::Challenge { challenge, attempts_left, .. } => {
+            AgentFrame::Challenge { challenge, attempts_left, codes_needed, .. } => {
                 if status_line {
                     eprintln!();
                 }
-                eprintln!("elevate: the server cannot be reached, so the helpdesk decides by phone.");
+                if codes_needed > 1 {
+                    eprintln!("elevate: BREAK GLASS: an emergency admin session needs codes from {codes_needed} different members of the helpdesk; it raises an alert and will be reviewed.");
+                } else {
+                    eprintln!("elevate: the server cannot be reached, so the helpdesk decides by phone.");
+                }
                 eprintln!("elevate: read them this challenge: {}", visible(&challenge));
                 eprintln!("elevate: ({attempts_left} tries; Ctrl-C gives up)");
                 if let Err(e) = send_code(&stream) {

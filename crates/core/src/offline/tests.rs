@@ -75,6 +75,60 @@ fn the_documented_vectors_hold() {
     }
 }
 
+/// (challenge, share, minutes, response): break-glass shares (docs/offline-codes.md).
+const SHARES: &[(&str, u8, u16, &str)] = &[
+    ("7CJYF-67C00-00Z91-38NKR-9", 1, 60, "83SYD-SAX2M"),
+    ("7CJYF-67C00-00Z91-38NKR-9", 2, 60, "83SG4-KF5WK"),
+    ("7CJYF-67C00-00Z91-38NKR-9", 3, 240, "8F1X1-2T5CC"),
+    ("7CS37-M8W00-00Z80-00000-2", 1, 60, "83SW4-9JKA1"),
+    ("7CS37-M8W00-00Z80-00000-2", 2, 60, "83SR4-DKDA5"),
+    ("7CS37-M8W00-00Z80-00000-2", 3, 240, "8F0GC-61E03"),
+];
+
+#[test]
+fn the_documented_break_glass_vectors_hold_and_name_their_share() {
+    for (challenge_text, share, minutes, response_text) in SHARES {
+        let challenge = Challenge::parse(challenge_text).unwrap();
+        let response = challenge.respond_share(&SECRET, *share, *minutes).unwrap();
+        assert_eq!(
+            response.encode(),
+            *response_text,
+            "{challenge_text} {share}"
+        );
+        let typed = Response::parse(response_text).unwrap();
+        assert_eq!(typed, response);
+        assert_eq!(typed.scope, Scope::BreakGlass);
+        assert_eq!(challenge.share_of(&SECRET, &typed), Some(*share));
+        assert!(challenge.verify(&SECRET, &typed));
+        // Not for another challenge, and not under another secret.
+        let other = Challenge::parse("4MHWV-B9FZZ-ZZZYZ-ZZZZZ-Z").unwrap();
+        assert_eq!(other.share_of(&SECRET, &typed), None);
+        assert_eq!(challenge.share_of(&[9; 32], &typed), None);
+    }
+    // A share is never a session code, nor a session code a share.
+    let challenge = Challenge::parse("7CJYF-67C00-00Z91-38NKR-9").unwrap();
+    let session = challenge.respond(&SECRET, Scope::Session, 60).unwrap();
+    assert_eq!(challenge.share_of(&SECRET, &session), None);
+    let share = challenge.respond_share(&SECRET, 1, 60).unwrap();
+    let as_session = Response {
+        scope: Scope::Session,
+        ..share
+    };
+    assert!(!challenge.verify(&SECRET, &as_session));
+    assert_eq!(
+        challenge.respond(&SECRET, Scope::BreakGlass, 60),
+        Err(CodeError::Share)
+    );
+    assert_eq!(
+        challenge.respond_share(&SECRET, MAX_SHARES + 1, 60),
+        Err(CodeError::Share)
+    );
+    assert_eq!(
+        challenge.respond_share(&SECRET, 0, 60),
+        Err(CodeError::Share)
+    );
+}
+
 #[test]
 fn a_response_fits_only_its_challenge_device_scope_and_duration() {
     let challenge = Challenge::parse("7CJYF-67C00-00Z91-38NKR-9").unwrap();

@@ -42,6 +42,8 @@ pub(super) struct DefaultsDoc {
     pub deny_message: Option<Spanned<String>>,
     /// How long a device may decide on its cached policy without reaching the server.
     pub offline_max_age: Option<Spanned<String>>,
+    /// How many helpdesk members' codes open an emergency admin session offline.
+    pub break_glass_codes: Option<Spanned<i64>>,
 }
 
 /// `unmatched = "approve" | "deny" | "auto"`.

@@ -91,6 +91,12 @@ impl Policy {
         self.defaults.offline_max_age
     }
 
+    /// `[defaults] break_glass_codes`: how many different helpdesk members' codes open an
+    /// emergency admin session offline (`None`: break glass is off).
+    pub fn break_glass_codes(&self) -> Option<u8> {
+        self.defaults.break_glass_codes
+    }
+
     /// The approver group used when a rule or the defaults do not name one.
     pub fn default_approvers(&self) -> &str {
         &self.defaults.approvers

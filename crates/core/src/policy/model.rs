@@ -26,6 +26,9 @@ pub(super) struct Defaults {
     /// After this long without reaching the server, a device's cached policy pre-approves
     /// nothing: only the helpdesk's codes (or the server again) allow elevation.
     pub offline_max_age: Option<SignedDuration>,
+    /// Codes from this many different helpdesk members open an emergency admin session on a
+    /// device that cannot reach the server (`None`: break glass is off).
+    pub break_glass_codes: Option<u8>,
 }
 
 /// A rollout wave: the people in it get its mode.

@@ -102,7 +102,8 @@ impl App {
         if used.is_empty() {
             return Ok(());
         }
-        let issued: Vec<String> = self
+        // (challenge, break-glass share number or none) of every code issued for the device.
+        let issued: Vec<(String, Option<u64>)> = self
             .store
             .audit_for_subject(&format!("device:{device_id}"))
             .await?
@@ -110,13 +111,25 @@ impl App {
             .filter(|r| r.event.action == "offline.code_issued")
             .filter_map(|r| {
                 let data: serde_json::Value = serde_json::from_str(&r.event.data).ok()?;
-                data["challenge"].as_str().map(str::to_owned)
+                Some((
+                    data["challenge"].as_str()?.to_owned(),
+                    data["share"].as_u64(),
+                ))
             })
             .collect();
         for data in used {
             let data: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
             let challenge = data["challenge"].as_str().unwrap_or("");
-            if issued.iter().any(|c| c == challenge) {
+            // Break glass: every member's share the device used must have been issued.
+            let fits = match data["shares"].as_array() {
+                Some(shares) => shares.iter().all(|n| {
+                    issued
+                        .iter()
+                        .any(|(c, share)| c == challenge && share.is_some() && *share == n.as_u64())
+                }),
+                None => issued.iter().any(|(c, _)| c == challenge),
+            };
+            if fits {
                 continue;
             }
             let mut tx = self.store.begin().await?;

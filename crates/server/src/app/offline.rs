@@ -95,12 +95,20 @@ impl App {
         let scope = match body.scope.as_str() {
             "request" => Scope::Request,
             "session" => Scope::Session,
+            "break-glass" => Scope::BreakGlass,
             other => {
                 return Err(AppError::BadRequest(format!(
-                    "scope {other:?} is not one; use \"request\" (the pending request, once) or \"session\" (an admin session)"
+                    "scope {other:?} is not one; use \"request\" (the pending request, once), \"session\" (an admin session) or \"break-glass\" (one share of an emergency session)"
                 )))
             }
         };
+        if scope == Scope::BreakGlass
+            && self.current_policy().await?.1.break_glass_codes().is_none()
+        {
+            return Err(AppError::BadRequest(
+                "break glass is off in the policy; set `[defaults] break_glass_codes = 2` (or more) to allow emergency sessions from several helpdesk members' codes".into(),
+            ));
+        }
         let (challenge, devices, mut user) =
             self.inspect_challenge(caller, &body.challenge).await?;
         let device = match (&body.device, devices.as_slice()) {
@@ -133,18 +141,31 @@ impl App {
             )));
         }
         let secret = self.keys.device_secret(&device.id);
-        let response = challenge
-            .respond(&secret, scope, body.minutes)
-            .map_err(|e| AppError::BadRequest(e.to_string()))?;
-        let code = response.encode();
         let mut tx = self.store.begin().await?;
+        // A break-glass share is numbered by who answers: the same member always gets the same
+        // number, so one person can never give a device two of the shares it needs. Numbered
+        // inside the transaction that records it, so two members answering at once cannot get
+        // the same number.
+        let share = match scope {
+            Scope::BreakGlass => Some(
+                self.share_for(&mut tx, &device.id, &challenge.encode(), &helpdesk)
+                    .await?,
+            ),
+            _ => None,
+        };
+        let response = match share {
+            Some(n) => challenge.respond_share(&secret, n, body.minutes),
+            None => challenge.respond(&secret, scope, body.minutes),
+        }
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let code = response.encode();
         tx.append_audit(self.event(
             caller.actor(),
             "offline.code_issued",
             format!("device:{}", device.id),
             serde_json::json!({ "device": device.name, "uid": challenge.uid, "user": user,
                 "challenge": challenge.encode(), "nonce": challenge.nonce, "scope": scope.as_str(),
-                "minutes": body.minutes, "reason": reason, "by": helpdesk }),
+                "minutes": body.minutes, "reason": reason, "by": helpdesk, "share": share }),
         ))
         .await?;
         tx.commit().await?;
@@ -157,6 +178,47 @@ impl App {
             scope: scope.as_str().into(),
             minutes: body.minutes,
         })
+    }
+}
+
+impl App {
+    /// The share number of `helpdesk` for a break-glass challenge: the one they had, or the
+    /// next free one. Reads the issuances under the audit head's lock, in the transaction that
+    /// records the new one, so numbers are never handed out twice.
+    async fn share_for(
+        &self,
+        tx: &mut crate::store::Tx<'_>,
+        device_id: &str,
+        challenge: &str,
+        helpdesk: &str,
+    ) -> Result<u8> {
+        let issued = tx
+            .audit_for_subject_locked(&format!("device:{device_id}"))
+            .await?;
+        let mut members: Vec<(String, u8)> = Vec::new();
+        for r in issued {
+            if r.event.action != "offline.code_issued" {
+                continue;
+            }
+            let data: serde_json::Value = serde_json::from_str(&r.event.data).unwrap_or_default();
+            if data["challenge"] != challenge || data["scope"] != "break-glass" {
+                continue;
+            }
+            if let (Some(by), Some(n)) = (data["by"].as_str(), data["share"].as_u64()) {
+                members.push((by.to_owned(), n as u8));
+            }
+        }
+        if let Some((_, n)) = members.iter().find(|(by, _)| by == helpdesk) {
+            return Ok(*n);
+        }
+        let next = members.iter().map(|(_, n)| *n).max().unwrap_or(0) + 1;
+        if next > elevate_core::offline::MAX_SHARES {
+            return Err(AppError::Conflict(format!(
+                "{} helpdesk members have answered this challenge already; that is the most one challenge takes",
+                elevate_core::offline::MAX_SHARES
+            )));
+        }
+        Ok(next)
     }
 }
 
@@ -175,5 +237,103 @@ fn device_view(d: DeviceRow) -> elevate_proto::v1::Device {
         tags: d.tags,
         enrolled_at: d.enrolled_at,
         last_seen_at: d.last_seen_at,
+    }
+}
+
+/// A break-glass session a device reported, and its review.
+#[derive(Debug, Clone)]
+pub struct BreakGlassUse {
+    /// The device's event id (`breakglass.used`).
+    pub event_id: String,
+    pub at: jiff::Timestamp,
+    pub device: String,
+    pub user: String,
+    pub reason: String,
+    pub shares: String,
+    pub length_secs: u64,
+    /// (who, when, note) once reviewed.
+    pub review: Option<(String, jiff::Timestamp, String)>,
+}
+
+impl App {
+    /// Break-glass sessions the devices reported, newest first, with their reviews.
+    pub async fn break_glass_uses(&self, caller: &Principal) -> Result<Vec<BreakGlassUse>> {
+        caller.require(&[Role::Admin, Role::Auditor, Role::Approver])?;
+        let reviews = self.store.audit_by_action("breakglass.reviewed").await?;
+        let mut uses = Vec::new();
+        for r in self.store.audit_by_action("breakglass.used").await? {
+            let data: serde_json::Value = serde_json::from_str(&r.event.data).unwrap_or_default();
+            let review = reviews.iter().find_map(|v| {
+                let d: serde_json::Value = serde_json::from_str(&v.event.data).ok()?;
+                (d["event"] == r.event.id.as_str()).then(|| {
+                    (
+                        d["by"].as_str().unwrap_or_default().to_owned(),
+                        v.event.at,
+                        d["note"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+            });
+            uses.push(BreakGlassUse {
+                event_id: r.event.id.clone(),
+                at: r.event.at,
+                device: data["device"].as_str().unwrap_or_default().to_owned(),
+                user: data["user"].as_str().unwrap_or_default().to_owned(),
+                reason: data["reason"].as_str().unwrap_or_default().to_owned(),
+                shares: data["shares"].to_string(),
+                length_secs: data["length_secs"].as_u64().unwrap_or(0),
+                review,
+            });
+        }
+        uses.reverse();
+        Ok(uses)
+    }
+
+    /// Records the review of a break-glass session: who looked at it, and what they found.
+    pub async fn review_break_glass(
+        &self,
+        caller: &Principal,
+        event_id: &str,
+        note: &str,
+    ) -> Result<()> {
+        let reviewer = caller.require(&[Role::Admin, Role::Auditor])?.name.clone();
+        let note = note.trim();
+        if note.is_empty() || note.len() > MAX_REASON {
+            return Err(AppError::BadRequest(format!(
+                "a review needs a note (1 to {MAX_REASON} bytes): what was done in the session, and whether it was right"
+            )));
+        }
+        let used = self
+            .break_glass_uses(caller)
+            .await?
+            .into_iter()
+            .find(|u| u.event_id == event_id)
+            .ok_or_else(|| AppError::NotFound("no break-glass session has this id".into()))?;
+        let mut tx = self.store.begin().await?;
+        // Read again under the audit lock: two reviewers at once cannot both record one.
+        let reviewed = tx
+            .audit_for_subject_locked(&format!("breakglass:{event_id}"))
+            .await?
+            .into_iter()
+            .any(|r| r.event.action == "breakglass.reviewed");
+        if reviewed || used.review.is_some() {
+            let by = used.review.map(|(by, _, _)| by).unwrap_or_default();
+            return Err(AppError::Conflict(format!(
+                "this break-glass session was reviewed already{}",
+                if by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", by {by}")
+                }
+            )));
+        }
+        tx.append_audit(self.event(
+            caller.actor(),
+            "breakglass.reviewed",
+            format!("breakglass:{event_id}"),
+            serde_json::json!({ "event": event_id, "device": used.device, "user": used.user,
+                "note": note, "by": reviewer }),
+        ))
+        .await?;
+        tx.commit().await.map_err(Into::into)
     }
 }

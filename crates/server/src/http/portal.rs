@@ -32,6 +32,8 @@ pub fn routes() -> Router<App> {
         .route("/portal/requests/{id}", get(detail))
         .route("/portal/requests/{id}/decide", post(decide))
         .route("/portal/audit", get(audit))
+        .route("/portal/break-glass", get(break_glass))
+        .route("/portal/break-glass/{id}/review", post(review_break_glass))
 }
 
 /// A signed-in portal user; anyone else is sent to the sign-in page.
@@ -541,6 +543,81 @@ async fn audit(State(app): State<App>, user: PortalUser) -> Response {
             })
             .collect(),
     })
+}
+
+struct BreakGlassRow {
+    event_id: String,
+    when: String,
+    device: String,
+    user: String,
+    reason: String,
+    shares: String,
+    length: String,
+    /// (by, when, note)
+    reviewed: Option<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "breakglass.html")]
+struct BreakGlassPage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    rows: Vec<BreakGlassRow>,
+}
+
+async fn break_glass(State(app): State<App>, user: PortalUser) -> Response {
+    let uses = match app.break_glass_uses(&user.principal()).await {
+        Ok(u) => u,
+        Err(e) => return page_error(e),
+    };
+    page(BreakGlassPage {
+        signed_in: Some(user.account.name.clone()),
+        csrf: user.session.csrf.clone(),
+        flash: None,
+        rows: uses
+            .into_iter()
+            .map(|u| BreakGlassRow {
+                event_id: visible(&u.event_id),
+                when: when(u.at),
+                device: visible(&u.device),
+                user: visible(&u.user),
+                reason: visible(&u.reason),
+                shares: visible(&u.shares),
+                length: format!("{} min", u.length_secs / 60),
+                reviewed: u
+                    .review
+                    .map(|(by, at, note)| (visible(&by), when(at), visible(&note))),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ReviewForm {
+    csrf: String,
+    note: String,
+}
+
+async fn review_break_glass(
+    State(app): State<App>,
+    user: PortalUser,
+    Path(id): Path<String>,
+    Form(f): Form<ReviewForm>,
+) -> Response {
+    if !constant_time_eq(&f.csrf, &user.session.csrf) {
+        return page_error(AppError::Forbidden(
+            "the form is stale or did not come from this portal; reload the page and try again"
+                .into(),
+        ));
+    }
+    match app
+        .review_break_glass(&user.principal(), &id, &f.note)
+        .await
+    {
+        Ok(()) => Redirect::to("/portal/break-glass").into_response(),
+        Err(e) => page_error(e),
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,19 @@ impl Tx<'_> {
         Ok(true)
     }
 
+    /// Records about one subject, read after locking the audit head: appends by other
+    /// transactions wait until this one ends, so what is read stays the whole truth until then.
+    pub async fn audit_for_subject_locked(&mut self, subject: &str) -> Result<Vec<ChainedRecord>> {
+        self.lock_head().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit WHERE subject = $1 ORDER BY seq"
+        ))
+        .bind(subject)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
     async fn lock_head(&mut self) -> Result<Head> {
         let sql = match self.backend {
             Backend::Postgres => "SELECT count, hash FROM audit_head WHERE id = 1 FOR UPDATE",
@@ -124,6 +137,17 @@ impl Store {
             "SELECT {COLUMNS} FROM audit WHERE subject = $1 ORDER BY seq"
         ))
         .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Records of one action (e.g. `breakglass.used`), oldest first.
+    pub async fn audit_by_action(&self, action: &str) -> Result<Vec<ChainedRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit WHERE action = $1 ORDER BY seq"
+        ))
+        .bind(action)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record).collect()

@@ -303,6 +303,30 @@ who = { groups = ["sudo"] }
 }
 
 #[test]
+fn break_glass_codes_are_off_unless_written_and_need_two_to_seven_people() {
+    assert_eq!(
+        crate::Policy::parse("version = 1\n")
+            .unwrap()
+            .break_glass_codes(),
+        None
+    );
+    let p = crate::Policy::parse("version = 1\n[defaults]\nbreak_glass_codes = 3\n").unwrap();
+    assert_eq!(p.break_glass_codes(), Some(3));
+    for bad in ["1", "8", "-2"] {
+        let e = crate::Policy::parse(&format!(
+            "version = 1\n[defaults]\nbreak_glass_codes = {bad}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("defaults.break_glass_codes", 3),
+            "{e}"
+        );
+        assert!(e.message.contains("2 to 7"), "{e}");
+    }
+}
+
+#[test]
 fn a_policy_may_limit_how_long_devices_decide_on_it_offline() {
     let p = crate::Policy::parse("version = 1\n[defaults]\noffline_max_age = \"7d\"\n").unwrap();
     assert_eq!(

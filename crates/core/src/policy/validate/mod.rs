@@ -197,6 +197,22 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
             Some(d) => Some(at.duration(d, "defaults.offline_max_age")?),
             None => None,
         },
+        break_glass_codes: match &doc.break_glass_codes {
+            None => None,
+            Some(n) => match u8::try_from(*n.get_ref()) {
+                Ok(m) if (2..=crate::offline::MAX_SHARES).contains(&m) => Some(m),
+                _ => {
+                    return Err(at.error(
+                        n.span(),
+                        "defaults.break_glass_codes",
+                        format!(
+                            "break glass needs codes from 2 to {} different helpdesk members; write e.g. `break_glass_codes = 2`",
+                            crate::offline::MAX_SHARES
+                        ),
+                    ))
+                }
+            },
+        },
         keep_caller_cwd: doc.workdir.is_some_and(keep_caller_cwd),
         continue_on_disconnect: doc.on_disconnect.is_some_and(continue_on_disconnect),
         mode: doc.mode.map_or(Mode::Enforce, mode),
