@@ -49,21 +49,14 @@ pub(super) async fn open(
         Ok(c) => c,
         Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
     };
-    let checked = {
-        let agent = agent.clone();
-        tokio::task::spawn_blocking(move || sessions_possible(&agent)).await
-    };
-    match checked {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            return conn
-                .refuse(
-                    "sessions_unavailable",
-                    format!("{why}; no admin session is opened (use elevate COMMAND)"),
-                )
-                .await
-        }
-        Err(e) => return conn.refuse("internal", e.to_string()).await,
+    if !sessions_checked(
+        agent,
+        conn,
+        "; no admin session is opened (use elevate COMMAND)",
+    )
+    .await
+    {
+        return;
     }
     let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
         return conn
@@ -110,6 +103,27 @@ pub(super) async fn open(
         Channel::Native,
     )
     .await;
+}
+
+/// Whether admin sessions can be enforced here; if not, the caller is told why (`why` and
+/// `then`).
+async fn sessions_checked(agent: &Arc<Agent>, conn: &mut Conn, then: &str) -> bool {
+    let checked = {
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || sessions_possible(&agent)).await
+    };
+    match checked {
+        Ok(Ok(())) => true,
+        Ok(Err(why)) => {
+            conn.refuse("sessions_unavailable", format!("{why}{then}"))
+                .await;
+            false
+        }
+        Err(e) => {
+            conn.refuse("internal", e.to_string()).await;
+            false
+        }
+    }
 }
 
 /// `sudo -i` / `sudo -s` in enforce mode, where the policy allows admin sessions: the shell opens
@@ -432,21 +446,8 @@ pub(super) async fn break_glass(
             )
             .await;
     };
-    let checked = {
-        let agent = agent.clone();
-        tokio::task::spawn_blocking(move || sessions_possible(&agent)).await
-    };
-    match checked {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            return conn
-                .refuse(
-                    "sessions_unavailable",
-                    format!("{why}; no admin session is opened"),
-                )
-                .await
-        }
-        Err(e) => return conn.refuse("internal", e.to_string()).await,
+    if !sessions_checked(agent, conn, "; no admin session is opened").await {
+        return;
     }
     let target = WireTarget::Session { duration_secs: 0 };
     let new = new_request(&caller, target, Some(reason.clone()), Channel::Native, None);

@@ -186,10 +186,10 @@ fn offline(cli: &Cli, client: &Client, c: &OfflineCommand) -> anyhow::Result<Exi
                         .map(terminal_safe)
                         .unwrap_or_else(|| format!("uid {}", answer.uid)),
                     terminal_safe(&answer.device),
-                    if answer.scope == "session" {
-                        "an admin session"
-                    } else {
-                        "the pending request, once,"
+                    match answer.scope.as_str() {
+                        "session" => "an admin session",
+                        "break-glass" => "your share of a break-glass session",
+                        _ => "the pending request, once,",
                     },
                     answer.minutes
                 );

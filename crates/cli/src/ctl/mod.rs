@@ -82,7 +82,8 @@ pub enum OfflineCommand {
     /// Answer a challenge: prints the response code to read back.
     Respond {
         challenge: String,
-        /// `request`: the pending request, once; `session`: an admin session.
+        /// `request`: the pending request, once; `session`: an admin session; `break-glass`:
+        /// your share of an emergency session (each helpdesk member gives one).
         #[arg(long, default_value = "request")]
         scope: String,
         /// How long, e.g. 30m or 2h (at most 24h).

@@ -209,6 +209,14 @@ mod tests {
             parse(&args(&["session", "end"])),
             Ok(Invocation::EndSession { .. })
         ));
+        assert_eq!(
+            parse(&args(&["--reason", "db down", "break-glass"])),
+            Ok(Invocation::BreakGlass {
+                reason: Some("db down".into()),
+                socket: default_socket(),
+            })
+        );
+        check(&["break-glass", "1h"], Err("its length comes from the helpdesk"));
         check(&[], Err("no command"));
         check(&["--reason"], Err("needs a value"));
         check(&["--bogus", "ls"], Err("unknown option"));
