@@ -380,10 +380,7 @@ impl Agent {
                         .reject(&batch, events.len())?;
                     continue;
                 }
-                Err(e) => {
-                    self.spool.lock().expect("spool lock").unsent();
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
             sent += events.len() as u64;
         }

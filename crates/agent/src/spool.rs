@@ -51,8 +51,6 @@ pub struct Spool {
     full: bool,
     /// Discovery events replaced by summaries since the agent started.
     summarised: u64,
-    /// The batch being sent: never summarised while the server may be storing it.
-    in_flight: Option<PathBuf>,
     /// Batches already looked at that hold nothing to summarise (not read again).
     nothing_to_summarise: std::collections::HashSet<PathBuf>,
 }
@@ -126,7 +124,6 @@ impl Spool {
             actor: "agent@unknown".into(),
             full: false,
             summarised: 0,
-            in_flight: None,
             nothing_to_summarise: std::collections::HashSet::new(),
         };
         (spool.pending, spool.bytes) = spool.count()?;
@@ -313,8 +310,8 @@ impl Spool {
             if self.bytes + len <= target {
                 break;
             }
-            if self.in_flight.as_ref() == Some(&batch) || self.nothing_to_summarise.contains(&batch)
-            {
+            // A batch once offered to the server may be stored there: never summarised.
+            if is_sending(&batch) || self.nothing_to_summarise.contains(&batch) {
                 continue;
             }
             self.summarise(&batch)?;
@@ -457,7 +454,11 @@ impl Spool {
     pub fn reject(&mut self, batch: &Path, count: usize) -> io::Result<()> {
         let name = batch
             .file_name()
-            .map(|n| n.to_string_lossy().replacen("batch-", "rejected-", 1))
+            .map(|n| {
+                n.to_string_lossy()
+                    .replacen(SENDING, "rejected-", 1)
+                    .replacen("batch-", "rejected-", 1)
+            })
             .unwrap_or_else(|| "rejected.jsonl".into());
         let len = fs::metadata(batch)?.len();
         fs::rename(batch, self.dir.join(name))?;
@@ -479,19 +480,22 @@ impl Spool {
         }
     }
 
+    /// Closed batches, oldest first: `batch-<uuid v7>.jsonl`, or `sending-<uuid v7>.jsonl` once
+    /// offered to the server.
     fn batches(&self) -> io::Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)?
+        let mut files: Vec<(String, PathBuf)> = fs::read_dir(&self.dir)?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.file_name().is_some_and(|n| {
-                    let n = n.to_string_lossy();
-                    n.starts_with("batch-") && n.ends_with(".jsonl")
-                })
+            .filter_map(|p| {
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                let id = name
+                    .strip_prefix("batch-")
+                    .or_else(|| name.strip_prefix(SENDING))?;
+                id.ends_with(".jsonl").then(|| (id.to_owned(), p.clone()))
             })
             .collect();
         files.sort();
-        Ok(files)
+        Ok(files.into_iter().map(|(_, p)| p).collect())
     }
 
     /// Events and bytes in the spool's files.
@@ -505,7 +509,8 @@ impl Spool {
     }
 
     /// The oldest batch to send: a closed batch file, or the current file closed into one.
-    /// While it is out, it is not summarised (the server may be storing it).
+    /// It is renamed `sending-…` first (and the rename made durable): from then on the server
+    /// may hold its events, so it is never summarised, even after a crash.
     pub fn next_batch(&mut self) -> io::Result<Option<(PathBuf, Vec<AuditEventIn>)>> {
         if self.batches()?.is_empty() {
             let current = self.dir.join(CURRENT);
@@ -517,15 +522,20 @@ impl Spool {
         let Some(oldest) = self.batches()?.into_iter().next() else {
             return Ok(None);
         };
+        let oldest = if is_sending(&oldest) {
+            oldest
+        } else {
+            let name = oldest
+                .file_name()
+                .map(|n| n.to_string_lossy().replacen("batch-", SENDING, 1))
+                .unwrap_or_default();
+            let sending = self.dir.join(name);
+            fs::rename(&oldest, &sending)?;
+            File::open(&self.dir)?.sync_all()?;
+            sending
+        };
         let events = read_events(&oldest)?;
-        self.in_flight = Some(oldest.clone());
         Ok(Some((oldest, events)))
-    }
-
-    /// The batch from `next_batch` was not delivered (the server did not answer): it may be
-    /// summarised again.
-    pub fn unsent(&mut self) {
-        self.in_flight = None;
     }
 
     /// The server confirmed a batch: delete it.
@@ -537,7 +547,6 @@ impl Spool {
     }
 
     fn sent(&mut self, count: usize, len: u64) {
-        self.in_flight = None;
         self.nothing_to_summarise.retain(|p| p.exists());
         self.pending = self.pending.saturating_sub(count as u64);
         self.bytes = self.bytes.saturating_sub(len);
@@ -546,6 +555,15 @@ impl Spool {
             self.full = false;
         }
     }
+}
+
+/// The name a batch takes once offered to the server.
+const SENDING: &str = "sending-";
+
+fn is_sending(batch: &Path) -> bool {
+    batch
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(SENDING))
 }
 
 /// Discovery events, which a summary may replace: never a summary, and never the record that
@@ -808,10 +826,17 @@ mod tests {
             spool.append_after_the_fact(&[found(n)]).unwrap();
         }
         let (out, sent) = spool.next_batch().unwrap().unwrap();
+        // The agent dies while the server stores the batch, and starts again: the batch may be
+        // on the server, so it is sent again as it is, never summarised.
+        drop(spool);
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.set_limit(64 * 1024, "agent@d");
         for n in 100..400 {
             spool.append_after_the_fact(&[found(n)]).unwrap();
         }
         assert!(spool.usage().summarised > 0);
+        let (again, resent) = spool.next_batch().unwrap().unwrap();
+        assert_eq!((&again, &resent), (&out, &sent), "the same batch, first");
         assert_eq!(
             read_events(&out).unwrap(),
             sent,

@@ -107,8 +107,27 @@ fn kill_9_of_agent_and_server_loses_and_repeats_no_event() {
                 0o755,
             );
             let count = count.to_str().unwrap().to_owned();
-            // The server becomes a process of its own, to be killed as the agent is.
+            // dave is a standing admin (group sudo) in the discovery wave: his runs go ahead and
+            // are recorded as discovery events too, which a full spool summarises.
+            let status = Command::new("useradd")
+                .args(["-M", "-G", "sudo", "dave"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let ran_dave = world.dir.join("ran-dave");
+            let count_dave = world.program(
+                "auto",
+                "count-dave",
+                &format!("#!/bin/sh\necho x >> {}\n", ran_dave.display()),
+                0o755,
+            );
+            let count_dave = count_dave.to_str().unwrap().to_owned();
+            // The server becomes a process of its own, to be killed as the agent is; the spool
+            // is small, so that it fills up while the server is down.
             world.stop_agent();
+            world
+                .agent_args
+                .extend(["--spool-max".to_owned(), "64KiB".to_owned()]);
             let server = world.server.take().unwrap();
             let url = server.url.clone();
             let mut server = world.runtime.block_on(server.into_process());
@@ -123,8 +142,19 @@ fn kill_9_of_agent_and_server_loses_and_repeats_no_event() {
             println!("seed {seed}");
             let mut dice = Dice(seed);
             let succeeded = AtomicUsize::new(0);
+            let dave_succeeded = AtomicUsize::new(0);
             let (mut agent_kills, mut server_kills) = (0u64, 0u64);
             std::thread::scope(|s| {
+                s.spawn(|| {
+                    while succeeded.load(Ordering::SeqCst) < RUNS {
+                        let out = world.elevate_as("dave", &[&count_dave], &[]);
+                        if out.status.success() {
+                            dave_succeeded.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                });
                 for _ in 0..3 {
                     s.spawn(|| {
                         while succeeded.load(Ordering::SeqCst) < RUNS {
@@ -145,7 +175,7 @@ fn kill_9_of_agent_and_server_loses_and_repeats_no_event() {
                     if dice.below(3) == 0 {
                         server.kill();
                         server_kills += 1;
-                        std::thread::sleep(Duration::from_millis(dice.below(1500)));
+                        std::thread::sleep(Duration::from_millis(dice.below(2000)));
                         world.runtime.block_on(server.start());
                     } else {
                         agent.kill().unwrap();
@@ -170,14 +200,31 @@ fn kill_9_of_agent_and_server_loses_and_repeats_no_event() {
             assert_eq!(report["ok"], true, "{report}");
             assert_eq!(report["count"].as_u64().unwrap(), records.len() as u64);
             let mut per_request: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut daves: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut ids = std::collections::HashSet::new();
+            let (mut dave_found, mut summaries, mut full_alerts) = (0u64, 0u64, 0u64);
             for r in &records {
                 assert!(ids.insert(r["id"].as_str().unwrap().to_owned()), "{r}");
+                let action = r["action"].as_str().unwrap().to_owned();
+                let subject = r["subject"].as_str().unwrap().to_owned();
                 if r["actor"] == "user:alice@e2e-host" {
-                    per_request
-                        .entry(r["subject"].as_str().unwrap().to_owned())
-                        .or_default()
-                        .push(r["action"].as_str().unwrap().to_owned());
+                    per_request.entry(subject).or_default().push(action);
+                } else if r["actor"] == "user:dave@e2e-host" {
+                    if action == "discovery.command" {
+                        dave_found += 1;
+                    }
+                    daves.entry(subject).or_default().push(action);
+                } else if action == "discovery.summarised" {
+                    summaries += 1;
+                    let data: serde_json::Value =
+                        serde_json::from_str(r["data"].as_str().unwrap()).unwrap();
+                    for c in data["commands"].as_array().unwrap() {
+                        if c["user"] == "dave" || c["user"] == "user:dave@e2e-host" {
+                            dave_found += c["count"].as_u64().unwrap();
+                        }
+                    }
+                } else if action == "spool.full" {
+                    full_alerts += 1;
                 }
             }
             let events: usize = per_request.values().map(Vec::len).sum();
@@ -201,6 +248,34 @@ fn kill_9_of_agent_and_server_loses_and_repeats_no_event() {
                 );
                 running += 1;
             }
+            // dave's requests: each recorded once, and every discovery event of his either
+            // delivered or counted in a summary, never both.
+            for (request, actions) in &daves {
+                assert_eq!(
+                    actions[..3],
+                    ["request.created", "request.decided", "request.running"],
+                    "{request}"
+                );
+                let mut rest = actions[3..].to_vec();
+                rest.sort();
+                rest.dedup();
+                assert_eq!(rest.len(), actions.len() - 3, "{request}: {actions:?}");
+            }
+            let dave_ran = std::fs::read_to_string(&ran_dave)
+                .unwrap_or_default()
+                .lines()
+                .count() as u64;
+            let dave_ok = dave_succeeded.load(Ordering::SeqCst) as u64;
+            println!(
+                "dave: {dave_ok} runs told success, {dave_ran} ran, {} recorded, {dave_found} discovery events delivered or summarised ({summaries} summaries, {full_alerts} spool.full alerts)",
+                daves.len()
+            );
+            assert!(dave_found <= dave_ran, "a discovery event counted twice");
+            assert!(dave_found + agent_kills >= dave_ok, "discovery events lost");
+            assert!(
+                full_alerts >= 1,
+                "the spool never reached its bound: the test proves less"
+            );
             let ran = std::fs::read_to_string(&ran).unwrap().lines().count();
             let succeeded = succeeded.load(Ordering::SeqCst);
             println!("{succeeded} runs told success, {ran} ran, {running} recorded running");

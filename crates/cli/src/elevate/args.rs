@@ -216,7 +216,10 @@ mod tests {
                 socket: default_socket(),
             })
         );
-        check(&["break-glass", "1h"], Err("its length comes from the helpdesk"));
+        check(
+            &["break-glass", "1h"],
+            Err("its length comes from the helpdesk"),
+        );
         check(&[], Err("no command"));
         check(&["--reason"], Err("needs a value"));
         check(&["--bogus", "ls"], Err("unknown option"));
