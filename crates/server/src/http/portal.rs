@@ -32,6 +32,7 @@ pub fn routes() -> Router<App> {
         .route("/portal/requests/{id}", get(detail))
         .route("/portal/requests/{id}/decide", post(decide))
         .route("/portal/audit", get(audit))
+        .route("/portal/offline", get(offline).post(respond_offline))
         .route("/portal/break-glass", get(break_glass))
         .route("/portal/break-glass/{id}/review", post(review_break_glass))
 }
@@ -542,6 +543,142 @@ async fn audit(State(app): State<App>, user: PortalUser) -> Response {
                 data: visible(&r.event.data),
             })
             .collect(),
+    })
+}
+
+struct ChallengeView {
+    challenge: String,
+    devices: String,
+    device_names: Vec<String>,
+    several: bool,
+    user: String,
+    uid: u32,
+}
+
+struct AnswerView {
+    code: String,
+    who: String,
+    device: String,
+    grants: String,
+    minutes: u16,
+}
+
+#[derive(Template)]
+#[template(path = "offline.html")]
+struct OfflinePage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    typed: String,
+    found: Option<ChallengeView>,
+    answer: Option<AnswerView>,
+}
+
+#[derive(Deserialize)]
+struct ChallengeQuery {
+    challenge: Option<String>,
+}
+
+/// The helpdesk's page: type a challenge, see whose it is, answer it.
+async fn offline(
+    State(app): State<App>,
+    user: PortalUser,
+    Query(q): Query<ChallengeQuery>,
+) -> Response {
+    let typed = q.challenge.unwrap_or_default();
+    let found = if typed.trim().is_empty() {
+        None
+    } else {
+        match app.view_challenge(&user.principal(), &typed).await {
+            Ok(v) => Some(ChallengeView {
+                challenge: v.challenge,
+                devices: v
+                    .devices
+                    .iter()
+                    .map(|d| visible(&d.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                several: v.devices.len() > 1,
+                device_names: v.devices.iter().map(|d| visible(&d.name)).collect(),
+                user: v
+                    .user
+                    .as_deref()
+                    .map_or_else(|| "not seen on this device yet".to_owned(), visible),
+                uid: v.uid,
+            }),
+            Err(e) => return page_error(e),
+        }
+    };
+    page(OfflinePage {
+        signed_in: Some(user.account.name.clone()),
+        csrf: user.session.csrf.clone(),
+        flash: None,
+        typed: visible(&typed),
+        found,
+        answer: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct RespondForm {
+    csrf: String,
+    challenge: String,
+    scope: String,
+    duration: String,
+    reason: String,
+    device: Option<String>,
+}
+
+async fn respond_offline(
+    State(app): State<App>,
+    user: PortalUser,
+    Form(f): Form<RespondForm>,
+) -> Response {
+    if !constant_time_eq(&f.csrf, &user.session.csrf) {
+        return page_error(AppError::Forbidden(
+            "the form is stale or did not come from this portal; reload the page and try again"
+                .into(),
+        ));
+    }
+    let minutes = match elevate_core::duration::parse(&f.duration) {
+        Ok(d) if d.is_positive() && d.as_secs() <= 24 * 3600 => (d.as_secs() / 60).max(1) as u16,
+        _ => {
+            return page_error(AppError::BadRequest(
+                "the duration must be between 1m and 24h, e.g. 30m or 2h".into(),
+            ))
+        }
+    };
+    let body = elevate_proto::v1::OfflineRespondIn {
+        challenge: f.challenge,
+        scope: f.scope,
+        minutes,
+        reason: f.reason,
+        device: f.device.filter(|d| !d.is_empty()),
+    };
+    let answer = match app.respond_offline(&user.principal(), &body).await {
+        Ok(a) => a,
+        Err(e) => return page_error(e),
+    };
+    page(OfflinePage {
+        signed_in: Some(user.account.name.clone()),
+        csrf: user.session.csrf.clone(),
+        flash: None,
+        typed: String::new(),
+        found: None,
+        answer: Some(AnswerView {
+            code: answer.response,
+            who: answer
+                .user
+                .as_deref()
+                .map_or_else(|| format!("uid {}", answer.uid), visible),
+            device: visible(&answer.device),
+            grants: match answer.scope.as_str() {
+                "session" => "an admin session".into(),
+                "break-glass" => "your share of a break-glass session".into(),
+                _ => "the pending request".into(),
+            },
+            minutes: answer.minutes,
+        }),
     })
 }
 

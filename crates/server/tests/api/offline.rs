@@ -164,3 +164,62 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
     })
     .await;
 }
+
+/// Break glass: each helpdesk member gets a share number of their own for a challenge (the
+/// same one when they ask again); the policy must allow break glass at all.
+#[tokio::test]
+async fn break_glass_shares_are_numbered_per_helpdesk_member() {
+    for_each_backend(|server| async move {
+        let admin = server.admin().await;
+        server
+            .apply_policy(&admin, elevate_testkit::TEST_POLICY)
+            .await
+            .expect(201);
+        let (_, enrolled) = server.enrol(&admin, "web-01", &["server"]).await;
+        let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
+        let challenge = Challenge {
+            device: device_key(enrolled["device_id"].as_str().unwrap()),
+            uid: 1005,
+            nonce: 42,
+        };
+        let ask = |token: String| {
+            let server = &server;
+            let text = challenge.encode();
+            async move {
+                server
+                    .post(
+                        Some(&token),
+                        "/v1/offline/responses",
+                        &json!({ "challenge": text, "scope": "break-glass", "minutes": 60,
+                                 "reason": "the site is cut off" }),
+                    )
+                    .await
+            }
+        };
+        // Off unless the policy says how many members it takes.
+        let off = ask(admin.clone()).await.expect(400);
+        assert!(off.text.contains("break_glass_codes"), "{}", off.text);
+        let policy = elevate_testkit::TEST_POLICY.replacen(
+            "[defaults]\n",
+            "[defaults]\nbreak_glass_codes = 2\n",
+            1,
+        );
+        server.apply_policy(&admin, &policy).await.expect(201);
+        server
+            .account("hd2", &[elevate_server::app::Role::Approver], &["helpdesk"])
+            .await;
+        let hd2 = server.token("hd2").await;
+        let share = |answer: elevate_testkit::Answer| {
+            let r = Response::parse(answer.body["response"].as_str().unwrap()).unwrap();
+            assert_eq!(r.scope, Scope::BreakGlass);
+            challenge.share_of(&secret, &r)
+        };
+        assert_eq!(share(ask(admin.clone()).await.expect(201)), Some(1));
+        assert_eq!(share(ask(hd2.clone()).await.expect(201)), Some(2));
+        // Asking again never gives a member a second share.
+        assert_eq!(share(ask(admin.clone()).await.expect(201)), Some(1));
+        assert_eq!(share(ask(hd2).await.expect(201)), Some(2));
+        server
+    })
+    .await;
+}

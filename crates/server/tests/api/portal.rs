@@ -211,3 +211,100 @@ async fn the_audit_page_shows_the_chain_status() {
     })
     .await;
 }
+
+/// The helpdesk answers an offline challenge in the portal: it sees the device and the user
+/// first, and the code it reads back is the one the device will accept.
+#[tokio::test]
+async fn the_helpdesk_answers_a_challenge_in_the_portal() {
+    for_each_backend(|server| async move {
+        let admin = server.admin().await;
+        server
+            .apply_policy(&admin, elevate_testkit::TEST_POLICY)
+            .await
+            .expect(201);
+        let (device, enrolled) = server.enrol(&admin, "web-01", &["server"]).await;
+        server
+            .post(
+                Some(&device),
+                "/v1/requests",
+                &command_request("alice", &[], "/usr/bin/id", &[]),
+            )
+            .await
+            .expect(201);
+        let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
+        let challenge = elevate_core::offline::Challenge {
+            device: elevate_core::offline::device_key(enrolled["device_id"].as_str().unwrap()),
+            uid: 1005,
+            nonce: 77,
+        };
+        let http = browser();
+        let cookie = sign_in(&server, &http, "admin").await;
+        let typed = challenge.encode().to_lowercase().replace('-', " ");
+        let (status, html) = page(
+            &server,
+            &http,
+            &cookie,
+            &format!("/portal/offline?challenge={}", typed.replace(' ', "+")),
+        )
+        .await;
+        assert_eq!(status, 200, "{html}");
+        assert!(
+            html.contains("web-01") && html.contains("alice") && html.contains("uid 1005"),
+            "{html}"
+        );
+        let csrf = csrf_of(&html);
+        let r = http
+            .post(format!("{}/portal/offline", server.url))
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("challenge", &challenge.encode()),
+                ("scope", "session"),
+                ("duration", "1h"),
+                ("reason", "site visit, network down"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let html = r.text().await.unwrap();
+        let at = html.find("class=\"code\"><code>").expect("a code is shown") + 19;
+        let code = html[at..].split('<').next().unwrap();
+        let response = elevate_core::offline::Response::parse(code).unwrap();
+        assert_eq!(response.minutes, 60);
+        assert!(
+            challenge.verify(&secret, &response),
+            "the device accepts it"
+        );
+        assert!(html.contains("an admin session"), "{html}");
+        // Without a reason, or with a stale form, nothing is issued.
+        let r = http
+            .post(format!("{}/portal/offline", server.url))
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf", "stale"),
+                ("challenge", challenge.encode().as_str()),
+                ("scope", "request"),
+                ("duration", "30m"),
+                ("reason", "x"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let audit = server
+            .get(Some(&admin), "/v1/audit?limit=1000")
+            .await
+            .expect(200);
+        let issued = audit
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "offline.code_issued")
+            .count();
+        assert_eq!(issued, 1);
+        server
+    })
+    .await;
+}
