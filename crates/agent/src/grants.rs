@@ -91,6 +91,10 @@ pub struct AdminSession {
     pub cgroup: PathBuf,
     /// Whether the server holds the request (approved there) rather than the spool.
     pub on_server: bool,
+    /// Opened by break glass (several helpdesk members' codes): it lasts as they said, whatever
+    /// the cached policy says of sessions meanwhile.
+    #[serde(default)]
+    pub break_glass: bool,
     pub ended: Option<Ended>,
 }
 
@@ -186,6 +190,7 @@ impl Places {
 
     /// Opens an admin session of `length` for `user` (request `id`). On any failure what was
     /// made is undone and nothing is open (the ledger keeps the attempt, as failed).
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         &self,
         id: &str,
@@ -194,6 +199,7 @@ impl Places {
         now: Timestamp,
         length: SignedDuration,
         on_server: bool,
+        break_glass: bool,
     ) -> anyhow::Result<AdminSession> {
         if !safe_user_name(user) {
             bail!("the user name {user:?} cannot be written into a sudoers rule safely; no admin session can be opened for it");
@@ -220,6 +226,7 @@ impl Places {
             rule: self.sudoers.path(&format!("{RULE_PREFIX}{key}")),
             cgroup: root.join(format!("session-{key}")),
             on_server,
+            break_glass,
             ended: None,
         };
         // One lock for all of it: a sweep never sees the rule without the ledger line.
@@ -593,6 +600,7 @@ mod tests {
             rule: "/etc/sudoers.d/elevate-session-0192ab".into(),
             cgroup: "/sys/fs/cgroup/elevate/session-0192ab".into(),
             on_server: false,
+            break_glass: false,
             ended: None,
         };
         let text = rule_text(&s);

@@ -438,11 +438,15 @@ impl Spool {
             .mode(0o600)
             .open(&next)?;
         fresh.set_len(0)?;
-        let name = format!("batch-{}.jsonl", uuid::Uuid::now_v7());
-        fs::rename(self.dir.join(CURRENT), self.dir.join(name))?;
+        let batch = self
+            .dir
+            .join(format!("batch-{}.jsonl", uuid::Uuid::now_v7()));
+        fs::rename(self.dir.join(CURRENT), &batch)?;
         if let Err(e) = fs::rename(&next, self.dir.join(CURRENT)) {
-            // Writes go on into the closed batch (still this file); the next close retries.
+            // The file stays the current one: it must not be sent (and deleted) while it is
+            // still written to.
             tracing::error!(error = %e, "cannot start a new audit spool file");
+            fs::rename(&batch, self.dir.join(CURRENT))?;
             return Err(e);
         }
         self.current = fresh;

@@ -183,9 +183,17 @@ pub(super) async fn answer(
         };
         let verdict = match want {
             Want::One { session } => {
-                let fits = !session || response.scope == Scope::Session;
+                // A break-glass share is one member's part of an emergency session, never an
+                // answer on its own.
+                let fits = match response.scope {
+                    Scope::BreakGlass => false,
+                    Scope::Session => true,
+                    Scope::Request => !session,
+                };
                 if fits && challenge.verify(&secret, &response) {
                     Verdict::Done
+                } else if response.scope == Scope::BreakGlass {
+                    Verdict::Wrong("that is a break-glass share, which only `elevate break-glass` takes; this needs a request or session code from the helpdesk")
                 } else if !fits {
                     Verdict::Wrong("that code is for a single request; an admin session needs a session code from the helpdesk")
                 } else {

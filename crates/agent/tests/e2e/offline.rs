@@ -438,6 +438,9 @@ fn break_glass_needs_two_helpdesk_members_and_is_reviewed_afterwards() {
                 server
                     .account("hd2", &[elevate_server::app::Role::Approver], &["helpdesk"])
                     .await;
+                server
+                    .account("auditor1", &[elevate_server::app::Role::Auditor], &[])
+                    .await;
                 server.token("hd2").await
             });
             // Online, break glass is not the way (approvers are).
@@ -469,6 +472,16 @@ fn break_glass_needs_two_helpdesk_members_and_is_reviewed_afterwards() {
                 "{}",
                 text(&out.stderr)
             );
+
+            // A share answers no ordinary request (bob's whoami needs an approver).
+            let mut screen = Screen::start(&world, "bob", "/usr/bin/whoami");
+            let challenge = screen.challenge();
+            let mark = screen.len();
+            screen.type_line(&share(&world, &world.admin, &challenge, 30));
+            screen.wait_for("only `elevate break-glass` takes", mark);
+            let (status, shown) = screen.finish();
+            assert_ne!(status, Some(0), "{shown}");
+            assert!(!shown.contains("\nroot\n"), "{shown}");
 
             // One member's code, typed twice, is not two members' codes.
             let mut screen = Screen::start(
@@ -561,21 +574,24 @@ fn break_glass_needs_two_helpdesk_members_and_is_reviewed_afterwards() {
                         .unwrap()
                 })
             };
-            let cookie = world.api(async {
-                let r = http
-                    .post(format!("{url}/portal/login"))
-                    .form(&[
-                        ("account", "admin"),
-                        ("password", elevate_testkit::PASSWORD),
-                        ("next", "/portal/"),
-                    ])
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 303);
-                let c = r.headers()["set-cookie"].to_str().unwrap().to_string();
-                c.split(';').next().unwrap().to_string()
-            });
+            let sign_in = |account: &str| {
+                world.api(async {
+                    let r = http
+                        .post(format!("{url}/portal/login"))
+                        .form(&[
+                            ("account", account),
+                            ("password", elevate_testkit::PASSWORD),
+                            ("next", "/portal/"),
+                        ])
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 303);
+                    let c = r.headers()["set-cookie"].to_str().unwrap().to_string();
+                    c.split(';').next().unwrap().to_string()
+                })
+            };
+            let cookie = sign_in("admin");
             let html = page(&cookie);
             assert!(
                 html.contains("alice")
@@ -585,26 +601,34 @@ fn break_glass_needs_two_helpdesk_members_and_is_reviewed_afterwards() {
                     && html.contains("30 min"),
                 "{html}"
             );
-            let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-            let csrf = html[at..].split('"').next().unwrap().to_string();
-            let action_at = html.find("action=\"/portal/break-glass/").unwrap() + "action=\"".len();
-            let action = html[action_at..].split('"').next().unwrap().to_string();
-            let status = world.api(async {
-                http.post(format!("{url}{action}"))
-                    .header("cookie", &cookie)
-                    .form(&[
-                        ("csrf", csrf.as_str()),
-                        ("note", "restarted postgres; checked by the DBA"),
-                    ])
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            });
-            assert_eq!(status, 303);
-            let html = page(&cookie);
+            let review = |cookie: &str| {
+                let html = page(cookie);
+                let at =
+                    html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+                let csrf = html[at..].split('"').next().unwrap().to_string();
+                let action_at =
+                    html.find("action=\"/portal/break-glass/").unwrap() + "action=\"".len();
+                let action = html[action_at..].split('"').next().unwrap().to_string();
+                world.api(async {
+                    http.post(format!("{url}{action}"))
+                        .header("cookie", cookie)
+                        .form(&[
+                            ("csrf", csrf.as_str()),
+                            ("note", "restarted postgres; checked by the DBA"),
+                        ])
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                })
+            };
+            // admin gave a share: someone who took no part reviews it.
+            assert_eq!(review(&cookie), 403);
+            let auditor = sign_in("auditor1");
+            assert_eq!(review(&auditor), 303);
+            let html = page(&auditor);
             assert!(
-                html.contains("Reviewed by admin") && !html.contains("NOT REVIEWED"),
+                html.contains("Reviewed by auditor1") && !html.contains("NOT REVIEWED"),
                 "{html}"
             );
             assert!(world

@@ -99,7 +99,10 @@ fn the_documented_break_glass_vectors_hold_and_name_their_share() {
         assert_eq!(typed, response);
         assert_eq!(typed.scope, Scope::BreakGlass);
         assert_eq!(challenge.share_of(&SECRET, &typed), Some(*share));
-        assert!(challenge.verify(&SECRET, &typed));
+        assert!(
+            !challenge.verify(&SECRET, &typed),
+            "a share alone answers nothing"
+        );
         // Not for another challenge, and not under another secret.
         let other = Challenge::parse("4MHWV-B9FZZ-ZZZYZ-ZZZZZ-Z").unwrap();
         assert_eq!(other.share_of(&SECRET, &typed), None);

@@ -12,7 +12,20 @@ const MAX_BATCH: usize = 1000;
 const MAX_FIELD: usize = 256;
 const MAX_DATA: usize = 64 * 1024;
 
+/// Actions only the server records (for people's acts): a device reporting one is forging it.
+const SERVER_ONLY: &[&str] = &[
+    "offline.code_issued",
+    "offline.code_unissued",
+    "breakglass.reviewed",
+];
+
 fn check_event(device: &str, e: &AuditEventIn) -> Result<()> {
+    if SERVER_ONLY.contains(&e.action.as_str()) {
+        return Err(AppError::Forbidden(format!(
+            "event {} is {:?}, which only the server records; a device cannot report it",
+            e.id, e.action
+        )));
+    }
     let own = e.actor == format!("device:{device}") || e.actor.ends_with(&format!("@{device}"));
     if !own {
         return Err(AppError::Forbidden(format!(
@@ -108,7 +121,9 @@ impl App {
             .audit_for_subject(&format!("device:{device_id}"))
             .await?
             .into_iter()
-            .filter(|r| r.event.action == "offline.code_issued")
+            .filter(|r| {
+                r.event.action == "offline.code_issued" && r.event.actor.starts_with("account:")
+            })
             .filter_map(|r| {
                 let data: serde_json::Value = serde_json::from_str(&r.event.data).ok()?;
                 Some((
@@ -120,14 +135,25 @@ impl App {
         for data in used {
             let data: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
             let challenge = data["challenge"].as_str().unwrap_or("");
-            // Break glass: every member's share the device used must have been issued.
-            let fits = match data["shares"].as_array() {
-                Some(shares) => shares.iter().all(|n| {
-                    issued
-                        .iter()
-                        .any(|(c, share)| c == challenge && share.is_some() && *share == n.as_u64())
-                }),
-                None => issued.iter().any(|(c, _)| c == challenge),
+            // Break glass: two or more different members' shares, each issued for this
+            // challenge; any other code: issued for this challenge, and not as a share.
+            let fits = if data["scope"] == "break-glass" {
+                let mut shares: Vec<u64> = data["shares"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                    .unwrap_or_default();
+                shares.sort_unstable();
+                shares.dedup();
+                shares.len() >= 2
+                    && shares.iter().all(|n| {
+                        issued
+                            .iter()
+                            .any(|(c, share)| c == challenge && *share == Some(*n))
+                    })
+            } else {
+                issued
+                    .iter()
+                    .any(|(c, share)| c == challenge && share.is_none())
             };
             if fits {
                 continue;

@@ -197,7 +197,7 @@ impl App {
             .await?;
         let mut members: Vec<(String, u8)> = Vec::new();
         for r in issued {
-            if r.event.action != "offline.code_issued" {
+            if r.event.action != "offline.code_issued" || !by_a_person(&r) {
                 continue;
             }
             let data: serde_json::Value = serde_json::from_str(&r.event.data).unwrap_or_default();
@@ -240,59 +240,139 @@ fn device_view(d: DeviceRow) -> elevate_proto::v1::Device {
     }
 }
 
-/// A break-glass session a device reported, and its review.
+/// Whether an audit record was written by the server for a person (never uploaded by a
+/// device, which could otherwise forge issuances or reviews).
+fn by_a_person(r: &elevate_core::audit::ChainedRecord) -> bool {
+    r.event.actor.starts_with("account:")
+}
+
+/// A break-glass session: at least two helpdesk members' shares issued for one challenge,
+/// and what the device reported of its use (a device that was tampered with may never report
+/// it: the server lists it from its own issuances anyway).
 #[derive(Debug, Clone)]
 pub struct BreakGlassUse {
-    /// The device's event id (`breakglass.used`).
-    pub event_id: String,
+    /// The challenge, as the server encodes it.
+    pub challenge: String,
     pub at: jiff::Timestamp,
     pub device: String,
     pub user: String,
     pub reason: String,
-    pub shares: String,
-    pub length_secs: u64,
+    /// The helpdesk members who gave a share, in share order.
+    pub issued_by: Vec<String>,
+    /// The session's length, once the device reported its use.
+    pub reported_secs: Option<u64>,
     /// (who, when, note) once reviewed.
     pub review: Option<(String, jiff::Timestamp, String)>,
 }
 
 impl App {
-    /// Break-glass sessions the devices reported, newest first, with their reviews.
+    /// Break-glass sessions, newest first, with their reviews: every challenge with shares
+    /// from two or more helpdesk members (the server's own records), and every use a device
+    /// reported.
     pub async fn break_glass_uses(&self, caller: &Principal) -> Result<Vec<BreakGlassUse>> {
         caller.require(&[Role::Admin, Role::Auditor, Role::Approver])?;
-        let reviews = self.store.audit_by_action("breakglass.reviewed").await?;
-        let mut uses = Vec::new();
-        for r in self.store.audit_by_action("breakglass.used").await? {
-            let data: serde_json::Value = serde_json::from_str(&r.event.data).unwrap_or_default();
-            let review = reviews.iter().find_map(|v| {
-                let d: serde_json::Value = serde_json::from_str(&v.event.data).ok()?;
-                (d["event"] == r.event.id.as_str()).then(|| {
-                    (
-                        d["by"].as_str().unwrap_or_default().to_owned(),
-                        v.event.at,
-                        d["note"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-            });
-            uses.push(BreakGlassUse {
-                event_id: r.event.id.clone(),
-                at: r.event.at,
-                device: data["device"].as_str().unwrap_or_default().to_owned(),
-                user: data["user"].as_str().unwrap_or_default().to_owned(),
-                reason: data["reason"].as_str().unwrap_or_default().to_owned(),
-                shares: data["shares"].to_string(),
-                length_secs: data["length_secs"].as_u64().unwrap_or(0),
-                review,
-            });
+        let json = |r: &elevate_core::audit::ChainedRecord| -> serde_json::Value {
+            serde_json::from_str(&r.event.data).unwrap_or_default()
+        };
+        let mut uses: Vec<BreakGlassUse> = Vec::new();
+        for r in self.store.audit_by_action("offline.code_issued").await? {
+            let d = json(&r);
+            if !by_a_person(&r) || d["scope"] != "break-glass" {
+                continue;
+            }
+            let challenge = d["challenge"].as_str().unwrap_or_default().to_owned();
+            let by = d["by"].as_str().unwrap_or_default().to_owned();
+            match uses.iter_mut().find(|u| u.challenge == challenge) {
+                Some(u) => {
+                    if !u.issued_by.contains(&by) {
+                        u.issued_by.push(by);
+                    }
+                }
+                None => uses.push(BreakGlassUse {
+                    challenge,
+                    at: r.event.at,
+                    device: d["device"].as_str().unwrap_or_default().to_owned(),
+                    user: d["user"]
+                        .as_str()
+                        .map_or_else(|| format!("uid {}", d["uid"]), str::to_owned),
+                    reason: d["reason"].as_str().unwrap_or_default().to_owned(),
+                    issued_by: vec![by],
+                    reported_secs: None,
+                    review: None,
+                }),
+            }
         }
-        uses.reverse();
+        uses.retain(|u| u.issued_by.len() >= 2);
+        for r in self.store.audit_by_action("breakglass.used").await? {
+            let d = json(&r);
+            // In the server's own spelling (what a device sends is only text).
+            let Ok(challenge) = Challenge::parse(d["challenge"].as_str().unwrap_or_default())
+            else {
+                tracing::warn!(event = %r.event.id, "a break-glass use with no valid challenge");
+                continue;
+            };
+            let challenge = challenge.encode();
+            let challenge = challenge.as_str();
+            // The device that reported it (the event's actor is checked at ingest).
+            let device = r
+                .event
+                .actor
+                .rsplit('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let secs = d["length_secs"].as_u64().unwrap_or(0);
+            match uses.iter_mut().find(|u| u.challenge == challenge) {
+                Some(u) => {
+                    u.reported_secs = Some(secs);
+                    u.at = r.event.at;
+                    if let Some(reason) = d["reason"].as_str() {
+                        u.reason = reason.to_owned();
+                    }
+                    // The server may not have known the uid's name; the device does.
+                    if let Some(user) = d["user"].as_str() {
+                        u.user = user.to_owned();
+                    }
+                }
+                // A use of shares this server never issued: listed (and alerted at ingest).
+                None => uses.push(BreakGlassUse {
+                    challenge: challenge.to_owned(),
+                    at: r.event.at,
+                    device,
+                    user: d["user"].as_str().unwrap_or_default().to_owned(),
+                    reason: d["reason"].as_str().unwrap_or_default().to_owned(),
+                    issued_by: Vec::new(),
+                    reported_secs: Some(secs),
+                    review: None,
+                }),
+            }
+        }
+        for r in self.store.audit_by_action("breakglass.reviewed").await? {
+            if !by_a_person(&r) {
+                continue;
+            }
+            let d = json(&r);
+            if let Some(u) = uses
+                .iter_mut()
+                .find(|u| d["challenge"] == u.challenge.as_str())
+            {
+                u.review.get_or_insert((
+                    d["by"].as_str().unwrap_or_default().to_owned(),
+                    r.event.at,
+                    d["note"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        uses.sort_by_key(|u| std::cmp::Reverse(u.at));
         Ok(uses)
     }
 
     /// Records the review of a break-glass session: who looked at it, and what they found.
+    /// Not by the person who broke glass, nor by a member who gave a share.
     pub async fn review_break_glass(
         &self,
         caller: &Principal,
-        event_id: &str,
+        challenge: &str,
         note: &str,
     ) -> Result<()> {
         let reviewer = caller.require(&[Role::Admin, Role::Auditor])?.name.clone();
@@ -306,12 +386,19 @@ impl App {
             .break_glass_uses(caller)
             .await?
             .into_iter()
-            .find(|u| u.event_id == event_id)
-            .ok_or_else(|| AppError::NotFound("no break-glass session has this id".into()))?;
+            .find(|u| u.challenge == challenge)
+            .ok_or_else(|| {
+                AppError::NotFound("no break-glass session has this challenge".into())
+            })?;
+        if used.issued_by.contains(&reviewer) || used.user == reviewer {
+            return Err(AppError::Forbidden(format!(
+                "{reviewer} took part in this break-glass session; someone else must review it"
+            )));
+        }
         let mut tx = self.store.begin().await?;
         // Read again under the audit lock: two reviewers at once cannot both record one.
         let reviewed = tx
-            .audit_for_subject_locked(&format!("breakglass:{event_id}"))
+            .audit_for_subject_locked(&format!("breakglass:{challenge}"))
             .await?
             .into_iter()
             .any(|r| r.event.action == "breakglass.reviewed");
@@ -329,8 +416,9 @@ impl App {
         tx.append_audit(self.event(
             caller.actor(),
             "breakglass.reviewed",
-            format!("breakglass:{event_id}"),
-            serde_json::json!({ "event": event_id, "device": used.device, "user": used.user,
+            format!("breakglass:{challenge}"),
+            serde_json::json!({ "challenge": challenge, "device": used.device, "user": used.user,
+                "issued_by": used.issued_by, "reported": used.reported_secs.is_some(),
                 "note": note, "by": reviewer }),
         ))
         .await?;

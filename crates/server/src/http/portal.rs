@@ -683,12 +683,13 @@ async fn respond_offline(
 }
 
 struct BreakGlassRow {
-    event_id: String,
+    challenge: String,
     when: String,
     device: String,
     user: String,
     reason: String,
-    shares: String,
+    issued_by: String,
+    /// The session's length, or that the device has not reported it.
     length: String,
     /// (by, when, note)
     reviewed: Option<(String, String, String)>,
@@ -715,13 +716,20 @@ async fn break_glass(State(app): State<App>, user: PortalUser) -> Response {
         rows: uses
             .into_iter()
             .map(|u| BreakGlassRow {
-                event_id: visible(&u.event_id),
+                challenge: urlencode(&u.challenge),
                 when: when(u.at),
                 device: visible(&u.device),
                 user: visible(&u.user),
                 reason: visible(&u.reason),
-                shares: visible(&u.shares),
-                length: format!("{} min", u.length_secs / 60),
+                issued_by: if u.issued_by.is_empty() {
+                    "none issued by this server".into()
+                } else {
+                    visible(&u.issued_by.join(", "))
+                },
+                length: match u.reported_secs {
+                    Some(secs) => format!("{} min", secs / 60),
+                    None => "(use not reported by the device yet)".into(),
+                },
                 reviewed: u
                     .review
                     .map(|(by, at, note)| (visible(&by), when(at), visible(&note))),

@@ -218,6 +218,14 @@ async fn device_events_are_ingested_once_in_any_order() {
         let forged = json!({ "events": [{ "id": "0193a000-0000-7000-8000-000000000003", "at": "2026-11-23T09:58:00Z",
             "actor": "user:alice@web-02", "action": "command.exited", "subject": "request:y", "data": {} }]});
         server.post(Some(&device), "/v1/audit/events", &forged).await.expect(403);
+        // Nor report what only the server records for people: an issuance, a review.
+        for action in ["offline.code_issued", "offline.code_unissued", "breakglass.reviewed"] {
+            let forged = json!({ "events": [{ "id": "0193a000-0000-7000-8000-000000000004",
+                "at": "2026-11-23T09:58:00Z", "actor": "user:alice@web-01", "action": action,
+                "subject": "device:x", "data": { "challenge": "x", "by": "admin" } }]});
+            let refused = server.post(Some(&device), "/v1/audit/events", &forged).await.expect(403);
+            assert!(refused.text.contains("only the server records"), "{}", refused.text);
+        }
         // Accounts cannot ingest device events.
         server.post(Some(&admin), "/v1/audit/events", &batch).await.expect(403);
         assert_eq!(verify(&server, &admin).await["count"], after["count"]);

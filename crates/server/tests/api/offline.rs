@@ -219,6 +219,45 @@ async fn break_glass_shares_are_numbered_per_helpdesk_member() {
         // Asking again never gives a member a second share.
         assert_eq!(share(ask(admin.clone()).await.expect(201)), Some(1));
         assert_eq!(share(ask(hd2).await.expect(201)), Some(2));
+        // Two members gave shares: the portal lists it for review even if the device never
+        // reports the use (a device someone broke glass on is not to be trusted with that).
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let login = http
+            .post(format!("{}/portal/login", server.url))
+            .form(&[
+                ("account", "admin"),
+                ("password", elevate_testkit::PASSWORD),
+                ("next", "/portal/"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let cookie = login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let html = http
+            .get(format!("{}/portal/break-glass", server.url))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(&challenge.encode())
+                && html.contains("use not reported by the device yet")
+                && html.contains("admin, hd2")
+                && html.contains("NOT REVIEWED"),
+            "{html}"
+        );
         server
     })
     .await;
