@@ -99,6 +99,9 @@ pub struct Agent {
     pub places: crate::grants::Places,
     /// Held while admin-session ends are reported, so each is reported once.
     pub(crate) session_reports: tokio::sync::Mutex<()>,
+    /// Held while a wrong offline code is counted and paid for (its pause): codes typed on
+    /// several connections at once are counted and paused one after another.
+    pub(crate) wrong_codes: tokio::sync::Mutex<()>,
     /// Standing admin rights: taken away in enforce mode, given back outside it.
     pub rights: crate::rights::Rights,
     /// The Linux audit collector: whether it is wanted, and its status line once tried.
@@ -149,6 +152,7 @@ impl Agent {
             collectors: Mutex::default(),
             places: crate::grants::Places::system(state_dir),
             session_reports: tokio::sync::Mutex::new(()),
+            wrong_codes: tokio::sync::Mutex::new(()),
             rights: crate::rights::Rights::system(state_dir),
             linux_audit: Mutex::default(),
             rights_alerts: Mutex::default(),

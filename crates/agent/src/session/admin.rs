@@ -432,7 +432,17 @@ pub(super) async fn break_glass(
             )
             .await;
     };
-    if agent.offline_since.lock().expect("offline lock").is_none() {
+    // Ask the server once more (the offline mark may be a refresh old): break glass is for
+    // when it cannot be reached, and a server that answers at all decides.
+    let reached =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), agent.upstream.bundle())
+            .await
+        {
+            Ok(Err(crate::upstream::UpstreamError::Unreachable { .. })) | Err(_) => false,
+            Ok(_) => true,
+        };
+    agent.mark_online(reached);
+    if reached {
         return conn
             .refuse(
                 "server_reachable",

@@ -258,6 +258,7 @@ pub(super) async fn answer(
             }
         };
         left -= 1;
+        let counting = agent.wrong_codes.lock().await;
         let spent = failures(&agent.state_dir) + 1;
         if let Err(e) = set_failures(&agent.state_dir, spent) {
             // The budget cannot be kept: no more tries.
@@ -269,6 +270,7 @@ pub(super) async fn answer(
         }
         // Each wrong code on this device costs a little more time.
         tokio::time::sleep(std::time::Duration::from_secs(u64::from(spent.min(10)))).await;
+        drop(counting);
         let refused = record(
             "offline.code_refused",
             serde_json::json!({ "attempts_left": left, "alert": left == 0 }),
