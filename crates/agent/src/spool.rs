@@ -513,8 +513,8 @@ impl Spool {
     }
 
     /// The oldest batch to send: a closed batch file, or the current file closed into one.
-    /// It is renamed `sending-…` first (and the rename made durable): from then on the server
-    /// may hold its events, so it is never summarised, even after a crash.
+    /// It is renamed `sending-…` first: from then on the server may hold its events, so it is
+    /// never summarised, even after the agent is killed.
     pub fn next_batch(&mut self) -> io::Result<Option<(PathBuf, Vec<AuditEventIn>)>> {
         if self.batches()?.is_empty() {
             let current = self.dir.join(CURRENT);
@@ -534,8 +534,10 @@ impl Spool {
                 .map(|n| n.to_string_lossy().replacen("batch-", SENDING, 1))
                 .unwrap_or_default();
             let sending = self.dir.join(name);
+            // Not followed by a folder fsync: a crash of the agent keeps the rename (the kernel
+            // has it), and a power cut that loses it can at worst let a summary count events the
+            // server also holds; never lose one. The send path stays off the disk's flush.
             fs::rename(&oldest, &sending)?;
-            File::open(&self.dir)?.sync_all()?;
             sending
         };
         let events = read_events(&oldest)?;
