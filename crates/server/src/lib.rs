@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod integrations;
 pub mod jobs;
 pub mod store;
 
