@@ -45,9 +45,8 @@ pub(super) async fn open(
     duration_secs: u64,
     reason: Option<String>,
 ) {
-    let caller = match agent.caller(uid) {
-        Ok(c) => c,
-        Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
+    let Some((caller, policy)) = caller_and_policy(agent, conn, uid).await else {
+        return;
     };
     if !sessions_checked(
         agent,
@@ -58,14 +57,6 @@ pub(super) async fn open(
     {
         return;
     }
-    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
-        return conn
-            .refuse(
-                "no_policy",
-                "this device has no verified policy yet; nothing is opened",
-            )
-            .await;
-    };
     let Some(reason) = conn.checked_reason(reason).await else {
         return;
     };
@@ -103,6 +94,30 @@ pub(super) async fn open(
         Channel::Native,
     )
     .await;
+}
+
+/// The caller and the verified policy, or the caller is told why there are none.
+async fn caller_and_policy(
+    agent: &Arc<Agent>,
+    conn: &mut Conn,
+    uid: u32,
+) -> Option<(Caller, crate::cache::CachedPolicy)> {
+    let caller = match agent.caller(uid) {
+        Ok(c) => c,
+        Err(e) => {
+            conn.refuse("unknown_user", format!("{e:#}")).await;
+            return None;
+        }
+    };
+    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
+        conn.refuse(
+            "no_policy",
+            "this device has no verified policy yet; nothing is opened",
+        )
+        .await;
+        return None;
+    };
+    Some((caller, policy))
 }
 
 /// Whether admin sessions can be enforced here; if not, the caller is told why (`why` and
@@ -412,17 +427,8 @@ pub(super) async fn break_glass(
     uid: u32,
     reason: Option<String>,
 ) {
-    let caller = match agent.caller(uid) {
-        Ok(c) => c,
-        Err(e) => return conn.refuse("unknown_user", format!("{e:#}")).await,
-    };
-    let Some(policy) = agent.policy.read().expect("policy lock").clone() else {
-        return conn
-            .refuse(
-                "no_policy",
-                "this device has no verified policy yet; nothing is opened",
-            )
-            .await;
+    let Some((caller, policy)) = caller_and_policy(agent, conn, uid).await else {
+        return;
     };
     let Some(needed) = policy.policy.break_glass_codes() else {
         return conn

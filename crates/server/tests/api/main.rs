@@ -31,13 +31,19 @@ where
 
 /// A server with an admin, the test policy, and one enrolled device; returns (admin, device).
 pub async fn ready(server: &TestServer) -> (String, String) {
+    let (admin, device, _) = ready_enrolled(server).await;
+    (admin, device)
+}
+
+/// As `ready`, with the device's enrolment answer (its id and offline secret).
+pub async fn ready_enrolled(server: &TestServer) -> (String, String, serde_json::Value) {
     let admin = server.admin().await;
     server
         .apply_policy(&admin, elevate_testkit::TEST_POLICY)
         .await
         .expect(201);
-    let (device, _) = server.enrol(&admin, "web-01", &["server"]).await;
-    (admin, device)
+    let (device, enrolled) = server.enrol(&admin, "web-01", &["server"]).await;
+    (admin, device, enrolled)
 }
 
 #[allow(dead_code)]

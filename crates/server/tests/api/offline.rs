@@ -10,12 +10,7 @@ use super::for_each_backend;
 #[tokio::test]
 async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
     for_each_backend(|server| async move {
-        let admin = server.admin().await;
-        server
-            .apply_policy(&admin, elevate_testkit::TEST_POLICY)
-            .await
-            .expect(201);
-        let (device, enrolled) = server.enrol(&admin, "web-01", &["server"]).await;
+        let (admin, device, enrolled) = super::ready_enrolled(&server).await;
         server.enrol(&admin, "web-02", &["server"]).await;
         let device_id = enrolled["device_id"].as_str().unwrap();
         let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
@@ -170,12 +165,7 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
 #[tokio::test]
 async fn break_glass_shares_are_numbered_per_helpdesk_member() {
     for_each_backend(|server| async move {
-        let admin = server.admin().await;
-        server
-            .apply_policy(&admin, elevate_testkit::TEST_POLICY)
-            .await
-            .expect(201);
-        let (_, enrolled) = server.enrol(&admin, "web-01", &["server"]).await;
+        let (admin, _, enrolled) = super::ready_enrolled(&server).await;
         let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
         let challenge = Challenge {
             device: device_key(enrolled["device_id"].as_str().unwrap()),

@@ -217,12 +217,7 @@ async fn the_audit_page_shows_the_chain_status() {
 #[tokio::test]
 async fn the_helpdesk_answers_a_challenge_in_the_portal() {
     for_each_backend(|server| async move {
-        let admin = server.admin().await;
-        server
-            .apply_policy(&admin, elevate_testkit::TEST_POLICY)
-            .await
-            .expect(201);
-        let (device, enrolled) = server.enrol(&admin, "web-01", &["server"]).await;
+        let (admin, device, enrolled) = super::ready_enrolled(&server).await;
         server
             .post(
                 Some(&device),
