@@ -175,7 +175,21 @@ fn kill_9_of_agent_and_server_loses_and_repeats_no_event() {
                     if dice.below(3) == 0 {
                         server.kill();
                         server_kills += 1;
-                        std::thread::sleep(Duration::from_millis(dice.below(2000)));
+                        if server_kills == 1 {
+                            // The first time, the server stays away until the spool reaches
+                            // its bound, so that the bound is surely tested.
+                            let deadline = Instant::now() + Duration::from_secs(30);
+                            while Instant::now() < deadline {
+                                let status =
+                                    text(&world.elevate_as("root", &["status"], &[]).stdout);
+                                if status.contains("were summarised") || status.contains("FULL") {
+                                    break;
+                                }
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        } else {
+                            std::thread::sleep(Duration::from_millis(dice.below(2000)));
+                        }
                         world.runtime.block_on(server.start());
                     } else {
                         agent.kill().unwrap();
