@@ -374,14 +374,28 @@ impl Agent {
                     .confirm(&batch, events.len())?,
                 // The server will never take this batch: set it aside (kept on disk, reported)
                 // instead of blocking every later event behind it.
+                // Only the server's own word that the batch itself is bad (not a proxy's page, a
+                // timeout or a size limit on the way) sets it aside.
                 Err(crate::upstream::UpstreamError::Refused {
-                    status, message, ..
-                }) if (400..500).contains(&status) && status != 401 && status != 429 => {
+                    status,
+                    code,
+                    message,
+                }) if matches!(status, 400 | 403 | 422) && code != "http" => {
                     tracing::error!(status, %message, batch = %batch.display(), "the server refused an audit batch; kept aside as rejected");
-                    self.spool
-                        .lock()
-                        .expect("spool lock")
-                        .reject(&batch, events.len())?;
+                    let mut spool = self.spool.lock().expect("spool lock");
+                    spool.reject(&batch, events.len())?;
+                    let alert = agent_event(
+                        self,
+                        "spool.rejected",
+                        serde_json::json!({ "alert": true, "status": status, "code": code,
+                            "message": message, "events": events.len(),
+                            "first": events.first().map(|e| e.id.clone()),
+                            "last": events.last().map(|e| e.id.clone()),
+                            "kept_as": batch.file_name().map(|n| n.to_string_lossy().into_owned()) }),
+                    );
+                    if let Err(e) = spool.append_record(&[alert]) {
+                        tracing::error!(error = %e, "cannot spool the rejected-batch alert");
+                    }
                     continue;
                 }
                 Err(e) => return Err(e.into()),

@@ -53,6 +53,9 @@ pub struct Spool {
     summarised: u64,
     /// Batches already looked at that hold nothing to summarise (not read again).
     nothing_to_summarise: std::collections::HashSet<PathBuf>,
+    /// A failed write could not be undone: no action is acknowledged any more (fail closed)
+    /// until the agent restarts.
+    broken: bool,
 }
 
 const CURRENT: &str = "current.jsonl";
@@ -65,6 +68,8 @@ const RESERVE_BYTES: usize = 256 * 1024;
 const BATCH_EVENTS: u64 = 500;
 /// The default bound: a quarter of a GiB holds about a million events.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Events the current file must hold before `make_room` closes it to summarise it.
+const MIN_SUMMARY_BATCH: u64 = 50;
 /// Users and programs named one by one in a summary; the rest are counted together.
 const SUMMARY_ENTRIES: usize = 100;
 
@@ -91,10 +96,14 @@ impl Spool {
         // The agent died while closing the current file: the next one holds nothing yet.
         let next = dir.join(NEXT);
         if next.exists() {
-            if dir.join(CURRENT).exists() {
+            if !dir.join(CURRENT).exists() {
+                fs::rename(&next, dir.join(CURRENT))?;
+            } else if fs::metadata(&next)?.len() == 0 {
                 fs::remove_file(&next)?;
             } else {
-                fs::rename(&next, dir.join(CURRENT))?;
+                // It was the current file already (the folder's renames were lost): a batch.
+                let batch = dir.join(format!("batch-{}.jsonl", uuid::Uuid::now_v7()));
+                fs::rename(&next, batch)?;
             }
         }
         let mut current = Self::open_current(dir)?;
@@ -125,6 +134,7 @@ impl Spool {
             full: false,
             summarised: 0,
             nothing_to_summarise: std::collections::HashSet::new(),
+            broken: false,
         };
         (spool.pending, spool.bytes) = spool.count()?;
         if let Err(e) = spool.ensure_reserve() {
@@ -150,6 +160,11 @@ impl Spool {
     /// Appends events and flushes them to disk. Only after `Ok` may the action happen; an
     /// error of kind `StorageFull` means the spool is at its bound or the disk is full.
     pub fn append(&mut self, events: &[AuditEventIn]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other(
+                "the audit spool could not undo a failed write; elevation is refused until the agent is restarted",
+            ));
+        }
         let lines = lines(events)?;
         // No action without room to record its end.
         self.ensure_reserve()?;
@@ -276,6 +291,9 @@ impl Spool {
         if let Err(e) = self.current.set_len(len) {
             tracing::error!(error = %e, "cannot cut a torn event off the audit spool");
             let _ = self.current.write_all(b"\n");
+            // What stays in the file may be an action that was refused: nothing more is
+            // acknowledged until the agent starts again and reads the spool afresh.
+            self.broken = true;
         }
     }
 
@@ -303,7 +321,9 @@ impl Spool {
         let before = (self.pending, self.bytes);
         // Make room for a while, not for one event: down to three quarters of the bound.
         let target = self.max_bytes / 4 * 3;
-        if self.current_events > 0 {
+        // The current file is closed for summarising only once it holds a batch's worth: closing
+        // it for every event would make a file per event, none of them worth a summary.
+        if self.current_events >= MIN_SUMMARY_BATCH {
             self.close_current()?;
         }
         for batch in self.batches()? {
@@ -446,7 +466,10 @@ impl Spool {
             // The file stays the current one: it must not be sent (and deleted) while it is
             // still written to.
             tracing::error!(error = %e, "cannot start a new audit spool file");
-            fs::rename(&batch, self.dir.join(CURRENT))?;
+            if fs::rename(&batch, self.dir.join(CURRENT)).is_err() {
+                // The file is a closed batch now: nothing more may go into it.
+                self.broken = true;
+            }
             return Err(e);
         }
         self.current = fresh;
@@ -517,8 +540,7 @@ impl Spool {
     /// never summarised, even after the agent is killed.
     pub fn next_batch(&mut self) -> io::Result<Option<(PathBuf, Vec<AuditEventIn>)>> {
         if self.batches()?.is_empty() {
-            let current = self.dir.join(CURRENT);
-            if fs::metadata(&current)?.len() == 0 {
+            if self.current_events == 0 {
                 return Ok(None);
             }
             self.close_current()?;
@@ -538,6 +560,7 @@ impl Spool {
             // has it), and a power cut that loses it can at worst let a summary count events the
             // server also holds; never lose one. The send path stays off the disk's flush.
             fs::rename(&oldest, &sending)?;
+            self.nothing_to_summarise.remove(&oldest);
             sending
         };
         let events = read_events(&oldest)?;
@@ -553,7 +576,6 @@ impl Spool {
     }
 
     fn sent(&mut self, count: usize, len: u64) {
-        self.nothing_to_summarise.retain(|p| p.exists());
         self.pending = self.pending.saturating_sub(count as u64);
         self.bytes = self.bytes.saturating_sub(len);
         // The server takes events again: the next time the bound is reached is news.
@@ -614,9 +636,11 @@ fn read_events(path: &Path) -> io::Result<Vec<AuditEventIn>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(e),
     };
+    // By bytes: a line cut short inside a character is not UTF-8, and must be skipped like any
+    // other torn line rather than stop the whole file from being read.
     let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        if let Ok(event) = serde_json::from_str(&line?) {
+    for line in BufReader::new(file).split(b'\n') {
+        if let Ok(event) = serde_json::from_slice(&line?) {
             out.push(event);
         }
     }
@@ -855,6 +879,33 @@ mod tests {
         let spool = Spool::open(&dir).unwrap();
         assert!(!dir.join("batch-0.partial").exists());
         assert_eq!(spool.usage().events, all(&spool).len() as u64);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_torn_inside_a_character_and_a_lost_rename_lose_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.append(&[event(1)]).unwrap();
+        drop(spool);
+        // Cut short in the middle of "é" (0xC3 0xA9): not UTF-8.
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(CURRENT))
+            .unwrap()
+            .write_all(b"{\"id\":\"caf\xc3")
+            .unwrap();
+        // The folder lost a close's renames: the next file holds acknowledged events beside
+        // the old current one.
+        let mut next = lines(&[event(2)]).unwrap();
+        next.extend(lines(&[event(3)]).unwrap());
+        fs::write(dir.join(NEXT), next).unwrap();
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.append(&[event(4)]).unwrap();
+        let mut ids: Vec<String> = all(&spool).into_iter().map(|e| e.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+        assert_eq!(spool.usage().events, 4);
         fs::remove_dir_all(dir).unwrap();
     }
 }
