@@ -530,6 +530,23 @@ fn record_local_decision(
     spool(agent, &events)
 }
 
+/// Spools what the helpdesk's offline code allowed, before anything runs or opens: the request
+/// (channel `offline`), the decision, and its start with the code (`running` adds the start's
+/// own facts).
+fn record_offline_grant(
+    agent: &Agent,
+    caller: &Caller,
+    granted: &offline::Granted,
+    mut facts: serde_json::Value,
+    view: &DecisionView,
+    mut running: serde_json::Value,
+) -> std::io::Result<()> {
+    facts["channel"] = "offline".into();
+    running["offline_code"] = serde_json::json!({ "challenge": granted.challenge,
+        "scope": granted.response.scope.as_str(), "minutes": granted.response.minutes });
+    record_local_decision(agent, caller, &granted.id, facts, view, Some(running))
+}
+
 /// In discovery mode, what is kept of a command until its end: its facts and what enforcement
 /// would have said.
 fn discovery_facts(
@@ -1124,19 +1141,10 @@ async fn run(
                 // before anything runs; the server hears of it when it can be reached.
                 Approved::Offline(granted) => {
                     let minutes = u64::from(granted.response.minutes);
-                    let running = serde_json::json!({ "sha256": binary.sha256,
-                        "offline_code": { "challenge": granted.challenge,
-                            "scope": granted.response.scope.as_str(), "minutes": minutes } });
-                    let mut facts = facts;
-                    facts["channel"] = "offline".into();
-                    if let Err(e) = record_local_decision(
-                        agent,
-                        &caller,
-                        &granted.id,
-                        facts,
-                        &view,
-                        Some(running),
-                    ) {
+                    let running = serde_json::json!({ "sha256": binary.sha256 });
+                    if let Err(e) =
+                        record_offline_grant(agent, &caller, &granted, facts, &view, running)
+                    {
                         return conn
                             .refuse(
                                 "audit",
@@ -1326,20 +1334,10 @@ async fn decide_for_sudo(
                 }
                 // The helpdesk's code, typed through sudo's conversation: recorded here first.
                 Approved::Offline(granted) => {
-                    let running = serde_json::json!({ "sha256": binary.sha256, "channel": "sudo",
-                        "offline_code": { "challenge": granted.challenge,
-                            "scope": granted.response.scope.as_str(),
-                            "minutes": granted.response.minutes } });
-                    let mut facts = facts;
-                    facts["channel"] = "offline".into();
-                    if let Err(e) = record_local_decision(
-                        agent,
-                        caller,
-                        &granted.id,
-                        facts,
-                        view,
-                        Some(running),
-                    ) {
+                    let running = serde_json::json!({ "sha256": binary.sha256, "channel": "sudo" });
+                    if let Err(e) =
+                        record_offline_grant(agent, caller, &granted, facts, view, running)
+                    {
                         return conn
                             .refuse(
                                 "audit",

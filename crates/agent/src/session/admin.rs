@@ -16,7 +16,7 @@ use elevate_proto::v1::{AuditEventIn, DecisionView, WireTarget};
 
 use super::{
     ask_approvers, ask_approvers_or_helpdesk, audited, decided, event, new_request, now_ms,
-    record_local_decision, spool, Approved, Conn,
+    record_local_decision, record_offline_grant, spool, Approved, Conn,
 };
 use crate::daemon::Agent;
 use crate::grants::{AdminSession, EndedBy};
@@ -280,18 +280,10 @@ async fn grant(
                 }
                 // The helpdesk's code: recorded here, and it sets the length.
                 Approved::Offline(granted) => {
-                    let mut facts = facts;
-                    facts["channel"] = "offline".into();
-                    let running = serde_json::json!({ "offline_code": { "challenge": granted.challenge,
-                        "scope": granted.response.scope.as_str(), "minutes": granted.response.minutes } });
-                    if let Err(e) = record_local_decision(
-                        agent,
-                        &caller,
-                        &granted.id,
-                        facts,
-                        &view,
-                        Some(running),
-                    ) {
+                    let running = serde_json::json!({});
+                    if let Err(e) =
+                        record_offline_grant(agent, &caller, &granted, facts, &view, running)
+                    {
                         conn.refuse(
                             "audit",
                             format!("cannot record the request ({e}); nothing is opened"),

@@ -558,39 +558,17 @@ fn break_glass_needs_two_helpdesk_members_and_is_reviewed_afterwards() {
             );
 
             // The portal lists it for review; a review is recorded once.
-            let http = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
+            let http = elevate_testkit::portal_client();
             let page = |cookie: &str| {
-                world.api(async {
-                    http.get(format!("{url}/portal/break-glass"))
-                        .header("cookie", cookie)
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap()
-                })
+                world.api(elevate_testkit::portal_page(
+                    &http,
+                    &url,
+                    cookie,
+                    "/portal/break-glass",
+                ))
             };
-            let sign_in = |account: &str| {
-                world.api(async {
-                    let r = http
-                        .post(format!("{url}/portal/login"))
-                        .form(&[
-                            ("account", account),
-                            ("password", elevate_testkit::PASSWORD),
-                            ("next", "/portal/"),
-                        ])
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 303);
-                    let c = r.headers()["set-cookie"].to_str().unwrap().to_string();
-                    c.split(';').next().unwrap().to_string()
-                })
-            };
+            let sign_in =
+                |account: &str| world.api(elevate_testkit::portal_cookie(&http, &url, account));
             let cookie = sign_in("admin");
             let html = page(&cookie);
             assert!(

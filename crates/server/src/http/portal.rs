@@ -110,6 +110,16 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The refusal of a form whose CSRF token is not this session's (`None` when it is).
+fn stale_form(user: &PortalUser, csrf: &str) -> Option<Response> {
+    (!constant_time_eq(csrf, &user.session.csrf)).then(|| {
+        page_error(AppError::Forbidden(
+            "the form is stale or did not come from this portal; reload the page and try again"
+                .into(),
+        ))
+    })
+}
+
 fn page<T: Template>(t: T) -> Response {
     match t.render() {
         Ok(html) => (
@@ -456,11 +466,8 @@ async fn decide(
     Path(id): Path<String>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    if !constant_time_eq(&f.csrf, &user.session.csrf) {
-        return page_error(AppError::Forbidden(
-            "the form is stale or did not come from this portal; reload the page and try again"
-                .into(),
-        ));
+    if let Some(refused) = stale_form(&user, &f.csrf) {
+        return refused;
     }
     let approve = match f.verdict.as_str() {
         "approve" => true,
@@ -634,11 +641,8 @@ async fn respond_offline(
     user: PortalUser,
     Form(f): Form<RespondForm>,
 ) -> Response {
-    if !constant_time_eq(&f.csrf, &user.session.csrf) {
-        return page_error(AppError::Forbidden(
-            "the form is stale or did not come from this portal; reload the page and try again"
-                .into(),
-        ));
+    if let Some(refused) = stale_form(&user, &f.csrf) {
+        return refused;
     }
     let minutes = match elevate_core::duration::parse(&f.duration) {
         Ok(d) if d.is_positive() && d.as_secs() <= 24 * 3600 => (d.as_secs() / 60).max(1) as u16,
@@ -750,11 +754,8 @@ async fn review_break_glass(
     Path(id): Path<String>,
     Form(f): Form<ReviewForm>,
 ) -> Response {
-    if !constant_time_eq(&f.csrf, &user.session.csrf) {
-        return page_error(AppError::Forbidden(
-            "the form is stale or did not come from this portal; reload the page and try again"
-                .into(),
-        ));
+    if let Some(refused) = stale_form(&user, &f.csrf) {
+        return refused;
     }
     match app
         .review_break_glass(&user.principal(), &id, &f.note)

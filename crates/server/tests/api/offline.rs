@@ -211,36 +211,10 @@ async fn break_glass_shares_are_numbered_per_helpdesk_member() {
         assert_eq!(share(ask(hd2).await.expect(201)), Some(2));
         // Two members gave shares: the portal lists it for review even if the device never
         // reports the use (a device someone broke glass on is not to be trusted with that).
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let login = http
-            .post(format!("{}/portal/login", server.url))
-            .form(&[
-                ("account", "admin"),
-                ("password", elevate_testkit::PASSWORD),
-                ("next", "/portal/"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let cookie = login.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let html = http
-            .get(format!("{}/portal/break-glass", server.url))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let http = elevate_testkit::portal_client();
+        let cookie = elevate_testkit::portal_cookie(&http, &server.url, "admin").await;
+        let html =
+            elevate_testkit::portal_page(&http, &server.url, &cookie, "/portal/break-glass").await;
         assert!(
             html.contains(&challenge.encode())
                 && html.contains("use not reported by the device yet")
