@@ -153,6 +153,48 @@ pub struct Device {
     pub last_seen_at: Option<Timestamp>,
 }
 
+// ---------------------------------------------------------------- notifications
+
+/// One notification to one receiver (a webhook subscription, a chat, an address), with what
+/// became of it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    /// `webhook`, `slack`, `teams` or `email`.
+    pub channel: String,
+    /// The subscription's name, or the address.
+    pub target: String,
+    /// The event it tells of, e.g. `request.approved`.
+    pub event: String,
+    /// What the event is about, e.g. `request:<id>`.
+    pub subject: String,
+    /// `queued` (waiting or due again), `delivered` or `failed` (given up).
+    pub state: String,
+    pub attempts: u32,
+    /// When it is (or was) due next.
+    #[schema(value_type = String, format = DateTime)]
+    pub next_at: Timestamp,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub done_at: Option<Timestamp>,
+    /// Every attempt, oldest first (only when one delivery is asked for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tries: Vec<DeliveryAttemptView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryAttemptView {
+    pub attempt: u32,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
 // ---------------------------------------------------------------- offline codes
 
 /// A challenge read out by a person at a device that cannot reach the server.

@@ -18,6 +18,12 @@ pub struct ServerConfig {
     /// `postgres://…`; SQLite in `data_dir` when absent.
     pub database_url: Option<String>,
     pub request_ttl: SignedDuration,
+    /// The portal's address as people reach it, for links in notifications.
+    pub public_url: Option<String>,
+    /// Webhook subscriptions (`[[webhook]]`), secrets read from their files.
+    pub webhooks: Vec<crate::integrations::webhook::Subscription>,
+    /// The Slack app (`[slack]`), secrets read from their files.
+    pub slack: Option<crate::integrations::slack::SlackConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -29,6 +35,9 @@ impl std::fmt::Debug for ServerConfig {
                 "database_url",
                 &self.database_url.as_deref().map(crate::store::redact_url),
             )
+            .field("public_url", &self.public_url)
+            .field("webhooks", &self.webhooks)
+            .field("slack", &self.slack)
             .finish()
     }
 }
@@ -40,6 +49,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("/var/lib/elevate"),
             database_url: None,
             request_ttl: SignedDuration::from_hours(24),
+            public_url: None,
+            webhooks: Vec::new(),
+            slack: None,
         }
     }
 }
@@ -51,6 +63,73 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     request_ttl: Option<String>,
+    public_url: Option<String>,
+    #[serde(default, rename = "webhook")]
+    webhooks: Vec<WebhookConfig>,
+    slack: Option<SlackFileConfig>,
+}
+
+/// `[slack]`: the Slack app's secrets (in files), channels per approver group, and the Slack
+/// users who are approvers here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlackFileConfig {
+    signing_secret_file: PathBuf,
+    bot_token_file: PathBuf,
+    api_url: Option<String>,
+    #[serde(default)]
+    channels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    users: std::collections::BTreeMap<String, String>,
+}
+
+/// `[[webhook]]`: where CloudEvents go, and the file that holds the signing secret.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookConfig {
+    name: String,
+    url: String,
+    secret_file: PathBuf,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+fn http_url(what: &str, url: &str) -> anyhow::Result<()> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(r)
+            if !r.is_empty() && !r.starts_with('/') && !url.chars().any(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => bail!("{what} must be an http:// or https:// URL with a host (got {url:?})"),
+    }
+}
+
+/// Reads a secret from a file only root (or the server's own user) can read.
+fn read_secret(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{what}: cannot read the secret file {}", path.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "{what}: the secret file {} can be read by others (mode {:o}); chmod 600 it",
+            path.display(),
+            meta.mode() & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{what}: cannot read the secret file {}", path.display()))?;
+    let secret = text.trim();
+    if secret.len() < 16 {
+        bail!(
+            "{what}: the secret in {} is shorter than 16 characters; write a long random one",
+            path.display()
+        );
+    }
+    Ok(secret.as_bytes().to_vec())
 }
 
 const ENV: [&str; 4] = [
@@ -80,6 +159,47 @@ impl ServerConfig {
             let f: FileConfig = toml::from_str(&text)
                 .with_context(|| format!("{} is not a valid configuration", path.display()))?;
             config.apply(f.listen, f.data_dir, f.database_url, f.request_ttl)?;
+            if let Some(url) = f.public_url {
+                http_url("public_url", &url)?;
+                config.public_url = Some(url.trim_end_matches('/').to_string());
+            }
+            if let Some(slack) = f.slack {
+                let api_url = slack
+                    .api_url
+                    .unwrap_or_else(|| "https://slack.com/api".to_string());
+                http_url("slack.api_url", &api_url)?;
+                if slack.channels.is_empty() {
+                    bail!("[slack] needs channels = {{ <approver group> = \"<channel id>\" }} (\"*\" for all groups)");
+                }
+                let token = read_secret("[slack] bot_token_file", &slack.bot_token_file)?;
+                config.slack = Some(crate::integrations::slack::SlackConfig {
+                    signing_secret: read_secret(
+                        "[slack] signing_secret_file",
+                        &slack.signing_secret_file,
+                    )?,
+                    bot_token: String::from_utf8(token)
+                        .context("[slack] the bot token is not text")?,
+                    api_url,
+                    response_url_prefix: "https://hooks.slack.com/".to_string(),
+                    channels: slack.channels,
+                    users: slack.users,
+                });
+            }
+            for w in f.webhooks {
+                let what = format!("webhook {:?}", w.name);
+                if w.name.is_empty() || config.webhooks.iter().any(|s| s.name == w.name) {
+                    bail!("{what}: each [[webhook]] needs a name of its own");
+                }
+                http_url(&format!("{what}: url"), &w.url)?;
+                config
+                    .webhooks
+                    .push(crate::integrations::webhook::Subscription {
+                        secret: read_secret(&what, &w.secret_file)?,
+                        name: w.name,
+                        url: w.url,
+                        events: w.events,
+                    });
+            }
         }
         let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         for (key, _) in env {
@@ -169,6 +289,44 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{secret:?}").contains("pw"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn webhooks_need_a_private_secret_file_and_an_http_url() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("elevate-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("siem.secret");
+        std::fs::write(&secret, "0123456789abcdef0123\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let file = dir.join("server.toml");
+        let write = |url: &str| {
+            std::fs::write(
+                &file,
+                format!(
+                    "public_url = \"https://elevate.example.com/\"\n[[webhook]]\nname = \"siem\"\n\
+                     url = \"{url}\"\nsecret_file = \"{}\"\nevents = [\"request.*\"]\n",
+                    secret.display()
+                ),
+            )
+            .unwrap()
+        };
+        write("https://siem.example.com/in");
+        let err = format!("{:#}", ServerConfig::load(Some(&file), &[]).unwrap_err());
+        assert!(
+            err.contains("can be read by others") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = ServerConfig::load(Some(&file), &[]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://elevate.example.com"));
+        assert_eq!(c.webhooks[0].secret, b"0123456789abcdef0123");
+        assert_eq!(c.webhooks[0].events, ["request.*"]);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "{c:?}");
+        write("ftp://siem.example.com/in");
+        let err = format!("{:#}", ServerConfig::load(Some(&file), &[]).unwrap_err());
+        assert!(err.contains("http:// or https://"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

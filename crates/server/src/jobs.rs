@@ -1,6 +1,7 @@
-//! Background jobs: expire requests whose time ran out.
+//! Background jobs: expire requests whose time ran out, and send queued notifications.
 //!
-//! Must never: stop the server when a run fails (it logs and tries again next tick).
+//! Must never: stop the server when a run fails (it logs and tries again next tick), or let a
+//! slow notification receiver delay expiry (each job has its own task).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ pub fn spawn(
     app: App,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    let deliveries = tokio::spawn(send_deliveries(app.clone(), shutdown.clone()));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(15));
         loop {
@@ -23,5 +25,21 @@ pub fn spawn(
                 _ = shutdown.changed() => break,
             }
         }
+        deliveries.abort();
     })
+}
+
+/// Sends due notifications when one is queued here, and every two seconds for those queued
+/// by other replicas or due for a retry.
+async fn send_deliveries(app: App, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = app.send_due_deliveries().await {
+            tracing::warn!(error = %e, "sending notifications failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = app.deliveries_due.notified() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
 }

@@ -59,6 +59,9 @@ pub async fn build_app(config: &ServerConfig, clock: app::Clock) -> anyhow::Resu
     let keys = app::Keys::load_or_create(&config.data_dir.join("keys"))?;
     let mut settings = app::Settings::new(config.data_dir.clone());
     settings.request_ttl = config.request_ttl;
+    settings.public_url = config.public_url.clone();
+    settings.integrations.webhooks = config.webhooks.clone();
+    settings.integrations.slack = config.slack.clone();
     Ok(App::new(store, keys, clock, settings))
 }
 
@@ -68,6 +71,7 @@ pub async fn serve(app: App, listen: SocketAddr) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {listen}; is another server running there?"))?;
     let addr = listener.local_addr()?;
+    let _ = app.listening.set(format!("http://{addr}"));
     let (shutdown, mut stopped) = tokio::sync::watch::channel(false);
     let jobs = jobs::spawn(app.clone(), shutdown.subscribe());
     let served = http::serve(listener, app.clone(), async move {

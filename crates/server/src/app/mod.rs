@@ -9,9 +9,11 @@ mod audit;
 pub mod auth;
 mod devices;
 mod keys;
+mod notify;
 mod offline;
 mod policy;
 mod requests;
+mod slack;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use crate::store::{Store, StoreError};
 
 pub use auth::{Principal, Role};
 pub use keys::Keys;
+pub use notify::{backoff, DeliveryDetail, Integrations};
 pub use policy::PolicyTestOutcome;
 pub use requests::RequestDetail;
 
@@ -45,6 +48,11 @@ pub struct Settings {
     pub session_ttl: SignedDuration,
     /// Where key files live.
     pub data_dir: PathBuf,
+    /// The portal's address as people reach it (links in notifications); where the server
+    /// listens when not set.
+    pub public_url: Option<String>,
+    /// Webhooks and other channels notifications go to.
+    pub integrations: Integrations,
 }
 
 impl Settings {
@@ -54,6 +62,8 @@ impl Settings {
             token_ttl: SignedDuration::from_hours(24 * 7),
             session_ttl: SignedDuration::from_hours(12),
             data_dir,
+            public_url: None,
+            integrations: Integrations::default(),
         }
     }
 }
@@ -69,6 +79,14 @@ pub struct App {
     pub(crate) policy_cache: Arc<std::sync::RwLock<Option<policy::Cached>>>,
     pub(crate) sign_in_failures: Arc<std::sync::Mutex<auth::Failures>>,
     pub(crate) password_checks: Arc<tokio::sync::Semaphore>,
+    /// Where this server listens (`http://addr`), once it does.
+    pub(crate) listening: Arc<std::sync::OnceLock<String>>,
+    /// Woken when a notification is queued, so the sender does not wait for its next tick.
+    pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
+    /// Webhook receivers that confirmed the handshake: name → (URL, when).
+    pub(crate) handshakes:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, (String, Timestamp)>>>,
+    pub(crate) http: reqwest::Client,
 }
 
 impl std::fmt::Debug for App {
@@ -131,6 +149,10 @@ impl App {
             policy_cache: Arc::new(std::sync::RwLock::new(None)),
             sign_in_failures: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
+            listening: Arc::default(),
+            deliveries_due: Arc::default(),
+            handshakes: Arc::default(),
+            http: crate::integrations::webhook::client(),
         }
     }
 

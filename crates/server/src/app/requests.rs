@@ -127,15 +127,15 @@ impl App {
         let actor = format!("user:{}@{}", row.user, row.device);
         let subject = format!("request:{}", row.id);
         let mut tx = self.store.begin().await?;
-        tx.append_audit(self.event(
+        let created = self.event(
             &actor,
             "request.created",
             &subject,
             json!({ "user": row.user, "uid": row.uid, "groups": row.groups, "device": row.device,
                     "target": row.target, "reason": row.reason, "channel": row.channel, "cwd": row.cwd }),
-        ))
-        .await?;
-        tx.append_audit(self.event(
+        );
+        self.record_request(&mut tx, &row, state, created).await?;
+        let decided = self.event(
             "policy",
             "request.decided",
             &subject,
@@ -143,8 +143,8 @@ impl App {
                     "mode": decision_view.mode, "rule": decision_view.rule,
                     "explanation": decision_view.explanation, "policy_version": version,
                     "state": state.as_str() }),
-        ))
-        .await?;
+        );
+        self.record_request(&mut tx, &row, state, decided).await?;
         tx.insert_request(&row).await?;
         tx.commit().await?;
         self.announce_change();
@@ -238,13 +238,15 @@ impl App {
         }
     }
 
-    /// An approver approves (counts towards the needed number) or denies (ends it).
+    /// An approver approves (counts towards the needed number) or denies (ends it), through
+    /// `via` (`api`, `portal`, `slack`, `link`).
     pub async fn decide_request(
         &self,
         caller: &Principal,
         id: &str,
         approve: bool,
         comment: Option<&str>,
+        via: &str,
     ) -> Result<RequestView> {
         let account = caller.require(&[Role::Approver, Role::Admin])?;
         check_comment(comment)?;
@@ -292,7 +294,7 @@ impl App {
         } else {
             Some(transition(row.state, RequestEvent::Deny)?)
         };
-        tx.append_audit(self.event(
+        let given = self.event(
             caller.actor(),
             if approve {
                 "request.approval_given"
@@ -300,9 +302,10 @@ impl App {
                 "request.denial_given"
             },
             &subject,
-            json!({ "approver": account.name, "comment": comment, "group": group }),
-        ))
-        .await?;
+            json!({ "approver": account.name, "comment": comment, "group": group, "via": via }),
+        );
+        self.record_request(&mut tx, &row, new_state.unwrap_or(row.state), given)
+            .await?;
         tx.insert_approval(id, &account.name, verdict, comment, now)
             .await?;
         if let Some(state) = new_state {
@@ -396,13 +399,13 @@ impl App {
             "system" => "system".to_string(),
             kind => format!("{kind}:{actor}"),
         };
-        tx.append_audit(self.event(
+        let changed = self.event(
             actor,
             &format!("request.{}", state.as_str()),
             format!("request:{}", row.id),
             json!({ "from": row.state.as_str(), "to": state.as_str(), "exit_code": exit_code }),
-        ))
-        .await?;
+        );
+        self.record_request(tx, row, state, changed).await?;
         tx.set_request_state(&row.id, state, self.now(), exit_code)
             .await?;
         Ok(())

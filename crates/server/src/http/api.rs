@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 
 use super::{ApiError, ApiJson, Caller};
 use crate::app::App;
-use crate::store::{DeviceRow, PolicyRow};
+use crate::store::{DeliveryRow, DeviceRow, PolicyRow};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -51,6 +51,8 @@ pub fn routes() -> Router<App> {
         .route("/v1/audit/events", post(ingest_audit))
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/export", get(export_audit))
+        .route("/v1/deliveries", get(list_deliveries))
+        .route("/v1/deliveries/{id}", get(show_delivery))
 }
 
 /// Liveness: the process answers.
@@ -184,6 +186,72 @@ pub async fn respond_offline(
         StatusCode::CREATED,
         Json(app.respond_offline(&caller, &body).await?),
     ))
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    /// Only those about this request.
+    pub request: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+fn delivery_view(d: DeliveryRow) -> DeliveryView {
+    DeliveryView {
+        id: d.id,
+        channel: d.channel,
+        target: d.target,
+        event: d.event,
+        subject: d.subject,
+        state: d.state,
+        attempts: d.attempts,
+        next_at: d.next_at,
+        last_status: d.last_status,
+        last_error: d.last_error,
+        created_at: d.created_at,
+        done_at: d.done_at,
+        tries: Vec::new(),
+    }
+}
+
+/// The delivery log: notifications sent or waiting, newest first (admins, auditors).
+#[utoipa::path(get, path = "/v1/deliveries", security(("bearer" = [])), params(DeliveryQuery),
+    responses((status = 200, body = [DeliveryView]), (status = 403, body = ErrorBody)))]
+pub async fn list_deliveries(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Query(q): Query<DeliveryQuery>,
+) -> ApiResult<Json<Vec<DeliveryView>>> {
+    let rows = app
+        .deliveries(&caller, q.request.as_deref(), q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(rows.into_iter().map(delivery_view).collect()))
+}
+
+/// One delivery with every attempt (admins, auditors).
+#[utoipa::path(get, path = "/v1/deliveries/{id}", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = DeliveryView), (status = 404, body = ErrorBody)))]
+pub async fn show_delivery(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeliveryView>> {
+    let detail = app.delivery(&caller, &id).await?;
+    let mut view = delivery_view(detail.delivery);
+    view.tries = detail
+        .attempts
+        .into_iter()
+        .map(|a| DeliveryAttemptView {
+            attempt: a.attempt,
+            at: a.at,
+            status: a.status,
+            error: a.error,
+            elapsed_ms: a.elapsed_ms,
+        })
+        .collect();
+    Ok(Json(view))
 }
 
 /// Enrolled devices.
@@ -393,7 +461,7 @@ pub async fn approve_request(
     ApiJson(body): ApiJson<Verdict>,
 ) -> ApiResult<Json<RequestView>> {
     Ok(Json(
-        app.decide_request(&caller, &id, true, body.comment.as_deref())
+        app.decide_request(&caller, &id, true, body.comment.as_deref(), "api")
             .await?,
     ))
 }
@@ -409,7 +477,7 @@ pub async fn deny_request(
     ApiJson(body): ApiJson<Verdict>,
 ) -> ApiResult<Json<RequestView>> {
     Ok(Json(
-        app.decide_request(&caller, &id, false, body.comment.as_deref())
+        app.decide_request(&caller, &id, false, body.comment.as_deref(), "api")
             .await?,
     ))
 }

@@ -8,6 +8,7 @@ pub mod api;
 mod error;
 pub mod openapi;
 mod portal;
+mod slack;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -24,6 +25,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(portal::routes())
+        .merge(slack::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }

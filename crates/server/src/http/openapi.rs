@@ -17,7 +17,8 @@ use super::api;
         api::diff_policies, api::policy_bundle, api::test_policy, api::create_request, api::list_requests,
         api::show_request, api::wait_request, api::approve_request, api::deny_request, api::cancel_request,
         api::start_request, api::finish_request, api::audit_page, api::ingest_audit, api::verify_audit,
-        api::export_audit, api::inspect_challenge, api::respond_offline,
+        api::export_audit, api::inspect_challenge, api::respond_offline, api::list_deliveries,
+        api::show_delivery,
     ),
     modifiers(&BearerAuth)
 )]

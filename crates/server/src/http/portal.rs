@@ -484,7 +484,7 @@ async fn decide(
         .map(str::trim)
         .filter(|c| !c.is_empty());
     match app
-        .decide_request(&user.principal(), &id, approve, comment)
+        .decide_request(&user.principal(), &id, approve, comment, "portal")
         .await
     {
         Ok(_) => Redirect::to(&format!("/portal/requests/{}", urlencode(&id))).into_response(),

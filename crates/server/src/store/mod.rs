@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod deliveries;
 mod devices;
 mod migrate;
 mod policies;
@@ -20,6 +21,7 @@ use sqlx::{AnyPool, Row};
 
 pub use accounts::{AccountRow, SessionRow};
 pub use audit::Chain;
+pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow};
 pub use devices::{DeviceRow, EnrolTokenRow};
 pub use policies::PolicyRow;
 pub use requests::{ApprovalRow, HistoryStats, NewRequestRow, RequestFilter, RequestRow};

@@ -1,0 +1,305 @@
+//! Slack: approval messages with Approve/Deny buttons, kept up to date as the request changes,
+//! and the interactivity endpoint's use case (a verified button press decided as the mapped
+//! approver).
+//!
+//! Must never: parse a payload before its signature holds; let a Slack user decide who is not
+//! mapped to an account (channel membership grants nothing); decide as anyone but that account,
+//! through the same checks as the API (never the requester, only the routed group).
+
+use elevate_core::audit::AuditEvent;
+use elevate_core::lifecycle::RequestState;
+use serde_json::json;
+
+use super::{App, AppError, Principal, Result};
+use crate::integrations::slack::{self, ButtonPress};
+use crate::integrations::webhook::Sent;
+use crate::store::{DeliveryRow, RequestRow, Tx};
+
+/// The line under a message that says where the request stands.
+fn status_line(
+    state: RequestState,
+    snapshot: &serde_json::Value,
+    approvers: &[String],
+    denial: Option<(&str, Option<&str>)>,
+) -> String {
+    let group = snapshot["approvers"].as_str().unwrap_or("?");
+    let needed = snapshot["needed"].as_u64().unwrap_or(1).max(1);
+    match state {
+        RequestState::Pending if approvers.is_empty() => {
+            format!("Waiting for {needed} approval(s) from {group}.")
+        }
+        RequestState::Pending => format!(
+            "{} of {needed} approvals: {}. Waiting for more from {group}.",
+            approvers.len(),
+            approvers.join(", ")
+        ),
+        RequestState::Approved | RequestState::Running | RequestState::Finished => {
+            format!("Approved by {}.", approvers.join(", "))
+        }
+        RequestState::Denied => match denial {
+            Some((who, Some(comment))) => format!("Denied by {who}: {comment}"),
+            Some((who, None)) => format!("Denied by {who}."),
+            None => "Denied.".to_string(),
+        },
+        RequestState::Expired => "Expired: nobody answered in time.".to_string(),
+        RequestState::Cancelled => "Cancelled by the requester.".to_string(),
+    }
+}
+
+impl App {
+    /// Queues the Slack message for a request that waits for approvers, or its update after a
+    /// later event. Returns whether something was queued.
+    pub(crate) async fn queue_slack(
+        &self,
+        tx: &mut Tx<'_>,
+        row: &RequestRow,
+        state: RequestState,
+        event: &AuditEvent,
+        snapshot: &serde_json::Value,
+    ) -> Result<bool> {
+        let Some(config) = &self.settings.integrations.slack else {
+            return Ok(false);
+        };
+        if row.decision.outcome != "approve" {
+            return Ok(false);
+        }
+        let group = row.decision.approvers.clone().unwrap_or_default();
+        let Some(channel) = config
+            .channels
+            .get(&group)
+            .or_else(|| config.channels.get("*"))
+        else {
+            return Ok(false);
+        };
+        let op = match event.action.as_str() {
+            "request.decided" if state == RequestState::Pending => "post",
+            "request.approval_given"
+            | "request.denial_given"
+            | "request.approved"
+            | "request.denied"
+            | "request.expired"
+            | "request.cancelled" => "update",
+            _ => return Ok(false),
+        };
+        let details: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+        let mut approvers: Vec<String> = tx
+            .approvals_in_tx(&row.id)
+            .await?
+            .into_iter()
+            .filter(|a| a.verdict == "approve")
+            .map(|a| a.approver)
+            .collect();
+        if event.action == "request.approval_given" {
+            if let Some(a) = details["approver"].as_str() {
+                if !approvers.iter().any(|x| x == a) {
+                    approvers.push(a.to_string());
+                }
+            }
+        }
+        let denial = if event.action == "request.denial_given" {
+            details["approver"]
+                .as_str()
+                .map(|who| (who, details["comment"].as_str()))
+        } else {
+            None
+        };
+        // A denial_given is followed by `denied` in the same transaction; both say the same.
+        let shown = if denial.is_some() {
+            RequestState::Denied
+        } else {
+            state
+        };
+        let payload = json!({
+            "op": op,
+            "channel": channel,
+            "request": snapshot,
+            "status": status_line(shown, snapshot, &approvers, denial),
+            "buttons": shown == RequestState::Pending,
+        });
+        tx.queue_delivery(
+            "slack",
+            channel,
+            &event.action,
+            &event.subject,
+            &payload.to_string(),
+            self.now(),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Sends one queued Slack delivery (`post`, `update` or `respond`).
+    pub(crate) async fn send_slack(&self, delivery: &DeliveryRow) -> Sent {
+        let Some(config) = &self.settings.integrations.slack else {
+            return Sent::Refused {
+                status: 0,
+                error: "Slack is not configured any more".into(),
+            };
+        };
+        let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                return Sent::Refused {
+                    status: 0,
+                    error: format!("the queued payload is not JSON: {e}"),
+                }
+            }
+        };
+        let request = &payload["request"];
+        let request_id = request["id"].as_str().unwrap_or_default();
+        let channel = payload["channel"].as_str().unwrap_or_default();
+        let status = payload["status"].as_str().unwrap_or_default();
+        let blocks = slack::blocks(request, status, payload["buttons"] == true);
+        let fallback = crate::integrations::cut(
+            &crate::integrations::printable(&format!(
+                "Elevation request from {} on {}: {}",
+                request["user"].as_str().unwrap_or("?"),
+                request["device"].as_str().unwrap_or("?"),
+                status
+            )),
+            300,
+        );
+        let (method, body) = match payload["op"].as_str() {
+            Some("post") => (
+                "chat.postMessage",
+                json!({ "channel": channel, "text": fallback, "blocks": blocks,
+                        "unfurl_links": false, "unfurl_media": false }),
+            ),
+            Some("update") => {
+                let ts = match self.store.chat_message(request_id, "slack", channel).await {
+                    Ok(Some(ts)) => ts,
+                    Ok(None) => {
+                        return Sent::Retry {
+                            status: None,
+                            error: "the request's Slack message is not posted yet".into(),
+                        }
+                    }
+                    Err(e) => {
+                        return Sent::Retry {
+                            status: None,
+                            error: format!("cannot read the message's id: {e}"),
+                        }
+                    }
+                };
+                (
+                    "chat.update",
+                    json!({ "channel": channel, "ts": ts, "text": fallback, "blocks": blocks }),
+                )
+            }
+            Some("respond") => {
+                let url = payload["response_url"].as_str().unwrap_or_default();
+                let body = json!({ "response_type": "ephemeral", "replace_original": false,
+                                   "text": payload["text"] });
+                return slack::respond(&self.http, config, url, &body).await;
+            }
+            other => {
+                return Sent::Refused {
+                    status: 0,
+                    error: format!("unknown Slack operation {other:?}"),
+                }
+            }
+        };
+        let (sent, answer) = slack::call(&self.http, config, method, &body).await;
+        if let (Sent::Delivered(_), Some(answer), "chat.postMessage") = (&sent, &answer, method) {
+            let ts = answer["ts"].as_str().unwrap_or_default();
+            // Remembered under the configured channel, where updates look for it.
+            if let Err(e) = self
+                .store
+                .save_chat_message(request_id, "slack", channel, ts)
+                .await
+            {
+                return Sent::Retry {
+                    status: None,
+                    error: format!("posted, but its id was not saved: {e}"),
+                };
+            }
+        }
+        sent
+    }
+
+    /// A button press from Slack's interactivity endpoint. The signature is checked over the
+    /// raw body first; then the Slack user must be mapped to an approver account, and the
+    /// decision goes through `decide_request` as that account. Refusals are answered to the
+    /// person alone (ephemeral) and recorded.
+    pub async fn slack_press(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<()> {
+        let Some(config) = self.settings.integrations.slack.clone() else {
+            return Err(AppError::NotFound(
+                "Slack is not configured on this server".into(),
+            ));
+        };
+        slack::verify(
+            &config.signing_secret,
+            timestamp,
+            signature,
+            body,
+            self.now(),
+        )
+        .map_err(|e| AppError::Unauthenticated(format!("not a request from Slack: {e}")))?;
+        let press = slack::parse_press(body, &config.response_url_prefix)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let refusal = match self.slack_decide(&config, &press).await {
+            Ok(()) => return Ok(()),
+            Err(message) => message,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.append_audit(self.event(
+            format!("slack:{}", press.slack_user),
+            "request.decision_refused",
+            format!("request:{}", press.request),
+            json!({ "via": "slack", "slack_user": press.slack_user,
+                    "approve": press.approve, "reason": refusal }),
+        ))
+        .await?;
+        tx.queue_delivery(
+            "slack",
+            "response_url",
+            "request.decision_refused",
+            &format!("request:{}", press.request),
+            &json!({ "op": "respond", "response_url": press.response_url,
+                     "text": format!("Elevate did not record your answer: {refusal}") })
+            .to_string(),
+            self.now(),
+        )
+        .await?;
+        tx.commit().await?;
+        self.deliveries_due.notify_one();
+        Ok(())
+    }
+
+    /// Decides as the account the Slack user is mapped to; `Err` is what to tell them.
+    async fn slack_decide(
+        &self,
+        config: &slack::SlackConfig,
+        press: &ButtonPress,
+    ) -> std::result::Result<(), String> {
+        let Some(name) = config.users.get(&press.slack_user) else {
+            return Err(format!(
+                "your Slack account ({}) is not linked to an Elevate approver; ask an Elevate \
+                 admin to add it to the server's [slack.users]",
+                press.slack_user
+            ));
+        };
+        let account = match self.store.account(name).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                return Err(format!(
+                    "your Slack account is linked to {name:?}, which is not an Elevate account"
+                ))
+            }
+            Err(e) => return Err(format!("the server could not check your account ({e})")),
+        };
+        let principal = Principal::Account(account);
+        self.decide_request(&principal, &press.request, press.approve, None, "slack")
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                AppError::Unexpected(_) => "the server failed; try again or use the portal".into(),
+                other => other.to_string(),
+            })
+    }
+}
