@@ -619,6 +619,19 @@ pub struct Behaviour {
     pub allow_origin: Option<String>,
     /// The status of every other request.
     pub status: u16,
+    /// The body of every other request's answer (JSON when it starts with `{`).
+    pub body: String,
+}
+
+impl Default for Behaviour {
+    /// Allows any origin, answers 200 with no body.
+    fn default() -> Self {
+        Behaviour {
+            allow_origin: Some("*".into()),
+            status: 200,
+            body: String::new(),
+        }
+    }
 }
 
 /// A real HTTP server on loopback that records what it is sent (webhooks, chat and card
@@ -684,6 +697,12 @@ impl Receiver {
                     };
                 } else {
                     answer = answer.status(behaviour.status);
+                    if behaviour.body.starts_with('{') {
+                        answer = answer.header("content-type", "application/json");
+                    }
+                    return answer
+                        .body(axum::body::Body::from(behaviour.body))
+                        .expect("a valid response");
                 }
                 answer
                     .body(axum::body::Body::empty())

@@ -8,7 +8,7 @@ pub mod webhook;
 
 use elevate_core::text;
 
-/// `text` with every control, format and bidi character made visible (`\u{1b}`, `\u{a}`), so a
+/// `text` with every control, format and bidi character made visible (`\u{001b}`, `\u{000a}`), so a
 /// newline or an escape sequence cannot fake a line of the message.
 pub fn printable(text: &str) -> String {
     text::visible(text)

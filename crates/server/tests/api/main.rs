@@ -10,6 +10,7 @@ mod offline;
 mod openapi;
 mod portal;
 mod requests;
+mod slack;
 mod webhooks;
 
 use elevate_testkit::{available, spawn, Db, TestServer, BACKENDS};

@@ -49,20 +49,13 @@ async fn request_events_reach_a_webhook_as_signed_cloudevents_even_after_it_was_
         if !available(db).await {
             continue;
         }
-        let mut siem = Receiver::start(
-            0,
-            Behaviour {
-                allow_origin: Some("*".into()),
-                status: 200,
-            },
-        )
-        .await;
+        let mut siem = Receiver::start(0, Behaviour::default()).await;
         // A receiver that never agreed to take events: nothing may be posted to it.
         let closed = Receiver::start(
             0,
             Behaviour {
                 allow_origin: None,
-                status: 200,
+                ..Behaviour::default()
             },
         )
         .await;
