@@ -57,6 +57,9 @@ enum AccountCommand {
         /// Comma-separated approver groups, e.g. helpdesk,on-call.
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        /// Where this person's notifications go (approval requests with one-time links).
+        #[arg(long)]
+        email: Option<String>,
     },
 }
 
@@ -137,6 +140,7 @@ async fn account(config: ServerConfig, command: AccountCommand) -> anyhow::Resul
         name,
         roles,
         groups,
+        email,
     } = command;
     let roles = roles
         .iter()
@@ -157,6 +161,9 @@ async fn account(config: ServerConfig, command: AccountCommand) -> anyhow::Resul
         &groups,
     )
     .await?;
+    if let Some(email) = email {
+        app.set_account_email(&name, Some(&email)).await?;
+    }
     println!("account {name} saved");
     Ok(())
 }

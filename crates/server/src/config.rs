@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub webhooks: Vec<crate::integrations::webhook::Subscription>,
     /// The Slack app (`[slack]`), secrets read from their files.
     pub slack: Option<crate::integrations::slack::SlackConfig>,
+    /// SMTP (`[email]`).
+    pub email: Option<crate::integrations::email::EmailConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -38,6 +40,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("public_url", &self.public_url)
             .field("webhooks", &self.webhooks)
             .field("slack", &self.slack)
+            .field("email", &self.email)
             .finish()
     }
 }
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             public_url: None,
             webhooks: Vec::new(),
             slack: None,
+            email: None,
         }
     }
 }
@@ -67,6 +71,18 @@ struct FileConfig {
     #[serde(default, rename = "webhook")]
     webhooks: Vec<WebhookConfig>,
     slack: Option<SlackFileConfig>,
+    email: Option<EmailFileConfig>,
+}
+
+/// `[email]`: the SMTP server, the sender, and where requesters without an account get mail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailFileConfig {
+    smtp_url: String,
+    from: String,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+    requester_domain: Option<String>,
 }
 
 /// `[slack]`: the Slack app's secrets (in files), channels per approver group, and the Slack
@@ -183,6 +199,34 @@ impl ServerConfig {
                     response_url_prefix: "https://hooks.slack.com/".to_string(),
                     channels: slack.channels,
                     users: slack.users,
+                });
+            }
+            if let Some(email) = f.email {
+                if !(email.smtp_url.starts_with("smtp://")
+                    || email.smtp_url.starts_with("smtps://"))
+                {
+                    bail!(
+                        "[email] smtp_url must start with smtp:// or smtps:// (got {:?})",
+                        email.smtp_url
+                    );
+                }
+                if email.smtp_url.contains('@') {
+                    bail!("[email] smtp_url must not hold credentials; use user and password_file");
+                }
+                let password = match &email.password_file {
+                    Some(p) => Some(
+                        String::from_utf8(read_secret("[email] password_file", p)?)
+                            .context("[email] the password is not text")?,
+                    ),
+                    None => None,
+                };
+                config.email = Some(crate::integrations::email::EmailConfig {
+                    from: crate::integrations::email::parse_address(&email.from)
+                        .map_err(|e| anyhow::anyhow!("[email] from: {e}"))?,
+                    smtp_url: email.smtp_url,
+                    user: email.user,
+                    password,
+                    requester_domain: email.requester_domain,
                 });
             }
             for w in f.webhooks {

@@ -62,6 +62,7 @@ pub async fn build_app(config: &ServerConfig, clock: app::Clock) -> anyhow::Resu
     settings.public_url = config.public_url.clone();
     settings.integrations.webhooks = config.webhooks.clone();
     settings.integrations.slack = config.slack.clone();
+    settings.integrations.email = config.email.clone();
     Ok(App::new(store, keys, clock, settings))
 }
 

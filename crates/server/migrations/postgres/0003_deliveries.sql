@@ -37,3 +37,12 @@ CREATE TABLE chat_messages (
     ts         TEXT NOT NULL,              -- Slack's message timestamp (its id)
     PRIMARY KEY (request_id, service, channel)
 );
+-- One-time approval links that have been used (a link is refused once its nonce is here).
+CREATE TABLE used_links (
+    nonce      TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    account    TEXT NOT NULL,
+    used_ms    BIGINT NOT NULL
+);
+-- Approvers' e-mail addresses, for notifications.
+ALTER TABLE accounts ADD COLUMN email TEXT;

@@ -56,6 +56,14 @@ impl Keys {
         hex::encode(self.signing.verifying_key().to_bytes())
     }
 
+    /// The key that signs one-time approval links: HMAC(master, a label of its own).
+    pub fn link_key(&self) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.device_master)
+            .expect("HMAC takes keys of any length");
+        mac.update(b"elevate-approval-links-v1\0");
+        mac.finalize().into_bytes().into()
+    }
+
     /// The secret a device uses for offline response codes: HMAC(master, device id).
     pub fn device_secret(&self, device_id: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.device_master)

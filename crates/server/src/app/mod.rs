@@ -8,7 +8,9 @@
 mod audit;
 pub mod auth;
 mod devices;
+mod email;
 mod keys;
+mod links;
 mod notify;
 mod offline;
 mod policy;
@@ -25,6 +27,7 @@ use crate::store::{Store, StoreError};
 
 pub use auth::{Principal, Role};
 pub use keys::Keys;
+pub use links::{ApprovalLink, LINK_TTL};
 pub use notify::{backoff, DeliveryDetail, Integrations};
 pub use policy::PolicyTestOutcome;
 pub use requests::RequestDetail;

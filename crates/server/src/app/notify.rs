@@ -26,6 +26,7 @@ const HANDSHAKE_FOR: SignedDuration = SignedDuration::from_hours(24);
 pub struct Integrations {
     pub webhooks: Vec<webhook::Subscription>,
     pub slack: Option<crate::integrations::slack::SlackConfig>,
+    pub email: Option<crate::integrations::email::EmailConfig>,
 }
 
 /// The wait before attempt `attempts + 1`: 10 s, doubling, at most an hour.
@@ -96,6 +97,7 @@ impl App {
             }
         }
         queued |= self.queue_slack(tx, row, state, &event, &snapshot).await?;
+        queued |= self.queue_email(tx, row, state, &event, &snapshot).await?;
         if queued {
             self.deliveries_due.notify_one();
         }
@@ -168,6 +170,7 @@ impl App {
         let sent = match delivery.channel.as_str() {
             "webhook" => self.send_webhook(&delivery).await,
             "slack" => self.send_slack(&delivery).await,
+            "email" => self.send_email(&delivery).await,
             other => Sent::Refused {
                 status: 0,
                 error: format!("this server cannot send on channel {other:?}"),

@@ -248,6 +248,20 @@ impl App {
         comment: Option<&str>,
         via: &str,
     ) -> Result<RequestView> {
+        self.decide(caller, id, approve, comment, via, None).await
+    }
+
+    /// As `decide_request`; with `link`, that one-time link's nonce is used up in the same
+    /// transaction (a link used twice decides nothing the second time).
+    pub(crate) async fn decide(
+        &self,
+        caller: &Principal,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
+        via: &str,
+        link: Option<&str>,
+    ) -> Result<RequestView> {
         let account = caller.require(&[Role::Approver, Role::Admin])?;
         check_comment(comment)?;
         let now = self.now();
@@ -256,6 +270,13 @@ impl App {
             .request_for_update(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+        if let Some(nonce) = link {
+            if !tx.use_link(nonce, id, &account.name, now).await? {
+                return Err(AppError::Gone(
+                    "this approval link has been used already; open the request from the portal's queue".into(),
+                ));
+            }
+        }
         if account.name == row.user {
             return Err(AppError::Forbidden(
                 "you cannot decide your own request; another approver must".into(),

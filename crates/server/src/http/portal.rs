@@ -31,6 +31,7 @@ pub fn routes() -> Router<App> {
         .route("/portal/requests", get(all_requests))
         .route("/portal/requests/{id}", get(detail))
         .route("/portal/requests/{id}/decide", post(decide))
+        .route("/portal/links/{token}", get(open_link).post(decide_by_link))
         .route("/portal/audit", get(audit))
         .route("/portal/offline", get(offline).post(respond_offline))
         .route("/portal/break-glass", get(break_glass))
@@ -336,6 +337,14 @@ struct Detail {
     approvals: Vec<String>,
     can_decide: bool,
     why_not: String,
+    /// Opened through a one-time link: the form decides through it.
+    link: Option<LinkForm>,
+}
+
+struct LinkForm {
+    token: String,
+    approve: bool,
+    expires: String,
 }
 
 #[derive(Template)]
@@ -348,7 +357,58 @@ struct DetailPage {
 }
 
 async fn detail(State(app): State<App>, user: PortalUser, Path(id): Path<String>) -> Response {
-    let d = match app.request(&user.principal(), &id).await {
+    detail_page(&app, &user, &id, None).await
+}
+
+/// A one-time approval link (from e-mail or Teams): shows the request and a form that decides
+/// through the link. Opening it decides nothing.
+async fn open_link(
+    State(app): State<App>,
+    user: PortalUser,
+    Path(token): Path<String>,
+) -> Response {
+    let link = match app.open_link(&user.principal(), &token).await {
+        Ok(l) => l,
+        Err(e) => return page_error(e),
+    };
+    let form = LinkForm {
+        token,
+        approve: link.approve,
+        expires: when(link.expires),
+    };
+    detail_page(&app, &user, &link.request, Some(form)).await
+}
+
+#[derive(Deserialize)]
+struct LinkDecideForm {
+    csrf: String,
+    comment: Option<String>,
+}
+
+async fn decide_by_link(
+    State(app): State<App>,
+    user: PortalUser,
+    Path(token): Path<String>,
+    Form(f): Form<LinkDecideForm>,
+) -> Response {
+    if let Some(refused) = stale_form(&user, &f.csrf) {
+        return refused;
+    }
+    let comment = f
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    match app.decide_by_link(&user.principal(), &token, comment).await {
+        Ok((link, _)) => {
+            Redirect::to(&format!("/portal/requests/{}", urlencode(&link.request))).into_response()
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+async fn detail_page(app: &App, user: &PortalUser, id: &str, link: Option<LinkForm>) -> Response {
+    let d = match app.request(&user.principal(), id).await {
         Ok(d) => d,
         Err(e) => return page_error(e),
     };
@@ -444,6 +504,7 @@ async fn detail(State(app): State<App>, user: PortalUser, Path(id): Path<String>
             .collect(),
         can_decide: why_not.is_empty(),
         why_not,
+        link,
     };
     page(DetailPage {
         signed_in: Some(user.account.name.clone()),

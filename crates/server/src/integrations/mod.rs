@@ -3,6 +3,7 @@
 //! application sees it, and renders untrusted text (argv, reasons, names) so that it stays text
 //! in that channel (DESIGN invariant 8).
 
+pub mod email;
 pub mod slack;
 pub mod webhook;
 

@@ -13,6 +13,8 @@ pub struct AccountRow {
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub created_at: jiff::Timestamp,
+    /// Where notifications for this person go.
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,7 @@ fn account(row: &AnyRow) -> Result<AccountRow> {
             .collect(),
         groups: json_list(&get::<String>(row, "groups_json")?)?,
         created_at: ts(get(row, "created_ms")?)?,
+        email: get(row, "email")?,
     })
 }
 
@@ -107,6 +110,18 @@ impl Tx<'_> {
         Ok(())
     }
 
+    pub async fn set_account_email(&mut self, name: &str, email: Option<&str>) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE accounts SET email = $1 WHERE name = $2")
+                .bind(email)
+                .bind(name)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
     pub async fn delete_session(&mut self, session_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE session_hash = $1")
             .bind(session_hash)
@@ -119,7 +134,7 @@ impl Tx<'_> {
 impl Store {
     pub async fn account(&self, name: &str) -> Result<Option<AccountRow>> {
         let row = sqlx::query(
-            "SELECT name, password_hash, roles, groups_json, created_ms FROM accounts WHERE name = $1",
+            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -129,7 +144,7 @@ impl Store {
 
     pub async fn accounts(&self) -> Result<Vec<AccountRow>> {
         let rows = sqlx::query(
-            "SELECT name, password_hash, roles, groups_json, created_ms FROM accounts ORDER BY name",
+            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -143,7 +158,7 @@ impl Store {
         now: jiff::Timestamp,
     ) -> Result<Option<AccountRow>> {
         let row = sqlx::query(
-            "SELECT a.name, a.password_hash, a.roles, a.groups_json, a.created_ms \
+            "SELECT a.name, a.password_hash, a.roles, a.groups_json, a.created_ms, a.email \
              FROM api_tokens t JOIN accounts a ON a.name = t.account \
              WHERE t.token_hash = $1 AND t.expires_ms > $2",
         )

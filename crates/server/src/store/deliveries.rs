@@ -284,3 +284,38 @@ impl Store {
         .await?)
     }
 }
+
+impl Tx<'_> {
+    /// Marks a one-time link used; false when it already was.
+    pub async fn use_link(
+        &mut self,
+        nonce: &str,
+        request: &str,
+        account: &str,
+        now: jiff::Timestamp,
+    ) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO used_links (nonce, request_id, account, used_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(request)
+        .bind(account)
+        .bind(now.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+}
+
+impl Store {
+    /// Whether a one-time link has been used.
+    pub async fn link_used(&self, nonce: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM used_links WHERE nonce = $1")
+            .bind(nonce)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+}

@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod browser;
 mod demo;
+mod email;
 mod enrolment;
 mod offline;
 mod openapi;
