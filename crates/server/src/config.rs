@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub slack: Option<crate::integrations::slack::SlackConfig>,
     /// SMTP (`[email]`).
     pub email: Option<crate::integrations::email::EmailConfig>,
+    /// Microsoft Teams channels (`[teams.channels]`).
+    pub teams: Option<crate::integrations::teams::TeamsConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("webhooks", &self.webhooks)
             .field("slack", &self.slack)
             .field("email", &self.email)
+            .field("teams", &self.teams)
             .finish()
     }
 }
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             webhooks: Vec::new(),
             slack: None,
             email: None,
+            teams: None,
         }
     }
 }
@@ -72,6 +76,15 @@ struct FileConfig {
     webhooks: Vec<WebhookConfig>,
     slack: Option<SlackFileConfig>,
     email: Option<EmailFileConfig>,
+    teams: Option<TeamsFileConfig>,
+}
+
+/// `[teams.channels]`: approver group (or `*`) → a file holding the channel's incoming webhook
+/// or Workflows URL (the URL is a credential).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamsFileConfig {
+    channels: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// `[email]`: the SMTP server, the sender, and where requesters without an account get mail.
@@ -228,6 +241,17 @@ impl ServerConfig {
                     password,
                     requester_domain: email.requester_domain,
                 });
+            }
+            if let Some(t) = f.teams {
+                let mut teams = crate::integrations::teams::TeamsConfig::default();
+                for (group, file) in t.channels {
+                    let what = format!("[teams.channels] {group}");
+                    let url = String::from_utf8(read_secret(&what, &file)?)
+                        .with_context(|| format!("{what}: the URL is not text"))?;
+                    http_url(&what, &url)?;
+                    teams.channels.insert(group, url);
+                }
+                config.teams = Some(teams);
             }
             for w in f.webhooks {
                 let what = format!("webhook {:?}", w.name);

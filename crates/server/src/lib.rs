@@ -63,6 +63,7 @@ pub async fn build_app(config: &ServerConfig, clock: app::Clock) -> anyhow::Resu
     settings.integrations.webhooks = config.webhooks.clone();
     settings.integrations.slack = config.slack.clone();
     settings.integrations.email = config.email.clone();
+    settings.integrations.teams = config.teams.clone();
     Ok(App::new(store, keys, clock, settings))
 }
 

@@ -16,6 +16,7 @@ mod offline;
 mod policy;
 mod requests;
 mod slack;
+mod teams;
 
 use std::path::PathBuf;
 use std::sync::Arc;

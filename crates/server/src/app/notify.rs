@@ -27,6 +27,7 @@ pub struct Integrations {
     pub webhooks: Vec<webhook::Subscription>,
     pub slack: Option<crate::integrations::slack::SlackConfig>,
     pub email: Option<crate::integrations::email::EmailConfig>,
+    pub teams: Option<crate::integrations::teams::TeamsConfig>,
 }
 
 /// The wait before attempt `attempts + 1`: 10 s, doubling, at most an hour.
@@ -98,6 +99,7 @@ impl App {
         }
         queued |= self.queue_slack(tx, row, state, &event, &snapshot).await?;
         queued |= self.queue_email(tx, row, state, &event, &snapshot).await?;
+        queued |= self.queue_teams(tx, row, state, &event, &snapshot).await?;
         if queued {
             self.deliveries_due.notify_one();
         }
@@ -171,6 +173,7 @@ impl App {
             "webhook" => self.send_webhook(&delivery).await,
             "slack" => self.send_slack(&delivery).await,
             "email" => self.send_email(&delivery).await,
+            "teams" => self.send_teams(&delivery).await,
             other => Sent::Refused {
                 status: 0,
                 error: format!("this server cannot send on channel {other:?}"),

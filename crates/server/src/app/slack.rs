@@ -81,6 +81,36 @@ impl App {
             | "request.cancelled" => "update",
             _ => return Ok(false),
         };
+        let (shown, status) = self.progress(tx, row, state, event, snapshot).await?;
+        let payload = json!({
+            "op": op,
+            "channel": channel,
+            "request": snapshot,
+            "status": status,
+            "buttons": shown == RequestState::Pending,
+        });
+        tx.queue_delivery(
+            "slack",
+            channel,
+            &event.action,
+            &event.subject,
+            &payload.to_string(),
+            self.now(),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Where a request stands after `event`, as one line for chat messages: the state to show
+    /// and the line (who approved so far, who denied and why).
+    pub(crate) async fn progress(
+        &self,
+        tx: &mut Tx<'_>,
+        row: &RequestRow,
+        state: RequestState,
+        event: &AuditEvent,
+        snapshot: &serde_json::Value,
+    ) -> Result<(RequestState, String)> {
         let details: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
         let mut approvers: Vec<String> = tx
             .approvals_in_tx(&row.id)
@@ -109,23 +139,7 @@ impl App {
         } else {
             state
         };
-        let payload = json!({
-            "op": op,
-            "channel": channel,
-            "request": snapshot,
-            "status": status_line(shown, snapshot, &approvers, denial),
-            "buttons": shown == RequestState::Pending,
-        });
-        tx.queue_delivery(
-            "slack",
-            channel,
-            &event.action,
-            &event.subject,
-            &payload.to_string(),
-            self.now(),
-        )
-        .await?;
-        Ok(true)
+        Ok((shown, status_line(shown, snapshot, &approvers, denial)))
     }
 
     /// Sends one queued Slack delivery (`post`, `update` or `respond`).

@@ -5,6 +5,7 @@
 
 pub mod email;
 pub mod slack;
+pub mod teams;
 pub mod webhook;
 
 use elevate_core::text;

@@ -12,6 +12,7 @@ mod openapi;
 mod portal;
 mod requests;
 mod slack;
+mod teams;
 mod webhooks;
 
 use elevate_testkit::{available, spawn, Db, TestServer, BACKENDS};

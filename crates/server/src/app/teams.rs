@@ -1,0 +1,107 @@
+//! Microsoft Teams: a card for each request that waits for approvers, in the channel of its
+//! approver group, and a short card with the outcome. The card's buttons open one-time links
+//! made when it is sent (for whoever of the group signs in).
+//!
+//! Must never: queue a card outside the transaction that records the event.
+
+use elevate_core::audit::AuditEvent;
+use elevate_core::lifecycle::RequestState;
+use serde_json::json;
+
+use super::{App, Result};
+use crate::integrations::teams;
+use crate::integrations::webhook::Sent;
+use crate::store::{DeliveryRow, RequestRow, Tx};
+
+impl App {
+    /// Queues the card an event calls for. Returns whether something was queued.
+    pub(crate) async fn queue_teams(
+        &self,
+        tx: &mut Tx<'_>,
+        row: &RequestRow,
+        state: RequestState,
+        event: &AuditEvent,
+        snapshot: &serde_json::Value,
+    ) -> Result<bool> {
+        let Some(config) = &self.settings.integrations.teams else {
+            return Ok(false);
+        };
+        if row.decision.outcome != "approve" {
+            return Ok(false);
+        }
+        let group = row.decision.approvers.clone().unwrap_or_default();
+        let target = if config.channels.contains_key(&group) {
+            group
+        } else if config.channels.contains_key("*") {
+            "*".to_string()
+        } else {
+            return Ok(false);
+        };
+        let buttons = match event.action.as_str() {
+            "request.decided" if state == RequestState::Pending => true,
+            "request.approved" | "request.denied" | "request.expired" => false,
+            _ => return Ok(false),
+        };
+        let (_, status) = self.progress(tx, row, state, event, snapshot).await?;
+        let payload = json!({ "request": snapshot, "status": status, "buttons": buttons });
+        tx.queue_delivery(
+            "teams",
+            &target,
+            &event.action,
+            &event.subject,
+            &payload.to_string(),
+            self.now(),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Sends one queued card.
+    pub(crate) async fn send_teams(&self, delivery: &DeliveryRow) -> Sent {
+        let Some(url) = self
+            .settings
+            .integrations
+            .teams
+            .as_ref()
+            .and_then(|c| c.channels.get(&delivery.target))
+        else {
+            return Sent::Refused {
+                status: 0,
+                error: format!(
+                    "no Teams channel is configured for {:?} any more",
+                    delivery.target
+                ),
+            };
+        };
+        let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                return Sent::Refused {
+                    status: 0,
+                    error: format!("the queued payload is not JSON: {e}"),
+                }
+            }
+        };
+        let card = self.teams_card(&payload);
+        teams::post(&self.http, url, &teams::message(card)).await
+    }
+
+    /// The Adaptive Card for a queued payload (links made now).
+    pub fn teams_card(&self, payload: &serde_json::Value) -> serde_json::Value {
+        let request = &payload["request"];
+        let id = request["id"].as_str().unwrap_or_default();
+        let portal = format!("{}/portal/requests/{id}", self.public_url());
+        let links = (payload["buttons"] == true).then(|| {
+            (
+                self.approval_link(id, true, None),
+                self.approval_link(id, false, None),
+            )
+        });
+        teams::card(
+            request,
+            payload["status"].as_str().unwrap_or_default(),
+            links.as_ref().map(|(a, d)| (a.as_str(), d.as_str())),
+            &portal,
+        )
+    }
+}
