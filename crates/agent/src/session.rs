@@ -1205,6 +1205,8 @@ fn stale_means_approval(
             count: 1,
             sla: None,
             escalate: None,
+            expire: None,
+            reauth: None,
         });
         decision.explanation = format!("{}; {why}", decision.explanation);
     }

@@ -35,6 +35,11 @@ pub struct ApprovalRoute {
     pub sla: Option<SignedDuration>,
     /// Approver group to escalate to when the SLA passes.
     pub escalate: Option<String>,
+    /// How long the request may wait for approvers before it expires (the server's
+    /// `request_ttl` when not set).
+    pub expire: Option<SignedDuration>,
+    /// An approver must have signed in within this long to decide.
+    pub reauth: Option<SignedDuration>,
 }
 
 /// What the policy says happens.

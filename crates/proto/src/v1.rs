@@ -368,6 +368,12 @@ pub struct DecisionView {
     pub needed: u32,
     pub sla_secs: Option<u64>,
     pub escalate: Option<String>,
+    /// How long the request may wait for approvers (the server's default when absent).
+    #[serde(default)]
+    pub expire_secs: Option<u64>,
+    /// Approvers must have signed in within this many seconds to decide.
+    #[serde(default)]
+    pub reauth_secs: Option<u64>,
     /// Message for the requester when denied.
     pub message: Option<String>,
     pub reason_required: bool,
@@ -385,15 +391,19 @@ pub struct DecisionView {
 
 impl DecisionView {
     pub fn from_decision(d: &core::Decision, policy_version: u64) -> DecisionView {
-        let (approvers, needed, sla_secs, escalate) = match &d.policy_outcome {
-            core::Outcome::Approve(route) => (
-                Some(route.approvers.clone()),
-                route.count,
-                route.sla.map(|s| s.as_secs().max(0) as u64),
-                route.escalate.clone(),
-            ),
-            _ => (None, 0, None, None),
-        };
+        let secs = |d: Option<jiff::SignedDuration>| d.map(|s| s.as_secs().max(0) as u64);
+        let (approvers, needed, sla_secs, escalate, expire_secs, reauth_secs) =
+            match &d.policy_outcome {
+                core::Outcome::Approve(route) => (
+                    Some(route.approvers.clone()),
+                    route.count,
+                    secs(route.sla),
+                    route.escalate.clone(),
+                    secs(route.expire),
+                    secs(route.reauth),
+                ),
+                _ => (None, 0, None, None, None, None),
+            };
         let message = match &d.policy_outcome {
             core::Outcome::Deny { message } => Some(message.clone()),
             _ => None,
@@ -408,6 +418,8 @@ impl DecisionView {
             needed,
             sla_secs,
             escalate,
+            expire_secs,
+            reauth_secs,
             message,
             reason_required: d.constraints.reason_required,
             session_max_secs: d.constraints.session_max.as_secs().max(0) as u64,
@@ -450,6 +462,28 @@ pub struct RequestView {
     pub approvals: Vec<ApprovalView>,
     /// Exit status reported by the agent when finished.
     pub exit_code: Option<i32>,
+    /// When it lapses if nobody decides (or, approved, if it is not started).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    /// When the rule's SLA falls due, until it has been handled.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub sla_due_at: Option<Timestamp>,
+    /// The approver group it was escalated to when its SLA passed.
+    #[serde(default)]
+    pub escalated_to: Option<String>,
+    /// Metrics: when an approver who may decide first opened it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub first_viewed_at: Option<Timestamp>,
+    /// Metrics: when it was decided (approved, denied or expired).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<Timestamp>,
+    /// Metrics: the channel of the deciding answer (`portal`, `api`, `slack`, `link`, `expiry`).
+    #[serde(default)]
+    pub decided_via: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

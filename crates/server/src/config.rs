@@ -106,6 +106,8 @@ struct SlackFileConfig {
     signing_secret_file: PathBuf,
     bot_token_file: PathBuf,
     api_url: Option<String>,
+    /// The workspace (team) id presses must come from, e.g. "T0123ABCD".
+    team_id: String,
     #[serde(default)]
     channels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
@@ -188,6 +190,17 @@ impl ServerConfig {
             let f: FileConfig = toml::from_str(&text)
                 .with_context(|| format!("{} is not a valid configuration", path.display()))?;
             config.apply(f.listen, f.data_dir, f.database_url, f.request_ttl)?;
+            let notifies = !f.webhooks.is_empty()
+                || f.slack.is_some()
+                || f.email.is_some()
+                || f.teams.is_some();
+            if notifies && f.public_url.is_none() {
+                bail!(
+                    "{}: notifications carry links to the portal and name this server to \
+                     webhook receivers; set public_url (e.g. public_url = \"https://elevate.example.com\")",
+                    path.display()
+                );
+            }
             if let Some(url) = f.public_url {
                 http_url("public_url", &url)?;
                 config.public_url = Some(url.trim_end_matches('/').to_string());
@@ -209,6 +222,7 @@ impl ServerConfig {
                     bot_token: String::from_utf8(token)
                         .context("[slack] the bot token is not text")?,
                     api_url,
+                    team_id: slack.team_id,
                     response_url_prefix: "https://hooks.slack.com/".to_string(),
                     channels: slack.channels,
                     users: slack.users,

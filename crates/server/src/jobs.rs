@@ -1,4 +1,5 @@
-//! Background jobs: expire requests whose time ran out, and send queued notifications.
+//! Background jobs: escalate requests whose SLA passed, expire those whose time ran out, and
+//! send queued notifications.
 //!
 //! Must never: stop the server when a run fails (it logs and tries again next tick), or let a
 //! slow notification receiver delay expiry (each job has its own task).
@@ -13,11 +14,15 @@ pub fn spawn(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let deliveries = tokio::spawn(send_deliveries(app.clone(), shutdown.clone()));
+    let listener = tokio::spawn(listen_for_changes(app.clone()));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(15));
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    if let Err(e) = app.escalate_due().await {
+                        tracing::warn!(error = %e, "escalating requests failed; will retry");
+                    }
                     if let Err(e) = app.expire_requests().await {
                         tracing::warn!(error = %e, "expiring requests failed; will retry");
                     }
@@ -26,7 +31,27 @@ pub fn spawn(
             }
         }
         deliveries.abort();
+        listener.abort();
     })
+}
+
+/// PostgreSQL: wakes this replica's long polls and live pages when another replica changes a
+/// request (LISTEN/NOTIFY), reconnecting after a failure.
+async fn listen_for_changes(app: App) {
+    loop {
+        let a = app.clone();
+        match app
+            .store()
+            .listen_for_changes(&app.replica, move || a.changed_elsewhere())
+            .await
+        {
+            Ok(()) => return, // SQLite: nothing to listen for
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for other replicas' changes failed; retrying")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Sends due notifications when one is queued here, and every two seconds for those queued

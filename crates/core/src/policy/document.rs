@@ -217,6 +217,10 @@ pub(super) struct ApproveDoc {
     pub count: Option<Spanned<i64>>,
     pub sla: Option<Spanned<String>>,
     pub escalate: Option<Spanned<String>>,
+    /// How long the request may wait for its approvers before it expires.
+    pub expire: Option<Spanned<String>>,
+    /// Approvers must have signed in within this long to decide (high-risk rules).
+    pub reauth: Option<Spanned<String>>,
 }
 
 /// `action = "auto"`, `"approve"`, `{ approve = { .. } }` or `{ deny = "message" }`.
@@ -253,6 +257,8 @@ impl<'de> Visitor<'de> for ActionVisitor {
                 count: None,
                 sla: None,
                 escalate: None,
+                expire: None,
+                reauth: None,
             })),
             "deny" => Err(E::custom(format!(
                 "a deny action needs a message for the requester; {ACTION_HINT}"

@@ -103,36 +103,51 @@ impl App {
             return Ok(false);
         };
         let mut queued = false;
-        match event.action.as_str() {
-            "request.decided" if state == RequestState::Pending => {
-                let group = row.decision.approvers.clone().unwrap_or_default();
-                for account in self.store.accounts().await? {
-                    let may_decide = account.groups.contains(&group)
-                        && account
-                            .roles
-                            .iter()
-                            .any(|r| r == "approver" || r == "admin");
-                    let Some(address) = account.email.as_deref() else {
-                        continue;
-                    };
-                    if !may_decide || account.name == row.user {
-                        continue;
-                    }
-                    let payload = json!({ "kind": "approval", "account": account.name,
-                                          "request": snapshot });
-                    tx.queue_delivery(
-                        "email",
-                        address,
-                        &event.action,
-                        &event.subject,
-                        &payload.to_string(),
-                        self.now(),
-                    )
-                    .await?;
-                    queued = true;
-                }
+        let approvers_of = match (event.action.as_str(), &row.escalated_to) {
+            ("request.decided", _) if state == RequestState::Pending => {
+                row.decision.approvers.clone()
             }
-            "request.approved" | "request.denied" | "request.expired" => {
+            ("request.escalated", Some(to)) => Some(to.clone()),
+            ("request.sla_missed", _) => row.decision.approvers.clone(),
+            _ => None,
+        };
+        if let Some(group) = approvers_of {
+            for account in self.store.accounts().await? {
+                let may_decide = account.groups.contains(&group)
+                    && account
+                        .roles
+                        .iter()
+                        .any(|r| r == "approver" || r == "admin");
+                let Some(address) = account.email.as_deref() else {
+                    continue;
+                };
+                if !may_decide || account.name == row.user {
+                    continue;
+                }
+                let payload = json!({ "kind": "approval", "account": account.name,
+                                          "request": snapshot });
+                tx.queue_delivery(
+                    "email",
+                    address,
+                    &event.action,
+                    &event.subject,
+                    &payload.to_string(),
+                    self.now(),
+                )
+                .await?;
+                queued = true;
+            }
+        }
+        match event.action.as_str() {
+            "request.approved"
+            | "request.denied"
+            | "request.expired"
+            | "request.escalated"
+            | "request.sla_missed"
+            | "request.approval_given"
+                if !(event.action == "request.approval_given"
+                    && state != RequestState::Pending) =>
+            {
                 let address = match self.store.account(&row.user).await?.and_then(|a| a.email) {
                     Some(a) => Some(a),
                     None => config
@@ -145,13 +160,23 @@ impl App {
                     let approvals = tx.approvals_in_tx(&row.id).await?;
                     let by: Vec<String> = approvals
                         .iter()
-                        .map(|a| match &a.comment {
-                            Some(c) => format!("{} ({}d: {})", a.approver, a.verdict, c),
-                            None => format!("{} ({}d)", a.approver, a.verdict),
+                        .map(|a| {
+                            let verdict = if a.verdict == "approve" {
+                                "approved"
+                            } else {
+                                "denied"
+                            };
+                            match &a.comment {
+                                Some(c) => format!("{} ({verdict}: {c})", a.approver),
+                                None => format!("{} ({verdict})", a.approver),
+                            }
                         })
                         .collect();
+                    let details: serde_json::Value =
+                        serde_json::from_str(&event.data).unwrap_or_default();
                     let payload = json!({ "kind": "outcome", "state": state.as_str(),
                                           "was": row.state.as_str(), "by": by,
+                                          "event": event.action, "details": details,
                                           "request": snapshot });
                     tx.queue_delivery(
                         "email",
@@ -217,17 +242,46 @@ impl App {
                             .collect()
                     })
                     .unwrap_or_default();
-                let heading = match state {
-                    "approved" => format!("Your request was approved by {}", by.join(", ")),
-                    "denied" => format!("Your request was denied by {}", by.join(", ")),
-                    "expired" if payload["was"] == "approved" => {
+                let details = &payload["details"];
+                let name = |k: &str| printable(details[k].as_str().unwrap_or("?"));
+                let heading = match (payload["event"].as_str().unwrap_or_default(), state) {
+                    ("request.approval_given", _) => format!(
+                        "Your request has an approval from {}; it needs {} in all",
+                        name("approver"),
+                        request["needed"].as_u64().unwrap_or(1)
+                    ),
+                    ("request.escalated", _) => format!(
+                        "Your request went to {}: nobody in {} answered within {} minutes",
+                        name("to"),
+                        name("from"),
+                        details["sla_secs"].as_u64().unwrap_or(0) / 60
+                    ),
+                    ("request.sla_missed", _) => format!(
+                        "Your request has waited longer than its rule's {} minutes; {} have been told again",
+                        details["sla_secs"].as_u64().unwrap_or(0) / 60,
+                        name("from")
+                    ),
+                    (_, "approved") => format!("Your request was approved by {}", by.join(", ")),
+                    (_, "denied") => format!("Your request was denied by {}", by.join(", ")),
+                    (_, "expired") if payload["was"] == "approved" => {
                         "Your approval expired: the command was not started in time".to_string()
                     }
-                    "expired" => "Your request expired: nobody answered in time".to_string(),
-                    other => format!("Your request is {other}"),
+                    (_, "expired") => "Your request expired: nobody answered in time".to_string(),
+                    (_, other) => format!("Your request is {other}"),
                 };
                 (
-                    format!("Elevate: your request on {device} was {state}: {what}"),
+                    match payload["event"].as_str().unwrap_or_default() {
+                        "request.approval_given" => {
+                            format!("Elevate: an approval for your request on {device}: {what}")
+                        }
+                        "request.escalated" => {
+                            format!("Elevate: your request on {device} was escalated: {what}")
+                        }
+                        "request.sla_missed" => {
+                            format!("Elevate: your request on {device} is still waiting: {what}")
+                        }
+                        _ => format!("Elevate: your request on {device} was {state}: {what}"),
+                    },
                     heading,
                     None,
                 )

@@ -15,6 +15,7 @@ mod notify;
 mod offline;
 mod policy;
 mod requests;
+mod routing;
 mod slack;
 mod teams;
 
@@ -31,7 +32,7 @@ pub use keys::Keys;
 pub use links::{ApprovalLink, LINK_TTL};
 pub use notify::{backoff, DeliveryDetail, Integrations};
 pub use policy::PolicyTestOutcome;
-pub use requests::RequestDetail;
+pub use requests::{unusual_hour, RequestDetail};
 
 /// A source of the current time, so tests can move it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -91,6 +92,8 @@ pub struct App {
     pub(crate) handshakes:
         Arc<std::sync::Mutex<std::collections::HashMap<String, (String, Timestamp)>>>,
     pub(crate) http: reqwest::Client,
+    /// This process's name among replicas (its own change notices are not news to it).
+    pub(crate) replica: Arc<str>,
 }
 
 impl std::fmt::Debug for App {
@@ -157,6 +160,7 @@ impl App {
             deliveries_due: Arc::default(),
             handshakes: Arc::default(),
             http: crate::integrations::webhook::client(),
+            replica: Arc::from(uuid::Uuid::now_v7().to_string()),
         }
     }
 
@@ -168,9 +172,26 @@ impl App {
         &self.store
     }
 
-    /// Wakes every long poll so it re-reads its request.
+    /// Wakes every long poll and live portal page so they re-read, here and (through the
+    /// database) on the other replicas.
     pub(crate) fn announce_change(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        let (store, replica) = (self.store.clone(), self.replica.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.notify_changes(&replica).await {
+                tracing::debug!(error = %e, "could not tell other replicas of a change");
+            }
+        });
+    }
+
+    /// Wakes local waiters for a change another replica made.
+    pub(crate) fn changed_elsewhere(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every change to requests (for live pages).
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// A new audit event stamped now.

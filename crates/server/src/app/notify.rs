@@ -126,6 +126,7 @@ impl App {
             "rule": row.decision.rule,
             "approvers": row.decision.approvers,
             "needed": row.decision.needed,
+            "escalated_to": row.escalated_to,
             "url": format!("{}/portal/requests/{}", self.public_url(), row.id),
         })
     }
@@ -152,11 +153,13 @@ impl App {
         })
     }
 
-    /// Sends every due delivery once; returns how many were tried.
+    /// Sends every due delivery once; returns how many were tried. Rows are claimed one at a
+    /// time, so a lease only ever covers the one send in progress (a slow receiver cannot make
+    /// a batch outlive its lease and be sent twice by another replica).
     pub async fn send_due_deliveries(&self) -> Result<usize> {
         let mut tried = 0;
         loop {
-            let batch = self.store.claim_deliveries(self.now(), LEASE, 16).await?;
+            let batch = self.store.claim_deliveries(self.now(), LEASE, 1).await?;
             if batch.is_empty() {
                 return Ok(tried);
             }

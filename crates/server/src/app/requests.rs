@@ -46,6 +46,12 @@ fn view(row: RequestRow, approvals: Vec<crate::store::ApprovalRow>) -> RequestVi
             })
             .collect(),
         exit_code: row.exit_code,
+        expires_at: row.expires_at,
+        sla_due_at: row.sla_due,
+        escalated_to: row.escalated_to,
+        first_viewed_at: row.first_viewed_at,
+        decided_at: row.decided_at,
+        decided_via: row.decided_via,
     }
 }
 
@@ -111,7 +117,15 @@ impl App {
             id: uuid::Uuid::now_v7().to_string(),
             created_at: now,
             updated_at: now,
-            expires_at: Some(now + self.settings.request_ttl),
+            expires_at: Some(
+                now + match state {
+                    RequestState::Pending => decision_view
+                        .expire_secs
+                        .map(|s| jiff::SignedDuration::from_secs(s.min(i64::MAX as u64) as i64))
+                        .unwrap_or(self.settings.request_ttl),
+                    _ => self.settings.request_ttl,
+                },
+            ),
             device: device.name.clone(),
             user: new.user.clone(),
             uid: new.uid,
@@ -123,6 +137,14 @@ impl App {
             state,
             decision: decision_view.clone(),
             exit_code: None,
+            sla_due: decision_view
+                .sla_secs
+                .filter(|_| state == RequestState::Pending)
+                .map(|s| now + jiff::SignedDuration::from_secs(s.min(i64::MAX as u64) as i64)),
+            escalated_to: None,
+            first_viewed_at: None,
+            decided_at: None,
+            decided_via: None,
         };
         let actor = format!("user:{}@{}", row.user, row.device);
         let subject = format!("request:{}", row.id);
@@ -169,8 +191,26 @@ impl App {
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
         Self::may_read(caller, &row)?;
-        let history = self.store.history(&row.id, &row.target).await?;
+        let mut row = row;
+        let mut history = self.store.history(&row.id, &row.target).await?;
+        history.user_hours = self.store.user_hours(&row.id, &row.user).await?;
         let approvals = self.store.approvals(id).await?;
+        if let Principal::Account(a) = caller {
+            let routed = |g: &Option<String>| g.as_ref().is_some_and(|g| a.groups.contains(g));
+            let may_decide = (routed(&row.decision.approvers) || routed(&row.escalated_to))
+                && a.name != row.user
+                && (caller.has_role(Role::Approver) || caller.has_role(Role::Admin));
+            if row.state == RequestState::Pending && may_decide && row.first_viewed_at.is_none() {
+                // A metric: a failure to note it must not fail the read.
+                let now = self.now();
+                match self.store.mark_first_view(&row.id, now).await {
+                    Ok(()) => row.first_viewed_at = Some(now),
+                    Err(e) => {
+                        tracing::warn!(request = %row.id, error = %e, "could not note the first view")
+                    }
+                }
+            }
+        }
         Ok(RequestDetail {
             view: view(row, approvals),
             history,
@@ -270,6 +310,20 @@ impl App {
             .request_for_update(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+        if let Some(secs) = row.decision.reauth_secs {
+            let limit = jiff::SignedDuration::from_secs(secs.min(i64::MAX as u64) as i64);
+            let fresh = account
+                .signed_in_at
+                .is_some_and(|at| now.duration_since(at) <= limit);
+            if !fresh {
+                return Err(AppError::Unauthenticated(format!(
+                    "the rule {} needs a sign-in within the last {} to decide; sign in to the portal again{}",
+                    row.decision.rule.as_deref().unwrap_or("(defaults)"),
+                    elevate_core::duration::format(limit),
+                    if via == "slack" { " and decide there" } else { "" }
+                )));
+            }
+        }
         if let Some(nonce) = link {
             if !tx.use_link(nonce, id, &account.name, now).await? {
                 return Err(AppError::Gone(
@@ -283,12 +337,23 @@ impl App {
             ));
         }
         let group = row.decision.approvers.clone().unwrap_or_default();
-        if !account.groups.contains(&group) {
-            return Err(AppError::Forbidden(format!(
-                "this request is routed to approver group {group:?} and {} is not in it",
-                account.name
-            )));
+        let escalated = row
+            .escalated_to
+            .as_ref()
+            .filter(|g| account.groups.contains(g));
+        if !account.groups.contains(&group) && escalated.is_none() {
+            return Err(AppError::Forbidden(match &row.escalated_to {
+                Some(e) => format!(
+                    "this request is routed to approver group {group:?} (escalated to {e:?}) and {} is in neither",
+                    account.name
+                ),
+                None => format!(
+                    "this request is routed to approver group {group:?} and {} is not in it",
+                    account.name
+                ),
+            }));
         }
+        let group = escalated.cloned().unwrap_or(group);
         let approvals = tx.approvals_in_tx(id).await?;
         if approvals.iter().any(|a| a.approver == account.name) {
             return Err(AppError::Conflict(format!(
@@ -330,6 +395,12 @@ impl App {
         tx.insert_approval(id, &account.name, verdict, comment, now)
             .await?;
         if let Some(state) = new_state {
+            tx.record_decided(id, now, via).await?;
+            if state == RequestState::Approved {
+                // The rule's `expire` is how long approvers may take; once approved, the
+                // command must start within the server's usual time, however long the wait was.
+                tx.cap_expiry(id, now + self.settings.request_ttl).await?;
+            }
             self.set_state(&mut tx, &row, state, None, "account", &account.name)
                 .await?;
         }
@@ -383,28 +454,40 @@ impl App {
         Ok(self.request(caller, id).await?.view)
     }
 
-    /// Expires requests whose time ran out. Returns how many.
+    /// Expires requests whose time ran out. Returns how many. One request that cannot be
+    /// expired is logged and skipped; it does not hold up the others.
     pub async fn expire_requests(&self) -> Result<usize> {
         let ids = self.store.lapsed_requests(self.now()).await?;
         let mut expired = 0;
         for id in ids {
-            let mut tx = self.store.begin().await?;
-            let Some(row) = tx.request_for_update(&id).await? else {
-                continue;
-            };
-            // Decided meanwhile by someone else: nothing to do.
-            let Ok(state) = row.state.apply(RequestEvent::Expire) else {
-                continue;
-            };
-            self.set_state(&mut tx, &row, state, None, "system", "expiry")
-                .await?;
-            tx.commit().await?;
-            expired += 1;
+            match self.expire_one(&id).await {
+                Ok(true) => expired += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(request = %id, error = %e, "could not expire a request"),
+            }
         }
         if expired > 0 {
             self.announce_change();
         }
         Ok(expired)
+    }
+
+    async fn expire_one(&self, id: &str) -> Result<bool> {
+        let mut tx = self.store.begin().await?;
+        let Some(row) = tx.request_for_update(id).await? else {
+            return Ok(false);
+        };
+        // Decided meanwhile by someone else: nothing to do.
+        let Ok(state) = row.state.apply(RequestEvent::Expire) else {
+            return Ok(false);
+        };
+        if row.state == RequestState::Pending {
+            tx.record_decided(id, self.now(), "expiry").await?;
+        }
+        self.set_state(&mut tx, &row, state, None, "system", "expiry")
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn set_state(
@@ -437,5 +520,34 @@ fn tally_error(e: TallyError) -> AppError {
     match e {
         TallyError::SelfApproval => AppError::Forbidden(e.to_string()),
         _ => AppError::Conflict(e.to_string()),
+    }
+}
+
+/// Whether `hour` (0–23, UTC) is unusual for someone whose earlier requests fell in `hours`:
+/// at least five earlier requests, none within an hour of this one. `None`: too little history.
+pub fn unusual_hour(hour: u8, hours: &[(u8, u64)]) -> Option<bool> {
+    let total: u64 = hours.iter().map(|(_, n)| n).sum();
+    if total < 5 {
+        return None;
+    }
+    let near = |h: u8| {
+        let d = (i16::from(h) - i16::from(hour)).rem_euclid(24);
+        d <= 1 || d >= 23
+    };
+    Some(!hours.iter().any(|(h, n)| *n > 0 && near(*h)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unusual_hour;
+
+    #[test]
+    fn an_hour_is_unusual_only_against_enough_history_and_wraps_at_midnight() {
+        assert_eq!(unusual_hour(3, &[(9, 4)]), None);
+        assert_eq!(unusual_hour(3, &[(9, 5)]), Some(true));
+        assert_eq!(unusual_hour(10, &[(9, 5)]), Some(false));
+        assert_eq!(unusual_hour(0, &[(23, 3), (14, 3)]), Some(false));
+        assert_eq!(unusual_hour(23, &[(0, 6)]), Some(false));
+        assert_eq!(unusual_hour(21, &[(23, 6)]), Some(true));
     }
 }

@@ -22,7 +22,11 @@ fn status_line(
     approvers: &[String],
     denial: Option<(&str, Option<&str>)>,
 ) -> String {
-    let group = snapshot["approvers"].as_str().unwrap_or("?");
+    let first = snapshot["approvers"].as_str().unwrap_or("?");
+    let group = match snapshot["escalated_to"].as_str() {
+        Some(to) => format!("{first} or {to} (escalated: its SLA passed)"),
+        None => first.to_string(),
+    };
     let needed = snapshot["needed"].as_u64().unwrap_or(1).max(1);
     match state {
         RequestState::Pending if approvers.is_empty() => {
@@ -63,7 +67,10 @@ impl App {
         if row.decision.outcome != "approve" {
             return Ok(false);
         }
-        let group = row.decision.approvers.clone().unwrap_or_default();
+        let group = match (event.action.as_str(), &row.escalated_to) {
+            ("request.escalated", Some(to)) => to.clone(),
+            _ => row.decision.approvers.clone().unwrap_or_default(),
+        };
         let Some(channel) = config
             .channels
             .get(&group)
@@ -73,6 +80,8 @@ impl App {
         };
         let op = match event.action.as_str() {
             "request.decided" if state == RequestState::Pending => "post",
+            "request.escalated" => "post",
+            "request.sla_missed" => "update",
             "request.approval_given"
             | "request.denial_given"
             | "request.approved"
@@ -81,14 +90,8 @@ impl App {
             | "request.cancelled" => "update",
             _ => return Ok(false),
         };
-        let (shown, status) = self.progress(tx, row, state, event, snapshot).await?;
-        let payload = json!({
-            "op": op,
-            "channel": channel,
-            "request": snapshot,
-            "status": status,
-            "buttons": shown == RequestState::Pending,
-        });
+        // What the message says is drawn when it is sent (`current_status`).
+        let payload = json!({ "op": op, "channel": channel, "request": { "id": snapshot["id"] } });
         tx.queue_delivery(
             "slack",
             channel,
@@ -99,47 +102,6 @@ impl App {
         )
         .await?;
         Ok(true)
-    }
-
-    /// Where a request stands after `event`, as one line for chat messages: the state to show
-    /// and the line (who approved so far, who denied and why).
-    pub(crate) async fn progress(
-        &self,
-        tx: &mut Tx<'_>,
-        row: &RequestRow,
-        state: RequestState,
-        event: &AuditEvent,
-        snapshot: &serde_json::Value,
-    ) -> Result<(RequestState, String)> {
-        let details: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
-        let mut approvers: Vec<String> = tx
-            .approvals_in_tx(&row.id)
-            .await?
-            .into_iter()
-            .filter(|a| a.verdict == "approve")
-            .map(|a| a.approver)
-            .collect();
-        if event.action == "request.approval_given" {
-            if let Some(a) = details["approver"].as_str() {
-                if !approvers.iter().any(|x| x == a) {
-                    approvers.push(a.to_string());
-                }
-            }
-        }
-        let denial = if event.action == "request.denial_given" {
-            details["approver"]
-                .as_str()
-                .map(|who| (who, details["comment"].as_str()))
-        } else {
-            None
-        };
-        // A denial_given is followed by `denied` in the same transaction; both say the same.
-        let shown = if denial.is_some() {
-            RequestState::Denied
-        } else {
-            state
-        };
-        Ok((shown, status_line(shown, snapshot, &approvers, denial)))
     }
 
     /// Sends one queued Slack delivery (`post`, `update` or `respond`).
@@ -159,13 +121,29 @@ impl App {
                 }
             }
         };
-        let request = &payload["request"];
-        let request_id = request["id"].as_str().unwrap_or_default();
+        let request_id = payload["request"]["id"].as_str().unwrap_or_default();
         let channel = payload["channel"].as_str().unwrap_or_default();
-        let status = payload["status"].as_str().unwrap_or_default();
-        let blocks = slack::blocks(request, status, payload["buttons"] == true);
+        if payload["op"] == "respond" {
+            let url = payload["response_url"].as_str().unwrap_or_default();
+            let text = slack::mrkdwn_text(payload["text"].as_str().unwrap_or_default());
+            let body = json!({ "response_type": "ephemeral", "replace_original": false,
+                               "text": text });
+            return slack::respond(&self.http, config, url, &body).await;
+        }
+        // Drawn from the request as it is now, not as it was when this was queued: a retried
+        // or late delivery can never put back buttons or an older status.
+        let (request, status, pending) = match self.current_status(request_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                return Sent::Retry {
+                    status: None,
+                    error: format!("cannot read the request: {e}"),
+                }
+            }
+        };
+        let blocks = slack::blocks(&request, &status, pending);
         let fallback = crate::integrations::cut(
-            &crate::integrations::printable(&format!(
+            &slack::mrkdwn_text(&format!(
                 "Elevation request from {} on {}: {}",
                 request["user"].as_str().unwrap_or("?"),
                 request["device"].as_str().unwrap_or("?"),
@@ -173,62 +151,88 @@ impl App {
             )),
             300,
         );
-        let (method, body) = match payload["op"].as_str() {
-            Some("post") => (
-                "chat.postMessage",
-                json!({ "channel": channel, "text": fallback, "blocks": blocks,
-                        "unfurl_links": false, "unfurl_media": false }),
-            ),
-            Some("update") => {
-                let ts = match self.store.chat_message(request_id, "slack", channel).await {
-                    Ok(Some(ts)) => ts,
-                    Ok(None) => {
-                        return Sent::Retry {
-                            status: None,
-                            error: "the request's Slack message is not posted yet".into(),
-                        }
-                    }
-                    Err(e) => {
-                        return Sent::Retry {
-                            status: None,
-                            error: format!("cannot read the message's id: {e}"),
-                        }
-                    }
-                };
-                (
-                    "chat.update",
-                    json!({ "channel": channel, "ts": ts, "text": fallback, "blocks": blocks }),
-                )
-            }
-            Some("respond") => {
-                let url = payload["response_url"].as_str().unwrap_or_default();
-                let body = json!({ "response_type": "ephemeral", "replace_original": false,
-                                   "text": payload["text"] });
-                return slack::respond(&self.http, config, url, &body).await;
-            }
-            other => {
-                return Sent::Refused {
-                    status: 0,
-                    error: format!("unknown Slack operation {other:?}"),
+        let messages = match self.store.chat_messages(request_id, "slack").await {
+            Ok(m) => m,
+            Err(e) => {
+                return Sent::Retry {
+                    status: None,
+                    error: format!("cannot read the messages' ids: {e}"),
                 }
             }
         };
-        let (sent, answer) = slack::call(&self.http, config, method, &body).await;
-        if let (Sent::Delivered(_), Some(answer), "chat.postMessage") = (&sent, &answer, method) {
-            let ts = answer["ts"].as_str().unwrap_or_default();
-            // Remembered under the configured channel, where updates look for it.
-            if let Err(e) = self
-                .store
-                .save_chat_message(request_id, "slack", channel, ts)
-                .await
-            {
-                return Sent::Retry {
-                    status: None,
-                    error: format!("posted, but its id was not saved: {e}"),
-                };
+        let posted_here = messages.iter().any(|(c, _)| c == channel);
+        match payload["op"].as_str() {
+            Some("post") if !posted_here => {
+                let body = json!({ "channel": channel, "text": fallback, "blocks": blocks,
+                                   "mrkdwn": false, "unfurl_links": false, "unfurl_media": false });
+                let (sent, answer) =
+                    slack::call(&self.http, config, "chat.postMessage", &body).await;
+                if let (Sent::Delivered(_), Some(answer)) = (&sent, &answer) {
+                    let ts = answer["ts"].as_str().unwrap_or_default();
+                    // Remembered under the configured channel, where updates look for it.
+                    if let Err(e) = self
+                        .store
+                        .save_chat_message(request_id, "slack", channel, ts)
+                        .await
+                    {
+                        return Sent::Retry {
+                            status: None,
+                            error: format!("posted, but its id was not saved: {e}"),
+                        };
+                    }
+                }
+                sent
             }
+            // An update, or a post to a channel that already shows the request (both groups
+            // share it): every message about the request is brought up to date.
+            Some("post") | Some("update") => {
+                if messages.is_empty() {
+                    return Sent::Retry {
+                        status: None,
+                        error: "the request's Slack message is not posted yet".into(),
+                    };
+                }
+                let mut outcome = Sent::Delivered(200);
+                for (channel, ts) in messages {
+                    let body = json!({ "channel": channel, "ts": ts, "text": fallback,
+                                       "blocks": blocks, "mrkdwn": false });
+                    let (sent, _) = slack::call(&self.http, config, "chat.update", &body).await;
+                    if matches!(outcome, Sent::Delivered(_)) {
+                        outcome = sent;
+                    }
+                }
+                outcome
+            }
+            other => Sent::Refused {
+                status: 0,
+                error: format!("unknown Slack operation {other:?}"),
+            },
         }
-        sent
+    }
+
+    /// The request as it is now, the line saying where it stands, and whether it still waits.
+    pub(crate) async fn current_status(
+        &self,
+        id: &str,
+    ) -> Result<(serde_json::Value, String, bool)> {
+        let row = self
+            .store
+            .request(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+        let approvals = self.store.approvals(id).await?;
+        let approvers: Vec<String> = approvals
+            .iter()
+            .filter(|a| a.verdict == "approve")
+            .map(|a| a.approver.clone())
+            .collect();
+        let denial = approvals
+            .iter()
+            .find(|a| a.verdict == "deny")
+            .map(|a| (a.approver.as_str(), a.comment.as_deref()));
+        let snapshot = self.request_snapshot(&row, row.state);
+        let status = status_line(row.state, &snapshot, &approvers, denial);
+        Ok((snapshot, status, row.state == RequestState::Pending))
     }
 
     /// A button press from Slack's interactivity endpoint. The signature is checked over the
@@ -254,8 +258,11 @@ impl App {
             self.now(),
         )
         .map_err(|e| AppError::Unauthenticated(format!("not a request from Slack: {e}")))?;
-        let press = slack::parse_press(body, &config.response_url_prefix)
-            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let press = slack::parse_press(body, &config.team_id, &config.response_url_prefix)
+            .map_err(|e| match e {
+                slack::PayloadError::ForeignTeam(_) => AppError::Forbidden(e.to_string()),
+                e => AppError::BadRequest(e.to_string()),
+            })?;
         let refusal = match self.slack_decide(&config, &press).await {
             Ok(()) => return Ok(()),
             Err(message) => message,

@@ -29,7 +29,10 @@ impl App {
         if row.decision.outcome != "approve" {
             return Ok(false);
         }
-        let group = row.decision.approvers.clone().unwrap_or_default();
+        let group = match (event.action.as_str(), &row.escalated_to) {
+            ("request.escalated", Some(to)) => to.clone(),
+            _ => row.decision.approvers.clone().unwrap_or_default(),
+        };
         let target = if config.channels.contains_key(&group) {
             group
         } else if config.channels.contains_key("*") {
@@ -39,11 +42,12 @@ impl App {
         };
         let buttons = match event.action.as_str() {
             "request.decided" if state == RequestState::Pending => true,
+            "request.escalated" => true,
             "request.approved" | "request.denied" | "request.expired" => false,
             _ => return Ok(false),
         };
-        let (_, status) = self.progress(tx, row, state, event, snapshot).await?;
-        let payload = json!({ "request": snapshot, "status": status, "buttons": buttons });
+        // What the card says is drawn when it is sent (`current_status`).
+        let payload = json!({ "request": { "id": snapshot["id"] }, "buttons": buttons });
         tx.queue_delivery(
             "teams",
             &target,
@@ -82,26 +86,30 @@ impl App {
                 }
             }
         };
-        let card = self.teams_card(&payload);
-        teams::post(&self.http, url, &teams::message(card)).await
-    }
-
-    /// The Adaptive Card for a queued payload (links made now).
-    pub fn teams_card(&self, payload: &serde_json::Value) -> serde_json::Value {
-        let request = &payload["request"];
-        let id = request["id"].as_str().unwrap_or_default();
+        let id = payload["request"]["id"].as_str().unwrap_or_default();
+        let (request, status, pending) = match self.current_status(id).await {
+            Ok(c) => c,
+            Err(e) => {
+                return Sent::Retry {
+                    status: None,
+                    error: format!("cannot read the request: {e}"),
+                }
+            }
+        };
         let portal = format!("{}/portal/requests/{id}", self.public_url());
-        let links = (payload["buttons"] == true).then(|| {
+        // Buttons (one-time links, made now) only while the request still waits.
+        let links = (payload["buttons"] == true && pending).then(|| {
             (
                 self.approval_link(id, true, None),
                 self.approval_link(id, false, None),
             )
         });
-        teams::card(
-            request,
-            payload["status"].as_str().unwrap_or_default(),
+        let card = teams::card(
+            &request,
+            &status,
             links.as_ref().map(|(a, d)| (a.as_str(), d.as_str())),
             &portal,
-        )
+        );
+        teams::post(&self.http, url, &teams::message(card)).await
     }
 }

@@ -32,6 +32,8 @@ pub fn routes() -> Router<App> {
         .route("/portal/requests/{id}", get(detail))
         .route("/portal/requests/{id}/decide", post(decide))
         .route("/portal/links/{token}", get(open_link).post(decide_by_link))
+        .route("/portal/events", get(events))
+        .route("/portal/live.js", get(live_js))
         .route("/portal/audit", get(audit))
         .route("/portal/offline", get(offline).post(respond_offline))
         .route("/portal/break-glass", get(break_glass))
@@ -46,8 +48,11 @@ struct PortalUser {
 }
 
 impl PortalUser {
+    /// The account, signed in when this portal session began.
     fn principal(&self) -> Principal {
-        Principal::Account(self.account.clone())
+        let mut account = self.account.clone();
+        account.signed_in_at = Some(self.session.created_at);
+        Principal::Account(account)
     }
 }
 
@@ -191,13 +196,23 @@ struct LoginPage {
 #[derive(Deserialize)]
 struct NextQuery {
     next: Option<String>,
+    /// Set when a high-risk rule needs a fresh sign-in before deciding.
+    reauth: Option<String>,
+}
+
+/// To the sign-in page and back to `path`, because the rule wants a fresh sign-in.
+fn sign_in_again(path: &str) -> Response {
+    Redirect::to(&format!("/portal/login?reauth=1&next={}", urlencode(path))).into_response()
 }
 
 async fn login_form(Query(q): Query<NextQuery>) -> Response {
     page(LoginPage {
         signed_in: None,
         csrf: String::new(),
-        flash: None,
+        flash: q.reauth.map(|_| {
+            "This request's rule needs a recent sign-in to decide it: please sign in again."
+                .to_string()
+        }),
         next: safe_next(q.next.as_deref()),
     })
 }
@@ -339,6 +354,9 @@ struct Detail {
     why_not: String,
     /// Opened through a one-time link: the form decides through it.
     link: Option<LinkForm>,
+    first_seen: String,
+    time_of_day: String,
+    metrics: String,
 }
 
 struct LinkForm {
@@ -358,6 +376,36 @@ struct DetailPage {
 
 async fn detail(State(app): State<App>, user: PortalUser, Path(id): Path<String>) -> Response {
     detail_page(&app, &user, &id, None).await
+}
+
+/// Server-sent events for live pages: `change` whenever a request changes (here or on another
+/// replica), and a keep-alive comment every 15 seconds.
+async fn events(
+    State(app): State<App>,
+    _user: PortalUser,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let changes = app.subscribe_changes();
+    let stream = futures_util::stream::unfold(changes, |mut changes| async move {
+        changes.changed().await.ok()?;
+        let n = *changes.borrow_and_update();
+        Some((
+            Ok(Event::default().event("change").data(n.to_string())),
+            changes,
+        ))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+}
+
+/// The script of live pages: on each change, the list is fetched again and swapped in.
+async fn live_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../templates/live.js"),
+    )
+        .into_response()
 }
 
 /// A one-time approval link (from e-mail or Teams): shows the request and a form that decides
@@ -403,6 +451,7 @@ async fn decide_by_link(
         Ok((link, _)) => {
             Redirect::to(&format!("/portal/requests/{}", urlencode(&link.request))).into_response()
         }
+        Err(AppError::Unauthenticated(_)) => sign_in_again(&format!("/portal/links/{token}")),
         Err(e) => page_error(e),
     }
 }
@@ -434,19 +483,67 @@ async fn detail_page(app: &App, user: &PortalUser, id: &str, link: Option<LinkFo
         format!("This request is {}; nothing left to decide.", v.state)
     } else if v.user == user.account.name {
         "This is your own request: another approver must decide it.".to_string()
-    } else if !user.account.groups.contains(&group) {
+    } else if !user.account.groups.contains(&group)
+        && !v
+            .escalated_to
+            .as_ref()
+            .is_some_and(|e| user.account.groups.contains(e))
+    {
         format!("This request is routed to {group}; you are not in that group.")
     } else {
         String::new()
     };
     let h = &d.history;
-    let history = if h.total == 0 {
+    let mut history = if h.total == 0 {
         "never asked for before".to_string()
     } else {
         format!(
             "asked {} times before: {} approved, {} denied",
             h.total, h.approved, h.denied
         )
+    };
+    if !h.approvers.is_empty() {
+        let by: Vec<String> = h
+            .approvers
+            .iter()
+            .map(|(who, n)| format!("{} ({n})", visible(who)))
+            .collect();
+        history.push_str(&format!("; approved by {}", by.join(", ")));
+    }
+    let first_seen = match &h.first_seen {
+        Some((at, device)) if h.total > 0 => format!("{} on {}", when(*at), visible(device)),
+        _ => "now: this is the first time anywhere in the fleet".to_string(),
+    };
+    let hour = (v.created_at.as_second().rem_euclid(86_400) / 3600) as u8;
+    let time_of_day = match crate::app::unusual_hour(hour, &h.user_hours) {
+        None => format!("{hour:02}:00 UTC (too few earlier requests to tell)"),
+        Some(false) => format!("{hour:02}:00 UTC, usual for {}", visible(&v.user)),
+        Some(true) => format!(
+            "{hour:02}:00 UTC — UNUSUAL: {}'s earlier requests were at other hours",
+            visible(&v.user)
+        ),
+    };
+    let metrics = {
+        let secs = |a: jiff::Timestamp| a.duration_since(v.created_at).as_secs();
+        let mut parts = Vec::new();
+        if let Some(t) = v.first_viewed_at {
+            parts.push(format!("first viewed after {}s", secs(t)));
+        }
+        if let Some(t) = v.decided_at {
+            parts.push(format!(
+                "decided after {}s via {}",
+                secs(t),
+                v.decided_via.as_deref().unwrap_or("?")
+            ));
+        }
+        if let Some(e) = &v.escalated_to {
+            parts.push(format!("escalated to {}", visible(e)));
+        }
+        if parts.is_empty() {
+            "not viewed by an approver yet".to_string()
+        } else {
+            parts.join("; ")
+        }
     };
     let r = Detail {
         id: v.id.clone(),
@@ -491,9 +588,13 @@ async fn detail_page(app: &App, user: &PortalUser, id: &str, link: Option<LinkFo
             .iter()
             .map(|a| {
                 format!(
-                    "{} {}d at {}{}",
+                    "{} {} at {}{}",
                     a.approver,
-                    a.verdict,
+                    if a.verdict == "approve" {
+                        "approved"
+                    } else {
+                        "denied"
+                    },
                     when(a.at),
                     a.comment
                         .as_deref()
@@ -505,6 +606,9 @@ async fn detail_page(app: &App, user: &PortalUser, id: &str, link: Option<LinkFo
         can_decide: why_not.is_empty(),
         why_not,
         link,
+        first_seen,
+        time_of_day,
+        metrics,
     };
     page(DetailPage {
         signed_in: Some(user.account.name.clone()),
@@ -549,6 +653,7 @@ async fn decide(
         .await
     {
         Ok(_) => Redirect::to(&format!("/portal/requests/{}", urlencode(&id))).into_response(),
+        Err(AppError::Unauthenticated(_)) => sign_in_again(&format!("/portal/requests/{id}")),
         Err(e) => page_error(e),
     }
 }

@@ -69,6 +69,9 @@ pub struct SlackConfig {
     pub bot_token: String,
     /// Slack's Web API, `https://slack.com/api` (a local receiver in tests).
     pub api_url: String,
+    /// The workspace whose presses count (`team.id` of the payload); an app installed in
+    /// another workspace signs its presses too, but its users are not ours.
+    pub team_id: String,
     /// `response_url`s in payloads must start with this (`https://hooks.slack.com/`), so a
     /// payload cannot send the server's answers elsewhere.
     pub response_url_prefix: String,
@@ -117,10 +120,16 @@ pub enum PayloadError {
     UnknownAction(String),
     #[error("the response_url is not Slack's")]
     ForeignResponseUrl,
+    #[error("the press comes from workspace {0:?}, not this server's")]
+    ForeignTeam(String),
 }
 
 /// Reads the button press out of a form-encoded interactivity body (after `verify`).
-pub fn parse_press(body: &[u8], response_url_prefix: &str) -> Result<ButtonPress, PayloadError> {
+pub fn parse_press(
+    body: &[u8],
+    team_id: &str,
+    response_url_prefix: &str,
+) -> Result<ButtonPress, PayloadError> {
     let payload = form_urlencoded::parse(body)
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.into_owned())
@@ -130,6 +139,13 @@ pub fn parse_press(body: &[u8], response_url_prefix: &str) -> Result<ButtonPress
     let kind = v["type"].as_str().unwrap_or_default();
     if kind != "block_actions" {
         return Err(PayloadError::NotBlockActions(kind.to_string()));
+    }
+    let team = v["team"]["id"]
+        .as_str()
+        .or_else(|| v["user"]["team_id"].as_str())
+        .unwrap_or_default();
+    if team != team_id {
+        return Err(PayloadError::ForeignTeam(team.to_string()));
     }
     let slack_user = v["user"]["id"]
         .as_str()
@@ -162,6 +178,15 @@ pub fn parse_press(body: &[u8], response_url_prefix: &str) -> Result<ButtonPress
         request: request.to_string(),
         response_url: response_url.to_string(),
     })
+}
+
+/// Text for a field Slack reads as mrkdwn (a message's `text`): `&`, `<` and `>` escaped as
+/// Slack asks, so mentions and links in untrusted text stay text; control characters visible.
+pub fn mrkdwn_text(text: &str) -> String {
+    crate::integrations::printable(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A text object that Slack shows exactly as given: `plain_text` is never parsed for

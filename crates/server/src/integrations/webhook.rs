@@ -85,6 +85,7 @@ pub fn client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .user_agent(concat!("elevate-server/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with these settings builds")

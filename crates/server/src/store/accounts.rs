@@ -15,12 +15,16 @@ pub struct AccountRow {
     pub created_at: jiff::Timestamp,
     /// Where notifications for this person go.
     pub email: Option<String>,
+    /// When the credential this account is acting with was issued (a portal sign-in or an API
+    /// token); `None` when the account was read without one.
+    pub signed_in_at: Option<jiff::Timestamp>,
 }
 
 #[derive(Debug, Clone)]
 pub struct SessionRow {
     pub account: String,
     pub csrf: String,
+    pub created_at: jiff::Timestamp,
     pub expires_at: jiff::Timestamp,
 }
 
@@ -37,6 +41,7 @@ fn account(row: &AnyRow) -> Result<AccountRow> {
         groups: json_list(&get::<String>(row, "groups_json")?)?,
         created_at: ts(get(row, "created_ms")?)?,
         email: get(row, "email")?,
+        signed_in_at: None,
     })
 }
 
@@ -158,7 +163,8 @@ impl Store {
         now: jiff::Timestamp,
     ) -> Result<Option<AccountRow>> {
         let row = sqlx::query(
-            "SELECT a.name, a.password_hash, a.roles, a.groups_json, a.created_ms, a.email \
+            "SELECT a.name, a.password_hash, a.roles, a.groups_json, a.created_ms, a.email, \
+             t.created_ms AS signed_in_ms \
              FROM api_tokens t JOIN accounts a ON a.name = t.account \
              WHERE t.token_hash = $1 AND t.expires_ms > $2",
         )
@@ -166,7 +172,13 @@ impl Store {
         .bind(now.as_millisecond())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(account).transpose()
+        row.as_ref()
+            .map(|r| {
+                let mut a = account(r)?;
+                a.signed_in_at = Some(ts(get(r, "signed_in_ms")?)?);
+                Ok(a)
+            })
+            .transpose()
     }
 
     /// An unexpired portal session.
@@ -176,7 +188,7 @@ impl Store {
         now: jiff::Timestamp,
     ) -> Result<Option<SessionRow>> {
         let row = sqlx::query(
-            "SELECT account, csrf, expires_ms FROM web_sessions \
+            "SELECT account, csrf, created_ms, expires_ms FROM web_sessions \
              WHERE session_hash = $1 AND expires_ms > $2",
         )
         .bind(session_hash)
@@ -187,6 +199,7 @@ impl Store {
             Ok(SessionRow {
                 account: get(&r, "account")?,
                 csrf: get(&r, "csrf")?,
+                created_at: ts(get(&r, "created_ms")?)?,
                 expires_at: ts(get(&r, "expires_ms")?)?,
             })
         })

@@ -267,21 +267,22 @@ impl Store {
         tx.commit().await
     }
 
-    /// The chat message posted about `request` in `channel`, by its `ts`.
-    pub async fn chat_message(
+    /// Every chat message posted about `request` on `service`: (channel, ts), oldest first.
+    pub async fn chat_messages(
         &self,
         request: &str,
         service: &str,
-        channel: &str,
-    ) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT ts FROM chat_messages WHERE request_id = $1 AND service = $2 AND channel = $3",
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT channel, ts FROM chat_messages WHERE request_id = $1 AND service = $2 ORDER BY ts",
         )
         .bind(request)
         .bind(service)
-        .bind(channel)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "channel")?, get(r, "ts")?)))
+            .collect()
     }
 }
 

@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_deliveries.sql"),
     ),
+    (4, include_str!("../../migrations/sqlite/0004_routing.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -27,6 +28,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/postgres/0003_deliveries.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_routing.sql"),
     ),
 ];
 

@@ -47,13 +47,15 @@ pub enum Backend {
 }
 
 /// The store: a pool and the knowledge of its backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// SQLite allows one writer: serialise write transactions in-process so that they queue
     /// instead of failing with SQLITE_BUSY. PostgreSQL uses row locks instead.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The database URL (PostgreSQL: for LISTEN; never printed, see `redact_url`).
+    url: Arc<str>,
 }
 
 /// A write transaction (holding the SQLite writer lock when on SQLite).
@@ -61,6 +63,15 @@ pub struct Tx<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("url", &redact_url(&self.url))
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -120,6 +131,7 @@ impl Store {
             pool,
             backend,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            url: Arc::from(url),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -141,6 +153,37 @@ impl Store {
             backend: self.backend,
             _guard: guard,
         })
+    }
+
+    /// Tells the other replicas that requests changed (PostgreSQL NOTIFY; nothing on SQLite,
+    /// which one process serves).
+    pub async fn notify_changes(&self, replica: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('elevate_changes', $1)")
+                .bind(replica)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for other replicas' change notices and calls `changed` for each, until the
+    /// connection fails (PostgreSQL LISTEN; returns at once on SQLite).
+    /// Notices from `replica` itself are skipped; after connecting, `changed` is called once
+    /// (changes made while the connection was down are not lost to live pages).
+    pub async fn listen_for_changes(&self, replica: &str, mut changed: impl FnMut()) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen("elevate_changes").await?;
+        changed();
+        loop {
+            let notice = listener.recv().await?;
+            if notice.payload() != replica {
+                changed();
+            }
+        }
     }
 
     /// True when the database answers.

@@ -28,6 +28,15 @@ pub struct RequestRow {
     pub state: RequestState,
     pub decision: DecisionView,
     pub exit_code: Option<i32>,
+    /// When the rule's SLA falls due, while it has not been handled.
+    pub sla_due: Option<jiff::Timestamp>,
+    /// The group the request was escalated to when its SLA passed.
+    pub escalated_to: Option<String>,
+    /// When an approver who may decide first opened it.
+    pub first_viewed_at: Option<jiff::Timestamp>,
+    /// When it was decided (approved, denied, expired), and through what.
+    pub decided_at: Option<jiff::Timestamp>,
+    pub decided_via: Option<String>,
 }
 
 /// Which requests to list (all conditions that are set must hold).
@@ -56,11 +65,18 @@ pub struct HistoryStats {
     pub approved: u64,
     pub denied: u64,
     pub by_state: Vec<(String, u64)>,
+    /// Who approved this binary before, most often first (at most five).
+    pub approvers: Vec<(String, u64)>,
+    /// The first time this binary was asked for anywhere in the fleet, and on which device.
+    pub first_seen: Option<(jiff::Timestamp, String)>,
+    /// The hours of the day (UTC) of the requester's earlier requests, counted.
+    pub user_hours: Vec<(u8, u64)>,
 }
 
 const COLUMNS: &str =
     "id, created_ms, updated_ms, expires_ms, device, user_name, uid, groups_json, \
-                       target_json, reason, channel, state, decision_json, exit_code, cwd";
+                       target_json, reason, channel, state, decision_json, exit_code, cwd, sla_due_ms, \
+                       escalated_to, first_viewed_ms, decided_ms, decided_via";
 
 fn request(row: &AnyRow) -> Result<RequestRow> {
     let state: String = get(row, "state")?;
@@ -86,6 +102,11 @@ fn request(row: &AnyRow) -> Result<RequestRow> {
         decision: serde_json::from_str(&decision)
             .map_err(|e| StoreError::Corrupt(format!("request decision: {e}")))?,
         exit_code: get::<Option<i64>>(row, "exit_code")?.map(|c| c as i32),
+        sla_due: opt_ts(get(row, "sla_due_ms")?)?,
+        escalated_to: get(row, "escalated_to")?,
+        first_viewed_at: opt_ts(get(row, "first_viewed_ms")?)?,
+        decided_at: opt_ts(get(row, "decided_ms")?)?,
+        decided_via: get(row, "decided_via")?,
     })
 }
 
@@ -102,8 +123,8 @@ impl Tx<'_> {
         sqlx::query(
             "INSERT INTO requests (id, created_ms, updated_ms, expires_ms, device, user_name, uid, \
              groups_json, target_json, path, sha256, reason, channel, state, decision_json, \
-             approvers, needed, exit_code, cwd) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+             approvers, needed, exit_code, cwd, sla_due_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(&r.id)
         .bind(r.created_at.as_millisecond())
@@ -124,6 +145,52 @@ impl Tx<'_> {
         .bind(i64::from(r.decision.needed))
         .bind(r.exit_code.map(i64::from))
         .bind(r.cwd.as_deref())
+        .bind(r.sla_due.map(|t| t.as_millisecond()))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The SLA was handled: escalated to `to`, or only recorded as missed (`None`).
+    pub async fn escalate_request(&mut self, id: &str, to: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET sla_due_ms = NULL, escalated_to = COALESCE($1, escalated_to) \
+             WHERE id = $2",
+        )
+        .bind(to)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// An approved request must be started by `latest` (it never gets longer than it had).
+    pub async fn cap_expiry(&mut self, id: &str, latest: jiff::Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET expires_ms = CASE WHEN expires_ms IS NULL OR expires_ms > $1 \
+             THEN $1 ELSE expires_ms END WHERE id = $2",
+        )
+        .bind(latest.as_millisecond())
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The request was decided now, through `via` (the first time only).
+    pub async fn record_decided(
+        &mut self,
+        id: &str,
+        now: jiff::Timestamp,
+        via: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET decided_ms = $1, decided_via = $2 \
+             WHERE id = $3 AND decided_ms IS NULL",
+        )
+        .bind(now.as_millisecond())
+        .bind(via)
+        .bind(id)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -251,6 +318,30 @@ impl Store {
     }
 
     /// Ids of pending or approved requests whose time ran out.
+    /// Pending requests whose SLA has passed and was not handled yet.
+    pub async fn sla_due_requests(&self, now: jiff::Timestamp) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM requests WHERE state = 'pending' AND sla_due_ms <= $1 ORDER BY sla_due_ms",
+        )
+        .bind(now.as_millisecond())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Notes the first time an approver opened a request (later views change nothing). A
+    /// write transaction like any other, so SQLite's writers stay one at a time.
+    pub async fn mark_first_view(&self, id: &str, now: jiff::Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE requests SET first_viewed_ms = $1 WHERE id = $2 AND first_viewed_ms IS NULL",
+        )
+        .bind(now.as_millisecond())
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
     pub async fn lapsed_requests(&self, now: jiff::Timestamp) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM requests WHERE state IN ('pending', 'approved') AND expires_ms <= $1",
@@ -297,6 +388,54 @@ impl Store {
             }
             stats.by_state.push((state, n));
         }
+        let approvers = sqlx::query(&format!(
+            "SELECT a.approver AS approver, COUNT(*) AS n FROM approvals a \
+             JOIN requests r ON r.id = a.request_id \
+             WHERE r.{column} = $1 AND r.id <> $2 AND a.verdict = 'approve' \
+             GROUP BY a.approver ORDER BY n DESC, a.approver LIMIT 5"
+        ))
+        .bind(value)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &approvers {
+            stats
+                .approvers
+                .push((get(row, "approver")?, get::<i64>(row, "n")? as u64));
+        }
+        let first = sqlx::query(&format!(
+            "SELECT created_ms, device FROM requests WHERE {column} = $1 \
+             ORDER BY created_ms, id LIMIT 1"
+        ))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = first {
+            stats.first_seen = Some((ts(get(&row, "created_ms")?)?, get(&row, "device")?));
+        }
         Ok(stats)
+    }
+
+    /// How many of `user`'s requests (other than `id`) fell in each hour of the day (UTC), over
+    /// their last 500.
+    pub async fn user_hours(&self, id: &str, user: &str) -> Result<Vec<(u8, u64)>> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT created_ms FROM requests WHERE user_name = $1 AND id <> $2 \
+             ORDER BY created_ms DESC LIMIT 500",
+        )
+        .bind(user)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut hours = [0u64; 24];
+        for ms in rows {
+            hours[(ms.rem_euclid(86_400_000) / 3_600_000) as usize] += 1;
+        }
+        Ok(hours
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(h, n)| (h as u8, *n))
+            .collect())
     }
 }

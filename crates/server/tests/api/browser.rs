@@ -101,6 +101,11 @@ async fn an_approver_approves_in_a_real_browser() {
         .env("ELEVATE_COMMENT", comment)
         .env("SCREENSHOT_DIR", &screenshots)
         .env("CHROMIUM", CHROMIUM)
+        .env("ELEVATE_DEVICE_TOKEN", &device)
+        .env(
+            "ELEVATE_LIVE_REQUEST",
+            command_request("dave", &["finance"], "/usr/bin/tee", &["<b>live</b>"]).to_string(),
+        )
         .env("FORCE_COLOR", "0");
     let started = Instant::now();
     // The server runs on this runtime: block another thread, not it, while the browser works.

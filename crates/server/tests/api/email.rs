@@ -242,8 +242,14 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             )
             .await
             .expect(200);
-        let mails = sink.wait_for(3).await;
-        let outcome = &mails[2];
+        // (st1's approval through the link was already news to alice: "has an approval".)
+        let mails = sink.wait_for(4).await;
+        assert_eq!(mails[2].to, ["alice@example.com"]);
+        assert!(mails[2]
+            .header("subject")
+            .unwrap()
+            .contains("an approval for your request"));
+        let outcome = &mails[3];
         assert_eq!(outcome.to, ["alice@example.com"]);
         assert!(outcome.header("subject").unwrap().contains("was approved"));
         let text = outcome.parts("text/plain").remove(0);
@@ -269,13 +275,13 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             .as_str()
             .unwrap()
             .to_string();
-        sink.wait_for(5).await;
+        sink.wait_for(6).await;
         server.clock.advance(SignedDuration::from_hours(25));
         // (The background job may get there first.)
         server.app.expire_requests().await.unwrap();
         // Both expire: the unanswered one, and the approved one that was never started.
-        let mails = sink.wait_for(7).await;
-        let mut expired: Vec<String> = mails[5..]
+        let mails = sink.wait_for(8).await;
+        let mut expired: Vec<String> = mails[6..]
             .iter()
             .map(|m| {
                 assert_eq!(m.to, ["alice@example.com"]);
@@ -312,7 +318,7 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             .iter()
             .filter(|d| d["channel"] == "email")
             .collect();
-        assert_eq!(emails.len(), 7);
+        assert_eq!(emails.len(), 8);
         assert!(emails
             .iter()
             .all(|d| d["state"] == "delivered" && d["attempts"] == 1));

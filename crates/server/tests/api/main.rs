@@ -11,6 +11,7 @@ mod offline;
 mod openapi;
 mod portal;
 mod requests;
+mod routing;
 mod slack;
 mod teams;
 mod webhooks;

@@ -125,6 +125,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
                 signing_secret: SIGNING_SECRET.as_bytes().to_vec(),
                 bot_token: "xoxb-test-token".into(),
                 api_url: api,
+                team_id: "T111".into(),
                 response_url_prefix: hooks,
                 channels: BTreeMap::from([("storage".to_string(), "C0STORAGE".to_string())]),
                 users: BTreeMap::from([
@@ -247,6 +248,17 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
         assert_eq!(
             signed(&server, &press(&template, "W111", "a", &id, &respond_to)).await,
             400
+        );
+        // Signed by the app, but pressed in another workspace where it is installed too.
+        let mut foreign = template.clone();
+        foreign["team"]["id"] = json!("T999");
+        assert_eq!(
+            signed(
+                &server,
+                &press(&foreign, "W111", "elevate_approve", &id, &respond_to)
+            )
+            .await,
+            403
         );
         // A response_url that is not Slack's.
         assert_eq!(

@@ -14,6 +14,9 @@
 //   SCREENSHOT_DIR            where queue.png, detail-pending.png, detail-approved.png and
 //                             audit.png go
 //   CHROMIUM                  browser executable (default: /usr/bin/chromium)
+//   ELEVATE_DEVICE_TOKEN      an enrolled device's token, to ask for a request while the queue
+//                             is open (it must appear there without a reload)
+//   ELEVATE_LIVE_REQUEST      the JSON body of that request
 //
 // Exits 0 when every check holds, 1 with a message naming the failed step otherwise.
 
@@ -41,6 +44,8 @@ function readConfig() {
     comment: env('ELEVATE_COMMENT', 'approved from the browser test'),
     screenshots: env('SCREENSHOT_DIR'),
     executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+    deviceToken: env('ELEVATE_DEVICE_TOKEN'),
+    liveRequest: env('ELEVATE_LIVE_REQUEST'),
   };
 }
 
@@ -129,6 +134,21 @@ async function main() {
     assert.equal(await page.locator('main script').count(), 0, 'no script element in the queue');
     noScriptRan();
     await page.screenshot({ path: join(config.screenshots, 'queue.png'), fullPage: true });
+
+    step = 'seeing a new request appear in the open queue without a reload (server-sent events)';
+    await page.locator('#live[data-live=open]').waitFor();
+    await page.evaluate(() => { window.stillThisPage = true; });
+    const asked = await fetch(`${config.url}/v1/requests`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${config.deviceToken}`, 'content-type': 'application/json' },
+      body: config.liveRequest,
+    });
+    assert.equal(asked.status, 201, 'the device could ask');
+    const live = await asked.json();
+    await page.locator(`main table a[href="/portal/requests/${live.id}"]`).waitFor({ timeout: 10_000 });
+    assert.equal(await page.evaluate(() => window.stillThisPage), true, 'the page was not reloaded');
+    assert.equal(await page.locator('main script').count(), 0, 'no script element in the live list');
+    noScriptRan();
 
     step = 'opening the request';
     await Promise.all([

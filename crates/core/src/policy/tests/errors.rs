@@ -386,3 +386,41 @@ fn tables_may_be_written_in_any_toml_form() {
         "lists no device",
     );
 }
+
+#[test]
+fn routing_over_time_must_make_sense() {
+    let rule = |approve: &str| {
+        format!("version = 1\n[[rule]]\nname = \"a\"\naction = {{ approve = {{ {approve} }} }}")
+    };
+    check_error(
+        &rule("approvers = \"hd\", escalate = \"security\""),
+        4,
+        "rule[1].action.approve.escalate",
+        "escalate needs an sla",
+    );
+    check_error(
+        &rule("sla = \"2h\", escalate = \"security\", expire = \"1h\""),
+        4,
+        "rule[1].action.approve.expire",
+        "expire (1h) must be longer than sla (2h)",
+    );
+    check_error(
+        &rule("expire = \"400d\""),
+        4,
+        "rule[1].action.approve.expire",
+        "write at most 366d",
+    );
+    check_error(
+        &rule("reauth = \"soon\""),
+        4,
+        "rule[1].action.approve.reauth",
+        "",
+    );
+    assert!(
+        Policy::parse(&rule(
+            "approvers = \"hd\", sla = \"15m\", escalate = \"security\", expire = \"4h\", reauth = \"5m\"",
+        ))
+        .is_ok(),
+        "a sound route parses"
+    );
+}

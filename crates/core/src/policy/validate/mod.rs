@@ -181,6 +181,8 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
             count: 1,
             sla: None,
             escalate: None,
+            expire: None,
+            reauth: None,
         }),
         UnmatchedDoc::Deny => Outcome::Deny {
             message: deny_message,

@@ -279,18 +279,61 @@ fn approve(
             }
         },
     };
-    let sla = doc
-        .sla
-        .map(|s| at.duration(&s, &format!("{field}.sla")))
-        .transpose()?;
+    // Waits are bounded: a year is far beyond any real SLA or expiry, and keeps every
+    // `now + duration` in range.
+    let bounded = |s: &Spanned<String>, name: &str| {
+        let d = at.duration(s, &format!("{field}.{name}"))?;
+        if d > jiff::SignedDuration::from_hours(24 * 366) {
+            return Err(at.error(
+                s.span(),
+                format!("{field}.{name}"),
+                format!("{name} is {}; write at most 366d", s.get_ref()),
+            ));
+        }
+        Ok(d)
+    };
+    let sla = doc.sla.as_ref().map(|s| bounded(s, "sla")).transpose()?;
+    if let (Some(e), None) = (&doc.escalate, &sla) {
+        return Err(at.error(
+            e.span(),
+            format!("{field}.escalate"),
+            "escalate needs an sla: write how long the first group has, e.g. sla = \"15m\"",
+        ));
+    }
     let escalate = doc
         .escalate
         .map(|e| at.name(&e, &format!("{field}.escalate"), "the escalation group"))
         .transpose()?;
+    let expire_span = doc.expire.as_ref().map(|e| e.span()).unwrap_or(0..0);
+    let expire = doc
+        .expire
+        .as_ref()
+        .map(|s| bounded(s, "expire"))
+        .transpose()?;
+    let reauth = doc
+        .reauth
+        .as_ref()
+        .map(|s| bounded(s, "reauth"))
+        .transpose()?;
+    if let (Some(sla), Some(expire)) = (sla, expire) {
+        if expire <= sla {
+            return Err(at.error(
+                expire_span,
+                format!("{field}.expire"),
+                format!(
+                    "expire ({}) must be longer than sla ({}): the request would expire before it could be escalated",
+                    crate::duration::format(expire),
+                    crate::duration::format(sla)
+                ),
+            ));
+        }
+    }
     Ok(ApprovalRoute {
         approvers,
         count,
         sla,
         escalate,
+        expire,
+        reauth,
     })
 }
