@@ -298,6 +298,38 @@ impl TestServer {
     }
 
     /// Stops the server and removes its database.
+    /// Stops this server (its jobs too, mid-send if they are sending) and starts a new one on
+    /// the same database, keys and clock, with settings from `configure`: a restart. The URL
+    /// changes (a new port).
+    pub async fn restart_with(&mut self, configure: impl FnOnce(&mut Settings)) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        let store = match &self.pg_database {
+            None => Store::open_sqlite(&self.dir.join("elevate.db"))
+                .await
+                .expect("the sqlite store opens again"),
+            Some(name) => Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+                .await
+                .expect("the postgres store opens again"),
+        };
+        let c = self.clock.clone();
+        let mut settings = Settings::new(self.dir.clone());
+        configure(&mut settings);
+        let app = App::new(
+            store,
+            Keys::from_bytes([1; 32], [2; 32]),
+            Arc::new(move || c.now()),
+            settings,
+        );
+        let running = elevate_server::serve(app.clone(), "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("the server starts again");
+        self.url = running.url();
+        self.app = app;
+        self.running = Some(running);
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
@@ -621,6 +653,8 @@ pub struct Behaviour {
     pub status: u16,
     /// The body of every other request's answer (JSON when it starts with `{`).
     pub body: String,
+    /// Hold every answer but the handshake's this long (a receiver that hangs).
+    pub delay: std::time::Duration,
 }
 
 impl Default for Behaviour {
@@ -630,6 +664,7 @@ impl Default for Behaviour {
             allow_origin: Some("*".into()),
             status: 200,
             body: String::new(),
+            delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -686,6 +721,9 @@ impl Receiver {
                     body,
                 });
                 let behaviour = b.lock().unwrap().clone();
+                if parts.method != axum::http::Method::OPTIONS {
+                    tokio::time::sleep(behaviour.delay).await;
+                }
                 let mut answer = axum::http::Response::builder().header("connection", "close");
                 if parts.method == axum::http::Method::OPTIONS {
                     answer = match behaviour.allow_origin {

@@ -71,11 +71,13 @@ impl App {
             ("request.escalated", Some(to)) => to.clone(),
             _ => row.decision.approvers.clone().unwrap_or_default(),
         };
-        let Some(channel) = config
-            .channels
-            .get(&group)
-            .or_else(|| config.channels.get("*"))
-        else {
+        let escalation = event.action == "request.escalated";
+        let Some((_, channel)) = crate::integrations::channel_key(
+            &config.channels,
+            row.decision.rule.as_deref(),
+            &group,
+            escalation,
+        ) else {
             return Ok(false);
         };
         let op = match event.action.as_str() {

@@ -33,13 +33,16 @@ impl App {
             ("request.escalated", Some(to)) => to.clone(),
             _ => row.decision.approvers.clone().unwrap_or_default(),
         };
-        let target = if config.channels.contains_key(&group) {
-            group
-        } else if config.channels.contains_key("*") {
-            "*".to_string()
-        } else {
+        let escalation = event.action == "request.escalated";
+        let Some((target, _)) = crate::integrations::channel_key(
+            &config.channels,
+            row.decision.rule.as_deref(),
+            &group,
+            escalation,
+        ) else {
             return Ok(false);
         };
+        let target = target.clone();
         let buttons = match event.action.as_str() {
             "request.decided" if state == RequestState::Pending => true,
             "request.escalated" => true,

@@ -16,6 +16,23 @@ pub fn printable(text: &str) -> String {
     text::visible(text)
 }
 
+/// The channel a request goes to in a chat: its rule's own (keyed by the rule's name), else its
+/// approver group's, else the catch-all `*`. An escalation goes to the escalation group's.
+pub fn channel_key<'a, V>(
+    channels: &'a std::collections::BTreeMap<String, V>,
+    rule: Option<&str>,
+    group: &str,
+    escalation: bool,
+) -> Option<(&'a String, &'a V)> {
+    let by_rule = (!escalation)
+        .then_some(rule)
+        .flatten()
+        .and_then(|r| channels.get_key_value(r));
+    by_rule
+        .or_else(|| channels.get_key_value(group))
+        .or_else(|| channels.get_key_value("*"))
+}
+
 /// At most `max` characters, with `…` when cut.
 pub fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {

@@ -127,7 +127,14 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
                 api_url: api,
                 team_id: "T111".into(),
                 response_url_prefix: hooks,
-                channels: BTreeMap::from([("storage".to_string(), "C0STORAGE".to_string())]),
+                // The rule's own channel wins over its group's.
+                channels: BTreeMap::from([
+                    ("storage".to_string(), "C0STORAGE".to_string()),
+                    (
+                        "disk tools need two storage admins".to_string(),
+                        "C0DISKS".to_string(),
+                    ),
+                ]),
                 users: BTreeMap::from([
                     ("W111".to_string(), "st1".to_string()),
                     ("W222".to_string(), "st2".to_string()),
@@ -164,7 +171,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
         assert_eq!(post.path, "/api/chat.postMessage");
         assert_eq!(post.header("authorization"), Some("Bearer xoxb-test-token"));
         let message = post.json();
-        assert_eq!(message["channel"], "C0STORAGE");
+        assert_eq!(message["channel"], "C0DISKS");
         let mut all = Vec::new();
         texts(&message["blocks"], &mut all);
         assert!(!all.is_empty());
@@ -330,7 +337,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
         assert_eq!(update.path, "/api/chat.update");
         let update = update.json();
         assert_eq!(update["ts"], "1700000000.000100");
-        assert_eq!(update["channel"], "C0STORAGE");
+        assert_eq!(update["channel"], "C0DISKS");
         let mut all = Vec::new();
         texts(&update["blocks"], &mut all);
         assert!(

@@ -274,6 +274,29 @@ async fn request_events_reach_a_webhook_as_signed_cloudevents_even_after_it_was_
         assert_eq!(tries[0]["status"], Value::Null);
         assert_eq!(tries[1]["status"], 200);
 
+        // The same log in the portal, for admins and auditors.
+        let http = elevate_testkit::portal_client();
+        let cookie = elevate_testkit::portal_cookie(&http, &server.url, "admin").await;
+        let page = elevate_testkit::portal_page(
+            &http,
+            &server.url,
+            &cookie,
+            &format!("/portal/deliveries?request={denied_id}"),
+        )
+        .await;
+        assert!(
+            page.contains("request.denied") && page.contains("siem"),
+            "{page}"
+        );
+        assert!(page.contains(">delivered<"), "{page}");
+        let cookie = elevate_testkit::portal_cookie(&http, &server.url, "st1").await;
+        let refused = http
+            .get(format!("{}/portal/deliveries", server.url))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
         // The log is for admins and auditors only.
         server.get(Some(&st1), "/v1/deliveries").await.expect(403);
         server.stop().await;
@@ -303,4 +326,66 @@ async fn wait_log(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     panic!("the delivery log did not settle: {rows:#?}");
+}
+
+#[tokio::test]
+async fn a_notification_cut_off_by_a_restart_is_sent_after_it_and_only_once_more() {
+    for db in BACKENDS {
+        if !available(db).await {
+            continue;
+        }
+        // The receiver takes the event but hangs before answering.
+        let mut siem = Receiver::start(
+            0,
+            Behaviour {
+                delay: std::time::Duration::from_secs(3600),
+                ..Behaviour::default()
+            },
+        )
+        .await;
+        let url = siem.url("/events");
+        let configure = {
+            let url = url.clone();
+            move |s: &mut Settings| {
+                s.integrations.webhooks = vec![subscription("siem", url, &["request.created"])];
+            }
+        };
+        let mut server = spawn_with(db, monday_morning(), configure.clone()).await;
+        let (admin, device) = super::ready(&server).await;
+        let created = server
+            .post(
+                Some(&device),
+                "/v1/requests",
+                &command_request("alice", &["staff"], "/usr/sbin/fdisk", &["-l"]),
+            )
+            .await
+            .expect(201);
+        let id = created.body["id"].as_str().unwrap().to_string();
+        let first = siem.wait_for("POST", 1).await.remove(0);
+
+        // The server stops while it waits for the answer: the row stays claimed, not lost.
+        server.restart_with(configure).await;
+        siem.behaviour.lock().unwrap().delay = std::time::Duration::ZERO;
+        siem.restart().await;
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert_eq!(
+            siem.requests("POST").len(),
+            1,
+            "not again while the lease holds"
+        );
+
+        // Once the lease (2 minutes on the server's clock) runs out, the new server sends it.
+        server.clock.advance(SignedDuration::from_secs(121));
+        let posts = siem.wait_for("POST", 2).await;
+        assert_eq!(posts.len(), 2, "sent once more, not more");
+        assert_eq!(posts[1].body, first.body, "the same event");
+        assert_eq!(posts[1].header("webhook-id"), first.header("webhook-id"));
+        let log = wait_log(&server, &admin, &id, |rows| {
+            rows.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0]["attempts"], 2, "the cut-off attempt counts");
+        server.stop().await;
+    }
 }
