@@ -298,6 +298,14 @@ impl TestServer {
     }
 
     /// Stops the server and removes its database.
+    /// The database URL of this server (another replica can connect to it).
+    pub fn database_url(&self) -> String {
+        match &self.pg_database {
+            None => format!("sqlite://{}", self.dir.join("elevate.db").display()),
+            Some(name) => format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        }
+    }
+
     /// Stops this server (its jobs too, mid-send if they are sending) and starts a new one on
     /// the same database, keys and clock, with settings from `configure`: a restart. The URL
     /// changes (a new port).

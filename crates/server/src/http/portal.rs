@@ -499,8 +499,14 @@ async fn detail_page(app: &App, user: &PortalUser, id: &str, link: Option<LinkFo
         "never asked for before".to_string()
     } else {
         format!(
-            "asked {} times before: {} approved, {} denied",
-            h.total, h.approved, h.denied
+            "asked {} before: {} approved, {} denied",
+            if h.total == 1 {
+                "once".to_string()
+            } else {
+                format!("{} times", h.total)
+            },
+            h.approved,
+            h.denied
         )
     };
     if !h.approvers.is_empty() {

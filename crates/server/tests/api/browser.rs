@@ -130,6 +130,7 @@ async fn an_approver_approves_in_a_real_browser() {
         "detail-pending.png",
         "detail-approved.png",
         "audit.png",
+        "phone.png",
     ] {
         let len = std::fs::metadata(screenshots.join(shot))
             .map(|m| m.len())

@@ -262,12 +262,36 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         assert_eq!(night["state"], "pending", "no fast track after hours");
         assert_eq!(night["decision"]["approvers"], "on-call");
         let oc_old = server.token("oc1").await;
+        let http = elevate_testkit::portal_client();
+        let oc_cookie = elevate_testkit::portal_cookie(&http, &server.url, "oc1").await;
+        let page = elevate_testkit::portal_page(
+            &http,
+            &server.url,
+            &oc_cookie,
+            &format!("/portal/requests/{night_id}"),
+        )
+        .await;
+        let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+        let csrf = page[at..].split('"').next().unwrap().to_string();
         server.clock.advance(SignedDuration::from_mins(11));
         assert_eq!(server.app.escalate_due().await.unwrap(), 1);
         let missed = view(&server, &admin, &night_id).await;
         assert_eq!(missed["state"], "pending");
         assert_eq!(missed["escalated_to"], Value::Null);
         assert_eq!(missed["sla_due_at"], Value::Null);
+        // In the portal, a session older than 5 minutes is sent to sign in again first.
+        let r = http
+            .post(format!("{}/portal/requests/{night_id}/decide", server.url))
+            .header("cookie", &oc_cookie)
+            .form(&[("csrf", csrf.as_str()), ("verdict", "approve")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            format!("/portal/login?reauth=1&next=/portal/requests/{night_id}")
+        );
         let stale = server
             .post(
                 Some(&oc_old),

@@ -389,3 +389,60 @@ async fn a_notification_cut_off_by_a_restart_is_sent_after_it_and_only_once_more
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn replicas_never_claim_the_same_delivery() {
+    // Several replicas share one PostgreSQL: each due row goes to exactly one of them
+    // (FOR UPDATE SKIP LOCKED). SQLite is served by one process and needs no test of this.
+    if !available(elevate_testkit::Db::Postgres).await {
+        return;
+    }
+    let server = spawn_with(elevate_testkit::Db::Postgres, monday_morning(), |_| {}).await;
+    let now = server.clock.now();
+    let mut tx = server.app.store().begin().await.unwrap();
+    for i in 0..200 {
+        tx.queue_delivery(
+            "webhook",
+            "siem",
+            "request.created",
+            &format!("request:{i}"),
+            "{}",
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut replicas = Vec::new();
+    for _ in 0..4 {
+        let store = elevate_server::store::Store::connect(&server.database_url())
+            .await
+            .unwrap();
+        replicas.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store
+                    .claim_deliveries(now, SignedDuration::from_secs(120), 3)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|d| d.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut each = Vec::new();
+    for r in replicas {
+        let mine = r.await.unwrap();
+        each.push(mine.len());
+        all.extend(mine);
+    }
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(claimed, 200, "every row claimed once: {each:?}");
+    assert_eq!(all.len(), 200, "no row claimed twice");
+    server.stop().await;
+}

@@ -224,6 +224,22 @@ async function main() {
     }
     noScriptRan();
     await page.screenshot({ path: join(config.screenshots, 'audit.png'), fullPage: true });
+
+    step = 'reading the request on a phone-sized screen';
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    phone.setDefaultTimeout(15_000);
+    const small = await phone.newPage();
+    small.on('pageerror', (error) => pageErrors.push(String(error)));
+    await signIn(small, config.auditor, config.auditorPassword);
+    await small.goto(`${config.url}/portal/requests/${config.requestId}`);
+    const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `the request page fits the phone's width (overflows by ${overflow}px)`);
+    const facts = await small.locator('dl.facts dt').first().boundingBox();
+    const fact = await small.locator('dl.facts dd').first().boundingBox();
+    assert.ok(fact.y > facts.y, 'facts stack under their labels on a phone');
+    noScriptRan();
+    await small.screenshot({ path: join(config.screenshots, 'phone.png'), fullPage: true });
+    await phone.close();
   } finally {
     await browser.close();
   }
