@@ -1,14 +1,18 @@
 //! Load benchmark: decisions per second for `POST /v1/requests` with an auto rule, on SQLite,
 //! over real HTTP on loopback — beside a baseline of the same rows written straight into SQLite
 //! (one transaction per decision: the request row, two audit rows and the head update) with no
-//! HTTP, no policy and no hashing. Prints both rates and their ratio.
+//! HTTP, no policy and no hashing. Prints both rates and their ratio, and the rate again with a
+//! webhook subscribed to every event (each decision then also queues two deliveries in its
+//! transaction; a local receiver takes them), to show what the notification queue costs.
 //!
 //! Run: `cargo bench -p elevate-server --bench decisions` (ELEVATE_BENCH_N, ELEVATE_BENCH_CONCURRENCY).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elevate_testkit::{command_request, spawn, Db};
+use elevate_server::app::Settings;
+use elevate_server::integrations::webhook::Subscription;
+use elevate_testkit::{command_request, monday_morning, spawn_with, Behaviour, Db, Receiver};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -29,8 +33,22 @@ what = { paths = ["/usr/bin/apt", "/usr/bin/apt-get"] }
 action = "auto"
 "#;
 
-async fn through_the_api(n: usize, concurrency: usize) -> (Duration, usize) {
-    let server = spawn(Db::Sqlite).await;
+async fn through_the_api(
+    n: usize,
+    concurrency: usize,
+    webhook: Option<String>,
+) -> (Duration, usize) {
+    let server = spawn_with(Db::Sqlite, monday_morning(), move |s: &mut Settings| {
+        if let Some(url) = webhook {
+            s.integrations.webhooks = vec![Subscription {
+                name: "bench".into(),
+                url,
+                secret: b"bench-secret-0123456789".to_vec(),
+                events: vec![],
+            }];
+        }
+    })
+    .await;
     let admin = server.admin().await;
     server.apply_policy(&admin, POLICY).await.expect(201);
     let (device, _) = server.enrol(&admin, "bench-01", &[]).await;
@@ -149,8 +167,13 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let raw = raw_sqlite(n).await;
-        let (api, ok) = through_the_api(n, concurrency).await;
+        let (api, ok) = through_the_api(n, concurrency, None).await;
         assert_eq!(ok, n, "every request was decided");
+        let receiver = Receiver::start(0, Behaviour::default()).await;
+        let (hooked, ok) =
+            through_the_api(n, concurrency, Some(receiver.url("/events"))).await;
+        assert_eq!(ok, n, "every request was decided");
+        let hooked_rate = n as f64 / hooked.as_secs_f64();
         let raw_rate = n as f64 / raw.as_secs_f64();
         let api_rate = n as f64 / api.as_secs_f64();
         println!("decisions: {n} auto requests, {concurrency} concurrent clients, SQLite");
@@ -159,6 +182,11 @@ fn main() {
         println!(
             "  ratio     elevate / baseline:                 {:>9.2}",
             api_rate / raw_rate
+        );
+        println!(
+            "  elevate   with a webhook on every event:      {hooked_rate:>9.0} /s  ({hooked:.2?}; {:.2} of without, {} posts received meanwhile)",
+            hooked_rate / api_rate,
+            receiver.requests("POST").len()
         );
     });
 }
