@@ -10,6 +10,7 @@ mod enrolment;
 mod offline;
 mod openapi;
 mod portal;
+mod replicas;
 mod requests;
 mod routing;
 mod slack;
