@@ -298,6 +298,17 @@ impl TestServer {
     }
 
     /// Stops the server and removes its database.
+    /// Every audit record (up to 1000), oldest first, as the API shows them to `admin`.
+    pub async fn audit_records(&self, admin: &str) -> Vec<Value> {
+        self.get(Some(admin), "/v1/audit?limit=1000")
+            .await
+            .expect(200)
+            .body
+            .as_array()
+            .expect("audit records")
+            .clone()
+    }
+
     /// The database URL of this server (another replica can connect to it).
     pub fn database_url(&self) -> String {
         match &self.pg_database {
@@ -389,6 +400,17 @@ pub async fn portal_cookie(http: &reqwest::Client, url: &str, account: &str) -> 
     assert_eq!(r.status(), 303, "sign-in should redirect");
     let cookie = r.headers()["set-cookie"].to_str().expect("a cookie");
     cookie.split(';').next().expect("a name=value").to_owned()
+}
+
+/// The CSRF token of the (first) form on a portal page.
+pub fn csrf_of(page: &str) -> String {
+    const FIELD: &str = "name=\"csrf\" value=\"";
+    let at = page.find(FIELD).expect("a form with a CSRF token") + FIELD.len();
+    page[at..]
+        .split('"')
+        .next()
+        .expect("a quoted token")
+        .to_string()
 }
 
 /// A portal page as the holder of `cookie` sees it.

@@ -198,19 +198,11 @@ impl App {
     /// Composes and sends one queued mail.
     pub(crate) async fn send_email(&self, delivery: &DeliveryRow) -> Sent {
         let Some(config) = &self.settings.integrations.email else {
-            return Sent::Refused {
-                status: 0,
-                error: "e-mail is not configured any more".into(),
-            };
+            return Sent::refused("e-mail is not configured any more");
         };
-        let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
+        let payload = match super::notify::queued_payload(delivery) {
             Ok(p) => p,
-            Err(e) => {
-                return Sent::Refused {
-                    status: 0,
-                    error: format!("the queued payload is not JSON: {e}"),
-                }
-            }
+            Err(refused) => return refused,
         };
         let request = &payload["request"];
         let id = request["id"].as_str().unwrap_or_default();
@@ -287,10 +279,7 @@ impl App {
                 )
             }
             other => {
-                return Sent::Refused {
-                    status: 0,
-                    error: format!("unknown kind of mail {other:?}"),
-                }
+                return Sent::refused(format!("unknown kind of mail {other:?}"));
             }
         };
         let html = Html {
@@ -303,10 +292,7 @@ impl App {
         let html = match html.render() {
             Ok(h) => h,
             Err(e) => {
-                return Sent::Refused {
-                    status: 0,
-                    error: format!("the mail could not be rendered: {e}"),
-                }
+                return Sent::refused(format!("the mail could not be rendered: {e}"));
             }
         };
         let mail = Mail {

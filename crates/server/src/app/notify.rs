@@ -36,6 +36,33 @@ pub fn backoff(attempts: u32) -> SignedDuration {
     SignedDuration::from_secs(secs.min(3600) as i64)
 }
 
+/// The queued payload of a delivery, or the refusal to send it when it is damaged.
+pub(crate) fn queued_payload(
+    delivery: &DeliveryRow,
+) -> std::result::Result<serde_json::Value, Sent> {
+    serde_json::from_str(&delivery.payload)
+        .map_err(|e| Sent::refused(format!("the queued payload is not JSON: {e}")))
+}
+
+/// Where a chat (Slack, Teams) shows `event` of a request that waits for approvers: the rule's
+/// channel, else its group's (the escalation group's, for an escalation), else `*`. `None`
+/// for requests that never waited for anyone, or with no channel configured.
+pub(crate) fn chat_channel<'a, V>(
+    channels: &'a std::collections::BTreeMap<String, V>,
+    row: &RequestRow,
+    event: &AuditEvent,
+) -> Option<(&'a String, &'a V)> {
+    if row.decision.outcome != "approve" {
+        return None;
+    }
+    let escalation = event.action == "request.escalated";
+    let group = match (escalation, &row.escalated_to) {
+        (true, Some(to)) => to.clone(),
+        _ => row.decision.approvers.clone().unwrap_or_default(),
+    };
+    crate::integrations::channel_key(channels, row.decision.rule.as_deref(), &group, escalation)
+}
+
 /// A delivery with its attempts, for the log.
 #[derive(Debug, Clone)]
 pub struct DeliveryDetail {
@@ -183,10 +210,7 @@ impl App {
             "slack" => self.send_slack(&delivery).await,
             "email" => self.send_email(&delivery).await,
             "teams" => self.send_teams(&delivery).await,
-            other => Sent::Refused {
-                status: 0,
-                error: format!("this server cannot send on channel {other:?}"),
-            },
+            other => Sent::refused(format!("this server cannot send on channel {other:?}")),
         };
         let elapsed = started.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
         let now = self.now();
@@ -239,13 +263,10 @@ impl App {
             .iter()
             .find(|s| s.name == delivery.target)
         else {
-            return Sent::Refused {
-                status: 0,
-                error: format!(
-                    "no webhook named {:?} is configured any more",
-                    delivery.target
-                ),
-            };
+            return Sent::refused(format!(
+                "no webhook named {:?} is configured any more",
+                delivery.target
+            ));
         };
         let origin = self.origin();
         let now = self.now();

@@ -64,20 +64,7 @@ impl App {
         let Some(config) = &self.settings.integrations.slack else {
             return Ok(false);
         };
-        if row.decision.outcome != "approve" {
-            return Ok(false);
-        }
-        let group = match (event.action.as_str(), &row.escalated_to) {
-            ("request.escalated", Some(to)) => to.clone(),
-            _ => row.decision.approvers.clone().unwrap_or_default(),
-        };
-        let escalation = event.action == "request.escalated";
-        let Some((_, channel)) = crate::integrations::channel_key(
-            &config.channels,
-            row.decision.rule.as_deref(),
-            &group,
-            escalation,
-        ) else {
+        let Some((_, channel)) = super::notify::chat_channel(&config.channels, row, event) else {
             return Ok(false);
         };
         let op = match event.action.as_str() {
@@ -109,19 +96,11 @@ impl App {
     /// Sends one queued Slack delivery (`post`, `update` or `respond`).
     pub(crate) async fn send_slack(&self, delivery: &DeliveryRow) -> Sent {
         let Some(config) = &self.settings.integrations.slack else {
-            return Sent::Refused {
-                status: 0,
-                error: "Slack is not configured any more".into(),
-            };
+            return Sent::refused("Slack is not configured any more");
         };
-        let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
+        let payload = match super::notify::queued_payload(delivery) {
             Ok(p) => p,
-            Err(e) => {
-                return Sent::Refused {
-                    status: 0,
-                    error: format!("the queued payload is not JSON: {e}"),
-                }
-            }
+            Err(refused) => return refused,
         };
         let request_id = payload["request"]["id"].as_str().unwrap_or_default();
         let channel = payload["channel"].as_str().unwrap_or_default();
@@ -205,10 +184,7 @@ impl App {
                 }
                 outcome
             }
-            other => Sent::Refused {
-                status: 0,
-                error: format!("unknown Slack operation {other:?}"),
-            },
+            other => Sent::refused(format!("unknown Slack operation {other:?}")),
         }
     }
 

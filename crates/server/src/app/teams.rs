@@ -26,20 +26,7 @@ impl App {
         let Some(config) = &self.settings.integrations.teams else {
             return Ok(false);
         };
-        if row.decision.outcome != "approve" {
-            return Ok(false);
-        }
-        let group = match (event.action.as_str(), &row.escalated_to) {
-            ("request.escalated", Some(to)) => to.clone(),
-            _ => row.decision.approvers.clone().unwrap_or_default(),
-        };
-        let escalation = event.action == "request.escalated";
-        let Some((target, _)) = crate::integrations::channel_key(
-            &config.channels,
-            row.decision.rule.as_deref(),
-            &group,
-            escalation,
-        ) else {
+        let Some((target, _)) = super::notify::chat_channel(&config.channels, row, event) else {
             return Ok(false);
         };
         let target = target.clone();
@@ -72,22 +59,14 @@ impl App {
             .as_ref()
             .and_then(|c| c.channels.get(&delivery.target))
         else {
-            return Sent::Refused {
-                status: 0,
-                error: format!(
-                    "no Teams channel is configured for {:?} any more",
-                    delivery.target
-                ),
-            };
+            return Sent::refused(format!(
+                "no Teams channel is configured for {:?} any more",
+                delivery.target
+            ));
         };
-        let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
+        let payload = match super::notify::queued_payload(delivery) {
             Ok(p) => p,
-            Err(e) => {
-                return Sent::Refused {
-                    status: 0,
-                    error: format!("the queued payload is not JSON: {e}"),
-                }
-            }
+            Err(refused) => return refused,
         };
         let id = payload["request"]["id"].as_str().unwrap_or_default();
         let (request, status, pending) = match self.current_status(id).await {

@@ -78,6 +78,16 @@ pub enum Sent {
     Refused { status: u16, error: String },
 }
 
+impl Sent {
+    /// Given up at once, with no answer from anyone (misconfigured, or damaged in the queue).
+    pub fn refused(error: impl Into<String>) -> Sent {
+        Sent::Refused {
+            status: 0,
+            error: error.into(),
+        }
+    }
+}
+
 /// An HTTP client fit for webhooks: short timeouts, no redirects, no proxies from the
 /// environment deciding where events go.
 pub fn client() -> reqwest::Client {

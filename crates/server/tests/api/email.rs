@@ -5,8 +5,8 @@
 use elevate_server::app::{Role, Settings};
 use elevate_server::integrations::email::{parse_address, EmailConfig};
 use elevate_testkit::{
-    available, command_request, monday_morning, portal_client, portal_cookie, spawn_with, Mailed,
-    SmtpSink, TestServer, BACKENDS, PASSWORD,
+    available, command_request, csrf_of, monday_morning, portal_client, portal_cookie, spawn_with,
+    Mailed, SmtpSink, TestServer, BACKENDS, PASSWORD,
 };
 use jiff::SignedDuration;
 use serde_json::{json, Value};
@@ -26,14 +26,6 @@ fn path_of(url: &str, server: &TestServer) -> String {
     url.strip_prefix(&server.url)
         .unwrap_or_else(|| panic!("{url} is on this server"))
         .to_string()
-}
-
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token")
-        + 19;
-    page[at..].split('"').next().unwrap().to_string()
 }
 
 async fn request_view(server: &TestServer, admin: &str, id: &str) -> Value {

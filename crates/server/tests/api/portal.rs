@@ -2,7 +2,7 @@
 //! approve through the form with its CSRF token; untrusted text is escaped.
 
 use elevate_server::app::Role;
-use elevate_testkit::{command_request, TestServer, PASSWORD};
+use elevate_testkit::{command_request, csrf_of, TestServer, PASSWORD};
 use serde_json::json;
 
 use super::{for_each_backend, ready};
@@ -48,12 +48,6 @@ async fn page(
         .await
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
-}
-
-fn csrf_of(html: &str) -> String {
-    let at =
-        html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
-    html[at..].split('"').next().unwrap().to_string()
 }
 
 #[tokio::test]

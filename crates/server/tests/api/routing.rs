@@ -242,12 +242,8 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         }
         assert_eq!(
             server
-                .get(Some(&admin), "/v1/audit?limit=1000")
+                .audit_records(&admin)
                 .await
-                .expect(200)
-                .body
-                .as_array()
-                .unwrap()
                 .iter()
                 .filter(|r| r["action"] == "request.escalated")
                 .count(),
@@ -271,8 +267,7 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
             &format!("/portal/requests/{night_id}"),
         )
         .await;
-        let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-        let csrf = page[at..].split('"').next().unwrap().to_string();
+        let csrf = elevate_testkit::csrf_of(&page);
         server.clock.advance(SignedDuration::from_mins(11));
         assert_eq!(server.app.escalate_due().await.unwrap(), 1);
         let missed = view(&server, &admin, &night_id).await;

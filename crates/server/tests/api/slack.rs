@@ -314,14 +314,8 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
         let view = request_view(&server, &admin, &id).await;
         assert_eq!(view["state"], "pending");
         assert_eq!(view["approvals"], json!([]));
-        let audit = server
-            .get(Some(&admin), "/v1/audit?limit=1000")
-            .await
-            .expect(200)
-            .body;
+        let audit = server.audit_records(&admin).await;
         let refused: Vec<&Value> = audit
-            .as_array()
-            .unwrap()
             .iter()
             .filter(|r| r["action"] == "request.decision_refused")
             .collect();
@@ -374,12 +368,8 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
             "no buttons once decided"
         );
         let given: Vec<Value> = server
-            .get(Some(&admin), "/v1/audit?limit=1000")
+            .audit_records(&admin)
             .await
-            .expect(200)
-            .body
-            .as_array()
-            .unwrap()
             .iter()
             .filter(|r| r["action"] == "request.approval_given")
             .map(|r| serde_json::from_str(r["data"].as_str().unwrap()).unwrap())

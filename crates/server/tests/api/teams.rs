@@ -135,12 +135,11 @@ async fn teams_cards_validate_and_their_buttons_open_one_time_links() {
             .unwrap();
         assert_eq!(page.status(), 200);
         let page = page.text().await.unwrap();
-        let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-        let csrf = page[at..].split('"').next().unwrap();
+        let csrf = elevate_testkit::csrf_of(&page);
         let r = http
             .post(approve)
             .header("cookie", &cookie)
-            .form(&[("csrf", csrf)])
+            .form(&[("csrf", csrf.as_str())])
             .send()
             .await
             .unwrap();

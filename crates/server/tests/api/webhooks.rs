@@ -123,17 +123,8 @@ async fn request_events_reach_a_webhook_as_signed_cloudevents_even_after_it_was_
             Some(origin.as_str())
         );
 
-        let audit = server
-            .get(Some(&admin), "/v1/audit?limit=1000")
-            .await
-            .expect(200);
-        let audit_ids: Vec<&str> = audit
-            .body
-            .as_array()
-            .expect("audit records")
-            .iter()
-            .filter_map(|r| r["id"].as_str())
-            .collect();
+        let audit = server.audit_records(&admin).await;
+        let audit_ids: Vec<&str> = audit.iter().filter_map(|r| r["id"].as_str()).collect();
         // The validator does refuse what is not a CloudEvent.
         if let Some(verdict) = schema_errors(
             "integrations/cloudevents/cloudevents.json",
