@@ -298,6 +298,26 @@ impl TestServer {
     }
 
     /// Stops the server and removes its database.
+    /// A device asks for `body` (a request, e.g. from `command_request`); returns the new
+    /// request's id.
+    pub async fn ask_id(&self, device: &str, body: &Value) -> String {
+        self.post(Some(device), "/v1/requests", body)
+            .await
+            .expect(201)
+            .body["id"]
+            .as_str()
+            .expect("a request id")
+            .to_string()
+    }
+
+    /// A request as `token`'s holder reads it in the API.
+    pub async fn request_json(&self, token: &str, id: &str) -> Value {
+        self.get(Some(token), &format!("/v1/requests/{id}"))
+            .await
+            .expect(200)
+            .body
+    }
+
     /// Every audit record (up to 1000), oldest first, as the API shows them to `admin`.
     pub async fn audit_records(&self, admin: &str) -> Vec<Value> {
         self.get(Some(admin), "/v1/audit?limit=1000")

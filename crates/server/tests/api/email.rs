@@ -28,14 +28,6 @@ fn path_of(url: &str, server: &TestServer) -> String {
         .to_string()
 }
 
-async fn request_view(server: &TestServer, admin: &str, id: &str) -> Value {
-    server
-        .get(Some(admin), &format!("/v1/requests/{id}"))
-        .await
-        .expect(200)
-        .body
-}
-
 #[tokio::test]
 async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() {
     for db in BACKENDS {
@@ -74,14 +66,7 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
         let hostile = "<script>alert(1)</script> &amp; \u{1b}[31m\r\nBcc: victim@example.com";
         let mut body = command_request("alice", &["staff"], "/usr/sbin/fdisk", &["-l", hostile]);
         body["reason"] = json!(hostile);
-        let id = server
-            .post(Some(&device), "/v1/requests", &body)
-            .await
-            .expect(201)
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = server.ask_id(&device, &body).await;
 
         // One mail to each approver with an address (st3 has none), none to anyone else.
         let mails = sink.wait_for(2).await;
@@ -157,7 +142,7 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
         );
         // Opening the link decided nothing.
         assert_eq!(
-            request_view(&server, &admin, &id).await["approvals"],
+            server.request_json(&admin, &id).await["approvals"],
             json!([])
         );
         let r = http
@@ -172,7 +157,7 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             r.headers()["location"].to_str().unwrap(),
             format!("/portal/requests/{id}")
         );
-        let view = request_view(&server, &admin, &id).await;
+        let view = server.request_json(&admin, &id).await;
         assert_eq!(view["approvals"][0]["approver"], "st1");
         assert_eq!(view["approvals"][0]["comment"], "checked");
         assert_eq!(view["state"], "pending");
@@ -293,10 +278,7 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
                 "Your request expired: nobody answered in time",
             ]
         );
-        assert_eq!(
-            request_view(&server, &admin, &id2).await["state"],
-            "expired"
-        );
+        assert_eq!(server.request_json(&admin, &id2).await["state"], "expired");
 
         // Every mail was delivered once, as the log says.
         let log = server

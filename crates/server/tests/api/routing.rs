@@ -55,14 +55,6 @@ async fn ask(server: &TestServer, device: &str, user: &str, groups: &[&str], pat
         .body
 }
 
-async fn view(server: &TestServer, token: &str, id: &str) -> Value {
-    server
-        .get(Some(token), &format!("/v1/requests/{id}"))
-        .await
-        .expect(200)
-        .body
-}
-
 async fn decide(server: &TestServer, token: &str, id: &str, verdict: &str) -> u16 {
     server
         .post(
@@ -166,20 +158,26 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         let disk = ask(&server, &device, "alice", &["staff"], "/usr/sbin/fdisk").await;
         let disk_id = disk["id"].as_str().unwrap().to_string();
         assert_eq!(decide(&server, &st1, &disk_id, "approve").await, 200);
-        assert_eq!(view(&server, &admin, &disk_id).await["state"], "pending");
+        assert_eq!(
+            server.request_json(&admin, &disk_id).await["state"],
+            "pending"
+        );
         assert_eq!(
             decide(&server, &st1, &disk_id, "approve").await,
             409,
             "once per person"
         );
         assert_eq!(decide(&server, &st3, &disk_id, "approve").await, 200);
-        let approved = view(&server, &admin, &disk_id).await;
+        let approved = server.request_json(&admin, &disk_id).await;
         assert_eq!(approved["state"], "approved");
         assert_eq!(approved["decided_via"], "api");
         let denied = ask(&server, &device, "alice", &["staff"], "/usr/sbin/fdisk").await;
         let denied_id = denied["id"].as_str().unwrap().to_string();
         assert_eq!(decide(&server, &st2, &denied_id, "deny").await, 200);
-        assert_eq!(view(&server, &admin, &denied_id).await["state"], "denied");
+        assert_eq!(
+            server.request_json(&admin, &denied_id).await["state"],
+            "denied"
+        );
         let http = elevate_testkit::portal_client();
         let cookie = elevate_testkit::portal_cookie(&http, &server.url, "st1").await;
         let page = elevate_testkit::portal_page(
@@ -196,7 +194,7 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         // The helpdesk looks (time to first view) but nobody answers: after 15 minutes it goes
         // to security too, once.
         server.clock.advance(SignedDuration::from_mins(3));
-        let seen = view(&server, &hd1, &hd_id).await;
+        let seen = server.request_json(&hd1, &hd_id).await;
         assert!(seen["first_viewed_at"].is_string(), "{seen}");
         server.clock.advance(SignedDuration::from_mins(13));
         assert_eq!(server.app.escalate_due().await.unwrap(), 1);
@@ -205,11 +203,11 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
             0,
             "escalated once"
         );
-        let escalated = view(&server, &admin, &hd_id).await;
+        let escalated = server.request_json(&admin, &hd_id).await;
         assert_eq!(escalated["escalated_to"], "security");
         assert_eq!(escalated["sla_due_at"], Value::Null);
         assert_eq!(decide(&server, &sec1, &hd_id, "approve").await, 200);
-        let done = view(&server, &admin, &hd_id).await;
+        let done = server.request_json(&admin, &hd_id).await;
         assert_eq!(done["state"], "approved");
         assert_eq!(done["approvals"][0]["approver"], "sec1");
 
@@ -217,11 +215,11 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         server.clock.advance(SignedDuration::from_mins(105));
         server.app.expire_requests().await.unwrap();
         assert_eq!(
-            view(&server, &admin, &unanswered_id).await["state"],
+            server.request_json(&admin, &unanswered_id).await["state"],
             "expired"
         );
         assert_eq!(
-            view(&server, &admin, &unanswered_id).await["decided_via"],
+            server.request_json(&admin, &unanswered_id).await["decided_via"],
             "expiry"
         );
 
@@ -270,7 +268,7 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         let csrf = elevate_testkit::csrf_of(&page);
         server.clock.advance(SignedDuration::from_mins(11));
         assert_eq!(server.app.escalate_due().await.unwrap(), 1);
-        let missed = view(&server, &admin, &night_id).await;
+        let missed = server.request_json(&admin, &night_id).await;
         assert_eq!(missed["state"], "pending");
         assert_eq!(missed["escalated_to"], Value::Null);
         assert_eq!(missed["sla_due_at"], Value::Null);
@@ -309,7 +307,7 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
                 "Your request was approved by oc1 (approved)",
             ]
         );
-        let night = view(&server, &admin, &night_id).await;
+        let night = server.request_json(&admin, &night_id).await;
         assert_eq!(night["decided_via"], "api");
         let created: jiff::Timestamp = night["created_at"].as_str().unwrap().parse().unwrap();
         let decided: jiff::Timestamp = night["decided_at"].as_str().unwrap().parse().unwrap();

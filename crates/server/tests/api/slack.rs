@@ -91,14 +91,6 @@ fn texts(v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-async fn request_view(server: &TestServer, admin: &str, id: &str) -> Value {
-    server
-        .get(Some(admin), &format!("/v1/requests/{id}"))
-        .await
-        .expect(200)
-        .body
-}
-
 #[tokio::test]
 async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows() {
     let Some(template) = testdata("integrations/slack/bolt-python_block_actions_payload.json")
@@ -157,14 +149,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
             "*urgent* <!channel> <https://evil.example|click> \u{1b}[2J\nApproved by admin";
         let mut body = command_request("alice", &["staff"], "/usr/sbin/fdisk", &["-l", hostile]);
         body["reason"] = json!(hostile);
-        let id = server
-            .post(Some(&device), "/v1/requests", &body)
-            .await
-            .expect(201)
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = server.ask_id(&device, &body).await;
 
         // The approval message, posted with the bot token to the group's channel.
         let post = slack.wait_for("POST", 1).await.remove(0);
@@ -283,7 +268,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
             400
         );
         assert_eq!(
-            request_view(&server, &admin, &id).await["approvals"],
+            server.request_json(&admin, &id).await["approvals"],
             json!([])
         );
 
@@ -311,7 +296,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
                 "{user}: {text}"
             );
         }
-        let view = request_view(&server, &admin, &id).await;
+        let view = server.request_json(&admin, &id).await;
         assert_eq!(view["state"], "pending");
         assert_eq!(view["approvals"], json!([]));
         let audit = server.audit_records(&admin).await;
@@ -324,7 +309,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
 
         // The first mapped approver: counted, via Slack, and the message says so.
         assert_eq!(signed(&server, &approve("W111")).await, 200);
-        let view = request_view(&server, &admin, &id).await;
+        let view = server.request_json(&admin, &id).await;
         assert_eq!(view["approvals"][0]["approver"], "st1");
         assert_eq!(view["state"], "pending");
         let update = slack.wait_for("POST", 5).await.remove(4);
@@ -347,10 +332,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
             .unwrap()
             .contains("already decided"));
         assert_eq!(signed(&server, &approve("W222")).await, 200);
-        assert_eq!(
-            request_view(&server, &admin, &id).await["state"],
-            "approved"
-        );
+        assert_eq!(server.request_json(&admin, &id).await["state"], "approved");
         let posts = slack.wait_for("POST", 8).await;
         let last = posts.last().unwrap().json();
         let mut all = Vec::new();

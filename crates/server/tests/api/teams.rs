@@ -86,14 +86,7 @@ async fn teams_cards_validate_and_their_buttons_open_one_time_links() {
         let hostile = "**Approved** [click](https://evil.example) \u{1b}[0m\n- list item";
         let mut body = command_request("alice", &["staff"], "/usr/sbin/fdisk", &["-l", hostile]);
         body["reason"] = json!(hostile);
-        let id = server
-            .post(Some(&device), "/v1/requests", &body)
-            .await
-            .expect(201)
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = server.ask_id(&device, &body).await;
 
         let post = teams.wait_for("POST", 1).await.remove(0);
         assert_eq!(post.path, "/webhookb2/storage");
