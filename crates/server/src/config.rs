@@ -240,6 +240,14 @@ impl ServerConfig {
                 if email.smtp_url.contains('@') {
                     bail!("[email] smtp_url must not hold credentials; use user and password_file");
                 }
+                let encrypted = email.smtp_url.starts_with("smtps://")
+                    || email.smtp_url.contains("tls=required");
+                if email.password_file.is_some() && !encrypted {
+                    bail!(
+                        "[email] a password would cross the network in the clear; use smtps:// or \
+                         add ?tls=required to smtp_url"
+                    );
+                }
                 let password = match &email.password_file {
                     Some(p) => Some(
                         String::from_utf8(read_secret("[email] password_file", p)?)
@@ -262,7 +270,13 @@ impl ServerConfig {
                     let what = format!("[teams.channels] {group}");
                     let url = String::from_utf8(read_secret(&what, &file)?)
                         .with_context(|| format!("{what}: the URL is not text"))?;
-                    http_url(&what, &url)?;
+                    // The URL is a credential: say what is wrong without printing it.
+                    if http_url(&what, &url).is_err() {
+                        bail!(
+                            "{what}: {} does not hold one http:// or https:// URL",
+                            file.display()
+                        );
+                    }
                     teams.channels.insert(group, url);
                 }
                 config.teams = Some(teams);
@@ -406,6 +420,20 @@ mod tests {
         assert_eq!(c.webhooks[0].secret, b"0123456789abcdef0123");
         assert_eq!(c.webhooks[0].events, ["request.*"]);
         assert!(!format!("{c:?}").contains("0123456789abcdef"), "{c:?}");
+        std::fs::write(
+            &file,
+            format!(
+                "public_url = \"https://e.example.com\"\n[email]\nsmtp_url = \"smtp://mail.example.com:587\"\n\
+                 from = \"e@example.com\"\nuser = \"e\"\npassword_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let err = format!("{:#}", ServerConfig::load(Some(&file), &[]).unwrap_err());
+        assert!(
+            err.contains("in the clear") && err.contains("tls=required"),
+            "{err}"
+        );
         write("ftp://siem.example.com/in");
         let err = format!("{:#}", ServerConfig::load(Some(&file), &[]).unwrap_err());
         assert!(err.contains("http:// or https://"), "{err}");

@@ -112,7 +112,9 @@ impl App {
             _ => None,
         };
         if let Some(group) = approvers_of {
-            for account in self.store.accounts().await? {
+            // Read in this transaction: a second pool connection per event could starve the
+            // pool while transactions wait on each other.
+            for account in tx.accounts_in_tx().await? {
                 let may_decide = account.groups.contains(&group)
                     && account
                         .roles
@@ -148,7 +150,13 @@ impl App {
                 if !(event.action == "request.approval_given"
                     && state != RequestState::Pending) =>
             {
-                let address = match self.store.account(&row.user).await?.and_then(|a| a.email) {
+                let own = tx
+                    .accounts_in_tx()
+                    .await?
+                    .into_iter()
+                    .find(|a| a.name == row.user)
+                    .and_then(|a| a.email);
+                let address = match own {
                     Some(a) => Some(a),
                     None => config
                         .requester_domain
@@ -213,6 +221,22 @@ impl App {
         let device = printable(request["device"].as_str().unwrap_or("?"));
         let (subject, heading, links) = match payload["kind"].as_str() {
             Some("approval") => {
+                // Links are made for a request that still waits; one decided while the mail
+                // waited for a retry is not sent at all.
+                match self.current_status(id).await {
+                    Ok((_, _, true)) => {}
+                    Ok((_, status, false)) => {
+                        return Sent::refused(format!(
+                            "not sent: the request was settled before the mail could go ({status})"
+                        ))
+                    }
+                    Err(e) => {
+                        return Sent::Retry {
+                            status: None,
+                            error: format!("cannot read the request: {e}"),
+                        }
+                    }
+                }
                 let account = payload["account"].as_str();
                 let links = (
                     self.approval_link(id, true, account),

@@ -310,6 +310,12 @@ impl App {
             .request_for_update(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+        if row.state == RequestState::Pending && row.expires_at.is_some_and(|at| at <= now) {
+            return Err(AppError::Gone(format!(
+                "this request expired at {}; nothing can be decided any more",
+                row.expires_at.map(|t| t.to_string()).unwrap_or_default()
+            )));
+        }
         if let Some(secs) = row.decision.reauth_secs {
             let limit = jiff::SignedDuration::from_secs(secs.min(i64::MAX as u64) as i64);
             let fresh = account

@@ -64,9 +64,9 @@ impl App {
         let Some(config) = &self.settings.integrations.slack else {
             return Ok(false);
         };
-        let Some((_, channel)) = super::notify::chat_channel(&config.channels, row, event) else {
-            return Ok(false);
-        };
+        let channel = super::notify::chat_channel(&config.channels, row, event)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
         let op = match event.action.as_str() {
             "request.decided" if state == RequestState::Pending => "post",
             "request.escalated" => "post",
@@ -79,11 +79,20 @@ impl App {
             | "request.cancelled" => "update",
             _ => return Ok(false),
         };
+        // A post needs a channel; an update goes to every message already posted about the
+        // request, wherever it is (and posts where it has a channel, if none was posted yet).
+        if row.decision.outcome != "approve" || (op == "post" && channel.is_empty()) {
+            return Ok(false);
+        }
         // What the message says is drawn when it is sent (`current_status`).
         let payload = json!({ "op": op, "channel": channel, "request": { "id": snapshot["id"] } });
         tx.queue_delivery(
             "slack",
-            channel,
+            if channel.is_empty() {
+                "(every message)"
+            } else {
+                &channel
+            },
             &event.action,
             &event.subject,
             &payload.to_string(),
@@ -143,7 +152,11 @@ impl App {
         };
         let posted_here = messages.iter().any(|(c, _)| c == channel);
         match payload["op"].as_str() {
-            Some("post") if !posted_here => {
+            Some("post") | Some("update")
+                if !posted_here
+                    && !channel.is_empty()
+                    && (payload["op"] == "post" || messages.is_empty()) =>
+            {
                 let body = json!({ "channel": channel, "text": fallback, "blocks": blocks,
                                    "mrkdwn": false, "unfurl_links": false, "unfurl_media": false });
                 let (sent, answer) =
@@ -168,10 +181,11 @@ impl App {
             // share it): every message about the request is brought up to date.
             Some("post") | Some("update") => {
                 if messages.is_empty() {
-                    return Sent::Retry {
-                        status: None,
-                        error: "the request's Slack message is not posted yet".into(),
-                    };
+                    // Never posted (Slack was set up later, or the post was refused for
+                    // good): nothing to update, and the post shows the current state.
+                    return Sent::refused(
+                        "no Slack message about this request to update (its post was not made)",
+                    );
                 }
                 let mut outcome = Sent::Delivered(200);
                 for (channel, ts) in messages {

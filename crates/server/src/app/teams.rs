@@ -26,28 +26,51 @@ impl App {
         let Some(config) = &self.settings.integrations.teams else {
             return Ok(false);
         };
-        let Some((target, _)) = super::notify::chat_channel(&config.channels, row, event) else {
+        if row.decision.outcome != "approve" {
             return Ok(false);
-        };
-        let target = target.clone();
+        }
         let buttons = match event.action.as_str() {
             "request.decided" if state == RequestState::Pending => true,
             "request.escalated" => true,
-            "request.approved" | "request.denied" | "request.expired" => false,
+            "request.approved" | "request.denied" | "request.expired" | "request.cancelled" => {
+                false
+            }
             _ => return Ok(false),
+        };
+        let targets: Vec<String> = if buttons {
+            super::notify::chat_channel(&config.channels, row, event)
+                .map(|(t, _)| vec![t.clone()])
+                .unwrap_or_default()
+        } else {
+            // The outcome goes wherever a card with buttons went: the first group's channel
+            // and, after an escalation, the escalation group's.
+            let group = row.decision.approvers.clone().unwrap_or_default();
+            let rule = row.decision.rule.as_deref();
+            let mut t: Vec<String> =
+                crate::integrations::channel_key(&config.channels, rule, &group, false)
+                    .into_iter()
+                    .chain(row.escalated_to.as_deref().and_then(|e| {
+                        crate::integrations::channel_key(&config.channels, rule, e, true)
+                    }))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+            t.dedup();
+            t
         };
         // What the card says is drawn when it is sent (`current_status`).
         let payload = json!({ "request": { "id": snapshot["id"] }, "buttons": buttons });
-        tx.queue_delivery(
-            "teams",
-            &target,
-            &event.action,
-            &event.subject,
-            &payload.to_string(),
-            self.now(),
-        )
-        .await?;
-        Ok(true)
+        for target in &targets {
+            tx.queue_delivery(
+                "teams",
+                target,
+                &event.action,
+                &event.subject,
+                &payload.to_string(),
+                self.now(),
+            )
+            .await?;
+        }
+        Ok(!targets.is_empty())
     }
 
     /// Sends one queued card.

@@ -127,6 +127,16 @@ impl Tx<'_> {
         )
     }
 
+    /// All accounts, read in this transaction (no second connection while it holds locks).
+    pub async fn accounts_in_tx(&mut self) -> Result<Vec<AccountRow>> {
+        let rows = sqlx::query(
+            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts ORDER BY name",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(account).collect()
+    }
+
     pub async fn delete_session(&mut self, session_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE session_hash = $1")
             .bind(session_hash)

@@ -211,8 +211,14 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         assert_eq!(done["state"], "approved");
         assert_eq!(done["approvals"][0]["approver"], "sec1");
 
-        // Expiry per rule: the storage rule's 2 hours, not the server's 24.
+        // Expiry per rule: the storage rule's 2 hours, not the server's 24. Past it, nobody can
+        // decide, even before the job has marked it expired.
         server.clock.advance(SignedDuration::from_mins(105));
+        let late = decide(&server, &st2, &unanswered_id, "approve").await;
+        assert!(
+            late == 410 || late == 409,
+            "a late decision is refused ({late})"
+        );
         server.app.expire_requests().await.unwrap();
         assert_eq!(
             server.request_json(&admin, &unanswered_id).await["state"],
