@@ -452,6 +452,14 @@ impl App {
             .await?
             .filter(|r| r.device == device.name)
             .ok_or_else(|| AppError::NotFound(format!("no request {id} from this device")))?;
+        if event == RequestEvent::Start && row.expires_at.is_some_and(|at| at <= self.now()) {
+            // Fail closed: an approval whose time ran out starts nothing, even in the seconds
+            // before the expiry job marks it.
+            return Err(AppError::Gone(format!(
+                "this approval expired at {}; nothing runs; ask again",
+                row.expires_at.map(|t| t.to_string()).unwrap_or_default()
+            )));
+        }
         let state = transition(row.state, event)?;
         self.set_state(&mut tx, &row, state, exit_code, "device", &device.name)
             .await?;

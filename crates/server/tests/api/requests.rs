@@ -481,3 +481,44 @@ async fn the_requesters_working_directory_is_kept_for_approvers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_approval_past_its_expiry_starts_nothing() {
+    for_each_backend(|server| async move {
+        let (_admin, device) = ready(&server).await;
+        let body = command_request(
+            "alice",
+            &["developers"],
+            "/usr/bin/apt",
+            &["install", "htop"],
+        );
+        let late = server.ask_id(&device, &body).await;
+        let in_time = server.ask_id(&device, &body).await;
+        server
+            .post(
+                Some(&device),
+                &format!("/v1/requests/{in_time}/start"),
+                &json!({}),
+            )
+            .await
+            .expect(200);
+        server
+            .clock
+            .advance(SignedDuration::from_hours(24) + SignedDuration::from_secs(1));
+        let r = server
+            .post(
+                Some(&device),
+                &format!("/v1/requests/{late}/start"),
+                &json!({}),
+            )
+            .await;
+        // 410 from the check, or 409 if the expiry job got there first: never started.
+        assert!(r.status == 410 || r.status == 409, "{r:?}");
+        assert_ne!(
+            server.request_json(&device, &late).await["state"],
+            "running"
+        );
+        server
+    })
+    .await;
+}
