@@ -86,11 +86,18 @@ impl App {
         };
         let mut tx = self.store.begin().await?;
         let mut used = Vec::new();
+        let mut queued = false;
         for event in prepared {
             let code_used = event.action == "offline.code_used";
             let data = event.data.clone();
+            let told = self.wants_device_event(&event).then(|| event.clone());
             if tx.ingest_audit(event).await? {
                 result.accepted += 1;
+                if let Some(event) = told {
+                    self.queue_device_event(&mut tx, &device.name, &event)
+                        .await?;
+                    queued = true;
+                }
                 if code_used {
                     used.push(data);
                 }
@@ -99,6 +106,9 @@ impl App {
             }
         }
         tx.commit().await?;
+        if queued {
+            self.deliveries_due.notify_one();
+        }
         self.reconcile_offline_codes(&device.id, &device.name, &used)
             .await?;
         Ok(result)

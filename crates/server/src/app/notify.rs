@@ -139,6 +139,58 @@ impl App {
         Ok(())
     }
 
+    /// Whether a webhook wants this event a device reported (a run it allowed on its own, an
+    /// offline code it took, discovery, its alerts).
+    pub(crate) fn wants_device_event(&self, event: &AuditEvent) -> bool {
+        self.settings
+            .integrations
+            .webhooks
+            .iter()
+            .any(|s| s.wants(&event.action))
+    }
+
+    /// Queues a device's event for the webhooks that want it, in the ingest transaction (only
+    /// events stored for the first time: a batch sent again tells nobody twice).
+    pub(crate) async fn queue_device_event(
+        &self,
+        tx: &mut Tx<'_>,
+        device: &str,
+        event: &AuditEvent,
+    ) -> Result<()> {
+        let details: serde_json::Value =
+            serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null);
+        let body = json!({
+            "specversion": "1.0",
+            "id": event.id,
+            "source": format!("{}/v1/devices/{device}", self.public_url()),
+            "type": webhook::event_type(&event.action),
+            "subject": event.subject,
+            "time": event.at.to_string(),
+            "datacontenttype": "application/json",
+            "data": { "action": event.action, "actor": event.actor, "device": device,
+                      "details": details },
+        })
+        .to_string();
+        for subscription in self
+            .settings
+            .integrations
+            .webhooks
+            .iter()
+            .filter(|s| s.wants(&event.action))
+        {
+            tx.queue_delivery(
+                "webhook",
+                &subscription.name,
+                &event.action,
+                &event.subject,
+                &body,
+                self.now(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// What notifications say about a request, as JSON.
     pub(crate) fn request_snapshot(
         &self,

@@ -374,7 +374,8 @@ async fn cancel_and_expiry_end_pending_requests() {
             .expect(409);
 
         server.clock.advance(SignedDuration::from_hours(25));
-        assert_eq!(server.app.expire_requests().await.unwrap(), 1);
+        // (The server's own job may get there first; the state below shows it either way.)
+        server.app.expire_requests().await.unwrap();
         let expired = server
             .get(Some(&admin), &format!("/v1/requests/{b}"))
             .await

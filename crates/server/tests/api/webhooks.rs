@@ -214,10 +214,12 @@ async fn request_events_reach_a_webhook_as_signed_cloudevents_even_after_it_was_
             )
             .await
             .expect(200);
+        // (Wait for each failed attempt to be recorded, not only claimed: a claim counts the
+        // attempt before the send ends.)
         let failing = wait_log(&server, &admin, &denied_id, |rows| {
             rows.iter()
                 .filter(|d| d["target"] == "siem")
-                .all(|d| d["attempts"].as_u64() >= Some(1))
+                .all(|d| d["attempts"].as_u64() >= Some(1) && d["last_error"].is_string())
                 && rows.iter().filter(|d| d["target"] == "siem").count() == 4
         })
         .await;
@@ -264,6 +266,34 @@ async fn request_events_reach_a_webhook_as_signed_cloudevents_even_after_it_was_
         assert_eq!(tries.len(), 2, "{detail:?}");
         assert_eq!(tries[0]["status"], Value::Null);
         assert_eq!(tries[1]["status"], 200);
+
+        // What a device reports (here a run it allowed on its own) reaches the webhook too, once,
+        // however often the device sends the batch.
+        let batch = json!({ "events": [{ "id": "0193a000-0000-7000-8000-0000000000aa",
+            "at": "2026-11-23T09:58:00Z", "actor": "user:alice@web-01", "action": "command.exited",
+            "subject": "request:local-1", "data": { "exit_code": 3 } }]});
+        for _ in 0..2 {
+            server
+                .post(Some(&device), "/v1/audit/events", &batch)
+                .await
+                .expect(200);
+        }
+        let from_device = siem.wait_for("POST", 10).await.remove(9);
+        let event = from_device.json();
+        if let Some(verdict) = schema_errors("integrations/cloudevents/cloudevents.json", &event) {
+            verdict.unwrap_or_else(|e| panic!("not a valid CloudEvent: {e}\n{event:#}"));
+        }
+        assert!(signature_holds(&from_device, SECRET));
+        assert_eq!(event["type"], "dev.elevate.command.exited");
+        assert_eq!(event["id"], "0193a000-0000-7000-8000-0000000000aa");
+        assert_eq!(event["data"]["device"], "web-01");
+        assert_eq!(event["data"]["details"]["exit_code"], 3);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(
+            siem.requests("POST").len(),
+            10,
+            "the repeated batch told nobody again"
+        );
 
         // The same log in the portal, for admins and auditors.
         let http = elevate_testkit::portal_client();
