@@ -97,6 +97,22 @@ impl Policy {
         self.defaults.break_glass_codes
     }
 
+    /// Every approval route: each rule's (by name), then the defaults' (`None`) when unmatched
+    /// requests go to approvers.
+    pub fn approval_routes(&self) -> Vec<(Option<&str>, &crate::ApprovalRoute)> {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.action {
+                crate::Outcome::Approve(route) => Some((Some(r.name.as_str()), route)),
+                _ => None,
+            })
+            .chain(match &self.defaults.unmatched {
+                crate::Outcome::Approve(route) => Some((None, route)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The approver group used when a rule or the defaults do not name one.
     pub fn default_approvers(&self) -> &str {
         &self.defaults.approvers

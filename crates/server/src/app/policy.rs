@@ -48,7 +48,23 @@ impl App {
                 "a policy may be at most 1 MiB of text".into(),
             ));
         }
-        Policy::parse(text).map_err(invalid)?;
+        let policy = Policy::parse(text).map_err(invalid)?;
+        // What the document cannot know: how long requests wait on this server by default. An
+        // SLA that does not end before the request expires would never escalate.
+        for (rule, route) in policy.approval_routes() {
+            if let (Some(sla), None) = (route.sla, route.expire) {
+                if sla >= self.settings.request_ttl {
+                    return Err(AppError::BadRequest(format!(
+                        "{}: sla ({}) is not shorter than how long requests wait on this server \
+                         (request_ttl {}), so it would never pass; set expire longer than the sla \
+                         on that rule, or a shorter sla",
+                        rule.map_or("the defaults".to_string(), |r| format!("rule {r:?}")),
+                        elevate_core::duration::format(sla),
+                        elevate_core::duration::format(self.settings.request_ttl)
+                    )));
+                }
+            }
+        }
         let sha = sha256_hex(text);
         let now = self.now();
         let mut tx = self.store.begin().await?;

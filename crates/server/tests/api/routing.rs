@@ -335,3 +335,34 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_sla_that_could_never_pass_is_refused_when_the_policy_is_applied() {
+    super::for_each_backend(|server| async move {
+        let admin = server.admin().await;
+        let policy = |action: &str| {
+            format!(
+                "version = 1\n[[rule]]\nname = \"slow\"\naction = {{ approve = {{ {action} }} }}\n"
+            )
+        };
+        // The server's requests wait 24 hours: a 25-hour SLA without its own expiry never passes.
+        let refused = server
+            .apply_policy(&admin, &policy("sla = \"25h\", escalate = \"security\""))
+            .await
+            .expect(400);
+        let message = refused.body["message"].as_str().unwrap();
+        assert!(
+            message.contains("rule \"slow\": sla (1d1h)") && message.contains("request_ttl 1d"),
+            "{message}"
+        );
+        server
+            .apply_policy(
+                &admin,
+                &policy("sla = \"25h\", escalate = \"security\", expire = \"2d\""),
+            )
+            .await
+            .expect(201);
+        server
+    })
+    .await;
+}
