@@ -1019,6 +1019,18 @@ impl SmtpSink {
         format!("smtp://{}", self.addr)
     }
 
+    /// The server's e-mail settings for sending here from `from`, with requesters reached at
+    /// `<login>@example.com`.
+    pub fn email_config(&self, from: &str) -> elevate_server::integrations::email::EmailConfig {
+        elevate_server::integrations::email::EmailConfig {
+            smtp_url: self.url(),
+            user: None,
+            password: None,
+            from: elevate_server::integrations::email::parse_address(from).expect("a valid sender"),
+            requester_domain: Some("example.com".into()),
+        }
+    }
+
     /// Waits (up to 30 s) until `n` messages have arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Mailed> {
         for _ in 0..300 {

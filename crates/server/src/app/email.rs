@@ -150,12 +150,7 @@ impl App {
                 if !(event.action == "request.approval_given"
                     && state != RequestState::Pending) =>
             {
-                let own = tx
-                    .accounts_in_tx()
-                    .await?
-                    .into_iter()
-                    .find(|a| a.name == row.user)
-                    .and_then(|a| a.email);
+                let own = tx.account_in_tx(&row.user).await?.and_then(|a| a.email);
                 let address = match own {
                     Some(a) => Some(a),
                     None => config

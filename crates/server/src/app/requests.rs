@@ -184,16 +184,23 @@ impl App {
         }
     }
 
+    /// A request with the facts an approver needs (the portal's request page).
     pub async fn request(&self, caller: &Principal, id: &str) -> Result<RequestDetail> {
-        let row = self
+        let view = self.request_view(caller, id).await?;
+        let mut history = self.store.history(&view.id, &view.target).await?;
+        history.user_hours = self.store.user_hours(&view.id, &view.user).await?;
+        Ok(RequestDetail { view, history })
+    }
+
+    /// A request and its approvals, without the history queries (the API, and the answer to a
+    /// decision, a start or a finish). An approver who may decide it is noted as having seen it.
+    pub async fn request_view(&self, caller: &Principal, id: &str) -> Result<RequestView> {
+        let mut row = self
             .store
             .request(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
         Self::may_read(caller, &row)?;
-        let mut row = row;
-        let mut history = self.store.history(&row.id, &row.target).await?;
-        history.user_hours = self.store.user_hours(&row.id, &row.user).await?;
         let approvals = self.store.approvals(id).await?;
         if let Principal::Account(a) = caller {
             let routed = |g: &Option<String>| g.as_ref().is_some_and(|g| a.groups.contains(g));
@@ -211,10 +218,7 @@ impl App {
                 }
             }
         }
-        Ok(RequestDetail {
-            view: view(row, approvals),
-            history,
-        })
+        Ok(view(row, approvals))
     }
 
     /// Requests, newest first. Accounts see all (optionally of one `user`); a device sees only
@@ -412,7 +416,7 @@ impl App {
         }
         tx.commit().await?;
         self.announce_change();
-        Ok(self.request(caller, id).await?.view)
+        self.request_view(caller, id).await
     }
 
     /// The requesting device cancels (the user pressed Ctrl-C, or gave up).
@@ -465,7 +469,7 @@ impl App {
             .await?;
         tx.commit().await?;
         self.announce_change();
-        Ok(self.request(caller, id).await?.view)
+        self.request_view(caller, id).await
     }
 
     /// Expires requests whose time ran out. Returns how many. One request that cannot be

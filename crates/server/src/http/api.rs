@@ -427,7 +427,7 @@ pub async fn show_request(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RequestView>> {
-    Ok(Json(app.request(&caller, &id).await?.view))
+    Ok(Json(app.request_view(&caller, &id).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

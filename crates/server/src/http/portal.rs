@@ -109,6 +109,11 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// A form's optional text as typed: trimmed, and absent when empty.
+fn typed(text: &Option<String>) -> Option<&str> {
+    text.as_deref().map(str::trim).filter(|t| !t.is_empty())
+}
+
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
@@ -443,11 +448,7 @@ async fn decide_by_link(
     if let Some(refused) = stale_form(&user, &f.csrf) {
         return refused;
     }
-    let comment = f
-        .comment
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
+    let comment = typed(&f.comment);
     match app.decide_by_link(&user.principal(), &token, comment).await {
         Ok((link, _)) => {
             Redirect::to(&format!("/portal/requests/{}", urlencode(&link.request))).into_response()
@@ -650,11 +651,7 @@ async fn decide(
             ))
         }
     };
-    let comment = f
-        .comment
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
+    let comment = typed(&f.comment);
     match app
         .decide_request(&user.principal(), &id, approve, comment, "portal")
         .await

@@ -137,6 +137,17 @@ impl Tx<'_> {
         rows.iter().map(account).collect()
     }
 
+    /// One account, read in this transaction.
+    pub async fn account_in_tx(&mut self, name: &str) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(
+            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(account).transpose()
+    }
+
     pub async fn delete_session(&mut self, session_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE session_hash = $1")
             .bind(session_hash)

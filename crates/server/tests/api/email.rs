@@ -3,7 +3,6 @@
 //! text in both parts.
 
 use elevate_server::app::{Role, Settings};
-use elevate_server::integrations::email::{parse_address, EmailConfig};
 use elevate_testkit::{
     available, command_request, csrf_of, monday_morning, portal_client, portal_cookie, spawn_with,
     Mailed, SmtpSink, TestServer, BACKENDS, PASSWORD,
@@ -35,15 +34,9 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             continue;
         }
         let sink = SmtpSink::start().await;
-        let smtp_url = sink.url();
+        let email = sink.email_config("Elevate <elevate@example.com>");
         let server = spawn_with(db, monday_morning(), move |s: &mut Settings| {
-            s.integrations.email = Some(EmailConfig {
-                smtp_url,
-                user: None,
-                password: None,
-                from: parse_address("Elevate <elevate@example.com>").unwrap(),
-                requester_domain: Some("example.com".into()),
-            });
+            s.integrations.email = Some(email);
         })
         .await;
         let (admin, device) = super::ready(&server).await;

@@ -55,3 +55,18 @@ async fn a_change_on_one_replica_wakes_the_live_pages_of_another() {
     first.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_database_password_never_shows_in_debug_output() {
+    // PostgreSQL here trusts local connections, so any password connects (DESIGN invariant 9).
+    if !available(Db::Postgres).await {
+        return;
+    }
+    let store = Store::connect("postgres://postgres:hunter2-secret@127.0.0.1:5432/test")
+        .await
+        .unwrap();
+    let shown = format!("{store:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("postgres:***@127.0.0.1"), "{shown}");
+    store.close().await;
+}

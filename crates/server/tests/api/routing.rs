@@ -4,7 +4,6 @@
 //! change by mail, and the metrics of each request.
 
 use elevate_server::app::{Role, Settings};
-use elevate_server::integrations::email::{parse_address, EmailConfig};
 use elevate_testkit::{
     available, command_request, monday_morning, spawn_with, SmtpSink, TestServer, BACKENDS,
 };
@@ -102,15 +101,9 @@ async fn requests_are_routed_escalated_and_expired_by_the_clock_and_requesters_h
             continue;
         }
         let sink = SmtpSink::start().await;
-        let smtp_url = sink.url();
+        let email = sink.email_config("elevate@example.com");
         let server = spawn_with(db, monday_morning(), move |s: &mut Settings| {
-            s.integrations.email = Some(EmailConfig {
-                smtp_url,
-                user: None,
-                password: None,
-                from: parse_address("elevate@example.com").unwrap(),
-                requester_domain: Some("example.com".into()),
-            });
+            s.integrations.email = Some(email);
         })
         .await;
         let admin = server.admin().await;
