@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use elevate_testkit::{spawn, Db, TestServer};
+use elevate_testkit::{spawn_at, Db, TestServer};
 
 const IN_NAMESPACE: &str = "ELEVATE_E2E_NAMESPACE";
 
@@ -105,6 +105,24 @@ what = { paths = ["/usr/bin/id", "/usr/bin/env", "/usr/bin/true", "/usr/bin/tty"
 action = "auto"
 "#;
 
+/// A server whose clock starts at `now`, with the policy applied, an admin's token and an
+/// enrolment token, all issued at `now`.
+pub async fn server_at(now: jiff::Timestamp) -> (TestServer, String, String) {
+    let server = spawn_at(Db::Sqlite, now).await;
+    let admin = server.admin().await;
+    server.apply_policy(&admin, POLICY).await.expect(201);
+    let token = server
+        .post(
+            Some(&admin),
+            "/v1/enrol-tokens",
+            &serde_json::json!({ "tags": ["e2e"] }),
+        )
+        .await
+        .expect(201);
+    let token = token.body["token"].as_str().unwrap().to_string();
+    (server, admin, token)
+}
+
 /// Everything one test needs.
 #[allow(missing_debug_implementations)]
 pub struct World {
@@ -167,25 +185,10 @@ impl World {
             .enable_all()
             .build()
             .unwrap();
-        let (server, admin) = runtime.block_on(async {
-            let server = spawn(Db::Sqlite).await;
-            let admin = server.admin().await;
-            server.apply_policy(&admin, POLICY).await.expect(201);
-            (server, admin)
-        });
-        // The real clock matters from here on (the agent decides with its own).
-        server.clock.set(jiff::Timestamp::now());
-        let token = runtime.block_on(async {
-            let t = server
-                .post(
-                    Some(&admin),
-                    "/v1/enrol-tokens",
-                    &serde_json::json!({ "tags": ["e2e"] }),
-                )
-                .await
-                .expect(201);
-            t.body["token"].as_str().unwrap().to_string()
-        });
+        // The agent decides with the real clock, so the server's starts there too, before it
+        // issues anything (tokens issued on a fixed day and then carried to today expire with
+        // the calendar).
+        let (server, admin, token) = runtime.block_on(server_at(jiff::Timestamp::now()));
         let state = dir.join("agent");
         let elevated = elevate_testkit::cargo_bin("elevated");
         run(Command::new(&elevated)
@@ -446,4 +449,30 @@ impl Drop for World {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What the world issues is valid on the day it runs, whatever that day is: its server starts
+/// at the clock the world then runs with, years ahead of or behind the day this was written.
+/// (The suite once failed from 2026-11-30 on: a token issued on a fixed Monday had expired.)
+#[test]
+fn the_world_is_issued_on_the_clock_it_runs_with() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let today = jiff::Timestamp::now();
+    let years = jiff::SignedDuration::from_hours(24 * 366 * 7);
+    for now in [today - years, today, today + years] {
+        runtime.block_on(async {
+            let (server, admin, token) = server_at(now).await;
+            server
+                .post(
+                    None,
+                    "/v1/enrol",
+                    &serde_json::json!({ "token": token, "name": "e2e-host" }),
+                )
+                .await
+                .expect(201);
+            // An end-to-end test lasts minutes; the admin's token outlives the longest.
+            server.clock.advance(jiff::SignedDuration::from_hours(2));
+            server.get(Some(&admin), "/v1/whoami").await.expect(200);
+        });
+    }
 }
