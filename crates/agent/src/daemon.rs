@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use elevate_proto::bundle::{parse_public_key, VerifyingKey};
 use elevate_proto::ipc::AgentStatus;
+use elevate_proto::limits;
+use elevate_proto::v1::AuditEventIn;
 use jiff::Timestamp;
 use tokio::net::UnixListener;
 
@@ -19,7 +21,7 @@ use crate::cache::{self, CachedPolicy};
 use crate::enrolment::Enrolment;
 use crate::packages::DpkgIndex;
 use crate::spool::Spool;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 
 /// Most callers served at once (each holds a few descriptors).
 const MAX_SESSIONS: usize = 256;
@@ -361,48 +363,118 @@ impl Agent {
             let Some((batch, events)) = next else {
                 return Ok(sent);
             };
-            let answer = self.upstream.ingest(&events).await;
-            self.mark_online(!matches!(
-                answer,
-                Err(crate::upstream::UpstreamError::Unreachable { .. })
-            ));
-            match answer {
-                Ok(_) => self
-                    .spool
-                    .lock()
-                    .expect("spool lock")
-                    .confirm(&batch, events.len())?,
-                // The server will never take this batch: set it aside (kept on disk, reported)
-                // instead of blocking every later event behind it.
-                // Only the server's own word that the batch itself is bad (not a proxy's page, a
-                // timeout or a size limit on the way) sets it aside.
-                Err(crate::upstream::UpstreamError::Refused {
+            let count = events.len();
+            let refused = self.send_batch(events).await?;
+            let mut spool = self.spool.lock().expect("spool lock");
+            let kept_as = spool.set_aside(&batch, count, &refused_events(&refused))?;
+            // Told once per batch; an alert about refused alerts would only beget another.
+            if refused.iter().any(|r| r.event.action != "spool.rejected") {
+                let alert = agent_event(self, "spool.rejected", rejected_alert(&refused, kept_as));
+                if let Err(e) = spool.append_record(&[alert]) {
+                    tracing::error!(error = %e, "cannot spool the rejected-events alert");
+                }
+            }
+            sent += (count - refused.len()) as u64;
+        }
+    }
+
+    /// Offers one batch's events to the server in calls of at most `limits::BATCH_BYTES`; a
+    /// call the server refuses is split in halves until the event it refuses is alone, so one
+    /// event never holds back the others. Returns the events refused for good; an error when
+    /// the server could not be asked (the whole batch is offered again later: the server
+    /// stores each event once).
+    async fn send_batch(&self, events: Vec<AuditEventIn>) -> anyhow::Result<Vec<Refused>> {
+        let mut refused = Vec::new();
+        let mut calls: std::collections::VecDeque<Vec<AuditEventIn>> = calls(events).into();
+        while let Some(call) = calls.pop_front() {
+            let answer = self.upstream.ingest(&call).await;
+            self.mark_online(!matches!(answer, Err(UpstreamError::Unreachable { .. })));
+            let (status, code, message) = match answer {
+                Ok(_) => continue,
+                Err(UpstreamError::Refused {
                     status,
                     code,
                     message,
-                }) if matches!(status, 400 | 403 | 422) && code != "http" => {
-                    tracing::error!(status, %message, batch = %batch.display(), "the server refused an audit batch; kept aside as rejected");
-                    let mut spool = self.spool.lock().expect("spool lock");
-                    spool.reject(&batch, events.len())?;
-                    let alert = agent_event(
-                        self,
-                        "spool.rejected",
-                        serde_json::json!({ "alert": true, "status": status, "code": code,
-                            "message": message, "events": events.len(),
-                            "first": events.first().map(|e| e.id.clone()),
-                            "last": events.last().map(|e| e.id.clone()),
-                            "kept_as": batch.file_name().map(|n| n.to_string_lossy().into_owned()) }),
-                    );
-                    if let Err(e) = spool.append_record(&[alert]) {
-                        tracing::error!(error = %e, "cannot spool the rejected-batch alert");
-                    }
-                    continue;
-                }
+                }) if refuses_the_events(status, &code) => (status, code, message),
                 Err(e) => return Err(e.into()),
+            };
+            if call.len() > 1 {
+                let mut first = call;
+                let second = first.split_off(first.len() / 2);
+                calls.push_front(second);
+                calls.push_front(first);
+                continue;
             }
-            sent += events.len() as u64;
+            tracing::error!(status, %message, "the server refused an audit event; kept aside as rejected");
+            refused.extend(call.into_iter().map(|event| Refused {
+                event,
+                status,
+                code: code.clone(),
+                message: message.clone(),
+            }));
+        }
+        Ok(refused)
+    }
+}
+
+/// An event the server will never take, and its word why.
+#[derive(Debug)]
+struct Refused {
+    event: AuditEventIn,
+    status: u16,
+    code: String,
+    message: String,
+}
+
+fn refused_events(refused: &[Refused]) -> Vec<AuditEventIn> {
+    refused.iter().map(|r| r.event.clone()).collect()
+}
+
+/// Whether a refusal is about the events sent (split the call, and set a lone event aside)
+/// rather than the way there: the server's own 400, 403 or 422, or a body too large for
+/// anything on the way (a lone bounded event that is still too large never will pass).
+/// Timeouts, 5xx and a proxy's other pages are retried.
+fn refuses_the_events(status: u16, code: &str) -> bool {
+    status == 413 || (matches!(status, 400 | 403 | 422) && code != "http")
+}
+
+/// The events of a batch in calls of at most `limits::BATCH_BYTES` bytes and
+/// `limits::MAX_BATCH_EVENTS` events (one event alone may be up to `limits::MAX_EVENT`).
+fn calls(events: Vec<AuditEventIn>) -> Vec<Vec<AuditEventIn>> {
+    let mut calls: Vec<Vec<AuditEventIn>> = Vec::new();
+    let mut used = 0;
+    for event in events {
+        let size = serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len()) + 1;
+        match calls.last_mut() {
+            Some(call)
+                if used + size <= limits::BATCH_BYTES && call.len() < limits::MAX_BATCH_EVENTS =>
+            {
+                used += size;
+                call.push(event);
+            }
+            _ => {
+                used = size;
+                calls.push(vec![event]);
+            }
         }
     }
+    calls
+}
+
+/// The `spool.rejected` alert: which events the server refused and what it said (a few named,
+/// all counted).
+fn rejected_alert(refused: &[Refused], kept_as: Option<String>) -> serde_json::Value {
+    let named: Vec<serde_json::Value> = refused
+        .iter()
+        .take(20)
+        .map(|r| {
+            serde_json::json!({ "id": r.event.id, "action": r.event.action, "status": r.status,
+                "code": r.code, "message": r.message })
+        })
+        .collect();
+    serde_json::json!({ "alert": true, "events": refused.len(), "refused": named,
+        "kept_as": kept_as,
+        "message": "the server refused these events for good; they are kept on the device, and every other event was delivered" })
 }
 
 async fn refresh_loop(agent: Arc<Agent>, every: Duration) {

@@ -38,20 +38,20 @@ use crate::upstream::UpstreamError;
 use crate::users::Caller;
 pub(crate) use admin::{end_disallowed, report_ends};
 
-/// Longest reason accepted (the server's limit too).
-const MAX_REASON: usize = 4096;
-/// Arguments larger than this are recorded in the audit trail by digest, not in full.
-const MAX_AUDITED_ARGS: usize = 16 * 1024;
+use elevate_proto::limits::{MAX_LIST_BYTES, MAX_LIST_ITEMS, MAX_REASON};
 
 /// The target as recorded in audit events: huge argument lists become their first arguments,
 /// a count and a SHA-256 of the whole list, so one event never outgrows what the server ingests.
+/// Measured as `elevate_proto::limits` measures lists (JSON bytes, items), so what is kept here
+/// is never cut again.
 fn audited(target: &WireTarget) -> serde_json::Value {
     let full = serde_json::to_value(target).unwrap_or_default();
     let WireTarget::Command { args, .. } = target else {
         return full;
     };
-    let size: usize = args.iter().map(|a| a.len() + 3).sum();
-    if size <= MAX_AUDITED_ARGS {
+    let json_len = |a: &str| serde_json::to_string(a).map_or(usize::MAX, |j| j.len()) + 1;
+    let size: usize = args.iter().map(|a| json_len(a)).sum();
+    if size <= MAX_LIST_BYTES && args.len() <= MAX_LIST_ITEMS {
         return full;
     }
     let mut digest = sha2::Sha256::new();
@@ -61,10 +61,10 @@ fn audited(target: &WireTarget) -> serde_json::Value {
     }
     let mut kept = Vec::new();
     let mut used = 0;
-    for a in args {
+    for a in args.iter().take(MAX_LIST_ITEMS) {
         let cut: String = a.chars().take(1024).collect();
-        used += cut.len() + 3;
-        if used > MAX_AUDITED_ARGS {
+        used += json_len(&cut);
+        if used > MAX_LIST_BYTES {
             break;
         }
         kept.push(cut);

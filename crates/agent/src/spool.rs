@@ -28,6 +28,9 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest as _;
+
+use elevate_proto::limits;
 use elevate_proto::v1::AuditEventIn;
 
 /// Events waiting for the server, in files under `dir`.
@@ -177,9 +180,7 @@ impl Spool {
                 ),
             ));
         }
-        if self.current_events >= BATCH_EVENTS {
-            self.close_current()?;
-        }
+        self.close_when_full(lines.len())?;
         let before = (
             self.current.metadata()?.len(),
             self.pending,
@@ -270,9 +271,7 @@ impl Spool {
     /// Writes whole lines or nothing: a write cut short (a full disk) is cut back off, so the
     /// next event does not continue a torn line and make both unreadable.
     fn write(&mut self, lines: &[u8], count: u64) -> io::Result<()> {
-        if self.current_events >= BATCH_EVENTS {
-            self.close_current()?;
-        }
+        self.close_when_full(lines.len())?;
         let before = self.current.metadata()?.len();
         if let Err(e) = self.current.write_all(lines) {
             self.cut(before);
@@ -282,6 +281,19 @@ impl Spool {
         self.pending += count;
         self.bytes += lines.len() as u64;
         self.current_events += count;
+        Ok(())
+    }
+
+    /// Closes the current file into a batch when `len` more bytes would make it more than one
+    /// call to the server takes (`BATCH_EVENTS` events, `limits::BATCH_BYTES` bytes).
+    fn close_when_full(&mut self, len: usize) -> io::Result<()> {
+        if self.current_events == 0 {
+            return Ok(());
+        }
+        let size = self.current.metadata()?.len() + len as u64;
+        if self.current_events >= BATCH_EVENTS || size > limits::BATCH_BYTES as u64 {
+            self.close_current()?;
+        }
         Ok(())
     }
 
@@ -325,6 +337,13 @@ impl Spool {
         // it for every event would make a file per event, none of them worth a summary.
         if self.current_events >= MIN_SUMMARY_BATCH {
             self.close_current()?;
+        }
+        // Events the server refused can never reach it: summarised first.
+        for file in self.rejected()? {
+            if self.bytes + len <= target {
+                break;
+            }
+            self.summarise_rejected(&file)?;
         }
         for batch in self.batches()? {
             if self.bytes + len <= target {
@@ -477,20 +496,93 @@ impl Spool {
         File::open(&self.dir)?.sync_all()
     }
 
-    /// The server refused a batch for good: keep it aside (never deleted silently).
-    pub fn reject(&mut self, batch: &Path, count: usize) -> io::Result<()> {
-        let name = batch
-            .file_name()
-            .map(|n| {
-                n.to_string_lossy()
-                    .replacen(SENDING, "rejected-", 1)
-                    .replacen("batch-", "rejected-", 1)
+    /// The server took a batch except for `refused`, events it will never take: those are kept
+    /// aside in a `rejected-` file (never deleted silently; counted against the bound until
+    /// summarised), and the batch is deleted. Returns the name of the file they are kept in.
+    /// Done twice for the same batch (a crash before the delete), it writes the same file.
+    pub fn set_aside(
+        &mut self,
+        batch: &Path,
+        count: usize,
+        refused: &[AuditEventIn],
+    ) -> io::Result<Option<String>> {
+        let mut kept = None;
+        if !refused.is_empty() {
+            let name = batch
+                .file_name()
+                .map(|n| {
+                    n.to_string_lossy()
+                        .replacen(SENDING, REJECTED, 1)
+                        .replacen("batch-", REJECTED, 1)
+                })
+                .unwrap_or_else(|| format!("{REJECTED}{}.jsonl", uuid::Uuid::now_v7()));
+            let text = lines(refused)?;
+            let path = self.dir.join(&name);
+            let partial = path.with_extension("partial");
+            let written = (|| {
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&partial)?;
+                file.write_all(&text)?;
+                file.sync_data()?;
+                fs::rename(&partial, &path)?;
+                File::open(&self.dir)?.sync_all()
+            })();
+            if let Err(e) = written {
+                let _ = fs::remove_file(&partial);
+                return Err(e);
+            }
+            self.bytes += text.len() as u64;
+            kept = Some(name);
+        }
+        self.confirm(batch, count)?;
+        Ok(kept)
+    }
+
+    /// Replaces one file of events the server refused by one `spool.rejected_summarised` event
+    /// that counts them per action (and gives the file's digest), to make room.
+    fn summarise_rejected(&mut self, file: &Path) -> io::Result<()> {
+        let bytes = fs::read(file)?;
+        let refused = read_events(file)?;
+        let mut actions: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &refused {
+            *actions.entry(e.action.as_str()).or_default() += 1;
+        }
+        let summary = self.own_event(
+            "spool.rejected_summarised",
+            serde_json::json!({
+                "alert": true, "events": refused.len(), "actions": actions,
+                "first": refused.first().map(|e| &e.id), "last": refused.last().map(|e| &e.id),
+                "bytes": bytes.len(), "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
+                "file": file.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "reason": "the audit spool reached its bound; events the server refused were summarised",
+            }),
+        );
+        let summary = lines(&[summary])?;
+        self.write(&summary, 1)?;
+        self.flush()?;
+        fs::remove_file(file)?;
+        self.bytes = self.bytes.saturating_sub(bytes.len() as u64);
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Files of events the server refused, oldest first.
+    fn rejected(&self) -> io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with(REJECTED) && n.ends_with(".jsonl")
+                })
             })
-            .unwrap_or_else(|| "rejected.jsonl".into());
-        let len = fs::metadata(batch)?.len();
-        fs::rename(batch, self.dir.join(name))?;
-        self.sent(count, len);
-        Ok(())
+            .collect();
+        files.sort();
+        Ok(files)
     }
 
     /// Events not yet confirmed by the server.
@@ -530,6 +622,10 @@ impl Spool {
         let (mut events, mut bytes) = (0, 0);
         for file in self.batches()?.into_iter().chain([self.dir.join(CURRENT)]) {
             events += read_events(&file)?.len() as u64;
+            bytes += fs::metadata(&file).map_or(0, |m| m.len());
+        }
+        // Events the server refused wait for nobody, but take room on the disk all the same.
+        for file in self.rejected()? {
             bytes += fs::metadata(&file).map_or(0, |m| m.len());
         }
         Ok((events, bytes))
@@ -587,6 +683,8 @@ impl Spool {
 
 /// The name a batch takes once offered to the server.
 const SENDING: &str = "sending-";
+/// The name of a file of events the server refused.
+const REJECTED: &str = "rejected-";
 
 fn is_sending(batch: &Path) -> bool {
     batch
@@ -619,11 +717,15 @@ mod libc_codes {
 /// What a spool summary is called.
 pub const SUMMARISED: &str = "discovery.summarised";
 
-/// Events as spool lines.
+/// Events as spool lines, each bounded (`elevate_proto::limits`): whatever a caller put into
+/// an event, no line is too large for the server to take.
 fn lines(events: &[AuditEventIn]) -> io::Result<Vec<u8>> {
     let mut lines = Vec::new();
     for e in events {
-        serde_json::to_writer(&mut lines, e)?;
+        let mut data = e.data.clone();
+        limits::bound_data(&mut data);
+        let bounded = AuditEventIn { data, ..e.clone() };
+        serde_json::to_writer(&mut lines, &bounded)?;
         lines.push(b'\n');
     }
     Ok(lines)
@@ -695,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_stay_small_and_refused_batches_are_kept_aside() {
+    fn batches_stay_small_and_refused_events_are_kept_aside() {
         let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
         let mut spool = Spool::open(&dir).unwrap();
         for n in 0..(BATCH_EVENTS as u32 + 10) {
@@ -703,16 +805,85 @@ mod tests {
         }
         let (first, events) = spool.next_batch().unwrap().unwrap();
         assert_eq!(events.len() as u64, BATCH_EVENTS);
-        spool.reject(&first, events.len()).unwrap();
+        let bytes = spool.usage().bytes;
+        let kept = spool
+            .set_aside(&first, events.len(), &events[7..9])
+            .unwrap()
+            .expect("a file of refused events");
         assert_eq!(spool.pending(), 10);
-        let (_, rest) = spool.next_batch().unwrap().unwrap();
-        assert_eq!(rest.len(), 10);
-        let kept = fs::read_dir(&dir)
+        assert_eq!(read_events(&dir.join(&kept)).unwrap(), events[7..9]);
+        let on_disk: u64 = fs::read_dir(&dir)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("rejected-"))
-            .count();
-        assert_eq!(kept, 1, "a refused batch is kept, not deleted");
+            .filter(|e| e.file_name() != RESERVE)
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(
+            spool.usage().bytes,
+            on_disk,
+            "refused events count against the bound"
+        );
+        assert!(spool.usage().bytes < bytes);
+        let (_, rest) = spool.next_batch().unwrap().unwrap();
+        assert_eq!(rest.len(), 10);
+        // Counted the same after a restart.
+        drop(spool);
+        let spool = Spool::open(&dir).unwrap();
+        assert_eq!(spool.usage().bytes, on_disk);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_closes_before_it_outgrows_one_call_to_the_server() {
+        let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+        let mut spool = Spool::open(&dir).unwrap();
+        let mut big = event(0);
+        big.data =
+            serde_json::json!({ "args": vec!["a".repeat(4000); 4], "cwd": "/".repeat(1 << 20) });
+        for n in 0..60 {
+            big.id = format!("e{n}");
+            spool.append(&[big.clone()]).unwrap();
+        }
+        let mut total = 0;
+        while let Some((batch, events)) = spool.next_batch().unwrap() {
+            assert!(fs::metadata(&batch).unwrap().len() <= limits::BATCH_BYTES as u64);
+            // Each event was bounded on its way in.
+            assert!(events.iter().all(|e| e.data["cwd"]["bytes"] == 1 << 20));
+            total += events.len();
+            spool.confirm(&batch, events.len()).unwrap();
+        }
+        assert_eq!(total, 60);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn at_the_bound_refused_events_are_summarised_first() {
+        let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+        let mut spool = Spool::open(&dir).unwrap();
+        spool.set_limit(64 * 1024, "agent@d");
+        for n in 0..100 {
+            spool.append(&[event(n)]).unwrap();
+        }
+        let (batch, events) = spool.next_batch().unwrap().unwrap();
+        spool.set_aside(&batch, events.len(), &events).unwrap();
+        assert_eq!(spool.pending(), 0);
+        let mut n = 1000;
+        while spool.rejected().unwrap().len() == 1 {
+            spool.append_after_the_fact(&[found(n)]).unwrap();
+            n += 1;
+            assert!(n < 10_000, "the refused events were never summarised");
+        }
+        spool.flush().unwrap();
+        let events = all(&spool);
+        let summary: Vec<_> = events
+            .iter()
+            .filter(|e| e.action == "spool.rejected_summarised")
+            .collect();
+        assert_eq!(summary.len(), 1);
+        assert_eq!(summary[0].data["events"], 100);
+        assert_eq!(summary[0].data["actions"]["request.created"], 100);
+        assert_eq!(summary[0].data["alert"], true);
+        assert!(spool.usage().bytes <= 64 * 1024);
         fs::remove_dir_all(dir).unwrap();
     }
 

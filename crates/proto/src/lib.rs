@@ -8,6 +8,7 @@ pub mod bundle;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod ipc;
+pub mod limits;
 pub mod v1;
 
 pub use bundle::{BundleError, BundlePayload, SignedBundle};

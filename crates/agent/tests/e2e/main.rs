@@ -7,6 +7,7 @@
 
 mod admin_sessions;
 mod attacks;
+mod bounds;
 mod flows;
 mod linux_audit;
 mod offline;

@@ -8,9 +8,9 @@ use elevate_proto::v1::{AuditEventIn, ChainBreakView, IngestResult, VerifyReport
 
 use super::{App, AppError, Principal, Result, Role};
 
-const MAX_BATCH: usize = 1000;
-const MAX_FIELD: usize = 256;
-const MAX_DATA: usize = 64 * 1024;
+use elevate_proto::limits::{
+    MAX_BATCH_EVENTS as MAX_BATCH, MAX_EVENT_DATA as MAX_DATA, MAX_EVENT_FIELD as MAX_FIELD,
+};
 
 /// Actions only the server records (for people's acts): a device reporting one is forging it.
 const SERVER_ONLY: &[&str] = &[
@@ -35,6 +35,7 @@ fn check_event(device: &str, e: &AuditEventIn) -> Result<()> {
     }
     for (name, value) in [
         ("id", &e.id),
+        ("actor", &e.actor),
         ("action", &e.action),
         ("subject", &e.subject),
     ] {

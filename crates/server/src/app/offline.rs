@@ -6,13 +6,11 @@
 //! pick when the challenge fits several, or without the issuance in the audit log first.
 
 use elevate_core::offline::{device_key, Challenge, Scope};
+use elevate_proto::limits::MAX_REASON;
 use elevate_proto::v1::{OfflineChallengeView, OfflineRespondIn, OfflineResponseOut};
 
 use super::{App, AppError, Principal, Result, Role};
 use crate::store::{DeviceRow, RequestFilter};
-
-/// Longest reason kept.
-const MAX_REASON: usize = 4096;
 
 impl App {
     /// Who a challenge belongs to: the devices with its key and the user last seen with its uid.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use elevate_core::lifecycle::{RequestEvent, RequestState, Tally, TallyError, TallyStatus};
 use elevate_core::{decide, Mode, Outcome};
+use elevate_proto::limits::{MAX_REASON, MAX_TEXT};
 use elevate_proto::v1::{ApprovalView, DecisionView, NewRequest, RequestView};
 use serde_json::json;
 
@@ -63,9 +64,9 @@ fn transition(state: RequestState, event: RequestEvent) -> Result<RequestState> 
 
 fn check_comment(comment: Option<&str>) -> Result<()> {
     match comment {
-        Some(c) if c.len() > 4096 => Err(AppError::BadRequest(
-            "a comment may be at most 4096 bytes".into(),
-        )),
+        Some(c) if c.len() > MAX_REASON => Err(AppError::BadRequest(format!(
+            "a comment may be at most {MAX_REASON} bytes"
+        ))),
         _ => Ok(()),
     }
 }
@@ -81,16 +82,16 @@ impl App {
         if new
             .cwd
             .as_ref()
-            .is_some_and(|c| c.len() > 4096 || !c.starts_with('/'))
+            .is_some_and(|c| c.len() > MAX_TEXT || !c.starts_with('/'))
         {
-            return Err(AppError::BadRequest(
-                "cwd must be an absolute path of at most 4096 bytes".into(),
-            ));
+            return Err(AppError::BadRequest(format!(
+                "cwd must be an absolute path of at most {MAX_TEXT} bytes"
+            )));
         }
-        if new.reason.as_ref().is_some_and(|r| r.len() > 4096) {
-            return Err(AppError::BadRequest(
-                "a reason may be at most 4096 bytes".into(),
-            ));
+        if new.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+            return Err(AppError::BadRequest(format!(
+                "a reason may be at most {MAX_REASON} bytes"
+            )));
         }
         let request = new
             .to_core(&device.name, &device.tags)

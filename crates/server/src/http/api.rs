@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -48,7 +48,13 @@ pub fn routes() -> Router<App> {
         .route("/v1/offline/challenges", post(inspect_challenge))
         .route("/v1/offline/responses", post(respond_offline))
         .route("/v1/audit", get(audit_page))
-        .route("/v1/audit/events", post(ingest_audit))
+        // The agent's batches are sized to this (elevate_proto::limits).
+        .route(
+            "/v1/audit/events",
+            post(ingest_audit).layer(DefaultBodyLimit::max(
+                elevate_proto::limits::MAX_INGEST_BODY,
+            )),
+        )
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/export", get(export_audit))
         .route("/v1/deliveries", get(list_deliveries))

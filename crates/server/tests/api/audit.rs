@@ -277,3 +277,113 @@ async fn exports_hold_the_whole_chain_with_csv_formulas_defused() {
     })
     .await;
 }
+
+/// The server's limits on what devices report are the agent's own (`elevate_proto::limits`): an
+/// event the agent bounded at its largest is taken, one byte more is refused, and so is a body
+/// larger than the agent ever sends.
+#[tokio::test]
+async fn ingest_limits_are_derived_from_the_agents_bounds() {
+    use elevate_proto::limits::{
+        bound_data, MAX_BATCH_EVENTS, MAX_EVENT_DATA, MAX_EVENT_FIELD, MAX_INGEST_BODY,
+    };
+    let server = elevate_testkit::spawn(elevate_testkit::Db::Sqlite).await;
+    let (admin, device) = ready(&server).await;
+    let event = |n: u32, data: Value| {
+        json!({ "id": format!("0193a000-0000-7000-8000-{n:012}"), "at": "2026-11-23T09:58:00Z",
+            "actor": "user:alice@web-01", "action": "test.event", "subject": "s", "data": data })
+    };
+    // Data of exactly MAX_EVENT_DATA bytes, after the agent's bounding (which keeps it).
+    let fill = |size: usize| {
+        let mut data = json!({ "pad": "" });
+        let overhead = data.to_string().len();
+        let per = 4000;
+        let mut pads = Vec::new();
+        let mut left = size - overhead;
+        // Strings under MAX_TEXT in fields of their own: nothing for the agent to cut.
+        while left > 0 {
+            let take = left.min(per);
+            pads.push("x".repeat(take));
+            left -= take;
+        }
+        let mut fields = serde_json::Map::new();
+        for (i, p) in pads.into_iter().enumerate() {
+            fields.insert(format!("p{i:02}"), json!(p));
+        }
+        data = Value::Object(fields);
+        // Trim to the exact size: each field costs its name and quotes too.
+        let mut text = data.to_string();
+        while text.len() > size {
+            let last = data.as_object_mut().unwrap().values_mut().last().unwrap();
+            let s = last.as_str().unwrap().to_owned();
+            let cut = (text.len() - size).min(s.len());
+            *last = json!(s[..s.len() - cut]);
+            text = data.to_string();
+        }
+        data
+    };
+    let mut largest = fill(MAX_EVENT_DATA);
+    assert_eq!(largest.to_string().len(), MAX_EVENT_DATA);
+    let before = largest.clone();
+    bound_data(&mut largest);
+    assert_eq!(largest, before, "the agent keeps data of this size whole");
+    server
+        .post(
+            Some(&device),
+            "/v1/audit/events",
+            &json!({ "events": [event(1, largest.clone())] }),
+        )
+        .await
+        .expect(200);
+    let mut over = largest.clone();
+    let first = over.as_object_mut().unwrap().values_mut().next().unwrap();
+    *first = json!(format!("{}y", first.as_str().unwrap()));
+    let refused = server
+        .post(
+            Some(&device),
+            "/v1/audit/events",
+            &json!({ "events": [event(2, over)] }),
+        )
+        .await
+        .expect(400);
+    assert!(
+        refused.text.contains(&MAX_EVENT_DATA.to_string()),
+        "{}",
+        refused.text
+    );
+    // Fields too long for the trail.
+    let mut long_actor = event(3, json!({}));
+    long_actor["actor"] = json!(format!("user:{}@web-01", "a".repeat(MAX_EVENT_FIELD)));
+    server
+        .post(
+            Some(&device),
+            "/v1/audit/events",
+            &json!({ "events": [long_actor] }),
+        )
+        .await
+        .expect(400);
+    // A body past what the agent sends is refused before it is read whole.
+    let events: Vec<Value> = (0..(MAX_INGEST_BODY / MAX_EVENT_DATA + 1) as u32)
+        .map(|n| event(10 + n, largest.clone()))
+        .collect();
+    assert!(events.len() <= MAX_BATCH_EVENTS);
+    let body = serde_json::to_vec(&json!({ "events": events })).unwrap();
+    assert!(body.len() > MAX_INGEST_BODY);
+    let too_large = server
+        .post_raw(Some(&device), "/v1/audit/events", "application/json", body)
+        .await;
+    assert_eq!(too_large.status, 413, "{}", too_large.text);
+    // Only the first event is in the trail.
+    let stored = server
+        .get(Some(&admin), "/v1/audit?limit=10000")
+        .await
+        .expect(200);
+    let tests = stored
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "test.event")
+        .count();
+    assert_eq!(tests, 1);
+    server.stop().await;
+}
