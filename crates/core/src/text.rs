@@ -4,11 +4,14 @@
 //! Must never: drop characters silently (an approver must see that something odd is there).
 
 /// Returns `text` with every control, format or bidi-override character written as `\u{XXXX}`
-/// (and `\` itself doubled when it would make an escape ambiguous).
+/// and `\` itself doubled, so that a literal `\u{001b}` typed by someone never looks like an
+/// escaped character.
 pub fn visible(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_hidden(c) {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if is_hidden(c) {
             out.push_str(&format!("\\u{{{:04x}}}", c as u32));
         } else {
             out.push(c);
@@ -20,11 +23,18 @@ pub fn visible(text: &str) -> String {
 fn is_hidden(c: char) -> bool {
     c.is_control()
         || matches!(c as u32,
-            0x200B..=0x200F     // zero-width spaces and marks
+            0x00AD              // soft hyphen
+            | 0x034F            // combining grapheme joiner
+            | 0x061C            // Arabic letter mark (bidi)
+            | 0x115F | 0x1160 | 0x3164 | 0xFFA0 // Hangul fillers (blank, yet letters)
+            | 0x180E            // Mongolian vowel separator
+            | 0x200B..=0x200F   // zero-width spaces and marks
+            | 0x2028 | 0x2029   // line and paragraph separators
             | 0x202A..=0x202E   // bidi embeddings and overrides
-            | 0x2060..=0x2069   // word joiner, bidi isolates
+            | 0x2060..=0x206F   // word joiner, invisible operators, bidi isolates
             | 0xFEFF            // byte order mark
-            | 0xFFF9..=0xFFFB) // interlinear annotations
+            | 0xFFF9..=0xFFFB   // interlinear annotations
+            | 0xE0000..=0xE007F) // tag characters
 }
 
 /// A command line as a person reads it: each argument shell-quoted when needed, all visible.
@@ -63,6 +73,17 @@ mod tests {
             ("zero\u{200b}width", "zero\\u{200b}width"),
             ("tab\there", "tab\\u{0009}here"),
             ("ünïcödé", "ünïcödé"),
+            // A literal escape and an escaped character never look the same.
+            ("\\u{001b}", "\\\\u{001b}"),
+            ("a\\b", "a\\\\b"),
+            ("\u{61c}x", "\\u{061c}x"),
+            ("line\u{2028}para\u{2029}", "line\\u{2028}para\\u{2029}"),
+            ("tag\u{e0041}\u{e007f}", "tag\\u{e0041}\\u{e007f}"),
+            (
+                "\u{3164}\u{115f}\u{1160}\u{ffa0}",
+                "\\u{3164}\\u{115f}\\u{1160}\\u{ffa0}",
+            ),
+            ("soft\u{ad}hyphen", "soft\\u{00ad}hyphen"),
         ] {
             assert_eq!(visible(input), expect, "{input:?}");
         }

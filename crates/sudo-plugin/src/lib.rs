@@ -17,6 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use elevate_core::text::visible;
 use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, VERSION};
 
 /// The agent's socket unless `socket=` is given in `sudo.conf`.
@@ -171,8 +172,38 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a long wait for approvers is mentioned again.
 const WAIT_NOTICE: Duration = Duration::from_secs(30);
 
+/// What the plugin tells the person, with control and escape characters made visible
+/// (`core::text::visible`): approvers' comments, deny messages and the agent's errors reach the
+/// user's terminal, and must never drive it.
+struct Visible<'a>(&'a mut dyn Conversation);
+
+impl Conversation for Visible<'_> {
+    fn info(&mut self, message: &str) {
+        self.0.info(&visible(message));
+    }
+
+    fn error(&mut self, message: &str) {
+        self.0.error(&visible(message));
+    }
+
+    fn prompt(&mut self, message: &str) -> Option<String> {
+        self.0.prompt(&visible(message))
+    }
+
+    fn prompt_code(&mut self, message: &str) -> Option<String> {
+        self.0.prompt_code(&visible(message))
+    }
+}
+
 /// Asks the agent whether sudo may run `ask`.
 pub fn check(socket: &Path, ask: &Ask, conv: &mut dyn Conversation) -> Verdict {
+    match ask_agent(socket, ask, &mut Visible(conv)) {
+        Verdict::Error(message) => Verdict::Error(visible(&message)),
+        verdict => verdict,
+    }
+}
+
+fn ask_agent(socket: &Path, ask: &Ask, conv: &mut dyn Conversation) -> Verdict {
     let mut reason = None;
     loop {
         match exchange(socket, ask, reason.clone(), conv) {

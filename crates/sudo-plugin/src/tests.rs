@@ -244,7 +244,7 @@ fn an_approval_is_waited_for_and_shown() {
             },
             AgentFrame::Approved {
                 request_id: "r1".into(),
-                comment: Some("go ahead".into()),
+                comment: Some("go ahead\u{1b}]0;owned\u{7}".into()),
             },
             AgentFrame::Allowed {
                 cgroup: None,
@@ -255,7 +255,7 @@ fn an_approval_is_waited_for_and_shown() {
             decided("approve", None),
             AgentFrame::Denied {
                 request_id: "r1".into(),
-                comment: Some("not today".into()),
+                comment: Some("not today\u{1b}[2J\u{202e}".into()),
             },
         ],
     ]);
@@ -265,9 +265,20 @@ fn an_approval_is_waited_for_and_shown() {
         .info
         .iter()
         .any(|i| i.contains("waiting for approval by helpdesk")));
-    assert!(conv.info.iter().any(|i| i.contains("approved: go ahead")));
+    // What approvers wrote reaches the terminal as text, never as escape sequences.
+    assert!(conv
+        .info
+        .iter()
+        .any(|i| i.contains("approved: go ahead\\u{001b}]0;owned\\u{0007}")));
     assert_eq!(check(&socket, &ask(true), &mut conv), Verdict::Deny);
-    assert!(conv.errors.iter().any(|e| e.contains("denied: not today")));
+    assert!(conv
+        .errors
+        .iter()
+        .any(|e| e.contains("denied: not today\\u{001b}[2J\\u{202e}")));
+    let said = conv.info.iter().chain(&conv.errors);
+    assert!(said
+        .clone()
+        .all(|m| !m.contains('\u{1b}') && !m.contains('\u{202e}')));
     agent.join().unwrap();
 }
 
