@@ -26,7 +26,8 @@ use crate::upstream::{Upstream, UpstreamError};
 /// Most callers served at once (each holds a few descriptors).
 const MAX_SESSIONS: usize = 256;
 /// Most sessions one user (other than root) may hold at once, so that one user's flood of
-/// connections cannot take every session from everyone else.
+/// connections cannot take every session from everyone else. sudo's connections count
+/// against the user who ran it (`accounted_uid`).
 const MAX_SESSIONS_PER_USER: usize = 32;
 
 /// Open sessions per uid.
@@ -44,6 +45,18 @@ impl PerUser {
         *n += 1;
         Some(UserSlot(self.clone(), uid))
     }
+}
+
+/// Whom a connection counts against: its peer's uid, or for a root peer (sudo, setuid
+/// programs) the real uid of that process, the user it acts for. Only root's own connections
+/// go uncounted, so that no user can hold every session through sudo processes they stop.
+fn accounted_uid(cred: &tokio::net::unix::UCred) -> u32 {
+    if cred.uid() != 0 {
+        return cred.uid();
+    }
+    cred.pid()
+        .and_then(|pid| crate::os::process::real_uid(pid).ok())
+        .unwrap_or(0)
 }
 
 /// One counted session; uncounted when dropped.
@@ -913,12 +926,13 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 let Ok(cred) = conn.peer_cred() else {
                     continue;
                 };
-                let Some(slot) = agent.per_user.enter(cred.uid()) else {
+                let uid = accounted_uid(&cred);
+                let Some(slot) = agent.per_user.enter(uid) else {
                     tracing::warn!(
-                        uid = cred.uid(),
+                        uid,
                         "one user holds too many sessions; refusing a connection"
                     );
-                    refuse(conn, format!("you already have {MAX_SESSIONS_PER_USER} elevate sessions open; finish or cancel some first"), &refusals);
+                    refuse(conn, format!("too many requests at once: you already have {MAX_SESSIONS_PER_USER} elevate sessions open (sudo's count too); finish or cancel some first"), &refusals);
                     continue;
                 };
                 match sessions.clone().try_acquire_owned() {

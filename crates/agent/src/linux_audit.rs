@@ -380,9 +380,11 @@ pub fn start(agent: Arc<Agent>) -> Result<(String, Running), String> {
         );
     }
     ensure_rules()?;
-    let socket = rustix::net::socket(
+    // Close-on-exec, as every descriptor of the agent: commands must never inherit it.
+    let socket = rustix::net::socket_with(
         rustix::net::AddressFamily::NETLINK,
         rustix::net::SocketType::RAW,
+        rustix::net::SocketFlags::CLOEXEC,
         Some(rustix::net::netlink::AUDIT),
     )
     .map_err(|e| format!("off: cannot open the audit socket: {e}"))?;
@@ -522,6 +524,8 @@ impl Recorder {
                     subject: subject.clone(),
                     target: elevate_core::Target::Command(elevate_core::CommandSpec {
                         path: exec.exe.clone(),
+                        // What the kernel saw as argv[0] is not a path one could match.
+                        invoked: None,
                         sha256: sha256.clone(),
                         package: package.clone(),
                         args: argv.iter().skip(1).cloned().collect(),

@@ -20,6 +20,9 @@ pub const SECURE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 pub struct Resolved {
     /// The path the kernel opened (from `/proc/self/fd`), used for policy and audit.
     pub path: String,
+    /// The path as typed, after the PATH lookup: what the program sees as `argv[0]` (it may
+    /// be a link to `path` whose name makes the program do something else).
+    pub invoked: String,
     pub file: OwnedFd,
     pub sha256: String,
     /// Starts with `#!`.
@@ -70,16 +73,18 @@ pub fn resolve(program: &str) -> Result<Resolved, ResolveError> {
     if program.is_empty() {
         return Err(ResolveError::Empty);
     }
-    let (file, path) = if program.starts_with('/') {
-        open_exactly(program)?
+    let (file, path, invoked) = if program.starts_with('/') {
+        let (file, path) = open_exactly(program)?;
+        (file, path, program.to_owned())
     } else if program.contains('/') {
         return Err(ResolveError::Relative(program.to_string()));
     } else {
         let mut found = None;
         for dir in SECURE_PATH.split(':') {
-            match open_exactly(&format!("{dir}/{program}")) {
-                Ok(f) => {
-                    found = Some(f);
+            let candidate = format!("{dir}/{program}");
+            match open_exactly(&candidate) {
+                Ok((file, path)) => {
+                    found = Some((file, path, candidate));
                     break;
                 }
                 Err(ResolveError::NotFound(_)) | Err(ResolveError::NotRegular(_)) => continue,
@@ -92,10 +97,45 @@ pub fn resolve(program: &str) -> Result<Resolved, ResolveError> {
     let (sha256, script) = hash(&file).map_err(|e| io_error(&path, e))?;
     Ok(Resolved {
         path,
+        invoked,
         file: file.into(),
         sha256,
         script,
     })
+}
+
+/// Whether `caller` could look up `path` themselves: every folder on the way that exists must
+/// be searchable by them. A path they cannot see is never described to them (whether it
+/// exists, its owner and mode): the agent looks as root, and must not answer as root.
+pub fn caller_may_see(path: &str, caller: &crate::users::Caller) -> bool {
+    if caller.uid == 0 {
+        return true;
+    }
+    let parents: Vec<&std::path::Path> = std::path::Path::new(path).ancestors().skip(1).collect();
+    for dir in parents.into_iter().rev() {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            // Missing from here on: anyone can tell that much.
+            return true;
+        };
+        let bit = if meta.uid() == caller.uid {
+            0o100
+        } else if meta.gid() == caller.gid || in_group(meta.gid(), caller) {
+            0o010
+        } else {
+            0o001
+        };
+        if meta.mode() & bit == 0 {
+            return false;
+        }
+    }
+    true
+}
+
+fn in_group(gid: u32, caller: &crate::users::Caller) -> bool {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .is_some_and(|g| caller.groups.contains(&g.name))
 }
 
 /// Opens a regular file without side effects and names it truthfully:
@@ -380,7 +420,7 @@ mod tests {
 
 #[cfg(test)]
 mod root_controlled_tests {
-    use super::root_controlled;
+    use super::{caller_may_see, root_controlled};
 
     #[test]
     fn system_paths_are_root_controlled_through_root_symlinks() {
@@ -418,5 +458,33 @@ mod root_controlled_tests {
             root_controlled("/usr/bin").is_err(),
             "a directory is not a command"
         );
+    }
+
+    #[test]
+    fn paths_the_caller_cannot_see_are_not_described() {
+        use std::os::unix::fs::PermissionsExt;
+        let nobody = crate::users::Caller {
+            name: "nobody-here".into(),
+            uid: 54_321,
+            gid: 54_321,
+            groups: vec![],
+        };
+        assert!(caller_may_see("/usr/bin/true", &nobody));
+        assert!(caller_may_see("/no/such/folder/x", &nobody));
+        let hidden = std::env::temp_dir().join(format!("elevate-hidden-{}", std::process::id()));
+        std::fs::create_dir_all(hidden.join("inner")).unwrap();
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let inside = hidden.join("inner/secret");
+        assert!(!caller_may_see(inside.to_str().unwrap(), &nobody));
+        assert!(!caller_may_see(hidden.join("x").to_str().unwrap(), &nobody));
+        // Its owner sees it; so does anyone once others may search it.
+        let me = crate::users::Caller {
+            uid: rustix::process::geteuid().as_raw(),
+            ..nobody.clone()
+        };
+        assert!(caller_may_see(inside.to_str().unwrap(), &me));
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert!(caller_may_see(inside.to_str().unwrap(), &nobody));
+        std::fs::remove_dir_all(hidden).unwrap();
     }
 }

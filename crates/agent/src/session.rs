@@ -78,8 +78,10 @@ fn audited(target: &WireTarget) -> serde_json::Value {
     shown
 }
 
-/// How long a client may take to send its first frame.
-const FIRST_FRAME: Duration = Duration::from_secs(10);
+/// How long a client may take to send the first byte of its first frame.
+const FIRST_BYTE: Duration = Duration::from_secs(3);
+/// How long a client may take to send its whole first frame (at most `ipc::MAX_FRAME`).
+const FIRST_FRAME: Duration = Duration::from_secs(5);
 /// How long a command may take to stop after SIGTERM when its caller went away.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -187,6 +189,12 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
         reader: FrameReader::new(),
     };
     let mut fds = Vec::new();
+    // A client has little time to start and to finish its first frame: a connection that
+    // trickles (or a sudo stopped half-way) must not hold a session.
+    let started = tokio::time::timeout(FIRST_BYTE, conn.stream.readable()).await;
+    if !matches!(started, Ok(Ok(()))) {
+        return conn.refuse("timeout", "no request arrived in time").await;
+    }
     let first = tokio::time::timeout(FIRST_FRAME, conn.read(&mut fds)).await;
     match first {
         Ok(Ok(Some(ClientFrame::Run {
@@ -209,10 +217,14 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
             };
             let stdio = if interactive {
                 Stdio::Terminal
-            } else if stdio.iter().any(rustix::termios::isatty) {
+            } else if stdio
+                .iter()
+                .any(|fd| os::fds::may_reach_a_terminal(fd.as_fd()))
+            {
                 // A root command holding the user's own terminal (stdin, or a read-write
-                // stdout/stderr a program may read keys from) could be fed keystrokes by anything
-                // else in the user's session: terminals are only ever fresh ptys.
+                // stdout/stderr a program may read keys from, or an O_PATH handle it could
+                // reopen as one) could be fed keystrokes by anything else in the user's session:
+                // terminals are only ever fresh ptys.
                 return conn
                     .refuse(
                         "stdio",
@@ -270,15 +282,8 @@ pub async fn serve(agent: Arc<Agent>, stream: UnixStream) {
                     )
                     .await;
             };
-            // sudo connects as root (uncounted); its waits count against the user who ran it.
-            let Some(_slot) = agent.per_user.enter(uid) else {
-                return conn
-                    .refuse(
-                        "busy",
-                        "you already have too many elevate and sudo requests open; finish or cancel some first",
-                    )
-                    .await;
-            };
+            // sudo's connection already counts against the user who ran it (the daemon's
+            // `accounted_uid`), waits for approvers included.
             // sudo runs `command` by its path after the decision: only a path nobody but root
             // can redirect may be decided on, and it must lead to the very file that is hashed.
             let canonical = match crate::resolve::root_controlled(&command) {
@@ -804,6 +809,7 @@ async fn record_unverified_in_discovery(
         subject,
         target: Target::Command(CommandSpec {
             path: u.command.clone(),
+            invoked: None,
             sha256: sha256.clone(),
             package: None,
             args: u.argv.iter().skip(1).cloned().collect(),
@@ -822,6 +828,7 @@ async fn record_unverified_in_discovery(
     );
     let target = WireTarget::Command {
         path: u.command.clone(),
+        invoked: None,
         sha256,
         package: None,
         args: u.argv.iter().skip(1).cloned().collect(),
@@ -923,6 +930,14 @@ async fn run(
                     return;
                 }
             }
+            if !crate::resolve::caller_may_see(program, &caller) {
+                return conn
+                    .refuse(
+                        "binary",
+                        format!("{program} is not allowed (there is no such program, or you cannot see it)"),
+                    )
+                    .await;
+            }
             return conn.refuse("binary", e.to_string()).await;
         }
     };
@@ -951,8 +966,11 @@ async fn run(
     let Some(reason) = conn.checked_reason(reason).await else {
         return;
     };
+    // The name the program will see (`execute` gives it as argv[0]) is part of the request.
+    let invoked = (binary.invoked != binary.path).then(|| binary.invoked.clone());
     let target = WireTarget::Command {
         path: binary.path.clone(),
+        invoked: invoked.clone(),
         sha256: Some(binary.sha256.clone()),
         package: package.clone(),
         args: argv[1..].to_vec(),
@@ -961,6 +979,7 @@ async fn run(
         subject: agent.subject(&caller),
         target: Target::Command(CommandSpec {
             path: binary.path.clone(),
+            invoked,
             sha256: Some(binary.sha256.clone()),
             package,
             args: argv[1..].to_vec(),
@@ -1567,9 +1586,14 @@ async fn execute(
             }
         }
     };
+    // The program sees the name it was decided on (the path as typed, after the PATH
+    // lookup), never a bare word that a multi-call program could read differently.
+    let argv: Vec<String> = std::iter::once(binary.invoked.clone())
+        .chain(argv.iter().skip(1).cloned())
+        .collect();
     let child = os::exec::spawn(os::exec::ExactCommand {
         binary: &binary.file,
-        argv,
+        argv: &argv,
         env: &env,
         cwd: how.workdir.0.as_ref(),
         stdio: fds,
@@ -1779,6 +1803,7 @@ mod tests {
     fn huge_argument_lists_are_recorded_by_digest() {
         let small = WireTarget::Command {
             path: "/usr/bin/id".into(),
+            invoked: None,
             sha256: None,
             package: None,
             args: vec!["-u".into()],
@@ -1786,6 +1811,7 @@ mod tests {
         assert_eq!(audited(&small), serde_json::to_value(&small).unwrap());
         let big = WireTarget::Command {
             path: "/usr/bin/printf".into(),
+            invoked: None,
             sha256: None,
             package: None,
             args: vec!["A".repeat(70_000), "tail".into()],

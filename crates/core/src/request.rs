@@ -25,12 +25,30 @@ pub struct Subject {
 pub struct CommandSpec {
     /// Absolute, resolved path of the binary.
     pub path: String,
+    /// The name the program will see as `argv[0]` (the path as typed, after the PATH lookup),
+    /// when it is not `path` itself: `/usr/sbin/reboot` for `/usr/bin/systemctl`. Programs that
+    /// do several things decide by this name, so rules and approvers see it too.
+    pub invoked: Option<String>,
     /// Lower-case hex SHA-256 of the file that will run, if known.
     pub sha256: Option<String>,
     /// Owning Debian package, if the file belongs to one.
     pub package: Option<String>,
     /// Arguments after the program name (argv[1..]).
     pub args: Vec<String>,
+}
+
+impl CommandSpec {
+    /// Whether the program sees the name of its own file: no other name, or one with the same
+    /// last component (`/bin/bash` for `/usr/bin/bash`).
+    pub fn keeps_its_name(&self) -> bool {
+        self.invoked
+            .as_deref()
+            .is_none_or(|invoked| base_name(invoked) == base_name(&self.path))
+    }
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// What the request is for.

@@ -267,6 +267,10 @@ pub struct PolicyVersion {
     pub comment: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// When just applied: what the server noticed about the policy's paths (links, paths that
+    /// do not exist here). The policy is applied all the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -316,6 +320,10 @@ pub enum WireTarget {
     Command {
         /// Absolute resolved path.
         path: String,
+        /// The name the program sees as `argv[0]` (the path as typed, after the PATH lookup),
+        /// when it is not `path`: rules match it, approvers see it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invoked: Option<String>,
         /// Lower-case hex SHA-256 of the file the agent opened.
         #[serde(default)]
         sha256: Option<String>,
@@ -610,6 +618,16 @@ impl WireTarget {
     /// "admin session of 30m". Used by the portal, `elevatectl` and `elevate requests`.
     pub fn describe(&self) -> String {
         match self {
+            WireTarget::Command {
+                path,
+                args,
+                invoked: Some(invoked),
+                ..
+            } if invoked != path => format!(
+                "{} (invoked as {})",
+                core::text::command_line(path, args),
+                core::text::visible(invoked)
+            ),
             WireTarget::Command { path, args, .. } => core::text::command_line(path, args),
             WireTarget::Session { duration_secs } => format!(
                 "admin session of {}",
@@ -622,6 +640,7 @@ impl WireTarget {
         match self {
             WireTarget::Command {
                 path,
+                invoked,
                 sha256,
                 package,
                 args,
@@ -629,6 +648,15 @@ impl WireTarget {
                 if !path.starts_with('/') {
                     return Err(InvalidRequest(format!(
                         "target.path `{path}` is not absolute; the agent sends resolved absolute paths"
+                    )));
+                }
+                if invoked
+                    .as_ref()
+                    .is_some_and(|i| !i.starts_with('/') || i.len() > crate::limits::MAX_TEXT)
+                {
+                    return Err(InvalidRequest(format!(
+                        "target.invoked must be an absolute path of at most {} bytes",
+                        crate::limits::MAX_TEXT
                     )));
                 }
                 if let Some(h) = sha256 {
@@ -640,6 +668,7 @@ impl WireTarget {
                 }
                 Ok(core::Target::Command(core::CommandSpec {
                     path: path.clone(),
+                    invoked: invoked.clone().filter(|i| i != path),
                     sha256: sha256.as_ref().map(|h| h.to_ascii_lowercase()),
                     package: package.clone().filter(|p| !p.is_empty()),
                     args: args.clone(),
@@ -701,6 +730,7 @@ mod tests {
     fn targets_are_checked() {
         let relative = WireTarget::Command {
             path: "bin/ls".into(),
+            invoked: None,
             sha256: None,
             package: None,
             args: vec![],
@@ -708,6 +738,7 @@ mod tests {
         assert!(relative.to_core().is_err());
         let bad_hash = WireTarget::Command {
             path: "/bin/ls".into(),
+            invoked: None,
             sha256: Some("abc".into()),
             package: None,
             args: vec![],
@@ -716,6 +747,7 @@ mod tests {
         assert!(WireTarget::Session { duration_secs: 0 }.to_core().is_err());
         let ok = WireTarget::Command {
             path: "/bin/ls".into(),
+            invoked: None,
             sha256: Some("AB".repeat(32)),
             package: Some(String::new()),
             args: vec![],

@@ -31,7 +31,7 @@ action = "auto"
 
 [[rule]]
 name = "shells and editors with shell escapes"
-what = { paths = ["/bin/bash", "/usr/bin/bash", "/usr/bin/vi", "/usr/bin/less"] }
+what = { paths = ["/bin/bash", "/usr/bin/bash", "/bin/sh", "/usr/bin/dash", "/usr/bin/vi", "/usr/bin/vim*", "/usr/bin/less"] }
 action = { deny = "use a specific command instead of a root shell" }
 
 [[rule]]
@@ -67,6 +67,7 @@ fn command(
         groups: groups.iter().map(|g| g.to_string()).collect(),
         target: WireTarget::Command {
             path: path.into(),
+            invoked: None,
             sha256: Some(elevate_proto::bundle::sha256_hex(path)),
             package: Some(path.rsplit('/').next().unwrap_or("").into()),
             args: args.iter().map(|a| a.to_string()).collect(),

@@ -4,7 +4,8 @@
 //!
 //! The child starts a new session (`setsid`), gets the requester's login uid (so Linux audit
 //! attributes the action), default signal dispositions and an empty signal mask, the caller's
-//! stdio and nothing else of the caller.
+//! stdio and nothing else of the caller: every other descriptor, the agent's own and any it
+//! inherited, closes at the exec (`close_range` with `CLOSE_RANGE_CLOEXEC`).
 //!
 //! The child is made with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, as glibc's `posix_spawn`
 //! does: no copy of the agent's page tables, the agent's thread waits until the exec, and the
@@ -73,7 +74,7 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 }
 
 /// The steps of the child, named in the error the agent reports.
-const STEPS: [&str; 8] = [
+const STEPS: [&str; 9] = [
     "",
     "setsid",
     "moving the standard descriptors",
@@ -82,6 +83,7 @@ const STEPS: [&str; 8] = [
     "keeping the script's descriptor",
     "execveat",
     "resetting signals",
+    "closing every other descriptor",
 ];
 
 /// Read by the child only; `failed_step`/`errno` written by the child, read by the parent after
@@ -222,6 +224,18 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             if libc::dup2(*fd, i as c_int) < 0 {
                 return fail(2);
             }
+        }
+        // Every descriptor above stdio closes at the exec, whatever the agent inherited from
+        // whoever started it (CLOSE_RANGE_CLOEXEC keeps the binary's descriptor usable for
+        // execveat; a script's is kept below). Without close_range, nothing runs.
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) < 0
+        {
+            return fail(8);
         }
         if a.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
             return fail(3);

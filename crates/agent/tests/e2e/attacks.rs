@@ -513,6 +513,24 @@ fn a_terminal_is_never_handed_to_a_root_command() {
             let answer =
                 run_frame_with(&world, frame, [stdin.as_fd(), slave.as_fd(), out_w.as_fd()]);
             assert!(answer.contains("a terminal came with"), "{answer}");
+            // And as an O_PATH handle, which is no terminal to isatty but reopens as one
+            // through /proc/self/fd.
+            let handle = rustix::fs::open(
+                name.as_c_str(),
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            let frame = serde_json::json!({ "type": "run", "version": 1,
+                "argv": ["/usr/bin/id", "-u"], "cwd": "/", "reason": null, "interactive": false });
+            let answer = run_frame_with(
+                &world,
+                frame,
+                [handle.as_fd(), out_w.as_fd(), out_w.as_fd()],
+            );
+            assert!(answer.contains("a terminal came with"), "{answer}");
+            let ran = std::fs::read_to_string(&out_path).unwrap();
+            assert!(ran.is_empty(), "the command ran: {ran}");
         },
     );
 }
@@ -583,6 +601,54 @@ fn one_user_cannot_take_every_session() {
 }
 
 #[test]
+fn a_connection_that_trickles_or_says_nothing_is_closed_within_seconds() {
+    namespaced(
+        "attacks::a_connection_that_trickles_or_says_nothing_is_closed_within_seconds",
+        || {
+            let world = World::new();
+            let alice = nix::unistd::User::from_name("alice")
+                .unwrap()
+                .unwrap()
+                .uid
+                .as_raw();
+            let socket = world.socket.clone();
+            // One connection says nothing; another sends its frame a byte a second.
+            let (silent, trickled) = std::thread::spawn(move || {
+                let uid = rustix::process::Uid::from_raw(alice);
+                rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+                let silent = UnixStream::connect(&socket).unwrap();
+                let mut trickle = UnixStream::connect(&socket).unwrap();
+                let started = Instant::now();
+                let frame = br#"{"type":"status"}"#;
+                let mut bytes = (frame.len() as u32).to_be_bytes().to_vec();
+                bytes.extend_from_slice(frame);
+                for b in &bytes {
+                    if trickle.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                let closed_after = started.elapsed();
+                let mut s = silent;
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut said = Vec::new();
+                let _ = s.read_to_end(&mut said);
+                (text(&said), closed_after)
+            })
+            .join()
+            .unwrap();
+            assert!(silent.contains("no request arrived in time"), "{silent}");
+            // The frame takes 21 s to trickle in; the agent gives a whole frame 5 s from its
+            // first byte (it gave 10 s before), and the next write fails once it has closed.
+            assert!(
+                trickled < Duration::from_secs(9),
+                "the agent waited for the whole trickle ({trickled:?})"
+            );
+        },
+    );
+}
+
+#[test]
 fn programs_on_user_mountable_filesystems_are_refused() {
     namespaced(
         "attacks::programs_on_user_mountable_filesystems_are_refused",
@@ -607,6 +673,118 @@ fn programs_on_user_mountable_filesystems_are_refused() {
                 "{}",
                 text(&out.stderr)
             );
+        },
+    );
+}
+
+#[test]
+fn a_root_command_gets_stdio_and_no_other_descriptor() {
+    namespaced(
+        "attacks::a_root_command_gets_stdio_and_no_other_descriptor",
+        || {
+            let mut world = World::new();
+            // Whoever starts the agent may leave it a descriptor open across exec (here 7, on
+            // a file only root may read).
+            world.stop_agent();
+            let secret = world.dir.join("inherited-secret");
+            std::fs::write(&secret, "root only\n").unwrap();
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let agent = world.agent_command();
+            let mut leaky = std::process::Command::new("sh");
+            leaky
+                .args(["-c", "exec 7<\"$ELEVATE_E2E_SECRET\"; exec \"$0\" \"$@\""])
+                .arg(agent.get_program())
+                .args(agent.get_args())
+                .env("ELEVATE_E2E_SECRET", &secret)
+                .env("ELEVATE_LOG", "warn")
+                .stdout(std::process::Stdio::null());
+            world.agent = Some(leaky.spawn().unwrap());
+            world.wait_for_agent();
+            // A real program (not a script, whose interpreter keeps a descriptor to read it)
+            // lists its own descriptors.
+            let ls = std::path::Path::new("/opt/e2e/auto/ls");
+            std::fs::create_dir_all("/opt/e2e/auto").unwrap();
+            std::fs::copy("/usr/bin/ls", ls).unwrap();
+            let out = world.elevate_as(
+                "alice",
+                &[ls.to_str().unwrap(), "-l", "/proc/self/fd/"],
+                &[],
+            );
+            let listed = text(&out.stdout);
+            assert!(out.status.success(), "{listed}{}", text(&out.stderr));
+            assert!(
+                !listed.contains("inherited-secret"),
+                "the command inherited the agent's descriptor:\n{listed}"
+            );
+            // stdio, and the folder ls itself opened to list.
+            let mut seen = vec![];
+            for line in listed.lines().filter(|l| l.contains(" -> ")) {
+                let (left, target) = line.split_once(" -> ").unwrap();
+                let fd: u32 = left.rsplit(' ').next().unwrap().parse().unwrap();
+                assert!(
+                    fd <= 2 || target.starts_with("/proc/"),
+                    "an unexpected descriptor: {line}\n{listed}"
+                );
+                seen.push(fd);
+            }
+            assert!(seen.starts_with(&[0, 1, 2]), "{listed}");
+        },
+    );
+}
+
+#[test]
+fn a_program_is_decided_and_run_by_the_name_it_is_invoked_by() {
+    namespaced(
+        "attacks::a_program_is_decided_and_run_by_the_name_it_is_invoked_by",
+        || {
+            let world = World::new();
+            // Links to /usr/bin/id under other names, as /usr/sbin/reboot is to systemctl.
+            for folder in ["/opt/e2e/auto", "/opt/e2e/links"] {
+                std::fs::create_dir_all(folder).unwrap();
+            }
+            std::os::unix::fs::symlink("/usr/bin/id", "/opt/e2e/auto/my-id").unwrap();
+            std::os::unix::fs::symlink("/usr/bin/id", "/opt/e2e/links/other-name").unwrap();
+            // A rule names the link (/opt/e2e/auto/*): the program runs, and sees that name as
+            // argv[0] (coreutils print it in their errors).
+            let out = world.elevate_as("alice", &["/opt/e2e/auto/my-id", "--bogus"], &[]);
+            assert!(
+                text(&out.stderr).contains("/opt/e2e/auto/my-id: unrecognized option"),
+                "{}",
+                text(&out.stderr)
+            );
+            world.eventually_in_audit("the request was not recorded", |records| {
+                records.iter().any(|r| {
+                    r["action"] == "request.created"
+                        && r["data"].as_str().is_some_and(|d| d.contains("my-id"))
+                })
+            });
+            let records = world.audit();
+            let created = records
+                .iter()
+                .filter(|r| r["action"] == "request.created")
+                .map(|r| r["data"].as_str().unwrap_or("").to_owned())
+                .find(|d| d.contains("my-id"))
+                .expect("the request was recorded");
+            let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+            assert_eq!(created["target"]["path"], "/usr/bin/id");
+            assert_eq!(created["target"]["invoked"], "/opt/e2e/auto/my-id");
+            // The rule for /usr/bin/id does not hold for the file invoked by another name: that
+            // goes to approvers, who see the name.
+            let child = world
+                .command_as("alice", &["/opt/e2e/links/other-name", "-u"], &[])
+                .spawn()
+                .unwrap();
+            let id = world.pending_request();
+            let request = world.request(&id);
+            assert_eq!(request["target"]["path"], "/usr/bin/id");
+            assert_eq!(request["target"]["invoked"], "/opt/e2e/links/other-name");
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            // Invoked by its own name (a link of the same name elsewhere), the rule holds.
+            std::os::unix::fs::symlink("/usr/bin/id", "/opt/e2e/links/id").unwrap();
+            let out = world.elevate_as("alice", &["/opt/e2e/links/id", "-u"], &[]);
+            assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
         },
     );
 }

@@ -541,11 +541,12 @@ fn sudo_requests_count_against_the_user_who_ran_sudo() {
             .join()
             .unwrap();
             std::thread::sleep(Duration::from_millis(300));
-            // ... so her sudo (which connects as root) is refused too, and says why,
+            // ... so her sudo (which connects as root) is refused too, as soon as it connects
+            // (counted against the user sudo acts for), and says why,
             let out = sudo("alice", &["-n", "/usr/bin/id", "-u"]);
             assert!(out.stdout.is_empty(), "ran: {}", text(&out.stdout));
             assert!(
-                text(&out.stderr).contains("too many"),
+                text(&out.stderr).contains("too many requests at once"),
                 "{}",
                 text(&out.stderr)
             );

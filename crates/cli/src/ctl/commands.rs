@@ -252,12 +252,17 @@ fn policy(cli: &Cli, client: &Client, c: &PolicyCommand) -> anyhow::Result<ExitC
             );
             match applied {
                 Ok(v) if cli.json => print_json(&v)?,
-                Ok(v) => println!(
-                    "applied {} as version {} ({})",
-                    file.display(),
-                    v.version,
-                    &v.sha256[..12]
-                ),
+                Ok(v) => {
+                    println!(
+                        "applied {} as version {} ({})",
+                        file.display(),
+                        v.version,
+                        &v.sha256[..12]
+                    );
+                    for warning in &v.warnings {
+                        eprintln!("warning: {}", elevate_core::text::visible(warning));
+                    }
+                }
                 Err(ClientError::Api {
                     message,
                     details: Some(d),
@@ -338,6 +343,7 @@ fn policy_test(a: &PolicyTestArgs) -> anyhow::Result<PolicyTest> {
     let target = match (&a.path, &a.session) {
         (Some(path), None) => WireTarget::Command {
             path: path.clone(),
+            invoked: None,
             sha256: a.sha256.clone(),
             package: a.package.clone(),
             args: a.args.clone(),

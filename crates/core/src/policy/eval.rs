@@ -158,7 +158,8 @@ fn rule_matches(
         reasons.push(who_matches(who, &request.subject)?);
     }
     if let Some(what) = &rule.what {
-        reasons.extend(what_matches(what, &request.target)?);
+        let deny = matches!(rule.action, Outcome::Deny { .. });
+        reasons.extend(what_matches(what, &request.target, deny)?);
     }
     if let Some(when) = &rule.when {
         reasons.push(when_matches(policy, when, now)?);
@@ -195,26 +196,51 @@ fn when_matches(policy: &Policy, when: &When, now: Timestamp) -> Option<String> 
     (inside == when.inside).then(|| format!("it is {word} {}", calendar.name()))
 }
 
-fn what_matches(what: &What, target: &Target) -> Option<Vec<String>> {
+/// `deny`: the rule denies, so it may match more widely (by the file, whatever name it is
+/// invoked by); a rule that lets something run matches only what the program will see.
+fn what_matches(what: &What, target: &Target, deny: bool) -> Option<Vec<String>> {
     match target {
         Target::Session { .. } => {
             (what.session == Some(true)).then(|| vec!["it is an admin session".to_owned()])
         }
-        Target::Command(command) if what.session != Some(true) => command_matches(what, command),
+        Target::Command(command) if what.session != Some(true) => {
+            command_matches(what, command, deny)
+        }
         Target::Command(_) => None,
     }
 }
 
-fn command_matches(what: &What, command: &CommandSpec) -> Option<Vec<String>> {
+/// A rule's paths match the name the program is invoked by, or its file where the program
+/// sees its own name (or the rule denies). A rule without paths that lets something run never
+/// matches a program invoked by another name: `/usr/sbin/reboot status` runs systemctl as
+/// `reboot`, which a rule for `systemctl status` did not mean to allow.
+fn command_matches(what: &What, command: &CommandSpec, deny: bool) -> Option<Vec<String>> {
     let path = &command.path;
+    let by_file = deny || command.keeps_its_name();
     let mut reasons = Vec::new();
     if !what.paths.is_empty() {
-        let glob = what.paths.iter().find(|g| g.matches(path))?;
-        reasons.push(if glob.is_literal() {
-            format!("the command is {path}")
+        let names = command
+            .invoked
+            .iter()
+            .map(|i| (i, true))
+            .chain(by_file.then_some((path, false)));
+        let (name, glob) = names.into_iter().find_map(|(name, invoked)| {
+            let glob = what.paths.iter().find(|g| g.matches(name))?;
+            Some(((name, invoked), glob))
+        })?;
+        let (name, invoked) = name;
+        let shown = if invoked {
+            format!("{name} (the file {path})")
         } else {
-            format!("{path} matches {glob}")
+            name.to_owned()
+        };
+        reasons.push(if glob.is_literal() {
+            format!("the command is {shown}")
+        } else {
+            format!("{shown} matches {glob}")
         });
+    } else if !by_file {
+        return None;
     }
     if !what.sha256.is_empty() {
         let digest = command.sha256.as_deref()?.to_ascii_lowercase();

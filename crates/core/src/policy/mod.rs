@@ -113,6 +113,21 @@ impl Policy {
             .collect()
     }
 
+    /// Every literal path a rule names (no wildcards), with the rule's name: what an admin
+    /// meant by a file, to be checked against a real file system by the caller.
+    pub fn literal_paths(&self) -> Vec<(&str, String)> {
+        self.rules
+            .iter()
+            .flat_map(|r| {
+                r.what
+                    .iter()
+                    .flat_map(|w| w.paths.iter())
+                    .filter(|g| g.is_literal())
+                    .map(|g| (r.name.as_str(), g.to_string()))
+            })
+            .collect()
+    }
+
     /// The approver group used when a rule or the defaults do not name one.
     pub fn default_approvers(&self) -> &str {
         &self.defaults.approvers

@@ -41,7 +41,7 @@ impl App {
         caller: &Principal,
         text: &str,
         comment: Option<&str>,
-    ) -> Result<PolicyRow> {
+    ) -> Result<(PolicyRow, Vec<String>)> {
         let admin = caller.require(&[Role::Admin])?;
         if text.len() > 1024 * 1024 {
             return Err(AppError::BadRequest(
@@ -66,6 +66,7 @@ impl App {
             }
         }
         let sha = sha256_hex(text);
+        let warnings = path_warnings(&policy);
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let version = tx
@@ -79,10 +80,11 @@ impl App {
         ))
         .await?;
         tx.commit().await?;
-        self.store
-            .policy(version)
-            .await?
-            .ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("policy {version} vanished")))
+        let row =
+            self.store.policy(version).await?.ok_or_else(|| {
+                AppError::Unexpected(anyhow::anyhow!("policy {version} vanished"))
+            })?;
+        Ok((row, warnings))
     }
 
     pub async fn policies(&self, caller: &Principal) -> Result<Vec<PolicyRow>> {
@@ -192,4 +194,31 @@ fn no_policy() -> AppError {
     AppError::Unavailable(
         "no policy has been applied yet, so nothing can be decided; an admin runs `elevatectl policy apply FILE`".into(),
     )
+}
+
+/// What a policy's literal paths are on this server's file system, where it tells something: a
+/// path that is a link (rules that let something run match it only when the program is invoked
+/// by that name, and the file it leads to only when invoked by a name like the file's), or one
+/// that does not exist here.
+pub fn path_warnings(policy: &Policy) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (rule, path) in policy.literal_paths() {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let file = std::fs::canonicalize(&path)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "a file that does not exist here".into());
+                warnings.push(format!(
+                    "rule {rule:?} names {path}, a link to {file}: it matches a program invoked as {path}; \
+                     name {file} too if the rule is meant for the file by any name of the same kind"
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => warnings.push(format!(
+                "rule {rule:?} names {path}, which does not exist on this server; check the path on the devices"
+            )),
+            Err(_) => {}
+        }
+    }
+    warnings
 }

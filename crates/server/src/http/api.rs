@@ -277,6 +277,7 @@ fn policy_meta(p: &PolicyRow) -> PolicyVersion {
         author: p.author.clone(),
         comment: p.comment.clone(),
         created_at: p.created_at,
+        warnings: vec![],
     }
 }
 
@@ -295,10 +296,12 @@ pub async fn apply_policy(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<PolicyApply>,
 ) -> ApiResult<(StatusCode, Json<PolicyVersion>)> {
-    let row = app
+    let (row, warnings) = app
         .apply_policy(&caller, &body.text, body.comment.as_deref())
         .await?;
-    Ok((StatusCode::CREATED, Json(policy_meta(&row))))
+    let mut applied = policy_meta(&row);
+    applied.warnings = warnings;
+    Ok((StatusCode::CREATED, Json(applied)))
 }
 
 /// All policy versions, oldest first.

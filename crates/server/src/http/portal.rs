@@ -467,11 +467,16 @@ async fn detail_page(app: &App, user: &PortalUser, id: &str, link: Option<LinkFo
     let (path, sha256, package) = match &v.target {
         WireTarget::Command {
             path,
+            invoked,
             sha256,
             package,
             ..
         } => (
-            visible(path),
+            // The name the program sees decides what it does (a link to a multi-call program).
+            match invoked.as_deref().filter(|i| *i != path) {
+                Some(invoked) => format!("{} (invoked as {})", visible(path), visible(invoked)),
+                None => visible(path),
+            },
             sha256.clone().unwrap_or_else(|| "not known".into()),
             package
                 .as_deref()

@@ -359,3 +359,37 @@ async fn an_sla_that_could_never_pass_is_refused_when_the_policy_is_applied() {
     })
     .await;
 }
+
+/// Applying a policy says what its paths are on this server: a link (rules that let something
+/// run match the program invoked by that name, not the file by any name) or a path that does
+/// not exist here. The policy is applied all the same.
+#[tokio::test]
+async fn a_policy_naming_links_or_missing_paths_is_applied_with_warnings() {
+    let server = elevate_testkit::spawn(elevate_testkit::Db::Sqlite).await;
+    let admin = server.admin().await;
+    let text = "version = 1\n[defaults]\nunmatched = \"deny\"\n\
+        [[rule]]\nname = \"shells\"\nwhat = { paths = [\"/bin/sh\", \"/usr/bin/dash\", \"/opt/nowhere/tool\", \"/usr/bin/*\"] }\n\
+        action = { deny = \"no\" }\n";
+    let applied = server.apply_policy(&admin, text).await.expect(201);
+    let warnings: Vec<String> = applied.body["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("/bin/sh, a link to /usr/bin/dash"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("/opt/nowhere/tool, which does not exist on this server"),
+        "{warnings:?}"
+    );
+    // A clean policy has none.
+    let clean = "version = 1\n[defaults]\nunmatched = \"deny\"\n\
+        [[rule]]\nname = \"ids\"\nwhat = { paths = [\"/usr/bin/id\"] }\naction = \"auto\"\n";
+    let applied = server.apply_policy(&admin, clean).await.expect(201);
+    assert!(applied.body.get("warnings").is_none(), "{}", applied.text);
+    server.stop().await;
+}

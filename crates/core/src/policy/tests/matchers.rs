@@ -296,3 +296,72 @@ fn explanations_name_the_matchers() {
         d.explanation
     );
 }
+
+/// A program invoked by another name (a link: `/usr/sbin/reboot` is `/usr/bin/systemctl`) does
+/// what its name says, so that name is what a rule letting it run must name. Denials match by
+/// the file as well.
+#[test]
+fn the_name_a_program_is_invoked_by() {
+    let systemctl =
+        one_rule(r#"what = { paths = ["/usr/bin/systemctl"], args = ["status", "*"] }"#);
+    let status = || req("alice", "/usr/bin/systemctl status ssh");
+    check(&systemctl, MONDAY_NOON, &status(), HIT);
+    // Invoked as reboot, systemctl reboots: a rule for `systemctl status` does not match.
+    check(
+        &systemctl,
+        MONDAY_NOON,
+        &status().invoked("/usr/sbin/reboot"),
+        MISS,
+    );
+    // The same name in another folder (usr-merge links) is the same program.
+    check(
+        &systemctl,
+        MONDAY_NOON,
+        &status().invoked("/bin/systemctl"),
+        HIT,
+    );
+    // A rule naming the invoked path matches it.
+    let reboot = one_rule(r#"what = { paths = ["/usr/sbin/reboot"] }"#);
+    let d = super::checked(
+        &reboot,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/systemctl").invoked("/usr/sbin/reboot"),
+        HIT,
+    );
+    assert!(
+        d.explanation
+            .contains("/usr/sbin/reboot (the file /usr/bin/systemctl)"),
+        "{}",
+        d.explanation
+    );
+    check(
+        &reboot,
+        MONDAY_NOON,
+        &req("alice", "/usr/bin/systemctl"),
+        MISS,
+    );
+    // Rules without paths that let something run hold only for a program keeping its name.
+    let by_hash = one_rule(&format!(r#"what = {{ sha256 = ["{APT_SHA}"] }}"#));
+    let hashed = || req("alice", "/usr/bin/systemctl").sha256(APT_SHA);
+    check(&by_hash, MONDAY_NOON, &hashed(), HIT);
+    check(
+        &by_hash,
+        MONDAY_NOON,
+        &hashed().invoked("/usr/sbin/halt"),
+        MISS,
+    );
+    // A deny rule for the file holds whatever the name.
+    let shells = policy(
+        "version = 1\n[defaults]\nunmatched = \"approve\"\napprovers = \"helpdesk\"\n\
+         [[rule]]\nname = \"no shells\"\nwhat = { paths = [\"/usr/bin/bash\", \"/bin/bash\"] }\n\
+         action = { deny = \"no shells\" }\n",
+    );
+    for name in ["/usr/local/bin/notashell", "/bin/bash", "/usr/bin/rbash"] {
+        check(
+            &shells,
+            MONDAY_NOON,
+            &req("alice", "/usr/bin/bash").invoked(name),
+            "deny: no shells <- no shells",
+        );
+    }
+}

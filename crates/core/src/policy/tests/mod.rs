@@ -45,6 +45,7 @@ pub(super) fn req(who: &str, what: &str) -> Req {
             let mut words = what.split(' ');
             Target::Command(CommandSpec {
                 path: words.next().unwrap_or_default().to_owned(),
+                invoked: None,
                 sha256: None,
                 package: None,
                 args: words.map(str::to_owned).collect(),
@@ -69,6 +70,14 @@ impl Req {
     /// The same request through sudo (after sudoers allowed it).
     pub(super) fn via_sudo(mut self) -> Req {
         self.0.channel = Channel::Sudo;
+        self
+    }
+
+    /// The same command, invoked by another name (`argv[0]`).
+    pub(super) fn invoked(mut self, name: &str) -> Req {
+        if let Target::Command(c) = &mut self.0.target {
+            c.invoked = Some(name.to_owned());
+        }
         self
     }
 

@@ -65,7 +65,7 @@ prop_compose! {
         let mut r = req(&format!("{user}:{}@web:{}", groups.join(","), tags.join(",")), "/bin/true").0;
         r.target = match session_secs {
             Some(s) => Target::Session { duration: jiff::SignedDuration::from_secs(s) },
-            None => Target::Command(crate::CommandSpec { path, sha256: sha, package, args }),
+            None => Target::Command(crate::CommandSpec { path, invoked: None, sha256: sha, package, args }),
         };
         r
     }
