@@ -75,6 +75,14 @@ enum Command {
         #[command(flatten)]
         sudo: SudoArgs,
     },
+    /// Standing admin rights on this machine: what grants root (sudoers, root-equivalent
+    /// groups, polkit, directory services), and what Elevate has taken away.
+    Rights {
+        /// End every process of USER: a group taken away stays with the sessions that were
+        /// open before, until they end.
+        #[arg(long, value_name = "USER")]
+        end_sessions: Option<String>,
+    },
     /// Internal: started by the agent for each admin session; ends it at its expiry even when
     /// the agent is gone.
     #[command(hide = true)]
@@ -295,6 +303,7 @@ pub fn main() -> anyhow::Result<()> {
             }
             places.reap(&id)
         }
+        Command::Rights { end_sessions } => rights(&cli.state_dir, end_sessions.as_deref()),
         Command::UninstallSudo { sudo } => {
             println!(
                 "{}",
@@ -303,4 +312,43 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `elevated rights`: what grants root here, what was taken; or ends a user's processes.
+fn rights(state_dir: &std::path::Path, end_sessions: Option<&str>) -> anyhow::Result<()> {
+    use elevate_core::text::visible;
+    if let Some(user) = end_sessions {
+        let found = nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .ok_or_else(|| anyhow::anyhow!("there is no user {}", visible(user)))?;
+        let ended = crate::rights::end_sessions(found.uid.as_raw())?;
+        println!(
+            "ended {ended} processes of {}; their next login has only the groups they hold now",
+            visible(user)
+        );
+        return Ok(());
+    }
+    let rights = crate::rights::Rights::system(state_dir);
+    let standing = rights.standing()?;
+    let ledger = rights.ledger()?;
+    if standing.is_empty() && ledger.is_empty() {
+        println!("no standing admin rights here");
+    }
+    for (user, right) in &standing {
+        println!(
+            "standing  {}: {}",
+            visible(user),
+            visible(&right.describe())
+        );
+    }
+    for r in &ledger {
+        println!(
+            "revoked   {}: {} (since {})",
+            visible(&r.user),
+            visible(&r.right.describe()),
+            r.at
+        );
+    }
+    Ok(())
 }

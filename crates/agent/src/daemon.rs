@@ -610,6 +610,15 @@ async fn reconcile_rights(agent: &Arc<Agent>) {
                 serde_json::json!({ "user": user, "right": right,
                     "described": right.describe(), "error": why }),
             ),
+            Change::GroupStillHeld {
+                user,
+                group,
+                processes,
+            } => (
+                "rights.group_still_held",
+                serde_json::json!({ "user": user, "group": group, "processes": processes,
+                    "error": format!("{processes} processes of {user} started before keep group {group} until they end; `elevated rights --end-sessions {user}` ends them") }),
+            ),
             Change::Error { what } => ("rights.check_failed", serde_json::json!({ "error": what })),
             Change::Revoked { .. } | Change::Restored { .. } | Change::ManagedRule { .. } => {
                 continue

@@ -153,6 +153,22 @@ pub struct Device {
     pub last_seen_at: Option<Timestamp>,
 }
 
+/// A standing admin right a device reported as needing a person (the latest report of each).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RightAlert {
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// `rights.unmanageable`, `rights.failed`, `rights.not_restored`,
+    /// `rights.group_still_held`, `rights.check_failed`.
+    pub action: String,
+    /// The person it concerns (`*` for a grant naming nobody the device can tell).
+    pub user: String,
+    /// The right: file and line, or group.
+    pub right: String,
+    /// What a person should do.
+    pub message: String,
+}
+
 // ---------------------------------------------------------------- notifications
 
 /// One notification to one receiver (a webhook subscription, a chat, an address), with what

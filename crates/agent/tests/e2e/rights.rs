@@ -249,3 +249,151 @@ fn enforce_takes_standing_rights_away_and_discover_gives_them_back() {
         },
     );
 }
+
+/// What else makes a person root is found too: a root-equivalent group (`docker`), a grant
+/// through a `Cmnd_Alias`, a file reached through another `@includedir`, an editor in a
+/// sudoers rule — each taken away and given back byte for byte — and what cannot be taken
+/// apart (a continued line, a polkit rule, sudoers from SSSD) is reported by file and line.
+#[test]
+fn root_equivalent_rights_are_taken_or_reported_and_given_back_exactly() {
+    namespaced(
+        "rights::root_equivalent_rights_are_taken_or_reported_and_given_back_exactly",
+        || {
+            let world = World::new();
+            assert!(Command::new("groupadd")
+                .args(["-f", "docker"])
+                .status()
+                .unwrap()
+                .success());
+            assert!(Command::new("useradd")
+                .args(["-M", "-G", "docker", "gus"])
+                .status()
+                .unwrap()
+                .success());
+            let files: [(&str, &str); 4] = [
+                (
+                    "/etc/sudoers.d/aliases",
+                    "Cmnd_Alias EVERYTHING = ALL\ngus ALL=(ALL) NOPASSWD: EVERYTHING\n",
+                ),
+                ("/etc/sudoers-extra.d/ops", "gus ALL=(root) /usr/bin/vim /etc/hosts\n"),
+                (
+                    "/etc/sudoers.d/continued",
+                    "gus ALL=(ALL) \\\n    NOPASSWD: ALL\n",
+                ),
+                (
+                    "/etc/polkit-1/rules.d/49-gus.rules",
+                    "polkit.addRule(function(action, subject) {\n  if (subject.user == \"gus\") {\n    return polkit.Result.YES;\n  }\n});\n",
+                ),
+            ];
+            for (path, text) in files {
+                let path = std::path::Path::new(path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+                    .unwrap();
+            }
+            let mut main = std::fs::read_to_string("/etc/sudoers").unwrap();
+            main.push_str("@includedir /etc/sudoers-extra.d\n");
+            std::fs::write("/etc/sudoers", &main).unwrap();
+            let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+            std::fs::write(
+                "/etc/nsswitch.conf",
+                format!("{nsswitch}sudoers: files sss\n"),
+            )
+            .unwrap();
+            let group_before = std::fs::read_to_string("/etc/group").unwrap();
+            // `elevated rights` lists what grants root here.
+            let listed = Command::new(elevate_testkit::cargo_bin("elevated"))
+                .arg("--state-dir")
+                .arg(world.dir.join("agent"))
+                .arg("rights")
+                .output()
+                .unwrap();
+            let listed = text(&listed.stdout);
+            for needle in [
+                "gus: membership of group docker",
+                "EVERYTHING",
+                "sudoers-extra.d/ops",
+                "continued line 1",
+                "49-gus.rules line 2",
+                "nsswitch.conf",
+            ] {
+                assert!(listed.contains(needle), "{needle} not in:\n{listed}");
+            }
+            // gus has a session open from before.
+            let mut before = Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    "gus",
+                    "--regid",
+                    "gus",
+                    "--init-groups",
+                    "--",
+                    "sleep",
+                    "60",
+                ])
+                .spawn()
+                .unwrap();
+
+            let enforce = format!(
+                "{POLICY}\n[[wave]]\nname = \"gus\"\nmode = \"enforce\"\nwho = {{ users = [\"gus\"] }}\n"
+            );
+            apply(&world, &enforce, 2);
+            eventually("gus kept his rights", || {
+                members("docker").is_empty()
+                    && std::fs::read_to_string("/etc/sudoers.d/aliases")
+                        .unwrap()
+                        .contains("# elevate revoked this standing right (elevated puts it back when its holder leaves enforce mode): gus ALL")
+                    && std::fs::read_to_string("/etc/sudoers-extra.d/ops")
+                        .unwrap()
+                        .starts_with("# elevate revoked")
+            });
+            world.eventually_in_audit("the unmanageable rights were not reported", |records| {
+                let alerts: Vec<String> = records
+                    .iter()
+                    .filter(|r| r["action"] == "rights.unmanageable")
+                    .map(|r| r["data"].as_str().unwrap_or("").to_owned())
+                    .collect();
+                ["continued", "49-gus.rules", "nsswitch.conf"]
+                    .iter()
+                    .all(|f| {
+                        alerts
+                            .iter()
+                            .any(|a| a.contains(f) && a.contains("\"at_line\""))
+                    })
+            });
+            world.eventually_in_audit("the session holding the group was not reported", |r| {
+                r.iter().any(|r| {
+                    r["action"] == "rights.group_still_held"
+                        && r["data"].as_str().is_some_and(|d| {
+                            d.contains("\"group\":\"docker\"")
+                                && d.contains("elevated rights --end-sessions gus")
+                        })
+                })
+            });
+            // The remedy ends it.
+            let ended = Command::new(elevate_testkit::cargo_bin("elevated"))
+                .arg("--state-dir")
+                .arg(world.dir.join("agent"))
+                .args(["rights", "--end-sessions", "gus"])
+                .output()
+                .unwrap();
+            assert!(ended.status.success(), "{}", text(&ended.stderr));
+            let status = before.wait().unwrap();
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                Some(9)
+            );
+
+            // Back to discover: every file as it was, byte for byte.
+            let discover = enforce.replace("mode = \"enforce\"", "mode = \"discover\"");
+            apply(&world, &discover, 3);
+            eventually("gus's rights did not come back exactly", || {
+                files[..2]
+                    .iter()
+                    .all(|(path, text)| std::fs::read_to_string(path).unwrap() == *text)
+                    && std::fs::read_to_string("/etc/group").unwrap() == group_before
+            });
+        },
+    );
+}

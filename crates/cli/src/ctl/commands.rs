@@ -87,6 +87,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Devices(DevicesCommand::Rights { name }) => {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                bail!(
+                    "{:?} is not a device name (see `elevatectl devices list`)",
+                    name
+                );
+            }
+            let path = format!("/v1/devices/{name}/rights");
+            let alerts: Vec<RightAlert> = client(&cli, &saved)?.get(&path)?;
+            if cli.json {
+                print_json(&alerts)?;
+            } else if alerts.is_empty() {
+                println!("{name} reports no standing rights that need a person");
+            } else {
+                let rows: Vec<Vec<String>> = alerts
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.at.to_string(),
+                            a.action.clone(),
+                            a.user.clone(),
+                            a.right.clone(),
+                            a.message.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["REPORTED", "WHAT", "USER", "RIGHT", "TO DO"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::EnrolToken(EnrolTokenCommand::Create { ttl, tags }) => {
             let ttl_secs = ttl
                 .as_deref()

@@ -188,6 +188,12 @@ pub enum RequestsCommand {
 pub enum DevicesCommand {
     /// List enrolled devices.
     List,
+    /// Standing admin rights a device reported as needing a person (grants it cannot take
+    /// apart, failed changes, groups old sessions still hold).
+    Rights {
+        /// The device's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

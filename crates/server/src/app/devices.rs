@@ -3,7 +3,7 @@
 //!
 //! Must never: accept an enrolment token twice, after expiry, or for a name already enrolled.
 
-use elevate_proto::v1::{EnrolTokenCreated, Enrolled};
+use elevate_proto::v1::{EnrolTokenCreated, Enrolled, RightAlert};
 use jiff::SignedDuration;
 
 use super::auth::{new_token, token_hash, DEVICE_TOKEN, ENROL_TOKEN};
@@ -124,5 +124,54 @@ impl App {
     pub async fn devices(&self, caller: &Principal) -> Result<Vec<DeviceRow>> {
         caller.require(&[Role::Admin, Role::Auditor, Role::Approver])?;
         Ok(self.store.devices().await?)
+    }
+
+    /// What a device reports of standing admin rights that need a person (rights it cannot
+    /// take apart, changes that failed, groups still held by old sessions), the latest report
+    /// of each, newest first.
+    pub async fn device_rights(&self, caller: &Principal, name: &str) -> Result<Vec<RightAlert>> {
+        caller.require(&[Role::Admin, Role::Auditor, Role::Approver])?;
+        if self.store.device_by_name(name).await?.is_none() {
+            return Err(AppError::NotFound(format!("no device is named {name:?}")));
+        }
+        let records = self
+            .store
+            .audit_for_subject(&format!("device:{name}"))
+            .await?;
+        let mut latest: std::collections::BTreeMap<(String, String, String), RightAlert> =
+            std::collections::BTreeMap::new();
+        for r in records {
+            let e = r.event;
+            if !e.action.starts_with("rights.") || !e.actor.starts_with("agent@") {
+                continue;
+            }
+            let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
+            if data["alert"] != true {
+                continue;
+            }
+            let text = |k: &str| data[k].as_str().unwrap_or("").to_owned();
+            let alert = RightAlert {
+                at: e.at,
+                action: e.action.clone(),
+                user: text("user"),
+                right: data
+                    .get("described")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| text("group")),
+                message: text("error"),
+            };
+            latest.insert(
+                (
+                    alert.action.clone(),
+                    alert.user.clone(),
+                    alert.right.clone(),
+                ),
+                alert,
+            );
+        }
+        let mut alerts: Vec<RightAlert> = latest.into_values().collect();
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.at));
+        Ok(alerts)
     }
 }

@@ -31,6 +31,7 @@ pub fn routes() -> Router<App> {
         .route("/v1/enrol-tokens", post(create_enrol_token))
         .route("/v1/enrol", post(enrol))
         .route("/v1/devices", get(list_devices))
+        .route("/v1/devices/{name}/rights", get(device_rights))
         .route("/v1/policies", get(list_policies).post(apply_policy))
         .route("/v1/policies/current", get(current_policy))
         .route("/v1/policies/{version}", get(show_policy))
@@ -268,6 +269,19 @@ pub async fn list_devices(
 ) -> ApiResult<Json<Vec<Device>>> {
     let devices = app.devices(&caller).await?;
     Ok(Json(devices.into_iter().map(device_view).collect()))
+}
+
+/// Standing admin rights a device reported as needing a person: grants it cannot take apart
+/// (a file and line), changes that failed, groups old sessions still hold. Latest first.
+#[utoipa::path(get, path = "/v1/devices/{name}/rights", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Device name")),
+    responses((status = 200, body = [RightAlert]), (status = 404, body = ErrorBody)))]
+pub async fn device_rights(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<RightAlert>>> {
+    Ok(Json(app.device_rights(&caller, &name).await?))
 }
 
 fn policy_meta(p: &PolicyRow) -> PolicyVersion {

@@ -38,6 +38,7 @@ pub fn routes() -> Router<App> {
         .route("/portal/audit", get(audit))
         .route("/portal/offline", get(offline).post(respond_offline))
         .route("/portal/break-glass", get(break_glass))
+        .route("/portal/devices", get(devices))
         .route("/portal/break-glass/{id}/review", post(review_break_glass))
 }
 
@@ -950,6 +951,61 @@ async fn respond_offline(
             },
             minutes: answer.minutes,
         }),
+    })
+}
+
+struct DeviceCard {
+    name: String,
+    tags: String,
+    last_seen: String,
+    /// (reported, what, user, right, to do)
+    rights: Vec<(String, String, String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "devices.html")]
+struct DevicesPage {
+    signed_in: Option<String>,
+    csrf: String,
+    flash: Option<String>,
+    rows: Vec<DeviceCard>,
+}
+
+async fn devices(State(app): State<App>, user: PortalUser) -> Response {
+    let principal = user.principal();
+    let devices = match app.devices(&principal).await {
+        Ok(d) => d,
+        Err(e) => return page_error(e),
+    };
+    let mut rows = Vec::with_capacity(devices.len());
+    for d in devices {
+        let rights = match app.device_rights(&principal, &d.name).await {
+            Ok(r) => r,
+            Err(e) => return page_error(e),
+        };
+        rows.push(DeviceCard {
+            name: visible(&d.name),
+            tags: visible(&d.tags.join(", ")),
+            last_seen: d.last_seen_at.map_or("never".into(), when),
+            rights: rights
+                .into_iter()
+                .map(|r| {
+                    (
+                        when(r.at),
+                        visible(&r.action),
+                        visible(&r.user),
+                        visible(&r.right),
+                        visible(&r.message),
+                    )
+                })
+                .collect(),
+        });
+    }
+    page(DevicesPage {
+        signed_in: Some(user.account.name.clone()),
+        csrf: user.session.csrf.clone(),
+        flash: None,
+        rows,
     })
 }
 

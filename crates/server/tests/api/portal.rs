@@ -297,3 +297,53 @@ async fn the_helpdesk_answers_a_challenge_in_the_portal() {
     })
     .await;
 }
+
+/// What devices report of standing rights that need a person is listed per device, in the API
+/// (`elevatectl devices rights`) and on the portal's Devices page, escaped, latest report of
+/// each right once.
+#[tokio::test]
+async fn devices_list_the_standing_rights_that_need_a_person() {
+    let server = elevate_testkit::spawn(elevate_testkit::Db::Sqlite).await;
+    let (admin, device) = ready(&server).await;
+    let alert = |id: u32, at: &str, user: &str, described: &str| {
+        json!({ "id": format!("0193a000-0000-7000-8000-{id:012}"), "at": at,
+            "actor": "agent@web-01", "action": "rights.unmanageable", "subject": "device:web-01",
+            "data": { "alert": true, "user": user, "described": described,
+                "error": "remove or split it by hand" } })
+    };
+    let line = "\"gus ALL=(ALL) ALL\" in /etc/sudoers.d/continued line 1 (cannot be revoked automatically)";
+    let events = json!({ "events": [
+        alert(1, "2026-11-23T09:00:00Z", "gus", line),
+        alert(2, "2026-11-23T09:30:00Z", "gus", line),
+        alert(3, "2026-11-23T09:40:00Z", "<script>x</script>", "\u{1b}[31m polkit"),
+    ]});
+    server
+        .post(Some(&device), "/v1/audit/events", &events)
+        .await
+        .expect(200);
+    let listed = server
+        .get(Some(&admin), "/v1/devices/web-01/rights")
+        .await
+        .expect(200);
+    let listed = listed.body.as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[1]["user"], "gus");
+    assert_eq!(listed[1]["at"], "2026-11-23T09:30:00Z");
+    assert_eq!(listed[1]["message"], "remove or split it by hand");
+    server
+        .get(Some(&admin), "/v1/devices/nowhere/rights")
+        .await
+        .expect(404);
+    server
+        .get(Some(&device), "/v1/devices/web-01/rights")
+        .await
+        .expect(403);
+    let http = browser();
+    let cookie = sign_in(&server, &http, "admin").await;
+    let (status, html) = page(&server, &http, &cookie, "/portal/devices").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("/etc/sudoers.d/continued line 1"), "{html}");
+    assert!(html.contains("&#60;script&#62;x&#60;/script&#62;"), "{html}");
+    assert!(!html.contains('\u{1b}'), "{html}");
+    server.stop().await;
+}

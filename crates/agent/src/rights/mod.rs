@@ -34,6 +34,12 @@ use elevate_core::{Policy, Subject};
 
 use crate::sudoers::{safe_user_name, Sudoers};
 
+mod scan;
+mod sources;
+
+use scan::Grantee;
+pub use sources::{end_sessions, ROOT_EQUIVALENT_GROUPS};
+
 const LEDGER: &str = "revoked-rights.json";
 /// The managed rule's file in the sudoers folder.
 pub const MANAGED_RULE: &str = "elevate-managed";
@@ -53,9 +59,16 @@ pub enum Right {
     Sudoers { file: PathBuf, line: String },
     /// An admin group as the user's primary group (`gpasswd` cannot take it: reported only).
     PrimaryGroup { group: String },
-    /// A sudoers grant of `ALL` the agent cannot take apart safely (a line naming several
-    /// users, a continued line, an alias): reported only, for a person to split or remove.
-    Unmanaged { file: PathBuf, line: String },
+    /// A grant the agent cannot take apart safely (a sudoers line naming several users, a
+    /// continued line, a `User_Alias`; a polkit rule; sudoers from LDAP or SSSD): reported only,
+    /// for a person to split or remove.
+    Unmanaged {
+        file: PathBuf,
+        line: String,
+        /// 1-based number of the line in `file`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_line: Option<usize>,
+    },
 }
 
 impl Right {
@@ -65,9 +78,14 @@ impl Right {
             Right::Group { group } => format!("membership of group {group}"),
             Right::Sudoers { file, line } => format!("{line:?} in {}", file.display()),
             Right::PrimaryGroup { group } => format!("primary group {group}"),
-            Right::Unmanaged { file, line } => {
+            Right::Unmanaged {
+                file,
+                line,
+                at_line,
+            } => {
+                let at = at_line.map(|n| format!(" line {n}")).unwrap_or_default();
                 format!(
-                    "{line:?} in {} (cannot be revoked automatically)",
+                    "{line:?} in {}{at} (cannot be revoked automatically)",
                     file.display()
                 )
             }
@@ -123,6 +141,13 @@ pub enum Change {
         right: Right,
         why: String,
     },
+    /// A group was taken, but processes started before still hold it (until they end, or
+    /// `elevated rights --end-sessions USER`).
+    GroupStillHeld {
+        user: String,
+        group: String,
+        processes: usize,
+    },
     /// Something stopped the check itself.
     Error {
         what: String,
@@ -138,6 +163,8 @@ pub struct Rights {
     pub main_sudoers: PathBuf,
     pub group_file: PathBuf,
     pub gpasswd: PathBuf,
+    /// polkit and NSS.
+    pub other: sources::OtherSources,
 }
 
 /// The hook called before each change, with the audit action (`rights.revoked`,
@@ -146,7 +173,16 @@ pub struct Rights {
 pub type Before<'a> = &'a mut dyn FnMut(&str, serde_json::Value) -> anyhow::Result<()>;
 
 fn facts(user: &str, right: &Right) -> serde_json::Value {
-    serde_json::json!({ "user": user, "right": right, "described": right.describe() })
+    let mut facts =
+        serde_json::json!({ "user": user, "right": right, "described": right.describe() });
+    if let Right::Group { group } = right {
+        facts["note"] = format!(
+            "processes started before keep group {group} until they end; \
+             `elevated rights --end-sessions {user}` ends them"
+        )
+        .into();
+    }
+    facts
 }
 
 impl Rights {
@@ -157,6 +193,7 @@ impl Rights {
             main_sudoers: PathBuf::from("/etc/sudoers"),
             group_file: PathBuf::from("/etc/group"),
             gpasswd: PathBuf::from("/usr/bin/gpasswd"),
+            other: sources::OtherSources::system(),
         }
     }
 
@@ -230,7 +267,9 @@ impl Rights {
             .collect();
         let mut admin: BTreeSet<String> = STANDING_ADMIN_GROUPS
             .iter()
-            .map(|g| g.to_string())
+            .copied()
+            .chain(ROOT_EQUIVALENT_GROUPS.iter().map(|(g, _)| *g))
+            .map(str::to_owned)
             .collect();
         let by_uid = |uid: u32| {
             nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
@@ -238,53 +277,48 @@ impl Rights {
                 .flatten()
                 .map(|u| u.name)
         };
-        for file in self.sudoers_files() {
-            let Ok(text) = fs::read_to_string(&file) else {
+        let sudoers = scan::Sudoers::read(&self.main_sudoers, &self.sudoers.dir, &|name| {
+            name == MANAGED_RULE || name.starts_with("elevate-session-")
+        });
+        for entry in &sudoers.entries {
+            let Some(grant) = sudoers.grant(entry) else {
                 continue;
             };
-            let mut continued = false;
-            for line in text.lines() {
-                let inside = continued;
-                continued = line.trim_end().ends_with('\\');
-                if inside {
-                    // Only the first line of a continued entry is read (below).
-                    continue;
-                }
-                let first = line.trim_end().trim_end_matches('\\');
-                let grantees = all_grant(first);
-                let single = grantees.len() == 1 && !continued;
-                for g in grantees {
-                    let user = match g {
-                        Grantee::Group(name) => {
-                            admin.insert(name);
-                            continue;
+            // One line naming one person by name or uid: commented out and put back exactly.
+            let single = grant.grantees.len() == 1 && entry.lines.len() == 1 && !grant.via_alias;
+            for g in grant.grantees {
+                let user = match g {
+                    Grantee::Group(name) => {
+                        admin.insert(name);
+                        continue;
+                    }
+                    Grantee::Gid(gid) => {
+                        if let Some((name, _, _)) = table.iter().find(|(_, id, _)| *id == gid) {
+                            admin.insert(name.to_string());
                         }
-                        Grantee::Gid(gid) => {
-                            if let Some((name, _, _)) = table.iter().find(|(_, id, _)| *id == gid) {
-                                admin.insert(name.to_string());
-                            }
-                            continue;
-                        }
-                        Grantee::User(name) => Some(name),
-                        Grantee::Uid(uid) => by_uid(uid),
-                        Grantee::Alias(_) => None,
-                    };
-                    let right = if single && user.is_some() {
-                        Right::Sudoers {
-                            file: file.clone(),
-                            line: line.to_owned(),
-                        }
-                    } else {
-                        Right::Unmanaged {
-                            file: file.clone(),
-                            line: line.to_owned(),
-                        }
-                    };
-                    // An alias names nobody the agent can tell: reported under `*`.
-                    found.push((user.unwrap_or_else(|| "*".to_owned()), right));
-                }
+                        continue;
+                    }
+                    Grantee::User(name) => Some(name),
+                    Grantee::Uid(uid) => by_uid(uid),
+                    Grantee::Alias(_) => None,
+                };
+                let right = if single && user.is_some() {
+                    Right::Sudoers {
+                        file: entry.file.clone(),
+                        line: entry.lines[0].clone(),
+                    }
+                } else {
+                    Right::Unmanaged {
+                        file: entry.file.clone(),
+                        line: entry.text.clone(),
+                        at_line: Some(entry.at_line),
+                    }
+                };
+                // An alias names nobody the agent can tell: reported under `*`.
+                found.push((user.unwrap_or_else(|| "*".to_owned()), right));
             }
         }
+        let other = self.other.grants();
         let passwd =
             fs::read_to_string(self.group_file.with_file_name("passwd")).unwrap_or_default();
         for (name, gid, members) in &table {
@@ -312,24 +346,29 @@ impl Rights {
                 }
             }
         }
-        Ok(found)
-    }
-
-    /// The main sudoers file and the files sudo includes from the sudoers folder (it skips
-    /// names with a `.` or ending in `~`), except Elevate's own.
-    fn sudoers_files(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.main_sudoers.clone()];
-        if let Ok(entries) = fs::read_dir(&self.sudoers.dir) {
-            let mut names: Vec<String> = entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.contains('.') && !n.ends_with('~'))
-                .filter(|n| n != MANAGED_RULE && !n.starts_with("elevate-session-"))
-                .collect();
-            names.sort();
-            files.extend(names.into_iter().map(|n| self.sudoers.dir.join(n)));
+        // polkit and NSS: reported for each person they name, a group's members included
+        // (unless the group is taken away anyway).
+        for (who, right) in other {
+            let Some(group) = who.strip_prefix('%') else {
+                found.push((who, right));
+                continue;
+            };
+            if admin.contains(group) {
+                continue;
+            }
+            if let Some((_, gid, members)) = table.iter().find(|(n, _, _)| *n == group) {
+                for member in members {
+                    found.push((member.to_string(), right.clone()));
+                }
+                for entry in passwd.lines() {
+                    let f: Vec<&str> = entry.split(':').collect();
+                    if f.len() > 3 && f[3].parse::<u32>().ok() == Some(*gid) {
+                        found.push((f[0].to_owned(), right.clone()));
+                    }
+                }
+            }
         }
-        files
+        Ok(found)
     }
 
     /// Brings the machine in line with `policy`: rights of people in enforce mode are taken
@@ -416,6 +455,9 @@ impl Rights {
                 for (_, right) in standing.iter().filter(|(u, _)| *u == user) {
                     if right.manageable() {
                         let change = self.revoke(&mut ledger, (&user, who.uid), right, before);
+                        if let (Change::Revoked { .. }, Right::Group { group }) = (&change, right) {
+                            changes.extend(still_held(&user, who.uid, group));
+                        }
                         changes.push(change);
                     } else {
                         changes.push(Change::Unmanageable {
@@ -738,6 +780,22 @@ impl Rights {
     }
 }
 
+/// The processes of `user` that keep `group` after it was taken (Linux fixes a process's groups
+/// when it starts), if any.
+fn still_held(user: &str, uid: u32, group: &str) -> Option<Change> {
+    let gid = nix::unistd::Group::from_name(group)
+        .ok()
+        .flatten()?
+        .gid
+        .as_raw();
+    let processes = sources::processes_holding(uid, gid).len();
+    (processes > 0).then(|| Change::GroupStillHeld {
+        user: user.to_owned(),
+        group: group.to_owned(),
+        processes,
+    })
+}
+
 /// How long the managed rule holds without the agent renewing it.
 const MANAGED_VALIDITY: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 /// It is renewed once less than this is left.
@@ -754,126 +812,9 @@ fn notafter(text: &str) -> Option<Timestamp> {
         .map(|z| z.timestamp())
 }
 
-/// Who a sudoers line names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Grantee {
-    User(String),
-    Uid(u32),
-    Group(String),
-    Gid(u32),
-    /// A `User_Alias` (upper case), `%:nonunix` group or `+netgroup`: nobody the agent can tell.
-    Alias(String),
-}
-
-/// Who a sudoers line grants `ALL` to, if it is such a line: `alice ALL=(ALL:ALL) ALL`,
-/// `alice ALL=(ALL) NOPASSWD: ALL`, `%ops ALL = ALL, !/usr/bin/passwd` (an `ALL` with
-/// exceptions is still everything but a few), `#1001 ALL=(ALL) NOTAFTER=… ALL # comment`.
-/// `Defaults`, alias definitions, includes and comments grant nothing.
-fn all_grant(line: &str) -> Vec<Grantee> {
-    let mut line = line.trim();
-    // A comment starts at a `#` that does not begin a uid (`#1001`) or a gid (`%#27`).
-    let comment = line.match_indices('#').map(|(i, _)| i).find(|&i| {
-        let number = line[i + 1..].starts_with(|c: char| c.is_ascii_digit());
-        let token_start = i == 0 || line[..i].ends_with([' ', '\t', ',', '%']);
-        !(number && token_start)
-    });
-    if let Some(at) = comment {
-        line = line[..at].trim();
-    }
-    if line.is_empty() || line.starts_with('@') || line.starts_with("Defaults") {
-        return Vec::new();
-    }
-    let Some((left, commands)) = line.split_once('=') else {
-        return Vec::new();
-    };
-    let words: Vec<&str> = left.split_whitespace().collect();
-    if words.len() < 2 || words[0].ends_with("_Alias") {
-        return Vec::new();
-    }
-    // The last word is the host list; everything before it, the user list.
-    let users = words[..words.len() - 1].join(" ");
-    let grants_all = commands.split([',', ':']).any(|item| {
-        let mut words: Vec<&str> = item.split_whitespace().collect();
-        // Run-as lists, options (NOTAFTER=…, CWD=…) and tags (NOPASSWD …) before the command.
-        words.retain(|w| {
-            !(w.starts_with('(')
-                || w.ends_with(')')
-                || w.contains('=')
-                || (w.chars().all(|c| c.is_ascii_uppercase() || c == '_') && *w != "ALL"))
-        });
-        words == ["ALL"]
-    });
-    if !grants_all {
-        return Vec::new();
-    }
-    users
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(|u| {
-            if let Some(gid) = u.strip_prefix("%#") {
-                gid.parse().map_or(Grantee::Alias(u.into()), Grantee::Gid)
-            } else if u.starts_with("%:") || u.starts_with('+') {
-                Grantee::Alias(u.into())
-            } else if let Some(group) = u.strip_prefix('%') {
-                Grantee::Group(group.into())
-            } else if let Some(uid) = u.strip_prefix('#') {
-                uid.parse().map_or(Grantee::Alias(u.into()), Grantee::Uid)
-            } else if u
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                || !safe_user_name(u)
-            {
-                Grantee::Alias(u.into())
-            } else {
-                Grantee::User(u.into())
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::Grantee::*;
     use super::*;
-
-    #[test]
-    fn sudoers_lines_that_grant_everything_are_found() {
-        let user = |u: &str| vec![User(u.to_owned())];
-        for (line, who) in [
-            ("alice ALL=(ALL:ALL) ALL", user("alice")),
-            ("alice ALL=(ALL) NOPASSWD: ALL", user("alice")),
-            ("  bob   ALL = (root) NOPASSWD:SETENV: ALL", user("bob")),
-            ("bob ALL=(ALL) NOPASSWD: ALL, !/usr/bin/passwd", user("bob")),
-            ("carol ALL=ALL", user("carol")),
-            ("carol ALL=(ALL) ALL # the on-call admin", user("carol")),
-            (
-                "dora ALL=(ALL) NOTAFTER=20301231000000Z CWD=* ALL",
-                user("dora"),
-            ),
-            ("#1001 ALL=(ALL) ALL", vec![Uid(1001)]),
-            ("%ops ALL=(ALL:ALL) ALL", vec![Group("ops".into())]),
-            ("%#27 ALL=(ALL) ALL", vec![Gid(27)]),
-            (
-                "alice, bob ALL=(ALL) ALL",
-                vec![User("alice".into()), User("bob".into())],
-            ),
-            ("ADMINS ALL=(ALL) ALL", vec![Alias("ADMINS".into())]),
-            ("+admins ALL=(ALL) ALL", vec![Alias("+admins".into())]),
-            ("dave ALL=(ALL) /usr/bin/apt, /usr/bin/systemctl", vec![]),
-            ("erin ALL=(ALL) NOPASSWD: /usr/bin/ALL", vec![]),
-            ("# alice ALL=(ALL) ALL", vec![]),
-            ("Defaults env_reset", vec![]),
-            ("Defaults:alice !requiretty", vec![]),
-            ("User_Alias ADMINS = alice, bob", vec![]),
-            ("Cmnd_Alias EVERYTHING = ALL", vec![]),
-            ("@includedir /etc/sudoers.d", vec![]),
-            ("#includedir /etc/sudoers.d", vec![]),
-            ("", vec![]),
-        ] {
-            assert_eq!(all_grant(line), who, "{line:?}");
-        }
-    }
 
     #[test]
     fn the_managed_rules_expiry_is_read_back() {
