@@ -12,6 +12,8 @@ pub mod cache;
 pub mod cli;
 pub mod daemon;
 pub mod enrolment;
+#[cfg(test)]
+mod fuzz;
 pub mod grants;
 pub mod linux_audit;
 pub mod os;

@@ -857,6 +857,8 @@ async fn record_unverified_in_discovery(
     conn.send(&AgentFrame::Allowed {
         request_id: id,
         cgroup: None,
+        // Discovery: sudo as before.
+        workdir: None,
     })
     .await;
     true
@@ -1298,6 +1300,8 @@ async fn decide_for_sudo(
         conn.send(&AgentFrame::Allowed {
             request_id: id,
             cgroup: Some(session.cgroup.display().to_string()),
+            // An admin session is sudo as before, in the caller's directory.
+            workdir: None,
         })
         .await;
         return;
@@ -1325,6 +1329,7 @@ async fn decide_for_sudo(
                 conn.send(&AgentFrame::Allowed {
                     request_id: id,
                     cgroup: None,
+                    workdir: sudo_workdir(decision, decision.constraints.keep_caller_cwd),
                 })
                 .await;
             }
@@ -1346,12 +1351,16 @@ async fn decide_for_sudo(
             else {
                 return;
             };
-            let (id, record) = match approved {
+            let (id, record, keep_cwd) = match approved {
                 Approved::Server(approved) => {
                     if let Err(e) = agent.upstream.start(&approved.id).await {
                         return conn.refuse("audit", format!("{e}; nothing runs")).await;
                     }
-                    (approved.id, Record::Server)
+                    (
+                        approved.id,
+                        Record::Server,
+                        approved.decision.keep_caller_cwd,
+                    )
                 }
                 // The helpdesk's code, typed through sudo's conversation: recorded here first.
                 Approved::Offline(granted) => {
@@ -1366,7 +1375,11 @@ async fn decide_for_sudo(
                             )
                             .await;
                     }
-                    (granted.id, Record::Local)
+                    (
+                        granted.id,
+                        Record::Local,
+                        decision.constraints.keep_caller_cwd,
+                    )
                 }
             };
             remember_sudo_run(agent, &id, caller, record, peer, None);
@@ -1374,10 +1387,17 @@ async fn decide_for_sudo(
             conn.send(&AgentFrame::Allowed {
                 request_id: id,
                 cgroup: None,
+                workdir: sudo_workdir(decision, keep_cwd),
             })
             .await;
         }
     }
+}
+
+/// Where sudo runs a command: `/` unless the rule keeps the caller's directory, as for
+/// `elevate`; in discovery mode sudo works as before (`None`: sudo's own choice).
+fn sudo_workdir(decision: &elevate_core::Decision, keep_caller_cwd: bool) -> Option<String> {
+    (decision.mode == Mode::Enforce && !keep_caller_cwd).then(|| "/".to_owned())
 }
 
 /// The request approvers are asked about, for `caller`.

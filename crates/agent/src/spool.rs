@@ -19,6 +19,11 @@
 //! the file, so what was spooled before stays readable. A reserve file keeps room on the disk
 //! for the end of what was already allowed.
 //!
+//! **Bounded events.** Every event is bounded on its way in (`elevate_proto::limits`), so no
+//! line is too large for the server; a batch file closes at `limits::BATCH_BYTES`. Events the
+//! server refuses for good are set aside alone in `rejected-` files (the rest of their batch
+//! is delivered): those count against the bound and are summarised first when it is reached.
+//!
 //! Must never: acknowledge an event before it is on disk, delete one the server has not
 //! confirmed, or drop an audit (non-discovery) event to make room.
 
@@ -1078,5 +1083,36 @@ mod tests {
         assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
         assert_eq!(spool.usage().events, 4);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config())]
+
+        /// Whatever a crash, a full disk or a bad block leaves in the spool's files, the spool
+        /// opens, counts exactly the events it can read, and delivers them.
+        #[test]
+        fn any_bytes_in_the_spool_are_read_without_panic(
+            current in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            batch in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            good in 0u32..20,
+        ) {
+            let dir = std::env::temp_dir().join(format!("elevate-spool-{}", uuid::Uuid::now_v7()));
+            fs::create_dir_all(&dir).unwrap();
+            let mut valid = lines(&(0..good).map(event).collect::<Vec<_>>()).unwrap();
+            valid.extend_from_slice(&batch);
+            fs::write(dir.join("batch-0193a000-0000-7000-8000-000000000001.jsonl"), &valid).unwrap();
+            fs::write(dir.join(CURRENT), &current).unwrap();
+            let mut spool = Spool::open(&dir).unwrap();
+            let readable = all(&spool).len() as u64;
+            proptest::prop_assert_eq!(spool.pending(), readable);
+            proptest::prop_assert!(readable >= u64::from(good));
+            let mut sent = 0;
+            while let Some((b, events)) = spool.next_batch().unwrap() {
+                sent += events.len() as u64;
+                spool.confirm(&b, events.len()).unwrap();
+            }
+            proptest::prop_assert_eq!(sent, readable);
+            fs::remove_dir_all(dir).unwrap();
+        }
     }
 }

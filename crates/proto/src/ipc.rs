@@ -157,6 +157,10 @@ pub enum AgentFrame {
         /// even if sudo itself is killed. sudo must refuse to run if it cannot join.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cgroup: Option<String>,
+        /// Where the command runs when the policy says so (`/`, unless a rule keeps the
+        /// caller's directory): sudo must change there before it runs the command, or refuse.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workdir: Option<String>,
     },
     /// An admin session is open until `expires` (RFC 3339, UTC).
     SessionOpened {
@@ -303,6 +307,12 @@ impl FrameReader {
             .map_err(|e| FrameError::Malformed(e.to_string()))
     }
 
+    /// Bytes held, waiting to make a frame (at most `4 + MAX_FRAME` plus one read, when the
+    /// caller reads frames before it pushes more).
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Call at end of stream: an error if a partial frame is left.
     pub fn finish(&self) -> Result<(), FrameError> {
         if self.buffer.is_empty() {
@@ -371,5 +381,93 @@ mod tests {
             r.next_frame::<ClientFrame>(),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    fn fuzz_config() -> proptest::prelude::ProptestConfig {
+        let cases = std::env::var("ELEVATE_FUZZ_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256);
+        proptest::prelude::ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        }
+    }
+
+    /// Bytes that are sometimes frames: a length (often a small one, sometimes one past the
+    /// limit) and a body of JSON-ish text or noise.
+    fn wire() -> impl proptest::prelude::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let body = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            "\\{\"type\":\"(run|status|cancel|signal|sudo_check|offline_code)\"[ -~]{0,80}\\}"
+                .prop_map(String::into_bytes),
+        ];
+        let frame = (
+            prop_oneof![Just(None), Just(Some(u32::MAX)), (0u32..300).prop_map(Some)],
+            body,
+        )
+            .prop_map(|(len, body)| {
+                let len = len.unwrap_or(body.len() as u32);
+                let mut out = len.to_be_bytes().to_vec();
+                out.extend(body);
+                out
+            });
+        proptest::collection::vec(frame, 0..8).prop_map(|f| f.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fuzz_config())]
+
+        /// Whatever arrives, in whatever pieces: no panic, and the reader never holds more than
+        /// one frame and one read, as the agent uses it (frames taken before more is pushed; an
+        /// error ends the connection).
+        #[test]
+        fn any_bytes_in_any_pieces_are_decoded_without_panic(
+            bytes in wire(),
+            cuts in proptest::collection::vec(1usize..8192, 1..20),
+        ) {
+            let mut reader = FrameReader::new();
+            let mut at = 0;
+            'read: for cut in cuts.iter().cycle() {
+                if at >= bytes.len() {
+                    break;
+                }
+                let end = (at + cut).min(bytes.len());
+                reader.push(&bytes[at..end]);
+                at = end;
+                proptest::prop_assert!(reader.buffered() <= 4 + MAX_FRAME + 8192);
+                loop {
+                    match reader.next_frame::<ClientFrame>() {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => break,
+                        Err(_) => break 'read,
+                    }
+                }
+            }
+        }
+
+        /// Any frame a client may send decodes to itself, however the bytes are cut.
+        #[test]
+        fn any_run_frame_round_trips(
+            argv in proptest::collection::vec(".{0,40}", 0..8),
+            cwd in ".{0,60}",
+            reason in proptest::option::of(".{0,60}"),
+            cut in 1usize..64,
+        ) {
+            let frame = ClientFrame::Run { version: VERSION, argv, cwd, reason, interactive: false };
+            let bytes = encode(&frame);
+            let mut reader = FrameReader::new();
+            let mut got = None;
+            for piece in bytes.chunks(cut) {
+                reader.push(piece);
+                if let Some(f) = reader.next_frame::<ClientFrame>().unwrap() {
+                    got = Some(f);
+                }
+            }
+            proptest::prop_assert_eq!(got, Some(frame));
+            proptest::prop_assert!(reader.finish().is_ok());
+        }
     }
 }

@@ -376,7 +376,20 @@ fn exchange(
                 "elevate: admin session open for {} min (until {expires}); this shell ends with it",
                 remaining_secs.div_ceil(60)
             )),
-            AgentFrame::Allowed { request_id, cgroup } => {
+            AgentFrame::Allowed {
+                request_id,
+                cgroup,
+                workdir,
+            } => {
+                // sudo runs the command where this process is when the policy's directory is
+                // the user's own (it changes only to a directory other than the user's).
+                if let Some(dir) = workdir {
+                    if let Err(e) = std::env::set_current_dir(&dir) {
+                        return fail(format!(
+                            "elevate: cannot change to {dir} as the policy says ({e}); nothing runs"
+                        ));
+                    }
+                }
                 // In an admin session, sudo (and so the command it forks) joins the session's
                 // cgroup, which is killed when the session ends: without it, nothing runs.
                 if let Some(cgroup) = cgroup {

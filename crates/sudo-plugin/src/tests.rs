@@ -168,6 +168,7 @@ fn only_an_explicit_allowed_lets_sudo_run() {
     let allowed = AgentFrame::Allowed {
         cgroup: None,
         request_id: "r1".into(),
+        workdir: None,
     };
     let (socket, agent) = agent(vec![
         vec![decided("auto", None), allowed.clone()],
@@ -209,6 +210,7 @@ fn within_an_admin_session_sudo_runs_only_once_it_is_in_the_sessions_cgroup() {
     let in_session = |cgroup: &std::path::Path| AgentFrame::Allowed {
         request_id: "r1".into(),
         cgroup: Some(cgroup.display().to_string()),
+        workdir: None,
     };
     let (socket, agent) = agent(vec![
         vec![decided("auto", None), in_session(&joinable)],
@@ -249,6 +251,7 @@ fn an_approval_is_waited_for_and_shown() {
             AgentFrame::Allowed {
                 cgroup: None,
                 request_id: "r1".into(),
+                workdir: None,
             },
         ],
         vec![
@@ -295,6 +298,7 @@ fn a_required_reason_is_asked_for_once() {
             AgentFrame::Allowed {
                 cgroup: None,
                 request_id: "r1".into(),
+                workdir: None,
             },
         ],
         vec![AgentFrame::Error {
@@ -349,6 +353,7 @@ fn the_end_of_an_allowed_command_is_reported_under_its_request() {
             AgentFrame::Allowed {
                 cgroup: None,
                 request_id: "r42".into(),
+                workdir: None,
             },
         ],
         vec![],

@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 
 use crate::sudoers::safe_user_name;
 
-/// How deep includes and aliases are followed (sudo allows 128 nested includes; real
-/// configurations use two or three).
+/// How deep includes are followed (sudo allows 128 nested includes; real configurations use
+/// two or three).
 const MAX_DEPTH: usize = 16;
+/// How deep aliases are followed (each alias once per entry, so this bounds only the stack).
+const MAX_ALIAS_DEPTH: usize = 128;
 
 /// One sudoers entry: the physical lines it spans (continued with `\`) and their joined text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,13 +98,17 @@ impl Sudoers {
     /// The grant an entry makes, if it makes its grantees root.
     pub fn grant(&self, entry: &Entry) -> Option<Grant> {
         let (users, commands) = user_spec(&entry.text)?;
+        // Each alias is expanded once per entry: aliases that name each other (or one alias
+        // many times) cannot make this take longer than the entry and its definitions.
+        let mut seen = std::collections::HashSet::new();
         let why = commands
             .split([',', ':'])
-            .find_map(|item| self.root_command(command_of(item)?, 0))?;
+            .find_map(|item| self.root_command(command_of(item)?, 0, &mut seen))?;
         let mut via_alias = false;
         let mut grantees = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for u in users.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            self.expand_user(u, 0, &mut via_alias, &mut grantees);
+            self.expand_user(u, 0, &mut seen, &mut via_alias, &mut grantees);
         }
         (!grantees.is_empty()).then_some(Grant {
             grantees,
@@ -111,13 +117,23 @@ impl Sudoers {
         })
     }
 
-    fn expand_user(&self, u: &str, depth: usize, via_alias: &mut bool, out: &mut Vec<Grantee>) {
+    fn expand_user(
+        &self,
+        u: &str,
+        depth: usize,
+        seen: &mut std::collections::HashSet<String>,
+        via_alias: &mut bool,
+        out: &mut Vec<Grantee>,
+    ) {
         match grantee(u) {
-            Grantee::Alias(name) if depth < MAX_DEPTH => match self.users.get(&name) {
+            Grantee::Alias(name) if depth < MAX_ALIAS_DEPTH => match self.users.get(&name) {
                 Some(members) => {
                     *via_alias = true;
+                    if !seen.insert(name) {
+                        return;
+                    }
                     for m in members {
-                        self.expand_user(m, depth + 1, via_alias, out);
+                        self.expand_user(m, depth + 1, seen, via_alias, out);
                     }
                 }
                 None => out.push(Grantee::Alias(name)),
@@ -128,17 +144,26 @@ impl Sudoers {
 
     /// Why `command` (one item of a command list, tags and options removed) makes its user
     /// root, if it does.
-    fn root_command(&self, command: &str, depth: usize) -> Option<String> {
+    fn root_command(
+        &self,
+        command: &str,
+        depth: usize,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Option<String> {
         if command == "ALL" {
             return Some("ALL".into());
         }
         if let Some(values) = self.commands.get(command) {
-            if depth >= MAX_DEPTH {
+            if depth >= MAX_ALIAS_DEPTH {
+                // Deeper than anyone writes by hand: counted as a grant (fail closed).
+                return Some(format!("Cmnd_Alias {command} (nested too deep to follow)"));
+            }
+            if !seen.insert(command.to_owned()) {
                 return None;
             }
             let inner = values
                 .iter()
-                .find_map(|v| self.root_command(command_of(v)?, depth + 1))?;
+                .find_map(|v| self.root_command(command_of(v)?, depth + 1, seen))?;
             return Some(format!("Cmnd_Alias {command} ({inner})"));
         }
         let program = command.split_whitespace().next()?;
@@ -542,6 +567,25 @@ mod tests {
     }
 
     #[test]
+    fn aliases_that_name_each_other_end() {
+        // 40 aliases, each naming the next twice, and a cycle at the end: expanded naively
+        // that is 2^40 steps.
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&format!("Cmnd_Alias C{i} = C{n}, C{n}\n", n = i + 1));
+            text.push_str(&format!("User_Alias U{i} = U{n}, U{n}\n", n = i + 1));
+        }
+        text.push_str("Cmnd_Alias C40 = C0\nUser_Alias U40 = U0, alice\nU0 ALL=(ALL) C0\n");
+        assert_eq!(
+            grantees(&text),
+            Vec::<Grantee>::new(),
+            "C0 never reaches ALL"
+        );
+        let text = text.replace("C40 = C0", "C40 = C0, /bin/sh");
+        assert_eq!(grantees(&text), [User("alice".into())]);
+    }
+
+    #[test]
     fn nothing_panics_on_odd_lines() {
         for line in [
             "=",
@@ -556,6 +600,21 @@ mod tests {
             "a b = !",
         ] {
             let _ = grantees(line);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config())]
+
+        /// Any text, read as sudoers: no panic, and every grant names someone.
+        #[test]
+        fn any_sudoers_text_is_read_without_panic(text in crate::fuzz::sudoers_text()) {
+            let s = read(&text);
+            for entry in &s.entries {
+                if let Some(g) = s.grant(entry) {
+                    proptest::prop_assert!(!g.grantees.is_empty());
+                }
+            }
         }
     }
 }

@@ -693,3 +693,26 @@ fn an_environment_that_runs_other_code_is_refused_in_enforce_mode() {
         },
     );
 }
+
+#[test]
+fn sudo_runs_commands_where_the_policy_says() {
+    namespaced("sudo::sudo_runs_commands_where_the_policy_says", || {
+        let world = World::new();
+        let Some(()) = sudo_through_elevate(&world) else {
+            return;
+        };
+        let anywhere = world.program("auto", "where", "#!/bin/sh\npwd\n", 0o755);
+        let here = world.program("here", "where", "#!/bin/sh\npwd\n", 0o755);
+        // As with elevate: in `/`, unless the rule keeps the caller's directory.
+        let out = sudo_as("alice", &["-n", anywhere.to_str().unwrap()])
+            .current_dir("/tmp")
+            .output()
+            .unwrap();
+        assert_eq!(text(&out.stdout), "/\n", "{}", text(&out.stderr));
+        let out = sudo_as("alice", &["-n", here.to_str().unwrap()])
+            .current_dir("/tmp")
+            .output()
+            .unwrap();
+        assert_eq!(text(&out.stdout), "/tmp\n", "{}", text(&out.stderr));
+    });
+}

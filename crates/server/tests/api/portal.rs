@@ -343,7 +343,10 @@ async fn devices_list_the_standing_rights_that_need_a_person() {
     let (status, html) = page(&server, &http, &cookie, "/portal/devices").await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("/etc/sudoers.d/continued line 1"), "{html}");
-    assert!(html.contains("&#60;script&#62;x&#60;/script&#62;"), "{html}");
+    assert!(
+        html.contains("&#60;script&#62;x&#60;/script&#62;"),
+        "{html}"
+    );
     assert!(!html.contains('\u{1b}'), "{html}");
     server.stop().await;
 }

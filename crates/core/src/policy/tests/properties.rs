@@ -71,7 +71,98 @@ prop_compose! {
     }
 }
 
+/// 256 cases, or `ELEVATE_FUZZ_CASES` for a long run.
+fn fuzz_config() -> ProptestConfig {
+    let cases = std::env::var("ELEVATE_FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(256);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Policy text built from the policy's own keys and values, in any order, often wrong.
+fn policy_text() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("version"),
+        Just("unmatched"),
+        Just("approvers"),
+        Just("reason"),
+        Just("session_max"),
+        Just("name"),
+        Just("timezone"),
+        Just("weekly"),
+        Just("dates_off"),
+        Just("who"),
+        Just("what"),
+        Just("when"),
+        Just("where"),
+        Just("action"),
+        Just("mode"),
+        Just("paths"),
+        Just("args"),
+        Just("sha256"),
+        Just("package"),
+        Just("session"),
+        Just("users"),
+        Just("groups"),
+        Just("count"),
+        Just("sla"),
+        Just("escalate"),
+        Just("expire"),
+        Just("offline_max_age"),
+        Just("break_glass_codes"),
+        Just("workdir"),
+    ];
+    let value = prop_oneof![
+        Just("1".to_owned()),
+        Just("0".to_owned()),
+        Just("-5".to_owned()),
+        Just("99999999999999999999".to_owned()),
+        Just("true".to_owned()),
+        Just("\"auto\"".to_owned()),
+        Just("\"approve\"".to_owned()),
+        Just("\"deny\"".to_owned()),
+        Just("\"30m\"".to_owned()),
+        Just("\"mon-fri 08:00-18:00\"".to_owned()),
+        Just("\"Europe/Berlin\"".to_owned()),
+        Just("[\"/usr/bin/*\", \"**\"]".to_owned()),
+        Just("{ session = true }".to_owned()),
+        Just("{ approve = { approvers = \"ops\", count = 3 } }".to_owned()),
+        Just("{ deny = \"no\" }".to_owned()),
+        Just("[]".to_owned()),
+        Just("{}".to_owned()),
+        "\"[ -~]{0,16}\"",
+    ];
+    let line = prop_oneof![
+        (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+        Just("[defaults]".to_owned()),
+        Just("[[rule]]".to_owned()),
+        Just("[[calendar]]".to_owned()),
+        Just("[[wave]]".to_owned()),
+        Just("[break_glass]".to_owned()),
+        ".{0,30}",
+    ];
+    proptest::collection::vec(line, 0..40).prop_map(|l| format!("version = 1\n{}", l.join("\n")))
+}
+
 proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// Any text: parsed, or refused with a line, a column, a field and a message; never a
+    /// panic.
+    #[test]
+    fn any_policy_text_parses_or_names_its_line(text in policy_text()) {
+        if let Err(e) = Policy::parse(&text) {
+            prop_assert!(e.line >= 1 && e.column >= 1);
+            prop_assert!(e.line <= text.lines().count() + 1);
+            prop_assert!(!e.message.is_empty() && !e.field.is_empty());
+        }
+    }
+
     #[test]
     fn decide_never_panics_and_discover_always_runs(
         request in any_request(),
