@@ -197,6 +197,20 @@ async fn an_admin_manages_policy_requests_devices_and_audit() {
         decision["approvers"], "helpdesk",
         "the draft file was evaluated, not v2"
     );
+    // A link is tested as a device decides it: the file it leads to, invoked by its name.
+    let test = ctl
+        .run(
+            &["policy", "test", "--user", "bob", "--path", "/bin/sh"],
+            None,
+        )
+        .await;
+    Ctl::ok(&test);
+    assert!(
+        test.stderr
+            .contains("warning: /bin/sh is a link to /usr/bin/dash here"),
+        "{}",
+        test.stderr
+    );
 
     // Devices and enrolment tokens.
     let out = ctl

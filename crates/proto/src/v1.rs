@@ -305,6 +305,16 @@ pub struct PolicyDiff {
 }
 
 /// Explain how a policy would decide a request, without creating it.
+/// What `policy test` answers: the decision (as a device would get it) and what the server
+/// noticed about the paths involved (links, paths that do not exist here).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PolicyTestResult {
+    #[serde(flatten)]
+    pub decision: DecisionView,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyTest {

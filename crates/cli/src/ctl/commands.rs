@@ -351,10 +351,14 @@ fn policy(cli: &Cli, client: &Client, c: &PolicyCommand) -> anyhow::Result<ExitC
             }
         }
         PolicyCommand::Test(args) => {
-            let decision: DecisionView = client.post("/v1/policy-test", &policy_test(args)?)?;
+            let tested: PolicyTestResult = client.post("/v1/policy-test", &policy_test(args)?)?;
+            let decision = &tested.decision;
             if cli.json {
-                print_json(&decision)?;
+                print_json(&tested)?;
             } else {
+                for warning in &tested.warnings {
+                    eprintln!("warning: {}", terminal_safe(warning));
+                }
                 println!("{}", decision.outcome.to_uppercase());
                 println!("  rule: {}", decision.rule.as_deref().unwrap_or("defaults"));
                 println!("  why:  {}", terminal_safe(&decision.explanation));

@@ -24,6 +24,8 @@ pub(crate) struct Cached {
 #[derive(Debug, Clone)]
 pub struct PolicyTestOutcome {
     pub decision: DecisionView,
+    /// About the matched rule's paths and the path tested.
+    pub warnings: Vec<String>,
 }
 
 fn invalid(e: PolicyError) -> AppError {
@@ -179,13 +181,37 @@ impl App {
             (None, None) => self.current_policy().await?,
         };
         let device = t.device.as_deref().unwrap_or("test-device");
-        let request = t
+        let mut request = t
             .request
             .to_core(device, &t.device_tags)
             .map_err(|e| AppError::BadRequest(e.0))?;
+        let mut warnings = Vec::new();
+        // As a device decides: a link is the file it leads to, invoked by the link's name.
+        if let elevate_core::Target::Command(c) = &mut request.target {
+            if c.invoked.is_none() {
+                if let Ok(file) = std::fs::canonicalize(&c.path) {
+                    let file = file.display().to_string();
+                    if file != c.path {
+                        warnings.push(format!(
+                            "{} is a link to {file} here: decided as a device would, for {file} invoked as {}",
+                            c.path, c.path
+                        ));
+                        c.invoked = Some(std::mem::replace(&mut c.path, file));
+                    }
+                }
+            }
+        }
         let decision = decide(&policy, &request, t.at.unwrap_or_else(|| self.now()));
+        if let Some(rule) = &decision.rule {
+            warnings.extend(
+                path_warnings(&policy)
+                    .into_iter()
+                    .filter(|w| w.starts_with(&format!("rule {rule:?} "))),
+            );
+        }
         Ok(PolicyTestOutcome {
             decision: DecisionView::from_decision(&decision, version),
+            warnings,
         })
     }
 }

@@ -389,13 +389,17 @@ pub async fn policy_bundle(
 
 /// Explain how a policy would decide a request, without creating it.
 #[utoipa::path(post, path = "/v1/policy-test", request_body = PolicyTest, security(("bearer" = [])),
-    responses((status = 200, body = DecisionView), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = PolicyTestResult), (status = 422, body = ErrorBody)))]
 pub async fn test_policy(
     State(app): State<App>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<PolicyTest>,
-) -> ApiResult<Json<DecisionView>> {
-    Ok(Json(app.test_policy(&caller, &body).await?.decision))
+) -> ApiResult<Json<PolicyTestResult>> {
+    let outcome = app.test_policy(&caller, &body).await?;
+    Ok(Json(PolicyTestResult {
+        decision: outcome.decision,
+        warnings: outcome.warnings,
+    }))
 }
 
 /// Ask for elevation (enrolled devices). Decided at once: `approved` (auto), `pending` or `denied`.
