@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::world::text;
+use crate::world::{on_thread_as, text, uid_of};
 use crate::{namespaced, World};
 
 #[test]
@@ -432,25 +432,7 @@ fn run_frame_with(
     frame: serde_json::Value,
     fds: [std::os::fd::BorrowedFd<'_>; 3],
 ) -> String {
-    let body = serde_json::to_vec(&frame).unwrap();
-    let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(&body);
-    let mut s = UnixStream::connect(&world.socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
-    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-    control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
-    let sent = rustix::net::sendmsg(
-        &s,
-        &[std::io::IoSlice::new(&bytes)],
-        &mut control,
-        rustix::net::SendFlags::empty(),
-    )
-    .unwrap();
-    s.write_all(&bytes[sent..]).unwrap();
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    text(&answer)
+    crate::world::send_run_frame(&world.socket, &frame, fds)
 }
 
 #[test]
@@ -606,16 +588,9 @@ fn a_connection_that_trickles_or_says_nothing_is_closed_within_seconds() {
         "attacks::a_connection_that_trickles_or_says_nothing_is_closed_within_seconds",
         || {
             let world = World::new();
-            let alice = nix::unistd::User::from_name("alice")
-                .unwrap()
-                .unwrap()
-                .uid
-                .as_raw();
             let socket = world.socket.clone();
             // One connection says nothing; another sends its frame a byte a second.
-            let (silent, trickled) = std::thread::spawn(move || {
-                let uid = rustix::process::Uid::from_raw(alice);
-                rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+            let (silent, trickled) = on_thread_as(uid_of("alice"), move || {
                 let silent = UnixStream::connect(&socket).unwrap();
                 let mut trickle = UnixStream::connect(&socket).unwrap();
                 let started = Instant::now();
@@ -634,9 +609,7 @@ fn a_connection_that_trickles_or_says_nothing_is_closed_within_seconds() {
                 let mut said = Vec::new();
                 let _ = s.read_to_end(&mut said);
                 (text(&said), closed_after)
-            })
-            .join()
-            .unwrap();
+            });
             assert!(silent.contains("no request arrived in time"), "{silent}");
             // The frame takes 21 s to trickle in; the agent gives a whole frame 5 s from its
             // first byte (it gave 10 s before), and the next write fails once it has closed.

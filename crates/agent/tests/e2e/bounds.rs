@@ -2,56 +2,22 @@
 //! event is bounded before it is spooled (`elevate_proto::limits`), and one event the server
 //! refuses is set aside alone while every other event is delivered.
 
-use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::sudo::{sudo, sudo_through_elevate};
-use crate::world::text;
+use crate::world::{on_thread_as, send_run_frame, text, uid_of};
 use crate::{namespaced, World};
 
-/// The uid of `name`.
-fn uid_of(name: &str) -> u32 {
-    nix::unistd::User::from_name(name)
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw()
-}
-
-/// As `uid` (from one thread: credentials are per thread in the kernel), sends `frame` with
-/// /dev/null as its three descriptors, like a forged client; returns the agent's answer.
+/// As `uid`, sends `frame` with /dev/null as its three descriptors, like a forged client;
+/// returns the agent's answer.
 fn run_frame_as(world: &World, uid: u32, frame: serde_json::Value) -> String {
     let socket = world.socket.clone();
-    std::thread::spawn(move || {
-        let uid = rustix::process::Uid::from_raw(uid);
-        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
-        let body = serde_json::to_vec(&frame).unwrap();
-        let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
-        bytes.extend_from_slice(&body);
+    on_thread_as(uid, move || {
         let null = std::fs::File::open("/dev/null").unwrap();
-        let mut s = UnixStream::connect(&socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let fds = [null.as_fd(), null.as_fd(), null.as_fd()];
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
-        let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-        control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
-        let sent = rustix::net::sendmsg(
-            &s,
-            &[std::io::IoSlice::new(&bytes)],
-            &mut control,
-            rustix::net::SendFlags::empty(),
-        )
-        .unwrap();
-        s.write_all(&bytes[sent..]).unwrap();
-        let mut answer = Vec::new();
-        let _ = s.read_to_end(&mut answer);
-        text(&answer)
+        send_run_frame(&socket, &frame, [null.as_fd(), null.as_fd(), null.as_fd()])
     })
-    .join()
-    .unwrap()
 }
 
 /// Bytes of the spool's files (its reserve aside).

@@ -476,3 +476,53 @@ fn the_world_is_issued_on_the_clock_it_runs_with() {
         });
     }
 }
+
+/// The uid of user `name` (in this namespace's /etc).
+pub fn uid_of(name: &str) -> u32 {
+    nix::unistd::User::from_name(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no user {name}"))
+        .uid
+        .as_raw()
+}
+
+/// Runs `f` on a thread of its own as `uid` (credentials are per thread in the kernel: what
+/// it connects to sees that user), and returns what `f` returns.
+pub fn on_thread_as<T: Send + 'static>(uid: u32, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        let uid = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Sends a run frame with its three descriptors to `socket`, as a (possibly forged) client
+/// would, and returns the agent's whole answer.
+pub fn send_run_frame(
+    socket: &Path,
+    frame: &serde_json::Value,
+    fds: [std::os::fd::BorrowedFd<'_>; 3],
+) -> String {
+    use std::io::{Read, Write};
+    let body = serde_json::to_vec(frame).unwrap();
+    let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&body);
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+    let sent = rustix::net::sendmsg(
+        &s,
+        &[std::io::IoSlice::new(&bytes)],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )
+    .unwrap();
+    s.write_all(&bytes[sent..]).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    text(&answer)
+}
