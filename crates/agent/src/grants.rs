@@ -1,5 +1,5 @@
 //! Admin sessions: a user's time-limited right to use sudo for anything, with an absolute expiry
-//! that holds without the agent (DESIGN invariant 2).
+//! that holds without the agent (security invariant 2).
 //!
 //! An open session is four things, made in this order and undone in reverse:
 //! 1. a line in the ledger (`admin-sessions.json` in the state folder, written whole and flushed,

@@ -1,5 +1,5 @@
 //! Admin-session grants: a user's time-limited right to act as root on one device, with an
-//! absolute expiry (DESIGN invariant 2).
+//! absolute expiry (security invariant 2).
 //!
 //! Must never: create a grant without an end, longer than the policy's maximum, or make a grant
 //! active again once it has expired or been revoked. Time is always passed in as `now`.

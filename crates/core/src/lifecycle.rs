@@ -1,5 +1,5 @@
 //! The life of a request: its states, the events that move it, and the tally of approvals that
-//! decides when it is approved (separation of duties, DESIGN invariant 5).
+//! decides when it is approved (separation of duties, security invariant 5).
 //!
 //! Must never: let a terminal request move again, reach `Running` without passing `Approved`, or
 //! count the requester (or the same approver twice) towards an approval.

@@ -195,3 +195,44 @@ fn core_does_no_io_reads_no_clock_and_has_no_async() {
         }
     }
 }
+
+/// Every test docs/security.md names for an invariant exists (`module::name` or `name`), and
+/// the code cites the invariants there, not in a document outside the repository.
+#[test]
+fn the_security_invariants_name_tests_that_exist() {
+    let doc = fs::read_to_string(crates_dir().join("../docs/security.md")).unwrap();
+    let mut all = Vec::new();
+    for krate in fs::read_dir(crates_dir()).unwrap() {
+        let krate = krate.unwrap().path();
+        for folder in ["src", "tests"] {
+            if krate.join(folder).is_dir() {
+                rust_files(&krate.join(folder), &mut all);
+            }
+        }
+    }
+    let texts: Vec<(PathBuf, String)> = all
+        .iter()
+        .map(|p| (p.clone(), fs::read_to_string(p).unwrap()))
+        .collect();
+    let mut named = 0;
+    for line in doc.lines().filter(|l| l.starts_with("- ")) {
+        for name in line.split('`').skip(1).step_by(2) {
+            let (module, test) = name.rsplit_once("::").unwrap_or(("", name));
+            let found = texts.iter().any(|(path, text)| {
+                (module.is_empty() || path.file_stem().is_some_and(|s| s == module))
+                    && text.contains(&format!("fn {test}("))
+            });
+            assert!(found, "docs/security.md names {name}, which no test is called");
+            named += 1;
+        }
+    }
+    assert!(named > 40, "docs/security.md names only {named} tests");
+    let outside = ["DESIGN", "invariant"].join(" ");
+    for (path, text) in &texts {
+        assert!(
+            !text.contains(&outside),
+            "{} cites {outside:?}: cite \"security invariant N\" (docs/security.md)",
+            relative(path)
+        );
+    }
+}

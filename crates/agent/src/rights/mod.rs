@@ -1,5 +1,5 @@
 //! Standing admin rights: found on the machine, taken away when the policy puts their holder in
-//! enforce mode, and given back exactly when it no longer does (DESIGN invariant 2).
+//! enforce mode, and given back exactly when it no longer does (security invariant 2).
 //!
 //! A standing right is membership of an admin group (`sudo`, `wheel`, `admin`) or a sudoers line
 //! that names the user and grants `ALL` (in `/etc/sudoers` or `/etc/sudoers.d`). Only people's

@@ -1,6 +1,6 @@
 //! The tamper-evident audit chain: every state change becomes an [`AuditEvent`], each record
 //! carries the hash of the record before it, and [`verify`] finds and names the first place where
-//! the stored chain was edited, cut, extended, reordered or renumbered (DESIGN invariant 7).
+//! the stored chain was edited, cut, extended, reordered or renumbered (security invariant 7).
 //!
 //! Must never: touch storage, read a clock or re-serialise `data` before hashing. The server and
 //! the agent store the records; this module only computes hashes and checks them.

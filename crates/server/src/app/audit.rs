@@ -226,7 +226,7 @@ impl App {
 }
 
 /// One CSV cell: quoted, quotes doubled, and a leading `= + - @` (or tab/CR) defused with `'` so
-/// spreadsheets do not run it as a formula (DESIGN invariant 8).
+/// spreadsheets do not run it as a formula (security invariant 8).
 pub fn csv_cell(text: &str) -> String {
     let defused = match text.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),

@@ -2,7 +2,7 @@
 //! cancel, start, finish, expire.
 //!
 //! Must never: let a requester approve their own request, let an approver outside the routed
-//! group decide, or change a state without core's state machine agreeing (DESIGN invariant 5).
+//! group decide, or change a state without core's state machine agreeing (security invariant 5).
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Integrations with the places approvers are: chat, e-mail, webhooks (issue 6). Each module
 //! turns outside input into something the application can trust, or refuses it, before the
 //! application sees it, and renders untrusted text (argv, reasons, names) so that it stays text
-//! in that channel (DESIGN invariant 8).
+//! in that channel (security invariant 8).
 
 pub mod email;
 pub mod slack;

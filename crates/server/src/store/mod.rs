@@ -2,7 +2,7 @@
 //! SQL that both backends accept (`$n` placeholders, `ON CONFLICT`, `RETURNING`).
 //!
 //! Architecture invariant: only this module knows SQL. Every state change that must be audited is
-//! written in the same transaction as its audit record (DESIGN invariant 7).
+//! written in the same transaction as its audit record (security invariant 7).
 //! Must never: build SQL from untrusted text (always bind parameters).
 
 mod accounts;

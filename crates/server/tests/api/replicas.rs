@@ -58,7 +58,7 @@ async fn a_change_on_one_replica_wakes_the_live_pages_of_another() {
 
 #[tokio::test]
 async fn the_database_password_never_shows_in_debug_output() {
-    // PostgreSQL here trusts local connections, so any password connects (DESIGN invariant 9).
+    // PostgreSQL here trusts local connections, so any password connects (security invariant 9).
     if !available(Db::Postgres).await {
         return;
     }
