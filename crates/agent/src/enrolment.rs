@@ -4,8 +4,7 @@
 //! Must never: write the file with group or other access, or read one that has it.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -64,23 +63,9 @@ impl Enrolment {
     }
 }
 
-/// Writes a file atomically with mode 0600 (temp file, fsync, rename) in a 0700 folder.
+/// Writes a file atomically with mode 0600 in a 0700 folder (`state_file::replace_private`).
 pub fn write_private(target: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = target.parent().context("a file path has a folder")?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    let tmp = target.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, target)?;
-    Ok(())
+    crate::state_file::replace_private(target, bytes)
 }
 
 /// Trades a one-time token for the device's credentials and saves them.

@@ -148,7 +148,7 @@ impl Places {
     /// Writes the ledger whole and flushed (call with the lock held).
     fn write(&self, sessions: &[AdminSession]) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(sessions).expect("sessions serialise");
-        crate::sudo_setup::replace_file(&self.state_dir.join(LEDGER), &text, 0o600)
+        crate::state_file::replace(&self.state_dir.join(LEDGER), text.as_bytes(), 0o600)
     }
 
     /// Reads the ledger, lets `f` change it, and writes it back, holding the lock throughout.
@@ -179,13 +179,7 @@ impl Places {
 
     /// The ledger as it is on disk (no lock: for reading only).
     pub fn read(&self) -> anyhow::Result<Vec<AdminSession>> {
-        let path = self.state_dir.join(LEDGER);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is damaged", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        crate::state_file::read_list(&self.state_dir.join(LEDGER))
     }
 
     /// Opens an admin session of `length` for `user` (request `id`). On any failure what was

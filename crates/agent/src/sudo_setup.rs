@@ -11,8 +11,7 @@
 //! `sudo.conf` behind.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -168,31 +167,6 @@ fn check_plugin(plugin: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `text` to `path` through a temporary file in the same folder, flushed, with `mode`,
-/// then renamed over it (a reader sees the old file or the new one, never a mix).
-pub(crate) fn replace_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    let dir = path.parent().context("a file without a folder")?;
-    let tmp = dir.join(format!(
-        ".{}.elevate-tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.set_permissions(fs::Permissions::from_mode(mode))?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
 fn backup_path(sudo_conf: &Path) -> PathBuf {
     sudo_conf.with_extension("conf.elevate-backup")
 }
@@ -228,12 +202,12 @@ pub fn install(setup: &SudoSetup) -> anyhow::Result<String> {
         ));
     }
     let backup = backup_path(&setup.sudo_conf);
-    replace_file(&backup, &current, 0o644)?;
-    replace_file(&setup.sudo_conf, &wanted, 0o644)?;
+    crate::state_file::replace(&backup, current.as_bytes(), 0o644)?;
+    crate::state_file::replace(&setup.sudo_conf, wanted.as_bytes(), 0o644)?;
     // sudo must now load both plugins; if it cannot, put the old file back.
     let (loaded, check) = sudo_version(&setup.sudo)?;
     if !loaded {
-        replace_file(&setup.sudo_conf, &current, 0o644)?;
+        crate::state_file::replace(&setup.sudo_conf, current.as_bytes(), 0o644)?;
         bail!(
             "sudo did not load the Elevate plugins with the new {}; the previous file is back in place. sudo said:\n{check}",
             setup.sudo_conf.display()
@@ -268,8 +242,8 @@ pub fn uninstall(setup: &SudoSetup) -> anyhow::Result<String> {
             setup.sudo_conf.display()
         ));
     }
-    replace_file(&backup_path(&setup.sudo_conf), &current, 0o644)?;
-    replace_file(&setup.sudo_conf, &wanted, 0o644)?;
+    crate::state_file::replace(&backup_path(&setup.sudo_conf), current.as_bytes(), 0o644)?;
+    crate::state_file::replace(&setup.sudo_conf, wanted.as_bytes(), 0o644)?;
     Ok(format!(
         "sudo no longer asks Elevate: {} updated",
         setup.sudo_conf.display()
@@ -336,9 +310,9 @@ fn write_marker(setup: &SudoSetup) -> anyhow::Result<()> {
         plugin_sha256: crate::resolve::file_sha256(&setup.plugin)
             .with_context(|| format!("cannot read {}", setup.plugin.display()))?,
     };
-    replace_file(
+    crate::state_file::replace(
         &setup.state_dir.join(MARKER),
-        &serde_json::to_string_pretty(&installed)?,
+        serde_json::to_string_pretty(&installed)?.as_bytes(),
         0o600,
     )
 }

@@ -35,34 +35,30 @@ impl Sudoers {
     /// Writes `text` as `name` (mode 0440) once `visudo` has accepted it.
     pub fn install(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
         let path = self.path(name);
-        let staging = self.dir.join(format!(".{name}.elevate-tmp"));
-        crate::sudo_setup::replace_file(&staging, text, 0o440)?;
+        crate::state_file::replace_checked(&path, text.as_bytes(), 0o440, |staged| {
+            self.check(staged, &path)
+        })?;
+        Ok(path)
+    }
+
+    /// `visudo -cf` of a staged copy of `path`: an error (saying that `path` was left as it
+    /// was) unless visudo accepts it.
+    pub fn check(&self, staged: &Path, path: &Path) -> anyhow::Result<()> {
         let checked = Command::new(&self.visudo)
             .arg("-cf")
-            .arg(&staging)
+            .arg(staged)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .output()
-            .with_context(|| format!("cannot run {}", self.visudo.display()));
-        let checked = match checked {
-            Ok(out) => out,
-            Err(e) => {
-                let _ = std::fs::remove_file(&staging);
-                return Err(e);
-            }
-        };
+            .with_context(|| format!("cannot run {}", self.visudo.display()))?;
         if !checked.status.success() {
-            let _ = std::fs::remove_file(&staging);
             bail!(
-                "visudo refused the rule for {} ({}); nothing was changed",
+                "visudo refused the new {} ({}); it was left as it was",
                 path.display(),
                 String::from_utf8_lossy(&checked.stderr).trim()
             );
         }
-        std::fs::rename(&staging, &path)
-            .with_context(|| format!("cannot put {} in place", path.display()))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        Ok(path)
+        Ok(())
     }
 
     /// Removes a managed file; one that is already gone is fine.

@@ -222,7 +222,10 @@ fn the_security_invariants_name_tests_that_exist() {
                 (module.is_empty() || path.file_stem().is_some_and(|s| s == module))
                     && text.contains(&format!("fn {test}("))
             });
-            assert!(found, "docs/security.md names {name}, which no test is called");
+            assert!(
+                found,
+                "docs/security.md names {name}, which no test is called"
+            );
             named += 1;
         }
     }

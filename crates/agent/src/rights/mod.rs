@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -198,18 +198,12 @@ impl Rights {
     }
 
     pub fn ledger(&self) -> anyhow::Result<Vec<Revoked>> {
-        let path = self.state_dir.join(LEDGER);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is damaged", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        crate::state_file::read_list(&self.state_dir.join(LEDGER))
     }
 
     fn write_ledger(&self, ledger: &[Revoked]) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(ledger).expect("ledger serialises");
-        crate::sudo_setup::replace_file(&self.state_dir.join(LEDGER), &text, 0o600)
+        crate::state_file::replace(&self.state_dir.join(LEDGER), text.as_bytes(), 0o600)
     }
 
     /// The groups taken from `user`: they still count as the user's for the policy (a wave
@@ -668,49 +662,9 @@ impl Rights {
             bail!("{} no longer holds the line {from:?}", file.display());
         }
         let mode = fs::metadata(file)?.mode() & 0o7777;
-        let dir = file.parent().context("a sudoers file without a folder")?;
-        let name = file.file_name().context("a sudoers file without a name")?;
-        let staging = dir.join(format!(".{}.elevate-tmp", name.to_string_lossy()));
-        {
-            use std::io::Write;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o440)
-                .open(&staging)
-                .with_context(|| format!("cannot write {}", staging.display()))?;
-            f.write_all(out.as_bytes())?;
-            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-            f.sync_all()?;
-        }
-        let checked = Command::new(&self.sudoers.visudo)
-            .arg("-cf")
-            .arg(&staging)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .output();
-        match checked {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                let _ = fs::remove_file(&staging);
-                bail!(
-                    "visudo refused the changed {} ({}); it was left as it was",
-                    file.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&staging);
-                return Err(e).context("cannot run visudo");
-            }
-        }
-        fs::rename(&staging, file).with_context(|| format!("cannot replace {}", file.display()))?;
-        // The change is made; a failed flush of the folder does not undo it.
-        if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
-            tracing::warn!(error = %e, dir = %dir.display(), "cannot flush the sudoers folder");
-        }
-        Ok(())
+        crate::state_file::replace_checked(file, out.as_bytes(), mode, |staged| {
+            self.sudoers.check(staged, file)
+        })
     }
 
     /// Writes the managed rule for the users whose rights are taken (or removes it). The rule

@@ -35,7 +35,11 @@ pub(crate) fn failures(state_dir: &std::path::Path) -> u32 {
 }
 
 pub(crate) fn set_failures(state_dir: &std::path::Path, n: u32) -> anyhow::Result<()> {
-    crate::sudo_setup::replace_file(&state_dir.join(FAILURES), &format!("{n}\n"), 0o600)
+    crate::state_file::replace(
+        &state_dir.join(FAILURES),
+        format!("{n}\n").as_bytes(),
+        0o600,
+    )
 }
 
 /// What a good code granted.
