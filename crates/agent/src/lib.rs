@@ -22,6 +22,7 @@ pub mod resolve;
 pub mod rights;
 mod session;
 pub mod spool;
+pub mod state;
 pub mod state_file;
 pub mod sudo_setup;
 pub mod sudoers;

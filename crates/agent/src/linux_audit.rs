@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::daemon::Agent;
+use crate::state::Agent;
 
 /// The rule's key; executions the kernel marks with it are ours to read.
 pub const KEY: &str = "elevate";
@@ -354,15 +354,8 @@ pub fn ensure_rules() -> Result<(), String> {
 pub const ON: &str =
     "on (kernel rule -k elevate: root commands by people outside sudo and elevate)";
 
-/// The collector's reader, while it runs.
-#[derive(Debug, Clone, Default)]
-pub struct Running(Arc<std::sync::atomic::AtomicBool>);
-
-impl Running {
-    pub fn alive(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
+/// The collector's reader, while it runs (kept in the agent's shared state).
+pub use crate::state::LinuxAuditRunning as Running;
 
 /// Turns the collector on: the rule in the kernel, a socket on the read-only group, a thread
 /// that records. Returns the status line, or why it cannot run here.

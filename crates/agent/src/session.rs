@@ -18,25 +18,16 @@ use elevate_proto::v1::{AuditEventIn, DecisionView, NewRequest, RequestView, Wir
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
-use crate::daemon::Agent;
 use crate::os;
+use crate::state::{end_session_with, remember_sudo_run, Agent, Record};
 
 mod admin;
 mod offline;
 
-pub(crate) use offline::{failures as offline_failures, DEVICE_BUDGET as OFFLINE_BUDGET};
-
-/// Lets the helpdesk's offline codes be tried again (the server was reached).
-pub(crate) fn reset_offline_failures(state_dir: &std::path::Path) -> anyhow::Result<()> {
-    if offline::failures(state_dir) > 0 {
-        offline::set_failures(state_dir, 0)?;
-    }
-    Ok(())
-}
 use crate::resolve::{resolve, SECURE_PATH};
 use crate::upstream::UpstreamError;
 use crate::users::Caller;
-pub(crate) use admin::{end_disallowed, report_ends};
+pub(crate) use admin::{end_disallowed, end_on_time, sweep_admin_sessions};
 
 use elevate_proto::limits::{MAX_LIST_BYTES, MAX_LIST_ITEMS, MAX_REASON};
 
@@ -703,66 +694,6 @@ struct SudoSide {
     opened_here: bool,
 }
 
-/// A command sudo was allowed to run, until the audit plugin reports its end.
-#[derive(Debug)]
-pub(crate) struct SudoRun {
-    caller: Caller,
-    record: Record,
-    allowed_at: Instant,
-    /// The sudo process: once it is gone without a report (`kill -9`), nothing will come.
-    sudo: os::process::PeerProcess,
-    /// In discovery mode: the facts of the command, completed by its end into one
-    /// `discovery.command` event.
-    discovery: Option<serde_json::Value>,
-    /// The admin session this command (a root shell) opened: it ends when the shell does.
-    ends_session: Option<String>,
-}
-
-/// Most commands remembered between `Allowed` and their end (a `kill -9`'d sudo never reports).
-const MAX_SUDO_RUNS: usize = 4096;
-/// From this many on, each new one first drops those whose sudo is gone (each holds a pidfd).
-const PRUNE_SUDO_RUNS_FROM: usize = 64;
-
-fn remember_sudo_run(
-    agent: &Agent,
-    id: &str,
-    caller: &Caller,
-    record: Record,
-    sudo: os::process::PeerProcess,
-    discovery: Option<serde_json::Value>,
-) {
-    let mut runs = agent.sudo_runs.lock().expect("sudo runs lock");
-    if runs.len() >= PRUNE_SUDO_RUNS_FROM {
-        // Those whose sudo is gone without a report hold a descriptor for nothing.
-        runs.retain(|_, r| r.sudo.still_there());
-    }
-    if runs.len() >= MAX_SUDO_RUNS {
-        // Then the oldest half: their ends are recorded without the agent's memory.
-        let mut ages: Vec<Instant> = runs.values().map(|r| r.allowed_at).collect();
-        ages.sort();
-        let cut = ages[ages.len() / 2];
-        runs.retain(|_, r| r.allowed_at > cut);
-    }
-    runs.insert(
-        id.to_owned(),
-        SudoRun {
-            caller: caller.clone(),
-            record,
-            allowed_at: Instant::now(),
-            sudo,
-            discovery,
-            ends_session: None,
-        },
-    );
-}
-
-/// Ties the admin session `session` to the sudo command `id` (the shell that opened it).
-fn end_session_with(agent: &Agent, id: &str, session: &str) {
-    if let Some(run) = agent.sudo_runs.lock().expect("sudo runs lock").get_mut(id) {
-        run.ends_session = Some(session.to_owned());
-    }
-}
-
 /// A sudo command whose program the agent cannot vouch for (its path is not root's alone).
 struct Unverified {
     command: String,
@@ -883,14 +814,6 @@ enum Front {
         /// Variables in the command's environment that would make it run other code.
         risky_env: Vec<String>,
     },
-}
-
-/// Who keeps the request's record: the agent's spool (decided here; the start is spooled with
-/// the decision) or the server.
-#[derive(Debug)]
-enum Record {
-    Local,
-    Server,
 }
 
 async fn run(

@@ -239,3 +239,85 @@ fn the_security_invariants_name_tests_that_exist() {
         );
     }
 }
+
+/// The agent's modules import one another without cycles: shared state (`state`) below the
+/// stages that serve a caller (`session`), the loops (`daemon`) above both. Checked on
+/// `crate::MODULE` paths in code (not comments or tests) of each top-level module of
+/// `agent/src` (a folder counts as one module).
+#[test]
+fn the_agents_modules_import_one_another_without_cycles() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = crates_dir().join("agent/src");
+    let module_of = |path: &Path| -> String {
+        let rel = path.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        first.trim_end_matches(".rs").to_owned()
+    };
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let from = module_of(file);
+        let code = code_of(file);
+        for (at, _) in code.match_indices("crate::") {
+            let to: String = code[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if to != from && modules.contains(&to) {
+                edges.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    assert!(
+        edges.len() > 10,
+        "the agent's imports were not found: {edges:?}"
+    );
+    // Depth-first search for a cycle, naming it.
+    fn visit(
+        m: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_owned());
+        for next in edges.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for m in &modules {
+        if let Some(cycle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!(
+                "the agent's modules import in a cycle: {}",
+                cycle.join(" -> ")
+            );
+        }
+    }
+    // The shared state sits below every stage.
+    for above in ["daemon", "session", "cli"] {
+        assert!(
+            !edges.get("state").is_some_and(|e| e.contains(above)),
+            "state imports {above}"
+        );
+    }
+}

@@ -18,8 +18,8 @@ use super::{
     ask_approvers, ask_approvers_or_helpdesk, audited, decided, event, new_request, now_ms,
     record_local_decision, record_offline_grant, spool, Approved, Conn,
 };
-use crate::daemon::Agent;
 use crate::grants::{AdminSession, EndedBy};
+use crate::state::Agent;
 use crate::users::Caller;
 
 /// Whether admin sessions can be enforced here; why not, in words for the user.
@@ -399,7 +399,7 @@ async fn open_session(
         .await;
         return None;
     }
-    crate::daemon::end_on_time(agent.clone(), session.expires);
+    end_on_time(agent.clone(), session.expires);
     conn.send(&AgentFrame::SessionOpened {
         request_id: session.id.clone(),
         expires: session.expires.to_string(),
@@ -640,4 +640,61 @@ fn end_event(agent: &Agent, s: &AdminSession, ended: &crate::grants::Ended) -> A
             "expires": s.expires.to_string(), "ended_at": ended.at.to_string(),
             "ended_by": ended.by, "processes_killed": ended.killed }),
     }
+}
+
+/// Ends admin sessions past their expiry (and removes session rules nobody accounts for), then
+/// reports every recorded end, whoever ended it.
+pub(crate) async fn sweep_admin_sessions(agent: &Arc<Agent>, by: crate::grants::EndedBy) {
+    let places = agent.places.clone();
+    let swept = tokio::task::spawn_blocking(move || {
+        // A ledger that cannot be read accounts for nothing: it is set aside (kept for a
+        // person), and the sweep then removes every session rule and cgroup.
+        let aside = places
+            .read()
+            .err()
+            .map(|e| (format!("{e:#}"), places.set_aside_damaged()));
+        (aside, places.sweep(Timestamp::now(), by))
+    })
+    .await;
+    let swept = match swept {
+        Ok((aside, swept)) => {
+            if let Some((damage, moved)) = aside {
+                let moved = match moved {
+                    Ok(path) => path.display().to_string(),
+                    Err(e) => format!("could not be moved aside: {e:#}"),
+                };
+                tracing::error!(%damage, %moved, "the admin-session ledger was damaged; every session rule is removed");
+                let data =
+                    serde_json::json!({ "error": damage, "set_aside": moved, "alert": true });
+                if let Err(e) = agent.spool.lock().expect("spool lock").append_record(&[
+                    crate::state::agent_event(agent, "session.ledger_damaged", data),
+                ]) {
+                    tracing::error!(error = %e, "cannot spool the ledger alert");
+                }
+                agent.spool_ready.notify_one();
+            }
+            Ok(swept)
+        }
+        Err(e) => Err(e),
+    };
+    match swept {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot end expired admin sessions")
+        }
+        Err(e) => tracing::error!(error = %e, "the admin-session sweep failed"),
+    }
+    report_ends(agent).await;
+}
+
+/// Ends admin session `id` at `expires` while the agent lives (its reaper does the same if the
+/// agent is gone by then).
+pub(crate) fn end_on_time(agent: Arc<Agent>, expires: Timestamp) {
+    tokio::spawn(async move {
+        let left = expires.duration_since(Timestamp::now());
+        if left.is_positive() {
+            tokio::time::sleep(left.unsigned_abs()).await;
+        }
+        sweep_admin_sessions(&agent, crate::grants::EndedBy::Expiry).await;
+    });
 }

@@ -15,33 +15,15 @@ use elevate_proto::ipc::{AgentFrame, ClientFrame};
 use elevate_proto::v1::NewRequest;
 
 use super::{now_ms, spool, Conn};
-use crate::daemon::Agent;
+use crate::state::{
+    offline_failures as failures, set_offline_failures as set_failures, Agent,
+    OFFLINE_BUDGET as DEVICE_BUDGET,
+};
 
 /// Wrong codes a challenge takes before it is void.
 pub(super) const ATTEMPTS: u32 = 5;
 /// How long a challenge lasts (the person calls the helpdesk and types the code).
 const WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
-/// Wrong codes the device takes, across all challenges, before offline codes are off until the
-/// server is reached again.
-pub(crate) const DEVICE_BUDGET: u32 = 10;
-const FAILURES: &str = "offline-failures";
-
-/// Wrong codes since the server was last reached (kept on disk: a restart does not reset it).
-pub(crate) fn failures(state_dir: &std::path::Path) -> u32 {
-    std::fs::read_to_string(state_dir.join(FAILURES))
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-pub(crate) fn set_failures(state_dir: &std::path::Path, n: u32) -> anyhow::Result<()> {
-    crate::state_file::replace(
-        &state_dir.join(FAILURES),
-        format!("{n}\n").as_bytes(),
-        0o600,
-    )
-}
-
 /// What a good code granted.
 #[derive(Debug, Clone)]
 pub(super) struct Granted {
