@@ -312,37 +312,42 @@ impl Rights {
                 found.push((user.unwrap_or_else(|| "*".to_owned()), right));
             }
         }
-        let other = self.other.grants();
         let passwd =
             fs::read_to_string(self.group_file.with_file_name("passwd")).unwrap_or_default();
+        // Who has group `gid` as their primary group (passwd entries, not member lists).
+        let primary = |gid: u32| -> Vec<String> {
+            passwd
+                .lines()
+                .map(|entry| entry.split(':').collect::<Vec<_>>())
+                .filter(|f| f.len() > 3 && f[3].parse::<u32>().ok() == Some(gid))
+                .map(|f| f[0].to_owned())
+                .collect()
+        };
         for (name, gid, members) in &table {
             if !admin.contains(*name) {
                 continue;
             }
+            let group = name.to_string();
             for member in members {
                 found.push((
                     member.to_string(),
                     Right::Group {
-                        group: name.to_string(),
+                        group: group.clone(),
                     },
                 ));
             }
-            // Primary groups are in the passwd entries, not in the member lists.
-            for entry in passwd.lines() {
-                let f: Vec<&str> = entry.split(':').collect();
-                if f.len() > 3 && f[3].parse::<u32>().ok() == Some(*gid) {
-                    found.push((
-                        f[0].to_owned(),
-                        Right::PrimaryGroup {
-                            group: name.to_string(),
-                        },
-                    ));
-                }
+            for user in primary(*gid) {
+                found.push((
+                    user,
+                    Right::PrimaryGroup {
+                        group: group.clone(),
+                    },
+                ));
             }
         }
         // polkit and NSS: reported for each person they name, a group's members included
         // (unless the group is taken away anyway).
-        for (who, right) in other {
+        for (who, right) in self.other.grants() {
             let Some(group) = who.strip_prefix('%') else {
                 found.push((who, right));
                 continue;
@@ -351,15 +356,8 @@ impl Rights {
                 continue;
             }
             if let Some((_, gid, members)) = table.iter().find(|(n, _, _)| *n == group) {
-                for member in members {
-                    found.push((member.to_string(), right.clone()));
-                }
-                for entry in passwd.lines() {
-                    let f: Vec<&str> = entry.split(':').collect();
-                    if f.len() > 3 && f[3].parse::<u32>().ok() == Some(*gid) {
-                        found.push((f[0].to_owned(), right.clone()));
-                    }
-                }
+                let holders = members.iter().map(|m| m.to_string()).chain(primary(*gid));
+                found.extend(holders.map(|user| (user, right.clone())));
             }
         }
         Ok(found)

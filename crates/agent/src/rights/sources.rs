@@ -253,30 +253,28 @@ fn named_after(line: &str, marker: &str) -> Vec<String> {
         .collect()
 }
 
-/// Processes of `uid` that still hold group `gid` (their groups were fixed when they started).
-pub fn processes_holding(uid: u32, gid: u32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
+/// The pids under /proc now.
+fn pids() -> std::io::Result<Vec<i32>> {
+    Ok(std::fs::read_dir("/proc")?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect())
+}
+
+/// Processes of `uid` that still hold group `gid` (their groups were fixed when they started).
+pub fn processes_holding(uid: u32, gid: u32) -> Vec<i32> {
+    let gid = gid.to_string();
+    pids()
+        .unwrap_or_default()
+        .into_iter()
         .filter(|pid| {
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-                return false;
-            };
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .unwrap_or("")
-                    .to_owned()
-            };
-            let real_uid = field("Uid:").split_whitespace().next().map(str::to_owned);
-            real_uid.as_deref() == Some(&uid.to_string())
-                && field("Groups:")
-                    .split_whitespace()
-                    .any(|g| g == gid.to_string())
+            crate::os::process::real_uid(*pid).ok() == Some(uid)
+                && std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Groups:"))
+                        .is_some_and(|groups| groups.split_whitespace().any(|g| g == gid))
+                })
         })
         .collect()
 }
@@ -288,13 +286,7 @@ pub fn end_sessions(uid: u32) -> anyhow::Result<usize> {
     let mut ended = 0;
     // Twice: a process may start another while the first pass runs.
     for _ in 0..2 {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            anyhow::bail!("cannot read /proc");
-        };
-        for pid in entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        {
+        for pid in pids().map_err(|e| anyhow::anyhow!("cannot read /proc: {e}"))? {
             if crate::os::process::real_uid(pid).ok() != Some(uid) {
                 continue;
             }
