@@ -124,25 +124,14 @@ impl SudoArgs {
 }
 
 fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    crate::os::host::node_name()
 }
 
 /// The agent holds descriptors for what it serves and supervises (sockets, pidfds, ptys):
 /// the soft limit (often 1024) is raised to the hard one, so a busy machine does not run out.
 fn raise_open_file_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = rustix::process::Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(error = %e, "cannot raise the open-file limit");
-        }
+    if let Err(e) = crate::os::process::raise_open_file_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
 }
 
@@ -235,7 +224,7 @@ pub fn main() -> anyhow::Result<()> {
         .init();
     raise_open_file_limit();
     let cli = Cli::parse();
-    if !rustix::process::geteuid().is_root() {
+    if !crate::os::host::running_as_root() {
         anyhow::bail!("elevated must run as root");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -297,7 +286,7 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::SessionReaper { id, cgroup_root } => {
-            let mut places = crate::grants::Places::system(&cli.state_dir);
+            let mut places = crate::grants::AdminSessions::system(&cli.state_dir);
             if cgroup_root.is_some() {
                 places.cgroups = cgroup_root;
             }
@@ -318,11 +307,9 @@ pub fn main() -> anyhow::Result<()> {
 fn rights(state_dir: &std::path::Path, end_sessions: Option<&str>) -> anyhow::Result<()> {
     use elevate_core::text::visible;
     if let Some(user) = end_sessions {
-        let found = nix::unistd::User::from_name(user)
-            .ok()
-            .flatten()
+        let uid = crate::users::uid_of(user)
             .ok_or_else(|| anyhow::anyhow!("there is no user {}", visible(user)))?;
-        let ended = crate::rights::end_sessions(found.uid.as_raw())?;
+        let ended = crate::rights::end_sessions(uid)?;
         println!(
             "ended {ended} processes of {}; their next login has only the groups they hold now",
             visible(user)

@@ -179,11 +179,11 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
         // First, so the status is right from the start even when the server is slow.
         start_linux_audit(&agent);
         watch_sudo_conf(&agent, &mut sudo_conf);
-        crate::session::sweep_admin_sessions(&agent, crate::grants::EndedBy::Expiry).await;
+        crate::caller::sweep_admin_sessions(&agent, crate::grants::EndedBy::Expiry).await;
         if let Err(e) = agent.refresh_policy().await {
             tracing::warn!(error = %format!("{e:#}"), "policy refresh failed; keeping the cached policy");
         }
-        crate::session::end_disallowed(&agent).await;
+        crate::caller::end_disallowed(&agent).await;
         reconcile_rights(&agent).await;
         tokio::time::sleep(every).await;
     }
@@ -231,8 +231,8 @@ async fn reconcile_rights(agent: &Arc<Agent>) {
         let agent = worker;
         let mut names = crate::users::GroupNames::default();
         let subject = |user: &str, taken: Vec<String>| {
-            let found = nix::unistd::User::from_name(user).ok().flatten()?;
-            let mut who = crate::users::lookup(found.uid.as_raw(), &mut names).ok()?;
+            let uid = crate::users::uid_of(user)?;
+            let mut who = crate::users::lookup(uid, &mut names).ok()?;
             for g in taken {
                 if !who.groups.contains(&g) {
                     who.groups.push(g);
@@ -427,7 +427,7 @@ fn refuse(
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let frame = elevate_proto::ipc::AgentFrame::Error {
-            code: "busy".into(),
+            code: elevate_proto::ipc::Refusal::Busy,
             message,
         };
         let _ = tokio::time::timeout(REFUSAL_GRACE, async {
@@ -473,7 +473,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut agent = Agent::load(&config.state_dir)?;
     agent.set_spool_bound(config.spool_max);
     if let Some(root) = config.cgroup_root {
-        agent.places.cgroups = Some(root);
+        agent.admin_sessions.cgroups = Some(root);
     }
     if config.linux_audit {
         *agent.linux_audit.lock().expect("linux audit lock") =
@@ -490,14 +490,14 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .owner("/usr/bin/true");
     // Admin sessions that ran out while the agent was down (or the machine was off) end now;
     // those still open get their reaper and timer back.
-    crate::session::sweep_admin_sessions(&agent, crate::grants::EndedBy::StartSweep).await;
-    match agent.places.read() {
+    crate::caller::sweep_admin_sessions(&agent, crate::grants::EndedBy::StartSweep).await;
+    match agent.admin_sessions.read() {
         Ok(ledger) => {
             for s in ledger.iter().filter(|s| s.is_open_at(Timestamp::now())) {
-                if let Err(e) = crate::grants::spawn_reaper(&agent.places, &s.id) {
+                if let Err(e) = crate::grants::spawn_reaper(&agent.admin_sessions, &s.id) {
                     tracing::error!(error = %format!("{e:#}"), session = %s.id, "cannot restart a session's reaper");
                 }
-                crate::session::end_on_time(agent.clone(), s.expires);
+                crate::caller::end_on_time(agent.clone(), s.expires);
             }
         }
         Err(e) => {
@@ -529,7 +529,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                     Ok(permit) => {
                         let agent = agent.clone();
                         tokio::spawn(async move {
-                            crate::session::serve(agent, conn).await;
+                            crate::caller::serve(agent, conn).await;
                             drop((permit, slot));
                         });
                     }

@@ -112,9 +112,9 @@ impl AdminSession {
     }
 }
 
-/// Where sessions are kept and enforced.
+/// Admin sessions: where they are kept (the ledger) and enforced (sudoers rules, cgroups).
 #[derive(Debug, Clone)]
-pub struct Places {
+pub struct AdminSessions {
     pub state_dir: PathBuf,
     pub sudoers: Sudoers,
     /// The folder under which session cgroups are made; `None` when the host has no cgroup v2
@@ -122,9 +122,9 @@ pub struct Places {
     pub cgroups: Option<PathBuf>,
 }
 
-impl Places {
-    pub fn system(state_dir: &Path) -> Places {
-        Places {
+impl AdminSessions {
+    pub fn system(state_dir: &Path) -> AdminSessions {
+        AdminSessions {
             state_dir: state_dir.to_path_buf(),
             sudoers: Sudoers::system(),
             cgroups: cgroup2_mount().map(|m| m.join("elevate")),
@@ -140,8 +140,7 @@ impl Places {
             .mode(0o600)
             .open(self.state_dir.join(LEDGER_LOCK))
             .context("cannot open the admin-session ledger lock")?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .context("cannot lock the admin-session ledger")?;
+        crate::os::files::lock(&lock).context("cannot lock the admin-session ledger")?;
         Ok(lock)
     }
 
@@ -408,7 +407,7 @@ impl Places {
             .write(true)
             .mode(0o600)
             .open(self.state_dir.join(format!("reaper-{key}.lock")))?;
-        if rustix::fs::flock(&only, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        if !crate::os::files::try_lock(&only) {
             return Ok(());
         }
         if let Some(root) = &self.cgroups {
@@ -460,14 +459,15 @@ impl Places {
     }
 }
 
-/// The sudoers rule of a session: everything, until the expiry (UTC), without a password (the
-/// policy decided; the approval plugin still sees every command). The user is named by uid
-/// (`#1001`): a name such as `OPS` would read as a `User_Alias`.
+/// The sudoers rule of a session: everything, until the expiry (the policy decided; the
+/// approval plugin still sees every command).
 fn rule_text(s: &AdminSession) -> String {
-    let until = s.expires.strftime("%Y%m%d%H%M%SZ");
     format!(
-        "# Elevate admin session {} for {}, until {} (managed by elevated; do not edit)\n#{} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: NOSETENV: ALL\n",
-        s.id, s.user, s.expires, s.uid
+        "# Elevate admin session {} for {}, until {} (managed by elevated; do not edit)\n{}",
+        s.id,
+        s.user,
+        s.expires,
+        crate::sudoers::all_until(s.uid, s.expires)
     )
 }
 
@@ -510,9 +510,7 @@ fn kill_cgroup(cgroup: &Path) -> anyhow::Result<u64> {
             let all_at_once = fs::write(cgroup.join("cgroup.kill"), "1").is_ok();
             if !all_at_once {
                 for pid in left {
-                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                    }
+                    crate::os::process::kill_by_pid(pid);
                 }
             }
         }
@@ -551,7 +549,7 @@ fn remove_tree(cgroup: &Path) -> std::io::Result<()> {
 /// Starts the reaper of session `id`: `elevated session-reaper`, in a process group of its own
 /// and with no terminal or pipes of anyone's, so it outlives the agent. Its exit is awaited so
 /// it leaves no zombie behind while the agent lives.
-pub fn spawn_reaper(places: &Places, id: &str) -> anyhow::Result<()> {
+pub fn spawn_reaper(places: &AdminSessions, id: &str) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new("/proc/self/exe");
     command

@@ -132,10 +132,7 @@ pub fn caller_may_see(path: &str, caller: &crate::users::Caller) -> bool {
 }
 
 fn in_group(gid: u32, caller: &crate::users::Caller) -> bool {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .is_some_and(|g| caller.groups.contains(&g.name))
+    crate::users::group_name(gid).is_some_and(|g| caller.groups.contains(&g))
 }
 
 /// Opens a regular file without side effects and names it truthfully:

@@ -108,7 +108,7 @@ pub struct Agent {
     /// What records elevation here, as the refresh loop last found it.
     pub(crate) collectors: Mutex<Vec<String>>,
     /// Where admin sessions are kept and enforced.
-    pub places: crate::grants::Places,
+    pub admin_sessions: crate::grants::AdminSessions,
     /// Held while admin-session ends are reported, so each is reported once.
     pub(crate) session_reports: tokio::sync::Mutex<()>,
     /// Held while a wrong offline code is counted and paid for (its pause): codes typed on
@@ -162,7 +162,7 @@ impl Agent {
             sudo_runs: Mutex::default(),
             per_user: Arc::default(),
             collectors: Mutex::default(),
-            places: crate::grants::Places::system(state_dir),
+            admin_sessions: crate::grants::AdminSessions::system(state_dir),
             session_reports: tokio::sync::Mutex::new(()),
             wrong_codes: tokio::sync::Mutex::new(()),
             rights: crate::rights::Rights::system(state_dir),

@@ -89,9 +89,47 @@ pub fn safe_user_name(name: &str) -> bool {
         && !name.chars().all(|c| c.is_ascii_digit())
 }
 
+/// The one rule the agent grants in sudoers: `uid` may run everything as anyone, without a
+/// password and without setting the environment, until `until` (UTC; sudo stops honouring the
+/// rule then, whatever happens to the agent). The approval plugin still decides every command.
+/// The user is named by uid (`#1001`): a name such as `OPS` would read as a `User_Alias`.
+pub fn all_until(uid: u32, until: jiff::Timestamp) -> String {
+    let until = until.strftime("%Y%m%d%H%M%SZ");
+    format!("#{uid} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: NOSETENV: ALL\n")
+}
+
+/// The first `NOTAFTER=` of a rule file, as a time.
+pub fn notafter(text: &str) -> Option<jiff::Timestamp> {
+    let at = text.find("NOTAFTER=")? + "NOTAFTER=".len();
+    let stamp = text[at..].split(' ').next()?.strip_suffix('Z')?;
+    let civil = jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", stamp).ok()?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// Who a file of [`all_until`] rules grants to: the `#UID` that starts each rule, as written.
+pub fn granted_uids(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.len() > 1 && l.starts_with('#') && l.as_bytes()[1].is_ascii_digit())
+        .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_managed_rules_expiry_is_read_back() {
+        let text = "# x\n#1001 ALL=(ALL:ALL) NOTAFTER=20261127103005Z NOPASSWD: ALL\n";
+        assert_eq!(
+            notafter(text),
+            Some("2026-11-27T10:30:05Z".parse().unwrap())
+        );
+        assert_eq!(notafter("#1001 ALL=(ALL) ALL\n"), None);
+    }
 
     #[test]
     fn only_plain_user_names_go_into_rules() {

@@ -65,6 +65,35 @@ pub fn lookup(uid: u32, names: &mut GroupNames) -> anyhow::Result<Caller> {
     })
 }
 
+/// The uid of login `name`, if there is one.
+pub fn uid_of(name: &str) -> Option<u32> {
+    User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+}
+
+/// The login name of `uid`, if there is one.
+pub fn name_of(uid: u32) -> Option<String> {
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// The name of group `gid`, if there is one.
+pub fn group_name(gid: u32) -> Option<String> {
+    Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+}
+
+/// The gid of group `name`, if there is one.
+pub fn gid_of(name: &str) -> Option<u32> {
+    Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -18,4 +18,4 @@ pub mod text;
 
 pub use decision::{ApprovalRoute, Constraints, Decision, Mode, Outcome};
 pub use policy::{decide, Policy, PolicyError};
-pub use request::{AccessRequest, Channel, CommandSpec, Subject, Target};
+pub use request::{AccessRequest, Channel, CommandSpec, Reason, ReasonError, Subject, Target};

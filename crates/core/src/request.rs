@@ -98,3 +98,80 @@ impl AccessRequest {
         self.reason.as_deref().is_some_and(|r| !r.trim().is_empty())
     }
 }
+
+/// The one rule for a reason a person types, wherever it enters (the agent's socket, the
+/// server's API, the helpdesk's offline code): blank means none, and it is at most
+/// [`Reason::MAX`] bytes. Whether a request needs one is the policy's word
+/// ([`crate::Decision::missing_reason`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+/// Why a typed reason is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReasonError {
+    #[error("a reason may be at most {} bytes", Reason::MAX)]
+    TooLong,
+    #[error("a reason is required")]
+    Missing,
+}
+
+impl Reason {
+    /// Longest reason a person may give, in bytes.
+    pub const MAX: usize = 4096;
+
+    /// A reason that may be left out: blank is none.
+    pub fn optional(text: Option<String>) -> Result<Option<Reason>, ReasonError> {
+        match text {
+            Some(t) if !t.trim().is_empty() => Self::checked(t).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// A reason that must be given (break glass, a helpdesk's offline code).
+    pub fn required(text: String) -> Result<Reason, ReasonError> {
+        Self::optional(Some(text))?.ok_or(ReasonError::Missing)
+    }
+
+    fn checked(text: String) -> Result<Reason, ReasonError> {
+        if text.len() > Self::MAX {
+            return Err(ReasonError::TooLong);
+        }
+        Ok(Reason(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_blank_given_or_too_long() {
+        assert_eq!(Reason::optional(None), Ok(None));
+        assert_eq!(Reason::optional(Some(" \t\n".into())), Ok(None));
+        let given = Reason::optional(Some(" ticket 42 ".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(given.as_str(), " ticket 42 ");
+        let at_limit = "é".repeat(Reason::MAX / 2);
+        assert!(Reason::optional(Some(at_limit)).unwrap().is_some());
+        let over = "a".repeat(Reason::MAX + 1);
+        assert_eq!(
+            Reason::optional(Some(over.clone())),
+            Err(ReasonError::TooLong)
+        );
+        assert_eq!(Reason::required(over), Err(ReasonError::TooLong));
+        assert_eq!(Reason::required("  ".into()), Err(ReasonError::Missing));
+        assert_eq!(
+            ReasonError::TooLong.to_string(),
+            "a reason may be at most 4096 bytes"
+        );
+    }
+}

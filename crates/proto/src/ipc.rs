@@ -190,8 +190,9 @@ pub enum AgentFrame {
         code: Option<i32>,
         signal: Option<i32>,
     },
-    /// Nothing runs: why, and what to do.
-    Error { code: String, message: String },
+    /// Nothing runs: why (`code`, for programs to branch on), and what to do (`message`, for
+    /// people).
+    Error { code: Refusal, message: String },
     /// Answer to `Status`.
     Status(AgentStatus),
     /// Answer to `Requests`, newest first.
@@ -251,6 +252,76 @@ pub struct AdminSessionSummary {
     /// RFC 3339, UTC.
     pub expires: String,
     pub remaining_secs: u64,
+}
+
+/// Why the agent refused a request or stopped serving it: the `code` of an `Error` frame. On
+/// the wire a snake_case string (`"reason_required"`), so a client of any version reads it; a
+/// code this build does not know (a newer agent's, or the server's passed on) is `Other`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The client sent nothing, or not its whole first frame, in time.
+    Timeout,
+    /// The agent is at its limit of connections (for this user, or in all).
+    Busy,
+    /// The frame is of another protocol version.
+    Version,
+    /// The bytes are not a frame.
+    BadFrame,
+    /// A frame that cannot come first, or not from this client.
+    Protocol,
+    /// stdin, stdout and stderr did not come with the request, or a terminal did.
+    Stdio,
+    /// Only sudo (a root process) may send this frame.
+    NotSudo,
+    /// Who ran sudo cannot be told.
+    Caller,
+    /// The caller's uid has no user.
+    UnknownUser,
+    /// The request makes no sense (no command, an impossible length).
+    Usage,
+    /// The program cannot be resolved, hashed or seen.
+    Binary,
+    /// sudo would run a path the agent cannot vouch for.
+    SudoPath,
+    /// The device has no verified policy.
+    NoPolicy,
+    ReasonTooLong,
+    ReasonRequired,
+    /// sudo would hand the command variables that make it run unchecked code.
+    Environment,
+    /// The caller's working directory could not be confirmed.
+    Workdir,
+    /// The request could not be recorded: nothing runs.
+    Audit,
+    /// Approvers must decide, and the client cannot wait (`sudo -n`).
+    ApprovalNeeded,
+    ServerUnreachable,
+    /// The server can be reached (break glass is for when it cannot).
+    ServerReachable,
+    /// The caller withdrew the request.
+    Cancelled,
+    /// No terminal could be opened for the command.
+    Pty,
+    /// The command could not be started or supervised.
+    Exec,
+    /// Admin sessions cannot be enforced on this host.
+    SessionsUnavailable,
+    /// An admin session could not be opened or ended.
+    Session,
+    BreakGlassOff,
+    /// Too many wrong helpdesk codes on this device since the server was last reached.
+    OfflineLocked,
+    /// Too many wrong codes for this challenge, or it timed out.
+    ChallengeVoid,
+    /// The server refused to create the request (its own reason).
+    Server,
+    /// Something failed inside the agent.
+    Internal,
+    /// A code passed on from the server (a request's state, an API error code), or one a newer
+    /// agent sends.
+    #[serde(untagged)]
+    Other(String),
 }
 
 /// Why bytes are not a frame.
@@ -335,6 +406,22 @@ mod tests {
             reason: None,
             interactive: false,
         }
+    }
+
+    #[test]
+    fn refusals_are_plain_strings_on_the_wire_and_unknown_ones_survive() {
+        let frame = AgentFrame::Error {
+            code: Refusal::ReasonRequired,
+            message: "why?".into(),
+        };
+        let json = serde_json::to_value(&frame).unwrap();
+        assert_eq!(json["code"], "reason_required");
+        // What an older or newer peer sends is read either way.
+        let known: Refusal = serde_json::from_str("\"offline_locked\"").unwrap();
+        assert_eq!(known, Refusal::OfflineLocked);
+        let unknown: Refusal = serde_json::from_str("\"expired\"").unwrap();
+        assert_eq!(unknown, Refusal::Other("expired".into()));
+        assert_eq!(serde_json::to_string(&unknown).unwrap(), "\"expired\"");
     }
 
     #[test]

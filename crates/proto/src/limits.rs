@@ -36,8 +36,8 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 pub const BATCH_BYTES: usize = 512 * 1024;
 /// Largest ingest body the server reads: a batch of `BATCH_BYTES` plus the JSON around it.
 pub const MAX_INGEST_BODY: usize = BATCH_BYTES + MAX_BATCH_EVENTS + 64;
-/// Longest reason a person may give.
-pub const MAX_REASON: usize = 4096;
+/// Longest reason a person may give (core's rule, [`elevate_core::Reason`]).
+pub const MAX_REASON: usize = elevate_core::Reason::MAX;
 
 // A lone maximal event always fits in a batch, and so in the body the server reads.
 const _: () = assert!(MAX_EVENT <= BATCH_BYTES);

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use elevate_core::text::visible;
-use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, VERSION};
+use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, Refusal, VERSION};
 
 /// The agent's socket unless `socket=` is given in `sudo.conf`.
 pub const DEFAULT_SOCKET: &str = "/run/elevate/agent.sock";
@@ -402,9 +402,10 @@ fn exchange(
                 remember_allowed(request_id);
                 return Exchange::Done(Verdict::Allow);
             }
-            AgentFrame::Error { code, message } if code == "reason_required" => {
-                return Exchange::NeedReason(message)
-            }
+            AgentFrame::Error {
+                code: Refusal::ReasonRequired,
+                message,
+            } => return Exchange::NeedReason(message),
             AgentFrame::Error { message, .. } => {
                 conv.error(&format!("elevate: {message}"));
                 return Exchange::Done(Verdict::Deny);

@@ -176,7 +176,7 @@ fn only_an_explicit_allowed_lets_sudo_run() {
         vec![decided("auto", None)],
         vec![decided("deny", Some("use a specific command"))],
         vec![AgentFrame::Error {
-            code: "binary".into(),
+            code: Refusal::Binary,
             message: "/usr/bin/id is writable by others".into(),
         }],
     ]);
@@ -290,7 +290,7 @@ fn a_required_reason_is_asked_for_once() {
     let _serial = serial();
     let (socket, agent) = agent(vec![
         vec![AgentFrame::Error {
-            code: "reason_required".into(),
+            code: Refusal::ReasonRequired,
             message: "a reason is required".into(),
         }],
         vec![
@@ -302,7 +302,7 @@ fn a_required_reason_is_asked_for_once() {
             },
         ],
         vec![AgentFrame::Error {
-            code: "reason_required".into(),
+            code: Refusal::ReasonRequired,
             message: "a reason is required".into(),
         }],
     ]);

@@ -87,6 +87,26 @@ pub fn may_reach_a_terminal(fd: BorrowedFd<'_>) -> bool {
     matches!(major(stat.st_rdev), 2..=5 | 136..=143)
 }
 
+/// The working directory of process `pid`, held as an `O_PATH` directory handle (a rename or
+/// symlink swap after this cannot move what it names).
+pub fn open_cwd_of(pid: i32) -> io::Result<OwnedFd> {
+    use rustix::fs::{open, Mode, OFlags};
+    Ok(open(
+        format!("/proc/{pid}/cwd").as_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Whether `fd` and the file `path` names now are one file (same device and inode).
+pub fn same_file(fd: &OwnedFd, path: &str) -> bool {
+    use rustix::fs::{fstat, stat};
+    match (fstat(fd), stat(path)) {
+        (Ok(held), Ok(named)) => held.st_dev == named.st_dev && held.st_ino == named.st_ino,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

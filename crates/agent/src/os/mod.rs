@@ -6,6 +6,9 @@
 
 pub mod exec;
 pub mod fds;
+pub mod files;
+pub mod host;
 pub mod memory;
+pub mod netlink;
 pub mod process;
 pub mod pty;

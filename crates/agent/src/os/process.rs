@@ -5,7 +5,9 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+/// A signal to send (re-exported: callers name signals without calling the system themselves).
+pub use rustix::process::Signal;
+use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags};
 
 /// A pidfd for a child the agent has not reaped yet (so its pid cannot have been reused).
 pub fn pidfd_of_child(pid: u32) -> io::Result<OwnedFd> {
@@ -152,6 +154,27 @@ pub fn real_uid(pid: i32) -> io::Result<u32> {
         .and_then(|ids| ids.split_whitespace().next())
         .and_then(|real| real.parse().ok())
         .ok_or_else(|| io::Error::other(format!("no Uid line for process {pid}")))
+}
+
+/// Sends SIGKILL to process `pid` by number (for processes the agent did not start and holds
+/// no pidfd for: a session's leftovers, a user's old login). True when it was sent.
+pub fn kill_by_pid(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|pid| rustix::process::kill_process(pid, Signal::KILL).is_ok())
+}
+
+/// Raises the soft limit on open files to the hard one.
+pub fn raise_open_file_limit() -> io::Result<()> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        setrlimit(Resource::Nofile, raised)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

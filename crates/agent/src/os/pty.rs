@@ -37,3 +37,9 @@ pub fn readable_master(master: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<O
     };
     registered.map_err(|e| e.into())
 }
+
+/// Reads and throws away what is waiting on a non-blocking master; `Ok(0)` once the command
+/// has closed its side.
+pub fn discard(master: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::io::read(master, buf)?)
+}

@@ -234,9 +234,7 @@ fn include_directive(line: &str) -> Option<(bool, &str)> {
 }
 
 fn short_host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
+    crate::os::host::node_name()
         .split('.')
         .next()
         .unwrap_or("")

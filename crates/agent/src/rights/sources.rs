@@ -290,10 +290,8 @@ pub fn end_sessions(uid: u32) -> anyhow::Result<usize> {
             if crate::os::process::real_uid(pid).ok() != Some(uid) {
                 continue;
             }
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                if rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok() {
-                    ended += 1;
-                }
+            if crate::os::process::kill_by_pid(pid) {
+                ended += 1;
             }
         }
     }

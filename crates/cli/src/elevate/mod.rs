@@ -8,7 +8,7 @@
 //! terminal-safe.
 
 mod args;
-mod session;
+mod connection;
 mod terminal;
 
 use std::process::ExitCode;
@@ -26,5 +26,5 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    session::run(invocation)
+    connection::run(invocation)
 }

@@ -215,6 +215,7 @@ fn typing_is_forgiving_but_misreadings_are_caught() {
 
 /// RFC 4226 Appendix D (shared/testdata): the truncation used for responses is HOTP's.
 #[test]
+#[allow(clippy::disallowed_methods)] // reads the RFC's test vectors
 fn truncation_agrees_with_rfc_4226() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

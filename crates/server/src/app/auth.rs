@@ -10,7 +10,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{App, AppError, Result};
-use crate::store::{AccountRow, DeviceRow, SessionRow};
+use crate::store::{AccountRow, DeviceRow, SignInRow};
 
 /// Token prefixes: API token of an account, device credential, enrolment token, portal session.
 pub const ACCOUNT_TOKEN: &str = "eat_";
@@ -301,8 +301,8 @@ impl App {
         Err(denied())
     }
 
-    /// Opens a portal session: returns the cookie value and the CSRF token.
-    pub async fn open_session(&self, name: &str, password: &str) -> Result<(String, String)> {
+    /// Signs a person in to the portal: returns the cookie value and the CSRF token.
+    pub async fn sign_in(&self, name: &str, password: &str) -> Result<(String, String)> {
         let account = self.check_password(name, password).await?;
         let cookie = new_token(SESSION_TOKEN);
         let csrf = new_token("");
@@ -315,7 +315,7 @@ impl App {
             serde_json::json!({}),
         ))
         .await?;
-        tx.insert_session(
+        tx.insert_sign_in(
             &token_hash(&cookie),
             &account.name,
             &csrf,
@@ -327,21 +327,22 @@ impl App {
         Ok((cookie, csrf))
     }
 
-    /// The account and session behind a portal cookie.
-    pub async fn session(&self, cookie: &str) -> Result<Option<(AccountRow, SessionRow)>> {
-        let Some(session) = self.store.session(&token_hash(cookie), self.now()).await? else {
+    /// The account and sign-in behind a portal cookie.
+    pub async fn signed_in(&self, cookie: &str) -> Result<Option<(AccountRow, SignInRow)>> {
+        let Some(sign_in) = self.store.sign_in(&token_hash(cookie), self.now()).await? else {
             return Ok(None);
         };
         Ok(self
             .store
-            .account(&session.account)
+            .account(&sign_in.account)
             .await?
-            .map(|a| (a, session)))
+            .map(|a| (a, sign_in)))
     }
 
-    pub async fn close_session(&self, cookie: &str) -> Result<()> {
+    /// Signs the person behind a portal cookie out.
+    pub async fn sign_out(&self, cookie: &str) -> Result<()> {
         let mut tx = self.store.begin().await?;
-        tx.delete_session(&token_hash(cookie)).await?;
+        tx.delete_sign_in(&token_hash(cookie)).await?;
         tx.commit().await?;
         Ok(())
     }

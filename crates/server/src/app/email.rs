@@ -15,7 +15,7 @@ use super::{App, AppError, Result};
 use crate::integrations::email::{self, Fact, Html, Mail};
 use crate::integrations::webhook::Sent;
 use crate::integrations::{cut, describe_target, printable};
-use crate::store::{DeliveryRow, RequestRow, Tx};
+use crate::store::{DeliveryRow, NotifyChannel, RequestRow, Tx};
 
 fn facts(request: &serde_json::Value) -> Vec<Fact> {
     let s = |v: &serde_json::Value| printable(v.as_str().unwrap_or("?"));
@@ -129,7 +129,7 @@ impl App {
                 let payload = json!({ "kind": "approval", "account": account.name,
                                           "request": snapshot });
                 tx.queue_delivery(
-                    "email",
+                    NotifyChannel::Email,
                     address,
                     &event.action,
                     &event.subject,
@@ -182,7 +182,7 @@ impl App {
                                           "event": event.action, "details": details,
                                           "request": snapshot });
                     tx.queue_delivery(
-                        "email",
+                        NotifyChannel::Email,
                         &address,
                         &event.action,
                         &event.subject,

@@ -131,7 +131,7 @@ impl App {
                 &link.request,
                 link.approve,
                 comment,
-                "link",
+                super::requests::Via::Link,
                 Some(&link.nonce),
             )
             .await?;

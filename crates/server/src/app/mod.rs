@@ -32,7 +32,7 @@ pub use keys::Keys;
 pub use links::{ApprovalLink, LINK_TTL};
 pub use notify::{backoff, DeliveryDetail, Integrations};
 pub use policy::PolicyTestOutcome;
-pub use requests::{unusual_hour, RequestDetail};
+pub use requests::{unusual_hour, RequestDetail, Via};
 
 /// A source of the current time, so tests can move it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{App, AppError, Principal, Result, Role};
 use crate::integrations::webhook::{self, Sent};
-use crate::store::{AttemptEnd, AttemptRow, DeliveryRow, RequestRow, Tx};
+use crate::store::{AttemptEnd, AttemptRow, DeliveryRow, NotifyChannel, RequestRow, Tx};
 
 /// Channels are given up on after this long without success.
 pub const GIVE_UP_AFTER: SignedDuration = SignedDuration::from_hours(24);
@@ -119,7 +119,7 @@ impl App {
             let body = self.cloud_event(&snapshot, &event).to_string();
             for subscription in wanted {
                 tx.queue_delivery(
-                    "webhook",
+                    NotifyChannel::Webhook,
                     &subscription.name,
                     &event.action,
                     &event.subject,
@@ -179,7 +179,7 @@ impl App {
             .filter(|s| s.wants(&event.action))
         {
             tx.queue_delivery(
-                "webhook",
+                NotifyChannel::Webhook,
                 &subscription.name,
                 &event.action,
                 &event.subject,
@@ -257,12 +257,14 @@ impl App {
 
     async fn send_one(&self, delivery: DeliveryRow) -> Result<()> {
         let started = std::time::Instant::now();
-        let sent = match delivery.channel.as_str() {
-            "webhook" => self.send_webhook(&delivery).await,
-            "slack" => self.send_slack(&delivery).await,
-            "email" => self.send_email(&delivery).await,
-            "teams" => self.send_teams(&delivery).await,
-            other => Sent::refused(format!("this server cannot send on channel {other:?}")),
+        let sent = match &delivery.channel {
+            NotifyChannel::Webhook => self.send_webhook(&delivery).await,
+            NotifyChannel::Slack => self.send_slack(&delivery).await,
+            NotifyChannel::Email => self.send_email(&delivery).await,
+            NotifyChannel::Teams => self.send_teams(&delivery).await,
+            NotifyChannel::Unknown(other) => {
+                Sent::refused(format!("this server cannot send on channel {other:?}"))
+            }
         };
         let elapsed = started.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
         let now = self.now();

@@ -6,6 +6,7 @@
 //! pick when the challenge fits several, or without the issuance in the audit log first.
 
 use elevate_core::offline::{device_key, Challenge, Scope};
+use elevate_core::{Reason, ReasonError};
 use elevate_proto::limits::MAX_REASON;
 use elevate_proto::v1::{OfflineChallengeView, OfflineRespondIn, OfflineResponseOut};
 
@@ -78,18 +79,15 @@ impl App {
         body: &OfflineRespondIn,
     ) -> Result<OfflineResponseOut> {
         let helpdesk = caller.require(&[Role::Approver, Role::Admin])?.name.clone();
-        let reason = body.reason.trim();
-        if reason.is_empty() {
-            return Err(AppError::BadRequest(
-                "a reason is required: say why this person gets elevation without the server"
-                    .into(),
-            ));
-        }
-        if reason.len() > MAX_REASON {
-            return Err(AppError::BadRequest(format!(
-                "a reason may be at most {MAX_REASON} bytes"
-            )));
-        }
+        let reason =
+            match Reason::required(body.reason.trim().to_owned()) {
+                Ok(r) => r.into_string(),
+                Err(ReasonError::Missing) => return Err(AppError::BadRequest(
+                    "a reason is required: say why this person gets elevation without the server"
+                        .into(),
+                )),
+                Err(e) => return Err(AppError::BadRequest(e.to_string())),
+            };
         let scope = match body.scope.as_str() {
             "request" => Scope::Request,
             "session" => Scope::Session,

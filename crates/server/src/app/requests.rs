@@ -71,6 +71,28 @@ fn check_comment(comment: Option<&str>) -> Result<()> {
     }
 }
 
+/// Where an approver's decision came from, as the audit trail and the request record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Api,
+    Portal,
+    /// A button in a Slack message.
+    Slack,
+    /// A one-time approval link (e-mail, Teams).
+    Link,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Api => "api",
+            Via::Portal => "portal",
+            Via::Slack => "slack",
+            Via::Link => "link",
+        }
+    }
+}
+
 impl App {
     /// A device asks on behalf of one of its users; the decision is made here and now.
     pub async fn create_request(
@@ -88,11 +110,7 @@ impl App {
                 "cwd must be an absolute path of at most {MAX_TEXT} bytes"
             )));
         }
-        if new.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
-            return Err(AppError::BadRequest(format!(
-                "a reason may be at most {MAX_REASON} bytes"
-            )));
-        }
+        // The reason's rule (blank is none, bounded) is core's, applied by `to_core`.
         let request = new
             .to_core(&device.name, &device.tags)
             .map_err(|e| AppError::BadRequest(e.0))?;
@@ -284,14 +302,14 @@ impl App {
     }
 
     /// An approver approves (counts towards the needed number) or denies (ends it), through
-    /// `via` (`api`, `portal`, `slack`, `link`).
+    /// `via`.
     pub async fn decide_request(
         &self,
         caller: &Principal,
         id: &str,
         approve: bool,
         comment: Option<&str>,
-        via: &str,
+        via: Via,
     ) -> Result<RequestView> {
         self.decide(caller, id, approve, comment, via, None).await
     }
@@ -304,7 +322,7 @@ impl App {
         id: &str,
         approve: bool,
         comment: Option<&str>,
-        via: &str,
+        via: Via,
         link: Option<&str>,
     ) -> Result<RequestView> {
         let account = caller.require(&[Role::Approver, Role::Admin])?;
@@ -331,7 +349,7 @@ impl App {
                     "the rule {} needs a sign-in within the last {} to decide; sign in to the portal again{}",
                     row.decision.rule.as_deref().unwrap_or("(defaults)"),
                     elevate_core::duration::format(limit),
-                    if via == "slack" { " and decide there" } else { "" }
+                    if via == Via::Slack { " and decide there" } else { "" }
                 )));
             }
         }
@@ -399,14 +417,14 @@ impl App {
                 "request.denial_given"
             },
             &subject,
-            json!({ "approver": account.name, "comment": comment, "group": group, "via": via }),
+            json!({ "approver": account.name, "comment": comment, "group": group, "via": via.as_str() }),
         );
         self.record_request(&mut tx, &row, new_state.unwrap_or(row.state), given)
             .await?;
         tx.insert_approval(id, &account.name, verdict, comment, now)
             .await?;
         if let Some(state) = new_state {
-            tx.record_decided(id, now, via).await?;
+            tx.record_decided(id, now, via.as_str()).await?;
             if state == RequestState::Approved {
                 // The rule's `expire` is how long approvers may take; once approved, the
                 // command must start within the server's usual time, however long the wait was.

@@ -10,10 +10,10 @@ use elevate_core::audit::AuditEvent;
 use elevate_core::lifecycle::RequestState;
 use serde_json::json;
 
-use super::{App, AppError, Principal, Result};
+use super::{App, AppError, Principal, Result, Via};
 use crate::integrations::slack::{self, ButtonPress};
 use crate::integrations::webhook::Sent;
-use crate::store::{DeliveryRow, RequestRow, Tx};
+use crate::store::{DeliveryRow, NotifyChannel, RequestRow, Tx};
 
 /// The line under a message that says where the request stands.
 fn status_line(
@@ -87,7 +87,7 @@ impl App {
         // What the message says is drawn when it is sent (`current_status`).
         let payload = json!({ "op": op, "channel": channel, "request": { "id": snapshot["id"] } });
         tx.queue_delivery(
-            "slack",
+            NotifyChannel::Slack,
             if channel.is_empty() {
                 "(every message)"
             } else {
@@ -141,7 +141,11 @@ impl App {
             )),
             300,
         );
-        let messages = match self.store.chat_messages(request_id, "slack").await {
+        let messages = match self
+            .store
+            .chat_messages(request_id, NotifyChannel::Slack)
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 return Sent::Retry {
@@ -166,7 +170,7 @@ impl App {
                     // Remembered under the configured channel, where updates look for it.
                     if let Err(e) = self
                         .store
-                        .save_chat_message(request_id, "slack", channel, ts)
+                        .save_chat_message(request_id, NotifyChannel::Slack, channel, ts)
                         .await
                     {
                         return Sent::Retry {
@@ -269,7 +273,7 @@ impl App {
         ))
         .await?;
         tx.queue_delivery(
-            "slack",
+            NotifyChannel::Slack,
             "response_url",
             "request.decision_refused",
             &format!("request:{}", press.request),
@@ -307,7 +311,7 @@ impl App {
             Err(e) => return Err(format!("the server could not check your account ({e})")),
         };
         let principal = Principal::Account(account);
-        self.decide_request(&principal, &press.request, press.approve, None, "slack")
+        self.decide_request(&principal, &press.request, press.approve, None, Via::Slack)
             .await
             .map(|_| ())
             .map_err(|e| match e {

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{App, Result};
 use crate::integrations::teams;
 use crate::integrations::webhook::Sent;
-use crate::store::{DeliveryRow, RequestRow, Tx};
+use crate::store::{DeliveryRow, NotifyChannel, RequestRow, Tx};
 
 impl App {
     /// Queues the card an event calls for. Returns whether something was queued.
@@ -61,7 +61,7 @@ impl App {
         let payload = json!({ "request": { "id": snapshot["id"] }, "buttons": buttons });
         for target in &targets {
             tx.queue_delivery(
-                "teams",
+                NotifyChannel::Teams,
                 target,
                 &event.action,
                 &event.subject,

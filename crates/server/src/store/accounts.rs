@@ -21,7 +21,8 @@ pub struct AccountRow {
 }
 
 #[derive(Debug, Clone)]
-pub struct SessionRow {
+/// A person signed in to the portal (the cookie is kept only as its hash).
+pub struct SignInRow {
     pub account: String,
     pub csrf: String,
     pub created_at: jiff::Timestamp,
@@ -93,7 +94,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub async fn insert_session(
+    pub async fn insert_sign_in(
         &mut self,
         session_hash: &str,
         account: &str,
@@ -148,7 +149,7 @@ impl Tx<'_> {
         row.as_ref().map(account).transpose()
     }
 
-    pub async fn delete_session(&mut self, session_hash: &str) -> Result<()> {
+    pub async fn delete_sign_in(&mut self, session_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE session_hash = $1")
             .bind(session_hash)
             .execute(&mut *self.tx)
@@ -203,11 +204,11 @@ impl Store {
     }
 
     /// An unexpired portal session.
-    pub async fn session(
+    pub async fn sign_in(
         &self,
         session_hash: &str,
         now: jiff::Timestamp,
-    ) -> Result<Option<SessionRow>> {
+    ) -> Result<Option<SignInRow>> {
         let row = sqlx::query(
             "SELECT account, csrf, created_ms, expires_ms FROM web_sessions \
              WHERE session_hash = $1 AND expires_ms > $2",
@@ -217,7 +218,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(SessionRow {
+            Ok(SignInRow {
                 account: get(&r, "account")?,
                 csrf: get(&r, "csrf")?,
                 created_at: ts(get(&r, "created_ms")?)?,

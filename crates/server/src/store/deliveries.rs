@@ -9,11 +9,53 @@ use sqlx::any::AnyRow;
 
 use super::{get, opt_ts, ts, Backend, Result, Store, Tx};
 
+/// Where a notification goes: the integrations a server sends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyChannel {
+    /// A CloudEvents webhook subscription.
+    Webhook,
+    Slack,
+    Email,
+    Teams,
+    /// A name this server does not send on (a row queued by a newer server): kept and shown,
+    /// its sends refused.
+    Unknown(String),
+}
+
+impl NotifyChannel {
+    /// The name in the database, the API and the portal.
+    pub fn as_str(&self) -> &str {
+        match self {
+            NotifyChannel::Webhook => "webhook",
+            NotifyChannel::Slack => "slack",
+            NotifyChannel::Email => "email",
+            NotifyChannel::Teams => "teams",
+            NotifyChannel::Unknown(name) => name,
+        }
+    }
+
+    pub fn from_name(name: &str) -> NotifyChannel {
+        match name {
+            "webhook" => NotifyChannel::Webhook,
+            "slack" => NotifyChannel::Slack,
+            "email" => NotifyChannel::Email,
+            "teams" => NotifyChannel::Teams,
+            other => NotifyChannel::Unknown(other.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for NotifyChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A queued or finished delivery.
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
     pub id: String,
-    pub channel: String,
+    pub channel: NotifyChannel,
     pub target: String,
     pub event: String,
     pub subject: String,
@@ -53,7 +95,7 @@ const COLUMNS: &str = "id, channel, target, event, subject, payload, state, atte
 fn delivery(row: &AnyRow) -> Result<DeliveryRow> {
     Ok(DeliveryRow {
         id: get(row, "id")?,
-        channel: get(row, "channel")?,
+        channel: NotifyChannel::from_name(&get::<String>(row, "channel")?),
         target: get(row, "target")?,
         event: get(row, "event")?,
         subject: get(row, "subject")?,
@@ -72,7 +114,7 @@ impl Tx<'_> {
     /// Queues a delivery, due now; it is sent only if this transaction commits.
     pub async fn queue_delivery(
         &mut self,
-        channel: &str,
+        channel: NotifyChannel,
         target: &str,
         event: &str,
         subject: &str,
@@ -85,7 +127,7 @@ impl Tx<'_> {
              next_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7)",
         )
         .bind(&id)
-        .bind(channel)
+        .bind(channel.as_str())
         .bind(target)
         .bind(event)
         .bind(subject)
@@ -249,7 +291,7 @@ impl Store {
     pub async fn save_chat_message(
         &self,
         request: &str,
-        service: &str,
+        service: NotifyChannel,
         channel: &str,
         ts: &str,
     ) -> Result<()> {
@@ -259,7 +301,7 @@ impl Store {
              ON CONFLICT (request_id, service, channel) DO UPDATE SET ts = excluded.ts",
         )
         .bind(request)
-        .bind(service)
+        .bind(service.as_str())
         .bind(channel)
         .bind(ts)
         .execute(&mut *tx.tx)
@@ -271,13 +313,13 @@ impl Store {
     pub async fn chat_messages(
         &self,
         request: &str,
-        service: &str,
+        service: NotifyChannel,
     ) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(
             "SELECT channel, ts FROM chat_messages WHERE request_id = $1 AND service = $2 ORDER BY ts",
         )
         .bind(request)
-        .bind(service)
+        .bind(service.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use accounts::{AccountRow, SessionRow};
+pub use accounts::{AccountRow, SignInRow};
 pub use audit::Chain;
-pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow};
+pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow, NotifyChannel};
 pub use devices::{DeviceRow, EnrolTokenRow};
 pub use policies::PolicyRow;
 pub use requests::{ApprovalRow, HistoryStats, NewRequestRow, RequestFilter, RequestRow};

@@ -423,7 +423,7 @@ async fn replicas_never_claim_the_same_delivery() {
     let mut tx = server.app.store().begin().await.unwrap();
     for i in 0..200 {
         tx.queue_delivery(
-            "webhook",
+            elevate_server::store::NotifyChannel::Webhook,
             "siem",
             "request.created",
             &format!("request:{i}"),

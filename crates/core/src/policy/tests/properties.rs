@@ -72,6 +72,7 @@ prop_compose! {
 }
 
 /// 256 cases, or `ELEVATE_FUZZ_CASES` for a long run.
+#[allow(clippy::disallowed_methods)] // a test setting
 fn fuzz_config() -> ProptestConfig {
     let cases = std::env::var("ELEVATE_FUZZ_CASES")
         .ok()

@@ -47,7 +47,7 @@ pub(super) async fn audit(State(app): State<App>, user: PortalUser) -> Response 
     };
     page(AuditPage {
         signed_in: Some(user.account.name.clone()),
-        csrf: user.session.csrf.clone(),
+        csrf: user.sign_in.csrf.clone(),
         flash: None,
         chain_status,
         chain_class: chain_class.into(),

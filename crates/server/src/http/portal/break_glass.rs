@@ -33,7 +33,7 @@ pub(super) async fn break_glass(State(app): State<App>, user: PortalUser) -> Res
     };
     page(BreakGlassPage {
         signed_in: Some(user.account.name.clone()),
-        csrf: user.session.csrf.clone(),
+        csrf: user.sign_in.csrf.clone(),
         flash: None,
         rows: uses
             .into_iter()

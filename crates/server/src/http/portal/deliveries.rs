@@ -50,7 +50,7 @@ pub(super) async fn deliveries(
     };
     page(DeliveriesPage {
         signed_in: Some(user.account.name.clone()),
-        csrf: user.session.csrf.clone(),
+        csrf: user.sign_in.csrf.clone(),
         flash: None,
         request,
         rows: rows
@@ -59,7 +59,7 @@ pub(super) async fn deliveries(
                 let request = d.subject.strip_prefix("request:").map(str::to_string);
                 DeliveryLine {
                     when: when(d.created_at),
-                    channel: d.channel,
+                    channel: d.channel.to_string(),
                     // An address or a subscription's name; never a URL (Teams URLs are secrets).
                     target: visible(&d.target),
                     event: visible(&d.event),

@@ -53,7 +53,7 @@ pub(super) async fn devices(State(app): State<App>, user: PortalUser) -> Respons
     }
     page(DevicesPage {
         signed_in: Some(user.account.name.clone()),
-        csrf: user.session.csrf.clone(),
+        csrf: user.sign_in.csrf.clone(),
         flash: None,
         rows,
     })

@@ -1,10 +1,10 @@
 //! The approver portal: server-rendered HTML that works without JavaScript. This module holds
-//! the routes, sign-in and the session, the CSRF check, live updates and what every page
+//! the routes, sign-in and sign-out, the CSRF check, live updates and what every page
 //! shares; each area has a file of its own (requests, audit, deliveries, offline codes, break
 //! glass, devices).
 //!
 //! Must never: render untrusted text unescaped (askama escapes HTML; `text::visible` makes control
-//! and bidi characters visible first), or accept a state-changing form without the session's
+//! and bidi characters visible first), or accept a state-changing form without the sign-in's
 //! CSRF token (the cookie is also `SameSite=Strict`).
 
 use askama::Template;
@@ -18,8 +18,8 @@ use elevate_core::text::visible;
 use elevate_proto::v1::{RequestView, WireTarget};
 use serde::Deserialize;
 
-use crate::app::{App, AppError, Principal};
-use crate::store::{AccountRow, SessionRow};
+use crate::app::{App, AppError, Principal, Via};
+use crate::store::{AccountRow, SignInRow};
 
 mod audit;
 mod break_glass;
@@ -61,15 +61,15 @@ pub fn routes() -> Router<App> {
 /// A signed-in portal user; anyone else is sent to the sign-in page.
 struct PortalUser {
     account: AccountRow,
-    session: SessionRow,
+    sign_in: SignInRow,
     cookie: String,
 }
 
 impl PortalUser {
-    /// The account, signed in when this portal session began.
+    /// The account, signed in when this sign-in began.
     fn principal(&self) -> Principal {
         let mut account = self.account.clone();
-        account.signed_in_at = Some(self.session.created_at);
+        account.signed_in_at = Some(self.sign_in.created_at);
         Principal::Account(account)
     }
 }
@@ -93,10 +93,10 @@ impl FromRequestParts<App> for PortalUser {
         let to_login =
             || Redirect::to(&format!("/portal/login?next={}", urlencode(&next))).into_response();
         let cookie = cookie_value(&parts.headers).ok_or_else(to_login)?;
-        match app.session(&cookie).await {
-            Ok(Some((account, session))) => Ok(PortalUser {
+        match app.signed_in(&cookie).await {
+            Ok(Some((account, sign_in))) => Ok(PortalUser {
                 account,
-                session,
+                sign_in,
                 cookie,
             }),
             Ok(None) => Err(to_login()),
@@ -139,12 +139,12 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// A form that carries the session's CSRF token.
+/// A form that carries the sign-in's CSRF token.
 trait WithCsrf {
     fn csrf(&self) -> &str;
 }
 
-/// A signed-in user's form, its CSRF token checked against the session before the handler
+/// A signed-in user's form, its CSRF token checked against the sign-in before the handler
 /// sees it: the one way a form that changes anything reaches a handler. Extracted last (it
 /// reads the body).
 struct SignedForm<T> {
@@ -164,7 +164,7 @@ impl<T: serde::de::DeserializeOwned + WithCsrf + Send> axum::extract::FromReques
         let Form(form) = Form::<T>::from_request(req, app)
             .await
             .map_err(IntoResponse::into_response)?;
-        if !constant_time_eq(form.csrf(), &user.session.csrf) {
+        if !constant_time_eq(form.csrf(), &user.sign_in.csrf) {
             return Err(page_error(AppError::Forbidden(
                 "the form is stale or did not come from this portal; reload the page and try again"
                     .into(),
@@ -286,7 +286,7 @@ struct LoginForm {
 
 async fn login(State(app): State<App>, Form(f): Form<LoginForm>) -> Response {
     let next = safe_next(f.next.as_deref());
-    match app.open_session(&f.account, &f.password).await {
+    match app.sign_in(&f.account, &f.password).await {
         Ok((cookie, _csrf)) => {
             let set =
                 format!("{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
@@ -314,7 +314,7 @@ struct CsrfForm {
 with_csrf!(CsrfForm);
 
 async fn logout(State(app): State<App>, SignedForm { user, .. }: SignedForm<CsrfForm>) -> Response {
-    if let Err(e) = app.close_session(&user.cookie).await {
+    if let Err(e) = app.sign_out(&user.cookie).await {
         return page_error(e);
     }
     (

@@ -69,7 +69,7 @@ pub(super) async fn offline(
     };
     page(OfflinePage {
         signed_in: Some(user.account.name.clone()),
-        csrf: user.session.csrf.clone(),
+        csrf: user.sign_in.csrf.clone(),
         flash: None,
         typed: visible(&typed),
         found,
@@ -114,7 +114,7 @@ pub(super) async fn respond_offline(
     };
     page(OfflinePage {
         signed_in: Some(user.account.name.clone()),
-        csrf: user.session.csrf.clone(),
+        csrf: user.sign_in.csrf.clone(),
         flash: None,
         typed: String::new(),
         found: None,

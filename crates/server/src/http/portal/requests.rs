@@ -46,7 +46,7 @@ pub(super) async fn list(
     match app.requests(&user.principal(), state, None, 200).await {
         Ok(requests) => page(QueuePage {
             signed_in: Some(user.account.name.clone()),
-            csrf: user.session.csrf.clone(),
+            csrf: user.sign_in.csrf.clone(),
             flash: None,
             heading: heading.into(),
             rows: requests.iter().map(row).collect(),
@@ -332,7 +332,7 @@ pub(super) async fn detail_page(
     };
     page(DetailPage {
         signed_in: Some(user.account.name.clone()),
-        csrf: user.session.csrf.clone(),
+        csrf: user.sign_in.csrf.clone(),
         flash: None,
         r,
     })
@@ -363,7 +363,7 @@ pub(super) async fn decide(
     };
     let comment = typed(&f.comment);
     match app
-        .decide_request(&user.principal(), &id, approve, comment, "portal")
+        .decide_request(&user.principal(), &id, approve, comment, Via::Portal)
         .await
     {
         Ok(_) => Redirect::to(&format!("/portal/requests/{}", urlencode(&id))).into_response(),

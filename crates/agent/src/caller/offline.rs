@@ -11,10 +11,11 @@
 //! failure as a wrong attempt; every challenge, use and refusal is spooled.
 
 use elevate_core::offline::{device_key, Challenge, Response, Scope};
-use elevate_proto::ipc::{AgentFrame, ClientFrame};
-use elevate_proto::v1::NewRequest;
+use elevate_proto::ipc::{AgentFrame, ClientFrame, Refusal};
+use elevate_proto::v1::{AuditEventIn, NewRequest};
 
-use super::{now_ms, spool, Conn};
+use super::connection::Connection;
+use super::record::{now_ms, spool};
 use crate::state::{
     offline_failures as failures, set_offline_failures as set_failures, Agent,
     OFFLINE_BUDGET as DEVICE_BUDGET,
@@ -54,17 +55,65 @@ enum Verdict {
     Wrong(&'static str),
 }
 
+/// One challenge being answered: what it is for, and the device's secret that verifies codes.
+struct Asking<'a> {
+    agent: &'a Agent,
+    new: &'a NewRequest,
+    /// The request's id on this device.
+    id: String,
+    challenge: Challenge,
+    /// The challenge as the person reads it out.
+    shown: String,
+    secret: Vec<u8>,
+}
+
 /// Shows a challenge and reads codes until what `want` asks for verifies (`Some`), the person
 /// gives up or the challenge is void (`None`, the caller told why).
 pub(super) async fn answer(
     agent: &Agent,
-    conn: &mut Conn,
+    conn: &mut Connection,
     new: &NewRequest,
     want: Want,
 ) -> Option<Granted> {
+    let asking = challenge(agent, conn, new, want).await?;
+    let mut left = ATTEMPTS;
+    // Break glass: (share number, minutes) of each member's good code so far.
+    let mut held: Vec<(u8, u16)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let response = next_code(conn, deadline, left).await?;
+        let message = match asking.verdict(want, &response, &mut held) {
+            Verdict::Again(message) => {
+                conn.send(&AgentFrame::CodeRefused {
+                    message,
+                    attempts_left: left,
+                })
+                .await;
+                continue;
+            }
+            Verdict::Wrong(message) => message,
+            Verdict::Done => return asking.granted(conn, response, &held).await,
+        };
+        left = asking.count_wrong(conn, left).await?;
+        conn.send(&AgentFrame::CodeRefused {
+            message: message.into(),
+            attempts_left: left,
+        })
+        .await;
+    }
+}
+
+/// Issues a fresh challenge (recorded first) and shows it; `None` when offline codes cannot be
+/// used here (the caller told why).
+async fn challenge<'a>(
+    agent: &'a Agent,
+    conn: &mut Connection,
+    new: &'a NewRequest,
+    want: Want,
+) -> Option<Asking<'a>> {
     if failures(&agent.state_dir) >= DEVICE_BUDGET {
         conn.refuse(
-            "offline_locked",
+            Refusal::OfflineLocked,
             format!("the server cannot be reached, and {DEVICE_BUDGET} wrong helpdesk codes were typed on this device since it last could: offline codes are off until the server is reached again; nothing ran"),
         )
         .await;
@@ -74,14 +123,13 @@ pub(super) async fn answer(
         Ok(s) if s.len() == 32 => s,
         _ => {
             conn.refuse(
-                "server_unreachable",
+                Refusal::ServerUnreachable,
                 "the server cannot be reached, and this device has no usable offline secret (enrol it again); nothing ran",
             )
             .await;
             return None;
         }
     };
-    let id = uuid::Uuid::now_v7().to_string();
     // 30 bits of a v7 UUID's random tail (its low 62 bits are drawn afresh each time).
     let nonce = (uuid::Uuid::now_v7().as_u128() & ((1 << 30) - 1)) as u32;
     let challenge = Challenge {
@@ -89,26 +137,19 @@ pub(super) async fn answer(
         uid: new.uid,
         nonce,
     };
-    let shown = challenge.encode();
-    let record = |action: &str, data: serde_json::Value| {
-        let mut data = data;
-        data["challenge"] = shown.clone().into();
-        data["user"] = new.user.clone().into();
-        data["uid"] = new.uid.into();
-        elevate_proto::v1::AuditEventIn {
-            id: uuid::Uuid::now_v7().to_string(),
-            at: now_ms(),
-            actor: format!("user:{}@{}", new.user, agent.enrolment.name),
-            action: action.into(),
-            subject: format!("request:{id}"),
-            data,
-        }
+    let asking = Asking {
+        agent,
+        new,
+        id: uuid::Uuid::now_v7().to_string(),
+        shown: challenge.encode(),
+        challenge,
+        secret,
     };
     let (session, codes_needed) = match want {
         Want::One { session } => (session, 0),
         Want::Shares(m) => (true, u32::from(m)),
     };
-    let issued = record(
+    let issued = asking.event(
         "offline.challenge_issued",
         serde_json::json!({ "target": new.target, "reason": new.reason, "nonce": nonce,
             "session": session, "channel": new.channel, "break_glass": codes_needed > 0,
@@ -116,23 +157,29 @@ pub(super) async fn answer(
     );
     if let Err(e) = spool(agent, &[issued]) {
         conn.refuse(
-            "audit",
+            Refusal::Audit,
             format!("cannot record the challenge ({e}); nothing ran"),
         )
         .await;
         return None;
     }
     conn.send(&AgentFrame::Challenge {
-        request_id: id.clone(),
-        challenge: shown.clone(),
+        request_id: asking.id.clone(),
+        challenge: asking.shown.clone(),
         attempts_left: ATTEMPTS,
         codes_needed,
     })
     .await;
-    let mut left = ATTEMPTS;
-    // Break glass: (share number, minutes) of each member's good code so far.
-    let mut held: Vec<(u8, u16)> = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
+    Some(asking)
+}
+
+/// The next well-formed code the person types before `deadline`; a misread code (a typo, by its
+/// check character) is said so and costs no attempt. `None` when they gave up or time ran out.
+async fn next_code(
+    conn: &mut Connection,
+    deadline: tokio::time::Instant,
+    left: u32,
+) -> Option<Response> {
     loop {
         let mut ignored = Vec::new();
         let frame = match tokio::time::timeout_at(deadline, conn.read(&mut ignored)).await {
@@ -140,7 +187,7 @@ pub(super) async fn answer(
             Ok(_) => return None,
             Err(_) => {
                 conn.refuse(
-                    "timeout",
+                    Refusal::Timeout,
                     "no code came in time; run the command again for a new challenge",
                 )
                 .await;
@@ -150,24 +197,44 @@ pub(super) async fn answer(
         let code = match frame {
             ClientFrame::OfflineCode { code } => code,
             ClientFrame::Cancel => {
-                conn.refuse("cancelled", "the request was withdrawn").await;
+                conn.refuse(Refusal::Cancelled, "the request was withdrawn")
+                    .await;
                 return None;
             }
             _ => continue,
         };
-        let response = match Response::parse(&code) {
-            Ok(r) => r,
-            // A misread code is a typo, not an attempt.
+        match Response::parse(&code) {
+            Ok(r) => return Some(r),
             Err(e) => {
                 conn.send(&AgentFrame::CodeRefused {
                     message: e.to_string(),
                     attempts_left: left,
                 })
                 .await;
-                continue;
             }
-        };
-        let verdict = match want {
+        }
+    }
+}
+
+impl Asking<'_> {
+    /// An event about this challenge, by the person it was issued to.
+    fn event(&self, action: &str, mut data: serde_json::Value) -> AuditEventIn {
+        data["challenge"] = self.shown.clone().into();
+        data["user"] = self.new.user.clone().into();
+        data["uid"] = self.new.uid.into();
+        AuditEventIn {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: now_ms(),
+            actor: format!("user:{}@{}", self.new.user, self.agent.enrolment.name),
+            action: action.into(),
+            subject: format!("request:{}", self.id),
+            data,
+        }
+    }
+
+    /// What one well-formed code does for what is wanted (`held`: break-glass shares so far).
+    fn verdict(&self, want: Want, response: &Response, held: &mut Vec<(u8, u16)>) -> Verdict {
+        match want {
             Want::One { session } => {
                 // A break-glass share is one member's part of an emergency session, never an
                 // answer on its own.
@@ -176,7 +243,7 @@ pub(super) async fn answer(
                     Scope::Session => true,
                     Scope::Request => !session,
                 };
-                if fits && challenge.verify(&secret, &response) {
+                if fits && self.challenge.verify(&self.secret, response) {
                     Verdict::Done
                 } else if response.scope == Scope::BreakGlass {
                     Verdict::Wrong("that is a break-glass share, which only `elevate break-glass` takes; this needs a request or session code from the helpdesk")
@@ -186,7 +253,7 @@ pub(super) async fn answer(
                     Verdict::Wrong("that code does not answer this challenge (another challenge, another device, or a wrong code)")
                 }
             }
-            Want::Shares(m) => match challenge.share_of(&secret, &response) {
+            Want::Shares(m) => match self.challenge.share_of(&self.secret, response) {
                 Some(n) if held.iter().any(|(k, _)| *k == n) => Verdict::Again(
                     "that code comes from a member of the helpdesk whose code was already typed; the next must come from another member".into(),
                 ),
@@ -205,45 +272,48 @@ pub(super) async fn answer(
                     "that code is not a break-glass code for this challenge (another challenge, another device, or a wrong code)",
                 ),
             },
-        };
-        let message = match verdict {
-            Verdict::Again(message) => {
-                conn.send(&AgentFrame::CodeRefused {
-                    message,
-                    attempts_left: left,
-                })
-                .await;
-                continue;
-            }
-            Verdict::Wrong(message) => message,
-            Verdict::Done => {
-                let mut response = response;
-                let shares: Vec<u8> = held.iter().map(|(n, _)| *n).collect();
-                if let Some(shortest) = held.iter().map(|(_, minutes)| *minutes).min() {
-                    response.minutes = shortest;
-                }
-                let used = record(
-                    "offline.code_used",
-                    serde_json::json!({ "scope": response.scope.as_str(), "minutes": response.minutes,
-                    "shares": if shares.is_empty() { serde_json::Value::Null } else { shares.clone().into() } }),
-                );
-                if let Err(e) = spool(agent, &[used]) {
-                    conn.refuse(
-                        "audit",
-                        format!("cannot record the code ({e}); nothing ran"),
-                    )
-                    .await;
-                    return None;
-                }
-                return Some(Granted {
-                    id,
-                    response,
-                    challenge: shown,
-                    shares,
-                });
-            }
-        };
-        left -= 1;
+        }
+    }
+
+    /// What the good code(s) granted, recorded before anything runs or opens; `None` when it
+    /// cannot be recorded (the caller told why).
+    async fn granted(
+        self,
+        conn: &mut Connection,
+        mut response: Response,
+        held: &[(u8, u16)],
+    ) -> Option<Granted> {
+        let shares: Vec<u8> = held.iter().map(|(n, _)| *n).collect();
+        if let Some(shortest) = held.iter().map(|(_, minutes)| *minutes).min() {
+            response.minutes = shortest;
+        }
+        let used = self.event(
+            "offline.code_used",
+            serde_json::json!({ "scope": response.scope.as_str(), "minutes": response.minutes,
+            "shares": if shares.is_empty() { serde_json::Value::Null } else { shares.clone().into() } }),
+        );
+        if let Err(e) = spool(self.agent, &[used]) {
+            conn.refuse(
+                Refusal::Audit,
+                format!("cannot record the code ({e}); nothing ran"),
+            )
+            .await;
+            return None;
+        }
+        Some(Granted {
+            id: self.id,
+            response,
+            challenge: self.shown,
+            shares,
+        })
+    }
+
+    /// Counts a wrong code against this challenge and the device's budget (on disk, with a
+    /// growing pause), and records it. The attempts left, or `None` when no more are allowed
+    /// (the caller told why).
+    async fn count_wrong(&self, conn: &mut Connection, left: u32) -> Option<u32> {
+        let agent = self.agent;
+        let mut left = left - 1;
         let counting = agent.wrong_codes.lock().await;
         let spent = failures(&agent.state_dir) + 1;
         if let Err(e) = set_failures(&agent.state_dir, spent) {
@@ -257,7 +327,7 @@ pub(super) async fn answer(
         // Each wrong code on this device costs a little more time.
         tokio::time::sleep(std::time::Duration::from_secs(u64::from(spent.min(10)))).await;
         drop(counting);
-        let refused = record(
+        let refused = self.event(
             "offline.code_refused",
             serde_json::json!({ "attempts_left": left, "alert": left == 0 }),
         );
@@ -266,7 +336,7 @@ pub(super) async fn answer(
         }
         if spent >= DEVICE_BUDGET {
             conn.refuse(
-                "offline_locked",
+                Refusal::OfflineLocked,
                 format!("{DEVICE_BUDGET} wrong codes on this device: offline codes are off until the server is reached again; nothing ran"),
             )
             .await;
@@ -274,16 +344,12 @@ pub(super) async fn answer(
         }
         if left == 0 {
             conn.refuse(
-                "challenge_void",
+                Refusal::ChallengeVoid,
                 format!("{ATTEMPTS} wrong codes: this challenge is void; run the command again for a new one"),
             )
             .await;
             return None;
         }
-        conn.send(&AgentFrame::CodeRefused {
-            message: message.into(),
-            attempts_left: left,
-        })
-        .await;
+        Some(left)
     }
 }

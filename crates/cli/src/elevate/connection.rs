@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use elevate_core::text::visible;
-use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, VERSION};
+use elevate_proto::ipc::{encode, AgentFrame, ClientFrame, FrameReader, Refusal, VERSION};
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 use super::terminal::{self, Relay};
@@ -457,8 +457,8 @@ fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attem
                     (None, None) => ExitCode::from(1),
                 });
             }
-            AgentFrame::Error { code, message } if code == "reason_required" => return Attempt::NeedReason(message),
-            AgentFrame::Error { code, message } if code == "cancelled" => {
+            AgentFrame::Error { code: Refusal::ReasonRequired, message } => return Attempt::NeedReason(message),
+            AgentFrame::Error { code: Refusal::Cancelled, message } => {
                 eprintln!("elevate: {}", visible(&message));
                 return Attempt::Done(ExitCode::from(130));
             }
