@@ -4,7 +4,8 @@
 #   bench/elevate-vs-sudo.sh
 # It works in a private mount namespace over a copy of /etc, so the machine is left unchanged.
 # ELEVATE_BENCH_BASELINE=DIR (a folder with `elevated` and `elevate` from another build, e.g. the
-# previous commit) adds that build, with its own agent, to the same hyperfine run.
+# previous commit) adds that build, with its own agent, to the same hyperfine run;
+# ELEVATE_BENCH_ROUNDS=N then also compares the two in N rounds of alternating order.
 # Needs: hyperfine, sudo (apt-get install hyperfine sudo).
 set -euo pipefail
 if [ -z "${ELEVATE_BENCH_NS:-}" ]; then
@@ -75,6 +76,24 @@ as_user hyperfine -N --warmup 30 --runs 500 \
 python3 -c 'import json,sys
 for r in json.load(open(sys.argv[1]))["results"]:
     print("median %6.2f ms  %s" % (r["median"]*1000, r["command"].replace(sys.argv[2]+"/","")))' "$work/out/hyperfine.json" "$work"
+if [ -n "${ELEVATE_BENCH_BASELINE:-}" ] && [ "${ELEVATE_BENCH_ROUNDS:-0}" -gt 0 ]; then
+  # Against the baseline, in alternating order, round after round: one long run of each in
+  # turn lets the machine's drift (the other core busy, a flush) land on one side only.
+  for round in $(seq "$ELEVATE_BENCH_ROUNDS"); do
+    if [ $((round % 2)) -eq 1 ]; then pair=("$work/elevate true" "${compare[@]}"); else pair=("${compare[@]}" "$work/elevate true"); fi
+    as_user hyperfine -N --warmup 20 --runs 300 --export-json "$work/out/round-$round.json" "${pair[@]}" >/dev/null 2>&1
+  done
+  python3 -c 'import json,sys,statistics
+work, rounds = sys.argv[1], int(sys.argv[2])
+ratios = []
+for n in range(1, rounds + 1):
+    r = {x["command"]: x["median"] for x in json.load(open("%s/out/round-%d.json" % (work, n)))["results"]}
+    current = r[work + "/elevate true"]
+    base = [v for k, v in r.items() if k != work + "/elevate true"][0]
+    ratios.append(current / base)
+    print("round %2d  median %5.2f ms current, %5.2f ms baseline, ratio %.3f" % (n, current * 1000, base * 1000, current / base))
+print("median ratio current/baseline over %d rounds: %.3f" % (rounds, statistics.median(ratios)))' "$work" "$ELEVATE_BENCH_ROUNDS"
+fi
 if [ -n "${ELEVATE_BENCH_DETAIL:-}" ]; then
   # Where the time goes: process start of the client alone, and a round trip without running.
   as_user hyperfine -N --warmup 30 --runs 300 --export-json "$work/out/detail.json" \
