@@ -98,6 +98,22 @@ pub fn all_until(uid: u32, until: jiff::Timestamp) -> String {
     format!("#{uid} ALL=(ALL:ALL) NOTAFTER={until} NOPASSWD: NOSETENV: ALL\n")
 }
 
+/// The managed rule's file: people in enforce mode (name, uid) may call sudo for anything
+/// until `until`, so that every call reaches the approval plugin and the policy decides.
+pub fn managed_rule<'a>(
+    people: impl IntoIterator<Item = &'a (&'a str, u32)>,
+    until: jiff::Timestamp,
+) -> String {
+    let mut text = String::from(
+        "# Managed by elevated: people in enforce mode call sudo as before, and the Elevate\n# approval plugin decides every command. Do not edit; the agent renews this file.\n",
+    );
+    for (user, uid) in people {
+        text.push_str(&format!("# {user}\n"));
+        text.push_str(&all_until(*uid, until));
+    }
+    text
+}
+
 /// The first `NOTAFTER=` of a rule file, as a time.
 pub fn notafter(text: &str) -> Option<jiff::Timestamp> {
     let at = text.find("NOTAFTER=")? + "NOTAFTER=".len();

@@ -371,13 +371,7 @@ impl Rights {
             return Ok(self.remove_managed_rule(before).into_iter().next());
         }
         let until = now.checked_add(MANAGED_VALIDITY).unwrap_or(now);
-        let mut text = String::from(
-            "# Managed by elevated: people in enforce mode call sudo as before, and the Elevate\n# approval plugin decides every command. Do not edit; the agent renews this file.\n",
-        );
-        for (user, uid) in &users {
-            text.push_str(&format!("# {user}\n"));
-            text.push_str(&crate::sudoers::all_until(*uid, until));
-        }
+        let text = crate::sudoers::managed_rule(&users, until);
         if !same_people {
             before(
                 "rights.managed_rule",
