@@ -57,6 +57,10 @@ enum Command {
         /// Device name (default: the host name).
         #[arg(long)]
         name: Option<String>,
+        /// Allow a plain http:// server beyond this machine. The credential and the
+        /// offline-code secret then cross the network in clear; `elevate status` says so.
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Show what the running agent is doing: server, policy, spool, and which collectors record
     /// elevation here (the elevate front door, the sudo plugin, Linux audit).
@@ -256,7 +260,10 @@ pub fn main() -> anyhow::Result<()> {
             server,
             token,
             name,
+            insecure_http,
         } => {
+            // Refused before the token is read or anything is sent.
+            crate::enrolment::transport(&server, insecure_http)?;
             let token = if token == "-" {
                 let mut t = String::new();
                 std::io::stdin().read_to_string(&mut t)?;
@@ -270,6 +277,7 @@ pub fn main() -> anyhow::Result<()> {
                 &token,
                 &name,
                 &cli.state_dir,
+                insecure_http,
             ))?;
             println!(
                 "enrolled as {} ({}) with {}; start the agent with `elevated run`",

@@ -1,7 +1,9 @@
 //! The device's enrolment: server URL, device id and name, API credential, offline-code secret
 //! and the pinned policy-signing key, in one root-only file.
 //!
-//! Must never: write the file with group or other access, or read one that has it.
+//! Must never: write the file with group or other access, or read one that has it; or talk to a
+//! server over plain `http://` beyond this machine unless an administrator said so
+//! (`--insecure-http`): the credential and the offline-code secret would travel in clear.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -21,6 +23,10 @@ pub struct Enrolment {
     pub credential: String,
     pub device_secret: String,
     pub policy_key: String,
+    /// Enrolled with `--insecure-http`: a plain-http server beyond this machine is allowed
+    /// (and `elevate status` says so).
+    #[serde(default)]
+    pub insecure_http: bool,
 }
 
 impl std::fmt::Debug for Enrolment {
@@ -58,6 +64,12 @@ impl Enrolment {
             .with_context(|| format!("{} is damaged; enrol the device again", p.display()))
     }
 
+    /// How this enrolment reaches its server; an error for plain http beyond this machine
+    /// without `--insecure-http` (an enrolment file changed by hand is refused, not used).
+    pub fn transport(&self) -> anyhow::Result<Transport> {
+        transport(&self.server, self.insecure_http)
+    }
+
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         write_private(&path(dir), serde_json::to_string_pretty(self)?.as_bytes())
     }
@@ -68,9 +80,54 @@ pub fn write_private(target: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     crate::state_file::replace_private(target, bytes)
 }
 
-/// Trades a one-time token for the device's credentials and saves them.
-pub async fn enrol(server: &str, token: &str, name: &str, dir: &Path) -> anyhow::Result<Enrolment> {
+/// How the agent reaches its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Https,
+    /// Plain http to this machine (the traffic never leaves it).
+    LoopbackHttp,
+    /// Plain http beyond this machine, allowed by `--insecure-http`.
+    InsecureHttp,
+}
+
+/// Whether the agent may talk to `server`: `https://`, or `http://` to a loopback address or
+/// `localhost`; `http://` elsewhere only with `insecure` (`--insecure-http`).
+pub fn transport(server: &str, insecure: bool) -> anyhow::Result<Transport> {
+    let url = reqwest::Url::parse(server)
+        .with_context(|| format!("{server:?} is not a URL; give the server as https://HOST"))?;
+    match url.scheme() {
+        "https" => return Ok(Transport::Https),
+        "http" => {}
+        other => bail!("the server URL must be https:// (not {other}://)"),
+    }
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(Transport::LoopbackHttp)
+    } else if insecure {
+        Ok(Transport::InsecureHttp)
+    } else {
+        bail!(
+            "{server} is plain http: this device's credential and its offline-code secret would cross the network in clear; use https:// (or, if you must, --insecure-http, which elevate status will then show)"
+        )
+    }
+}
+
+/// Trades a one-time token for the device's credentials and saves them. `insecure`: a plain
+/// http server beyond this machine is allowed.
+pub async fn enrol(
+    server: &str,
+    token: &str,
+    name: &str,
+    dir: &Path,
+    insecure: bool,
+) -> anyhow::Result<Enrolment> {
     let server = server.trim_end_matches('/').to_string();
+    transport(&server, insecure)?;
     let http = reqwest::Client::new();
     let response = http
         .post(format!("{server}/v1/enrol"))
@@ -105,7 +162,41 @@ pub async fn enrol(server: &str, token: &str, name: &str, dir: &Path) -> anyhow:
         credential: e.credential,
         device_secret: e.device_secret,
         policy_key: e.policy_key,
+        insecure_http: insecure,
     };
     enrolment.save(dir)?;
     Ok(enrolment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_beyond_this_machine_unless_allowed() {
+        let ok = |url: &str, insecure| transport(url, insecure).unwrap();
+        assert_eq!(ok("https://elevate.example", false), Transport::Https);
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:80",
+            "http://localhost:9",
+            "http://LOCALHOST",
+        ] {
+            assert_eq!(ok(local, false), Transport::LoopbackHttp, "{local}");
+        }
+        for remote in [
+            "http://elevate.example",
+            "http://10.0.0.1",
+            "http://0.0.0.0:1",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+        ] {
+            let refused = transport(remote, false).unwrap_err().to_string();
+            assert!(refused.contains("plain http"), "{remote}: {refused}");
+            assert_eq!(ok(remote, true), Transport::InsecureHttp, "{remote}");
+        }
+        assert!(transport("ftp://elevate.example", true).is_err());
+        assert!(transport("elevate.example", true).is_err());
+    }
 }

@@ -137,6 +137,7 @@ impl Agent {
     /// Loads enrolment, key, cached policy and spool from `state_dir`.
     pub fn load(state_dir: &Path) -> anyhow::Result<Agent> {
         let enrolment = Enrolment::load(state_dir)?;
+        enrolment.transport()?;
         let key = parse_public_key(&enrolment.policy_key)
             .context("the pinned policy key is damaged; enrol the device again")?;
         let policy = match cache::load(state_dir, &key) {
@@ -292,7 +293,13 @@ impl Agent {
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             device: self.enrolment.name.clone(),
-            server: self.enrolment.server.clone(),
+            server: match self.enrolment.transport() {
+                Ok(crate::enrolment::Transport::InsecureHttp) => format!(
+                    "{} (plain http, allowed by --insecure-http: the credential crosses the network in clear)",
+                    self.enrolment.server
+                ),
+                _ => self.enrolment.server.clone(),
+            },
             upstream: {
                 let state = match offline {
                     None => "online".to_owned(),

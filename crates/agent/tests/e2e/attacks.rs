@@ -761,3 +761,72 @@ fn a_program_is_decided_and_run_by_the_name_it_is_invoked_by() {
         },
     );
 }
+
+/// A plain-http server beyond this machine would carry the device's credential and its
+/// offline-code secret in clear: enrolment refuses it before the token is read or anything is
+/// sent, `--insecure-http` lets an administrator choose it anyway, and an enrolment file pointed
+/// at one by hand is refused when the agent starts.
+#[test]
+fn plain_http_beyond_this_machine_is_refused_unless_an_admin_allows_it() {
+    namespaced(
+        "attacks::plain_http_beyond_this_machine_is_refused_unless_an_admin_allows_it",
+        || {
+            let world = World::new();
+            let elevated = elevate_testkit::cargo_bin("elevated");
+            let state = world.dir.join("second-agent");
+            let enrol = |extra: &[&str]| {
+                std::process::Command::new(&elevated)
+                    .arg("--state-dir")
+                    .arg(&state)
+                    .args(["enrol", "--server", "http://0.0.0.0:1", "--token", "-"])
+                    .args(["--name", "second"])
+                    .args(extra)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap()
+            };
+            let refused = enrol(&[]);
+            assert!(!refused.status.success());
+            assert!(
+                text(&refused.stderr).contains("is plain http")
+                    && text(&refused.stderr).contains("--insecure-http"),
+                "{}",
+                text(&refused.stderr)
+            );
+            let tried = enrol(&["--insecure-http"]);
+            assert!(!tried.status.success());
+            assert!(
+                text(&tried.stderr).contains("cannot reach the Elevate server at http://0.0.0.0:1"),
+                "{}",
+                text(&tried.stderr)
+            );
+            assert!(!state.join("enrolment.json").exists());
+
+            // The enrolment the world made (loopback http), pointed elsewhere by hand.
+            let mut enrolment: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(world.dir.join("agent/enrolment.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(enrolment["insecure_http"], false);
+            enrolment["server"] = "http://192.0.2.1:8080".into();
+            std::fs::create_dir_all(&state).unwrap();
+            std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let file = state.join("enrolment.json");
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let started = std::process::Command::new(&elevated)
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["run", "--linux-audit", "off", "--socket"])
+                .arg(state.join("agent.sock"))
+                .output()
+                .unwrap();
+            assert!(!started.status.success());
+            assert!(
+                text(&started.stderr).contains("http://192.0.2.1:8080 is plain http"),
+                "{}",
+                text(&started.stderr)
+            );
+        },
+    );
+}
