@@ -830,3 +830,32 @@ fn plain_http_beyond_this_machine_is_refused_unless_an_admin_allows_it() {
         },
     );
 }
+
+/// A device an admin revoked asks for approvals in vain, and is told why; its offline codes
+/// cannot stand in (the server answers, refusing), and what it recorded stays in its spool.
+#[test]
+fn a_revoked_device_gets_no_approval_and_says_why() {
+    namespaced(
+        "attacks::a_revoked_device_gets_no_approval_and_says_why",
+        || {
+            let world = World::new();
+            let revoked = world
+                .api(world.server().post(
+                    Some(&world.admin),
+                    "/v1/devices/e2e-host/revoke",
+                    &serde_json::json!({ "reason": "laptop stolen" }),
+                ))
+                .expect(200);
+            assert!(revoked.body["revoked_at"].is_string(), "{}", revoked.text);
+            let prog = world.program("approve", "needs-approval", "#!/bin/sh\necho ran\n", 0o755);
+            let out = world.elevate_as("bob", &[prog.to_str().unwrap()], &[]);
+            assert_eq!(out.status.code(), Some(1));
+            assert!(
+                text(&out.stderr).contains("revoked") && !text(&out.stderr).contains("Challenge"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(out.stdout.is_empty());
+        },
+    );
+}

@@ -16,6 +16,21 @@ use super::{
     PolicyTestArgs, RequestsCommand, Settings,
 };
 
+/// A device name as the server takes it (a host name), or a clear error before anything is sent.
+fn device_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!(
+            "{:?} is not a device name (see `elevatectl devices list`)",
+            name
+        );
+    }
+    Ok(())
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -79,25 +94,42 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             d.last_seen_at
                                 .map(|t| t.to_string())
                                 .unwrap_or_else(|| "never".into()),
+                            match &d.revoked_at {
+                                Some(at) => format!(
+                                    "revoked {at} by {}",
+                                    d.revoked_by.as_deref().unwrap_or("?")
+                                ),
+                                None => "enrolled".into(),
+                            },
                             d.id.clone(),
                         ]
                     })
                     .collect();
-                table(&["NAME", "TAGS", "ENROLLED", "LAST SEEN", "ID"], &rows);
+                table(
+                    &["NAME", "TAGS", "ENROLLED", "LAST SEEN", "STATE", "ID"],
+                    &rows,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Devices(DevicesCommand::Revoke { name, reason }) => {
+            device_name(name)?;
+            let path = format!("/v1/devices/{name}/revoke");
+            let device: Device = client(&cli, &saved)?.post(
+                &path,
+                &DeviceRevoke {
+                    reason: reason.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&device)?;
+            } else {
+                println!("{name} is revoked: its credential is refused from now on; to use it again, enrol it anew");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Devices(DevicesCommand::Rights { name }) => {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                bail!(
-                    "{:?} is not a device name (see `elevatectl devices list`)",
-                    name
-                );
-            }
+            device_name(name)?;
             let path = format!("/v1/devices/{name}/rights");
             let alerts: Vec<RightAlert> = client(&cli, &saved)?.get(&path)?;
             if cli.json {

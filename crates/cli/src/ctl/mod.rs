@@ -194,6 +194,15 @@ pub enum DevicesCommand {
         /// The device's name.
         name: String,
     },
+    /// Revoke a device (lost, stolen, decommissioned): its credential is refused at once and
+    /// its offline codes answer nothing; enrolling it again gives it new ones.
+    Revoke {
+        /// The device's name.
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -155,6 +155,18 @@ pub struct Device {
     pub enrolled_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen_at: Option<Timestamp>,
+    /// When an admin revoked it (its credential is refused since), and who.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+    pub revoked_by: Option<String>,
+}
+
+/// Revoke a device: its credential is refused at once, everywhere.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRevoke {
+    /// Why (lost, stolen, decommissioned…), for the audit log.
+    pub reason: String,
 }
 
 /// A standing admin right a device reported as needing a person (the latest report of each).

@@ -288,6 +288,11 @@ impl App {
                 .device_by_credential(&hash)
                 .await?
                 .ok_or_else(denied)?;
+            if let Some((at, _)) = device.revoked {
+                return Err(AppError::Unauthenticated(format!(
+                    "this device's credential was revoked at {at}; an admin must enrol it again (elevated enrol)"
+                )));
+            }
             // Last-seen is coarse (a minute) so that it does not cost a write per request.
             let now = self.now();
             let stale = device

@@ -89,9 +89,14 @@ impl App {
                 row.expires_at
             )));
         }
-        if self.store.device_by_name(name).await?.is_some() {
+        if self
+            .store
+            .device_by_name(name)
+            .await?
+            .is_some_and(|d| d.revoked.is_none())
+        {
             return Err(AppError::Conflict(format!(
-                "a device named {name} is already enrolled; remove it first or use another name"
+                "a device named {name} is already enrolled; revoke it first (elevatectl devices revoke {name} --reason TEXT) or use another name"
             )));
         }
         let device_id = uuid::Uuid::now_v7().to_string();
@@ -118,6 +123,42 @@ impl App {
             tags: row.tags,
             credential,
             policy_key: self.keys.policy_key_hex(),
+        })
+    }
+
+    /// Revokes device `name` (admins): its credential is refused from now on, everywhere, and
+    /// its offline-code secret answers no more challenges; enrolling it again gives it a new
+    /// id, credential and secret.
+    pub async fn revoke_device(
+        &self,
+        caller: &Principal,
+        name: &str,
+        reason: &str,
+    ) -> Result<DeviceRow> {
+        let admin = caller.require(&[Role::Admin])?.name.clone();
+        let reason = elevate_core::Reason::required(reason.trim().to_owned())
+            .map_err(|e| AppError::BadRequest(format!("{e}: say why the device is revoked")))?;
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let Some(device) = self.store.device_by_name(name).await? else {
+            return Err(AppError::NotFound(format!("no device is named {name:?}")));
+        };
+        if !tx.revoke_device(name, &admin, now).await? {
+            return Err(AppError::Conflict(format!(
+                "device {name} is revoked already"
+            )));
+        }
+        tx.append_audit(self.event(
+            format!("account:{admin}"),
+            "device.revoked",
+            format!("device:{name}"),
+            serde_json::json!({ "device_id": device.id, "reason": reason.as_str() }),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(DeviceRow {
+            revoked: Some((now, admin)),
+            ..device
         })
     }
 

@@ -28,7 +28,8 @@ impl App {
             .devices()
             .await?
             .into_iter()
-            .filter(|d| device_key(&d.id) == challenge.device)
+            // A revoked device's secret answers nothing: it may be in someone else's hands.
+            .filter(|d| device_key(&d.id) == challenge.device && d.revoked.is_none())
             .collect();
         if devices.is_empty() {
             return Err(AppError::NotFound(
@@ -233,6 +234,8 @@ fn device_view(d: DeviceRow) -> elevate_proto::v1::Device {
         tags: d.tags,
         enrolled_at: d.enrolled_at,
         last_seen_at: d.last_seen_at,
+        revoked_at: d.revoked.as_ref().map(|(at, _)| *at),
+        revoked_by: d.revoked.map(|(_, by)| by),
     }
 }
 

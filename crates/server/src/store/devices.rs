@@ -14,6 +14,8 @@ pub struct DeviceRow {
     pub tags: Vec<String>,
     pub enrolled_at: jiff::Timestamp,
     pub last_seen_at: Option<jiff::Timestamp>,
+    /// When an admin revoked it (its credential is refused from then on), and who.
+    pub revoked: Option<(jiff::Timestamp, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -30,10 +32,15 @@ fn device(row: &AnyRow) -> Result<DeviceRow> {
         tags: json_list(&get::<String>(row, "tags_json")?)?,
         enrolled_at: ts(get(row, "enrolled_ms")?)?,
         last_seen_at: opt_ts(get(row, "last_seen_ms")?)?,
+        revoked: match opt_ts(get(row, "revoked_ms")?)? {
+            Some(at) => Some((at, get(row, "revoked_by")?)),
+            None => None,
+        },
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, name, tags_json, enrolled_ms, last_seen_ms";
+const DEVICE_COLUMNS: &str =
+    "id, name, tags_json, enrolled_ms, last_seen_ms, revoked_ms, revoked_by";
 
 impl Tx<'_> {
     pub async fn insert_enrol_token(
@@ -103,6 +110,11 @@ impl Tx<'_> {
         credential_hash: &str,
         now: jiff::Timestamp,
     ) -> Result<()> {
+        // A revoked device's name is free again: its row gives way (the audit log keeps it).
+        sqlx::query("DELETE FROM devices WHERE name = $1 AND revoked_ms IS NOT NULL")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
         sqlx::query(
             "INSERT INTO devices (id, name, tags_json, credential_hash, enrolled_ms) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -118,7 +130,29 @@ impl Tx<'_> {
     }
 }
 
+impl Tx<'_> {
+    /// Revokes device `name`; false when there is no such device, or it is revoked already.
+    pub async fn revoke_device(
+        &mut self,
+        name: &str,
+        by: &str,
+        now: jiff::Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_ms = $1, revoked_by = $2 \
+             WHERE name = $3 AND revoked_ms IS NULL",
+        )
+        .bind(now.as_millisecond())
+        .bind(by)
+        .bind(name)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 impl Store {
+    /// The device behind a credential, revoked or not (the caller refuses a revoked one).
     pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceRow>> {
         let row = sqlx::query(&format!(
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE credential_hash = $1"

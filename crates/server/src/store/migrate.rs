@@ -15,6 +15,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0003_deliveries.sql"),
     ),
     (4, include_str!("../../migrations/sqlite/0004_routing.sql")),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_device_revocation.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -32,6 +36,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/postgres/0004_routing.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_device_revocation.sql"),
     ),
 ];
 

@@ -118,3 +118,122 @@ async fn an_expired_enrolment_token_is_refused() {
     })
     .await;
 }
+
+/// A lost or stolen device is revoked: its credential is refused at once, its offline secret
+/// answers no challenge, and enrolling it again under its name gives it a new id, credential
+/// and secret. Only admins revoke, and only with a reason, which the audit log keeps.
+#[tokio::test]
+async fn a_revoked_device_is_refused_at_once_and_enrols_again_with_new_secrets() {
+    use elevate_core::offline::{device_key, Challenge};
+    for_each_backend(|server| async move {
+        let (admin, device, enrolled) = super::ready_enrolled(&server).await;
+        server
+            .get(Some(&device), "/v1/policy-bundle")
+            .await
+            .expect(200);
+        server
+            .account("ann", &[elevate_server::app::Role::Approver], &["helpdesk"])
+            .await;
+        let approver = server.token("ann").await;
+        let revoke = |reason: &str| json!({ "reason": reason });
+
+        server
+            .post(
+                Some(&approver),
+                "/v1/devices/web-01/revoke",
+                &revoke("lost"),
+            )
+            .await
+            .expect(403);
+        let blank = server
+            .post(Some(&admin), "/v1/devices/web-01/revoke", &revoke("  "))
+            .await
+            .expect(400);
+        assert!(blank.text.contains("reason"), "{}", blank.text);
+        server
+            .post(Some(&admin), "/v1/devices/nowhere/revoke", &revoke("lost"))
+            .await
+            .expect(404);
+        // Still works until the revocation is done.
+        server
+            .get(Some(&device), "/v1/policy-bundle")
+            .await
+            .expect(200);
+
+        let revoked = server
+            .post(
+                Some(&admin),
+                "/v1/devices/web-01/revoke",
+                &revoke("stolen from a car"),
+            )
+            .await
+            .expect(200);
+        assert!(revoked.body["revoked_at"].is_string(), "{}", revoked.text);
+        assert_eq!(revoked.body["revoked_by"], "admin");
+        let refused = server
+            .get(Some(&device), "/v1/policy-bundle")
+            .await
+            .expect(401);
+        assert!(refused.text.contains("revoked"), "{}", refused.text);
+        server
+            .post(
+                Some(&device),
+                "/v1/requests",
+                &elevate_testkit::command_request("alice", &[], "/usr/bin/id", &[]),
+            )
+            .await
+            .expect(401);
+        server
+            .post(Some(&admin), "/v1/devices/web-01/revoke", &revoke("again"))
+            .await
+            .expect(409);
+        let listed = server.get(Some(&admin), "/v1/devices").await.expect(200);
+        assert!(listed.body[0]["revoked_at"].is_string(), "{}", listed.text);
+
+        // Its offline secret answers nothing: the helpdesk finds no device for its challenges.
+        let old_id = enrolled["device_id"].as_str().unwrap().to_owned();
+        let challenge = Challenge {
+            device: device_key(&old_id),
+            uid: 1005,
+            nonce: 7,
+        };
+        server
+            .post(
+                Some(&admin),
+                "/v1/offline/challenges",
+                &json!({ "challenge": challenge.encode() }),
+            )
+            .await
+            .expect(404);
+
+        // Enrolled again under its name: new id, credential and secret; the old one stays out.
+        let (again, fresh) = server.enrol(&admin, "web-01", &["server"]).await;
+        assert_ne!(fresh["device_id"], enrolled["device_id"]);
+        assert_ne!(fresh["device_secret"], enrolled["device_secret"]);
+        server
+            .get(Some(&again), "/v1/policy-bundle")
+            .await
+            .expect(200);
+        server
+            .get(Some(&device), "/v1/policy-bundle")
+            .await
+            .expect(401);
+        let listed = server.get(Some(&admin), "/v1/devices").await.expect(200);
+        assert_eq!(listed.body.as_array().unwrap().len(), 1, "{}", listed.text);
+        assert!(listed.body[0]["revoked_at"].is_null(), "{}", listed.text);
+
+        let records = server.audit_records(&admin).await;
+        let revocation = records
+            .iter()
+            .find(|r| r["action"] == "device.revoked")
+            .expect("the revocation is audited");
+        assert_eq!(revocation["actor"], "account:admin");
+        assert_eq!(revocation["subject"], "device:web-01");
+        let data: serde_json::Value =
+            serde_json::from_str(revocation["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["reason"], "stolen from a car");
+        assert_eq!(data["device_id"], old_id.as_str());
+        server
+    })
+    .await;
+}

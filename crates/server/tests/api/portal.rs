@@ -348,5 +348,20 @@ async fn devices_list_the_standing_rights_that_need_a_person() {
         "{html}"
     );
     assert!(!html.contains('\u{1b}'), "{html}");
+    // A revoked device says so on the page.
+    assert!(!html.contains("its credential is refused"), "{html}");
+    server
+        .post(
+            Some(&admin),
+            "/v1/devices/web-01/revoke",
+            &json!({ "reason": "decommissioned" }),
+        )
+        .await
+        .expect(200);
+    let (_, html) = page(&server, &http, &cookie, "/portal/devices").await;
+    assert!(
+        html.contains("by admin: its credential is refused"),
+        "{html}"
+    );
     server.stop().await;
 }

@@ -36,6 +36,7 @@ pub fn routes() -> Router<App> {
         .route("/v1/enrol", post(enrol))
         .route("/v1/devices", get(list_devices))
         .route("/v1/devices/{name}/rights", get(device_rights))
+        .route("/v1/devices/{name}/revoke", post(revoke_device))
         .route("/v1/policies", get(list_policies).post(apply_policy))
         .route("/v1/policies/current", get(current_policy))
         .route("/v1/policies/{version}", get(show_policy))
@@ -162,6 +163,22 @@ pub async fn enrol(
     ))
 }
 
+/// Revoke a device (admins): its credential is refused at once; enrolling it again gives it a
+/// new credential and offline secret.
+#[utoipa::path(post, path = "/v1/devices/{name}/revoke", request_body = DeviceRevoke,
+    security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Device), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn revoke_device(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<DeviceRevoke>,
+) -> ApiResult<Json<Device>> {
+    let device = app.revoke_device(&caller, &name, &body.reason).await?;
+    Ok(Json(device_view(device)))
+}
+
 fn device_view(d: DeviceRow) -> Device {
     Device {
         id: d.id,
@@ -169,6 +186,8 @@ fn device_view(d: DeviceRow) -> Device {
         tags: d.tags,
         enrolled_at: d.enrolled_at,
         last_seen_at: d.last_seen_at,
+        revoked_at: d.revoked.as_ref().map(|(at, _)| *at),
+        revoked_by: d.revoked.map(|(_, by)| by),
     }
 }
 

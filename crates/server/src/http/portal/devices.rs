@@ -8,6 +8,8 @@ pub(super) struct DeviceCard {
     name: String,
     tags: String,
     last_seen: String,
+    /// "revoked <when> by <admin>", for a revoked device.
+    revoked: Option<String>,
     /// (reported, what, user, right, to do)
     rights: Vec<(String, String, String, String, String)>,
 }
@@ -37,6 +39,9 @@ pub(super) async fn devices(State(app): State<App>, user: PortalUser) -> Respons
             name: visible(&d.name),
             tags: visible(&d.tags.join(", ")),
             last_seen: d.last_seen_at.map_or("never".into(), when),
+            revoked: d
+                .revoked
+                .map(|(at, by)| format!("revoked {} by {}", when(at), visible(&by))),
             rights: rights
                 .into_iter()
                 .map(|r| {
