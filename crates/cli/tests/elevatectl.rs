@@ -397,3 +397,72 @@ async fn the_helpdesk_answers_an_offline_challenge() {
     );
     server.stop().await;
 }
+
+/// Credentials from the command line: tokens listed and revoked, an account disabled, enabled
+/// and removed, a device revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_revokes_tokens_accounts_and_devices() {
+    let server = spawn(Db::Sqlite).await;
+    let admin = server.admin().await;
+    server
+        .account("ann", &[Role::Approver], &["helpdesk"])
+        .await;
+    let ann = server.token("ann").await;
+    server.enrol(&admin, "lost-laptop", &["laptop"]).await;
+    let ctl = Ctl::new(&server);
+    let out = ctl
+        .run(
+            &["login", "--account", "admin", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await;
+    Ctl::ok(&out);
+
+    let listed = ctl
+        .run(&["--json", "tokens", "list", "--account", "ann"], None)
+        .await;
+    let tokens: serde_json::Value = serde_json::from_str(Ctl::ok(&listed)).unwrap();
+    assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+    assert!(!listed.stdout.contains(&ann));
+    let id = tokens[0]["id"].as_str().unwrap().to_owned();
+    let bad = ctl.run(&["tokens", "revoke", "nope"], None).await;
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("16 hex digits"), "{}", bad.stderr);
+    assert!(Ctl::ok(&ctl.run(&["tokens", "revoke", &id], None).await).contains("revoked"));
+    server.get(Some(&ann), "/v1/whoami").await.expect(401);
+    let table = ctl.run(&["tokens", "list", "--all"], None).await;
+    assert!(Ctl::ok(&table).contains("admin"), "{}", table.stdout);
+
+    assert!(Ctl::ok(&ctl.run(&["accounts", "disable", "ann"], None).await).contains("disabled"));
+    server
+        .post(
+            None,
+            "/v1/tokens",
+            &serde_json::json!({ "account": "ann", "password": PASSWORD }),
+        )
+        .await
+        .expect(401);
+    Ctl::ok(&ctl.run(&["accounts", "enable", "ann"], None).await);
+    server.token("ann").await;
+    Ctl::ok(&ctl.run(&["accounts", "remove", "ann"], None).await);
+    let gone = ctl.run(&["accounts", "remove", "ann"], None).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("no account"), "{}", gone.stderr);
+
+    let out = ctl
+        .run(
+            &[
+                "devices",
+                "revoke",
+                "lost-laptop",
+                "--reason",
+                "left on a train",
+            ],
+            None,
+        )
+        .await;
+    assert!(Ctl::ok(&out).contains("lost-laptop is revoked"));
+    let devices = ctl.run(&["devices", "list"], None).await;
+    assert!(Ctl::ok(&devices).contains("revoked"), "{}", devices.stdout);
+    server.stop().await;
+}

@@ -78,6 +78,20 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body), path)
     }
 
+    /// A POST without a body whose answer has none either (`204 No Content`).
+    pub fn post_empty(&self, path: &str) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let response = self
+            .authorize(self.http.post(&url))
+            .send()
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        Self::check(response, &url)?;
+        Ok(())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

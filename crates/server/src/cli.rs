@@ -1,4 +1,5 @@
-//! The `elevate-server` command line: `serve` (default), `demo`, `openapi`, `account add`.
+//! The `elevate-server` command line: `serve` (default), `demo`, `openapi`, `account
+//! add|disable|enable|remove`.
 //!
 //! Must never: print a secret except the one-time demo passwords the user asked for.
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::app::{system_clock, Role};
+use crate::app::{system_clock, AccountChange, Role};
 use crate::config::ServerConfig;
 
 #[derive(Debug, Parser)]
@@ -61,6 +62,12 @@ enum AccountCommand {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Disable an account: its password, API tokens and portal sign-ins stop working.
+    Disable { name: String },
+    /// Enable a disabled account again (it signs in anew).
+    Enable { name: String },
+    /// Remove an account with its tokens and sign-ins (the audit log keeps its history).
+    Remove { name: String },
 }
 
 /// Entry point of the binary.
@@ -136,12 +143,37 @@ async fn demo(mut config: ServerConfig, data_dir_given: bool) -> anyhow::Result<
 }
 
 async fn account(config: ServerConfig, command: AccountCommand) -> anyhow::Result<()> {
-    let AccountCommand::Add {
-        name,
-        roles,
-        groups,
-        email,
-    } = command;
+    let (name, change) = match command {
+        AccountCommand::Disable { name } => (name, AccountChange::Disable),
+        AccountCommand::Enable { name } => (name, AccountChange::Enable),
+        AccountCommand::Remove { name } => (name, AccountChange::Remove),
+        AccountCommand::Add {
+            name,
+            roles,
+            groups,
+            email,
+        } => return add_account(config, name, roles, groups, email).await,
+    };
+    let app = crate::build_app(&config, system_clock()).await?;
+    app.change_account("system", &name, change).await?;
+    println!(
+        "account {name} {}",
+        match change {
+            AccountChange::Disable => "disabled: its password, tokens and sign-ins no longer work",
+            AccountChange::Enable => "enabled",
+            AccountChange::Remove => "removed",
+        }
+    );
+    Ok(())
+}
+
+async fn add_account(
+    config: ServerConfig,
+    name: String,
+    roles: Vec<String>,
+    groups: Vec<String>,
+    email: Option<String>,
+) -> anyhow::Result<()> {
     let roles = roles
         .iter()
         .map(|r| {

@@ -12,8 +12,8 @@ use elevate_proto::v1::*;
 
 use super::output::{self, table, terminal_safe};
 use super::{
-    AuditCommand, Cli, Command, DevicesCommand, EnrolTokenCommand, OfflineCommand, PolicyCommand,
-    PolicyTestArgs, RequestsCommand, Settings,
+    AccountsCommand, AuditCommand, Cli, Command, DevicesCommand, EnrolTokenCommand, OfflineCommand,
+    PolicyCommand, PolicyTestArgs, RequestsCommand, Settings, TokensCommand,
 };
 
 /// A device name as the server takes it (a host name), or a clear error before anything is sent.
@@ -110,6 +110,56 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &rows,
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens(TokensCommand::List { account, all }) => {
+            let mut path = String::from("/v1/tokens");
+            if let Some(account) = &account {
+                path.push_str(&format!(
+                    "?account={}",
+                    form_urlencoded::byte_serialize(account.as_bytes()).collect::<String>()
+                ));
+            } else if *all {
+                path.push_str("?all=true");
+            }
+            let tokens: Vec<ApiToken> = client(&cli, &saved)?.get(&path)?;
+            if cli.json {
+                print_json(&tokens)?;
+            } else {
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.account.clone(),
+                            t.label.clone().unwrap_or_default(),
+                            t.created_at.to_string(),
+                            t.expires_at.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "ACCOUNT", "LABEL", "ISSUED", "EXPIRES"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens(TokensCommand::Revoke { id }) => {
+            if id.len() != 16 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("{id:?} is not a token id: 16 hex digits, from `elevatectl tokens list`");
+            }
+            let path = format!("/v1/tokens/{id}/revoke");
+            client(&cli, &saved)?.post_empty(&path)?;
+            println!("token {id} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts(change) => {
+            let (name, verb, done) = match &change {
+                AccountsCommand::Disable { name } => (name, "disable", "disabled"),
+                AccountsCommand::Enable { name } => (name, "enable", "enabled"),
+                AccountsCommand::Remove { name } => (name, "remove", "removed"),
+            };
+            let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            client(&cli, &saved)?.post_empty(&format!("/v1/accounts/{encoded}/{verb}"))?;
+            println!("account {name} {done}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Devices(DevicesCommand::Revoke { name, reason }) => {

@@ -60,6 +60,12 @@ pub enum Command {
     /// Enrolled devices.
     #[command(subcommand)]
     Devices(DevicesCommand),
+    /// Your API tokens (admins: anyone's): list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Accounts (admins): disable, enable, remove.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// One-time enrolment tokens for new devices.
     #[command(subcommand, name = "enrol-token")]
     EnrolToken(EnrolTokenCommand),
@@ -182,6 +188,29 @@ pub enum RequestsCommand {
         #[arg(long)]
         comment: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Unexpired API tokens: yours, or (admins) an account's or everyone's.
+    List {
+        #[arg(long, conflicts_with = "all")]
+        account: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a token by its id (from `tokens list`): refused from now on.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Its password, API tokens and portal sign-ins stop working.
+    Disable { name: String },
+    /// A disabled account works again (it signs in anew).
+    Enable { name: String },
+    /// Gone, with its tokens and sign-ins; the audit log keeps its history.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -79,6 +79,19 @@ pub struct Account {
     pub groups: Vec<String>,
 }
 
+/// An API token as its owner and admins see it: never the token itself.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiToken {
+    /// The first 16 hex digits of the token's SHA-256 digest (what `revoke` takes).
+    pub id: String,
+    pub account: String,
+    pub label: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Timestamp,
+}
+
 // ---------------------------------------------------------------- devices and enrolment
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -198,6 +198,9 @@ impl App {
             .await
             .map_err(|e| AppError::Unexpected(e.into()))?;
         match account {
+            Some(a) if ok && a.disabled_at.is_some() => Err(AppError::Unauthenticated(
+                "this account is disabled; an admin can enable it again".into(),
+            )),
             Some(a) if ok => {
                 self.sign_in_failures
                     .lock()
@@ -233,14 +236,28 @@ impl App {
         let roles: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
         let now = self.now();
         let mut tx = self.store.begin().await?;
+        // A new password ends every token and portal sign-in the old one gave: whoever learnt
+        // the old password keeps nothing it opened.
+        let changed = match tx.account_in_tx(name).await? {
+            Some(old) => {
+                let (typed, old_hash) = (password.to_owned(), old.password_hash);
+                !tokio::task::spawn_blocking(move || password_matches(&typed, &old_hash))
+                    .await
+                    .map_err(|e| AppError::Unexpected(e.into()))?
+            }
+            None => false,
+        };
         tx.append_audit(self.event(
             "system",
             "account.saved",
             format!("account:{name}"),
-            serde_json::json!({ "roles": roles, "groups": groups }),
+            serde_json::json!({ "roles": roles, "groups": groups, "password_changed": changed }),
         ))
         .await?;
         tx.upsert_account(name, &hash, &roles, groups, now).await?;
+        if changed {
+            tx.end_credentials(name).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -341,6 +358,7 @@ impl App {
             .store
             .account(&sign_in.account)
             .await?
+            .filter(|a| a.disabled_at.is_none())
             .map(|a| (a, sign_in)))
     }
 

@@ -5,6 +5,7 @@
 //! Must never: know HTTP (no axum here) or SQL (that is `store`); let a state change skip its
 //! audit record.
 
+mod accounts;
 mod audit;
 pub mod auth;
 mod devices;
@@ -27,6 +28,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::store::{Store, StoreError};
 
+pub use accounts::AccountChange;
 pub use auth::{Principal, Role};
 pub use keys::Keys;
 pub use links::{ApprovalLink, LINK_TTL};

@@ -12,7 +12,8 @@ use super::api;
 #[openapi(
     info(title = "Elevate API", version = "1", description = "Zero standing privileges for Linux fleets: requests, approvals, policies, devices and the audit chain."),
     paths(
-        api::health, api::ready, api::create_token, api::whoami, api::create_enrol_token, api::enrol,
+        api::health, api::ready, api::create_token, api::whoami, api::list_tokens, api::revoke_token,
+        api::disable_account, api::enable_account, api::remove_account, api::create_enrol_token, api::enrol,
         api::list_devices, api::device_rights, api::revoke_device, api::apply_policy, api::list_policies, api::current_policy, api::show_policy,
         api::diff_policies, api::policy_bundle, api::test_policy, api::create_request, api::list_requests,
         api::show_request, api::wait_request, api::approve_request, api::deny_request, api::cancel_request,

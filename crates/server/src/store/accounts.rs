@@ -18,7 +18,24 @@ pub struct AccountRow {
     /// When the credential this account is acting with was issued (a portal sign-in or an API
     /// token); `None` when the account was read without one.
     pub signed_in_at: Option<jiff::Timestamp>,
+    /// When an admin disabled it (nothing it holds works until it is enabled again).
+    pub disabled_at: Option<jiff::Timestamp>,
 }
+
+/// An API token as its owner and admins see it: never the token, and an id that is the first 16
+/// hex digits of its SHA-256 digest.
+#[derive(Debug, Clone)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub account: String,
+    pub label: Option<String>,
+    pub created_at: jiff::Timestamp,
+    pub expires_at: jiff::Timestamp,
+}
+
+/// The columns `account()` reads.
+const ACCOUNT_COLUMNS: &str =
+    "name, password_hash, roles, groups_json, created_ms, email, disabled_ms";
 
 #[derive(Debug, Clone)]
 /// A person signed in to the portal (the cookie is kept only as its hash).
@@ -43,6 +60,7 @@ fn account(row: &AnyRow) -> Result<AccountRow> {
         created_at: ts(get(row, "created_ms")?)?,
         email: get(row, "email")?,
         signed_in_at: None,
+        disabled_at: super::opt_ts(get(row, "disabled_ms")?)?,
     })
 }
 
@@ -130,9 +148,9 @@ impl Tx<'_> {
 
     /// All accounts, read in this transaction (no second connection while it holds locks).
     pub async fn accounts_in_tx(&mut self) -> Result<Vec<AccountRow>> {
-        let rows = sqlx::query(
-            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts ORDER BY name",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY name"
+        ))
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter().map(account).collect()
@@ -140,13 +158,79 @@ impl Tx<'_> {
 
     /// One account, read in this transaction.
     pub async fn account_in_tx(&mut self, name: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query(
-            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts WHERE name = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1"
+        ))
         .bind(name)
         .fetch_optional(&mut *self.tx)
         .await?;
         row.as_ref().map(account).transpose()
+    }
+
+    /// Ends every API token and portal sign-in of `account`: how many of each.
+    pub async fn end_credentials(&mut self, account: &str) -> Result<(u64, u64)> {
+        let tokens = sqlx::query("DELETE FROM api_tokens WHERE account = $1")
+            .bind(account)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        let sign_ins = sqlx::query("DELETE FROM web_sessions WHERE account = $1")
+            .bind(account)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        Ok((tokens, sign_ins))
+    }
+
+    /// Disables (`Some(now)`) or enables (`None`) an account; false when there is none.
+    pub async fn set_account_disabled(
+        &mut self,
+        name: &str,
+        disabled: Option<jiff::Timestamp>,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE accounts SET disabled_ms = $1 WHERE name = $2")
+            .bind(disabled.map(|t| t.as_millisecond()))
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes an account with its tokens and sign-ins; false when there is none.
+    pub async fn delete_account(&mut self, name: &str) -> Result<bool> {
+        self.end_credentials(name).await?;
+        let done = sqlx::query("DELETE FROM accounts WHERE name = $1")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes the API token whose id is `id` (of `account`, when given); its owner, or `None`
+    /// when there is no such token.
+    pub async fn delete_api_token(
+        &mut self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT token_hash, account FROM api_tokens WHERE substr(token_hash, 1, 16) = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let owner: String = get(&row, "account")?;
+        if account.is_some_and(|a| a != owner) {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+            .bind(get::<String>(&row, "token_hash")?)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(Some(owner))
     }
 
     pub async fn delete_sign_in(&mut self, session_hash: &str) -> Result<()> {
@@ -160,9 +244,9 @@ impl Tx<'_> {
 
 impl Store {
     pub async fn account(&self, name: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query(
-            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts WHERE name = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1"
+        ))
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
@@ -170,15 +254,57 @@ impl Store {
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountRow>> {
-        let rows = sqlx::query(
-            "SELECT name, password_hash, roles, groups_json, created_ms, email FROM accounts ORDER BY name",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY name"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(account).collect()
     }
 
-    /// The account owning an unexpired API token.
+    /// Unexpired API tokens, of `account` or of everyone, newest first.
+    pub async fn api_tokens(
+        &self,
+        account: Option<&str>,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<ApiTokenRow>> {
+        const COLUMNS: &str = "token_hash, account, label, created_ms, expires_ms";
+        let rows = match account {
+            Some(account) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM api_tokens WHERE expires_ms > $1 AND account = $2 \
+                     ORDER BY created_ms DESC"
+                ))
+                .bind(now.as_millisecond())
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM api_tokens WHERE expires_ms > $1 \
+                     ORDER BY account, created_ms DESC"
+                ))
+                .bind(now.as_millisecond())
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                let hash: String = get(r, "token_hash")?;
+                Ok(ApiTokenRow {
+                    id: hash[..16].to_owned(),
+                    account: get(r, "account")?,
+                    label: get(r, "label")?,
+                    created_at: ts(get(r, "created_ms")?)?,
+                    expires_at: ts(get(r, "expires_ms")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The account owning an unexpired API token (never a disabled account's).
     pub async fn account_by_token(
         &self,
         token_hash: &str,
@@ -186,9 +312,9 @@ impl Store {
     ) -> Result<Option<AccountRow>> {
         let row = sqlx::query(
             "SELECT a.name, a.password_hash, a.roles, a.groups_json, a.created_ms, a.email, \
-             t.created_ms AS signed_in_ms \
+             a.disabled_ms, t.created_ms AS signed_in_ms \
              FROM api_tokens t JOIN accounts a ON a.name = t.account \
-             WHERE t.token_hash = $1 AND t.expires_ms > $2",
+             WHERE t.token_hash = $1 AND t.expires_ms > $2 AND a.disabled_ms IS NULL",
         )
         .bind(token_hash)
         .bind(now.as_millisecond())

@@ -19,6 +19,10 @@ const SQLITE: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_device_revocation.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_account_disabled.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -40,6 +44,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_device_revocation.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_account_disabled.sql"),
     ),
 ];
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use accounts::{AccountRow, SignInRow};
+pub use accounts::{AccountRow, ApiTokenRow, SignInRow};
 pub use audit::Chain;
 pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow, NotifyChannel};
 pub use devices::{DeviceRow, EnrolTokenRow};

@@ -1,6 +1,7 @@
 //! End-to-end tests of API v1 over real HTTP on port 0, on SQLite and on PostgreSQL: every test
 //! runs once per backend (`for_each_backend`). One test binary for the whole API.
 
+mod accounts;
 mod audit;
 mod bad_input;
 mod browser;

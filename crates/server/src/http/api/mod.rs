@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiError, ApiJson, Caller};
-use crate::app::App;
+use crate::app::{AccountChange, App};
 use crate::store::{DeliveryRow, DeviceRow};
 
 mod audit;
@@ -32,6 +32,11 @@ pub fn routes() -> Router<App> {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/tokens", post(create_token))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/tokens", get(list_tokens))
+        .route("/v1/tokens/{id}/revoke", post(revoke_token))
+        .route("/v1/accounts/{name}/disable", post(disable_account))
+        .route("/v1/accounts/{name}/enable", post(enable_account))
+        .route("/v1/accounts/{name}/remove", post(remove_account))
         .route("/v1/enrol-tokens", post(create_enrol_token))
         .route("/v1/enrol", post(enrol))
         .route("/v1/devices", get(list_devices))
@@ -134,6 +139,90 @@ pub async fn whoami(Caller(caller): Caller) -> ApiResult<Json<Account>> {
             groups: vec![],
         })),
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    /// Whose tokens (admins; default: your own).
+    pub account: Option<String>,
+    /// Everyone's (admins).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Your unexpired API tokens (admins: anyone's, or everyone's), never the tokens themselves.
+#[utoipa::path(get, path = "/v1/tokens", params(TokenQuery), security(("bearer" = [])),
+    responses((status = 200, body = [ApiToken])))]
+pub async fn list_tokens(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Query(q): Query<TokenQuery>,
+) -> ApiResult<Json<Vec<ApiToken>>> {
+    let tokens = app.api_tokens(&caller, q.account.as_deref(), q.all).await?;
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(|t| ApiToken {
+                id: t.id,
+                account: t.account,
+                label: t.label,
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Revoke an API token (yours; admins: anyone's): refused from now on.
+#[utoipa::path(post, path = "/v1/tokens/{id}/revoke", params(("id" = String, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.revoke_api_token(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Disable an account (admins): its password, tokens and portal sign-ins stop working.
+#[utoipa::path(post, path = "/v1/accounts/{name}/disable", params(("name" = String, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn disable_account(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.change_account_as(&caller, &name, AccountChange::Disable)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enable a disabled account again (admins); it signs in anew.
+#[utoipa::path(post, path = "/v1/accounts/{name}/enable", params(("name" = String, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn enable_account(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.change_account_as(&caller, &name, AccountChange::Enable)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove an account (admins), with its tokens and sign-ins; the audit log keeps its history.
+#[utoipa::path(post, path = "/v1/accounts/{name}/remove", params(("name" = String, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn remove_account(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.change_account_as(&caller, &name, AccountChange::Remove)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Create a one-time enrolment token (admin).
