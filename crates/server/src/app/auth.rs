@@ -127,46 +127,16 @@ fn password_matches(password: &str, phc: &str) -> bool {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$yXg5bXrDzoRkyMKz4MU0bTG5BKvVOw8JoF5T2oHqh4w";
 
-/// Failed sign-ins per account name in the current window (per server process).
-#[derive(Debug, Default)]
-pub struct Failures(std::collections::HashMap<String, (u32, jiff::Timestamp)>);
-
-/// Failed sign-ins allowed per account name in `LOCKOUT_WINDOW` before further tries are refused.
-pub const MAX_FAILURES: u32 = 5;
-const LOCKOUT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
-const MAX_TRACKED: usize = 10_000;
-
-impl Failures {
-    fn blocked_until(&mut self, name: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-        let (count, first) = *self.0.get(name)?;
-        let until = first + LOCKOUT_WINDOW;
-        if now >= until {
-            self.0.remove(name);
-            return None;
-        }
-        (count >= MAX_FAILURES).then_some(until)
-    }
-
-    /// Counts an attempt before its password is checked, so parallel guesses count too.
-    fn record(&mut self, name: &str, now: jiff::Timestamp) {
-        if self.0.len() >= MAX_TRACKED {
-            // Forget windows that are over; the map stays bounded.
-            self.0.retain(|_, (_, first)| now < *first + LOCKOUT_WINDOW);
-        }
-        let entry = self.0.entry(name.to_string()).or_insert((0, now));
-        entry.0 += 1;
-    }
-
-    fn clear(&mut self, name: &str) {
-        self.0.remove(name);
-    }
-}
-
 impl App {
-    /// Checks a password; the same error for an unknown account and a wrong password. After
-    /// `MAX_FAILURES` failures for one name within 15 minutes, further tries are refused until the
-    /// window ends, whatever the password.
-    pub async fn check_password(&self, name: &str, password: &str) -> Result<AccountRow> {
+    /// Checks a password; the same error for an unknown account and a wrong password. Failed
+    /// tries slow down further tries (`throttle`): per account from `source`, per source, per
+    /// account.
+    pub async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<AccountRow> {
         let now = self.now();
         if name.is_empty() || name.len() > 64 {
             return Err(AppError::Unauthenticated(
@@ -175,12 +145,12 @@ impl App {
         }
         {
             let mut failures = self.sign_in_failures.lock().expect("sign-in failures lock");
-            if let Some(until) = failures.blocked_until(name, now) {
+            if let Some(until) = failures.wait_until(name, source, now) {
                 return Err(AppError::TooManyAttempts(format!(
-                    "too many failed sign-ins for this account; try again after {until}"
+                    "too many failed sign-ins; try again after {until}"
                 )));
             }
-            failures.record(name, now);
+            failures.record(name, source, now);
         }
         // argon2id takes ~19 MiB per check: a few at a time, whatever the number of callers.
         let _slot = self
@@ -205,7 +175,7 @@ impl App {
                 self.sign_in_failures
                     .lock()
                     .expect("sign-in failures lock")
-                    .clear(name);
+                    .succeeded(name, source);
                 Ok(a)
             }
             _ => Err(AppError::Unauthenticated(
@@ -268,8 +238,9 @@ impl App {
         name: &str,
         password: &str,
         label: Option<&str>,
+        source: Option<std::net::IpAddr>,
     ) -> Result<(String, AccountRow, jiff::Timestamp)> {
-        let account = self.check_password(name, password).await?;
+        let account = self.check_password(name, password, source).await?;
         let token = new_token(ACCOUNT_TOKEN);
         let now = self.now();
         let expires = now + self.settings.token_ttl;
@@ -324,8 +295,13 @@ impl App {
     }
 
     /// Signs a person in to the portal: returns the cookie value and the CSRF token.
-    pub async fn sign_in(&self, name: &str, password: &str) -> Result<(String, String)> {
-        let account = self.check_password(name, password).await?;
+    pub async fn sign_in(
+        &self,
+        name: &str,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(String, String)> {
+        let account = self.check_password(name, password, source).await?;
         let cookie = new_token(SESSION_TOKEN);
         let csrf = new_token("");
         let now = self.now();

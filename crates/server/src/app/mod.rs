@@ -19,6 +19,7 @@ mod requests;
 mod routing;
 mod slack;
 mod teams;
+pub mod throttle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,7 +85,7 @@ pub struct App {
     pub(crate) settings: Arc<Settings>,
     pub(crate) changes: Arc<tokio::sync::watch::Sender<u64>>,
     pub(crate) policy_cache: Arc<std::sync::RwLock<Option<policy::Cached>>>,
-    pub(crate) sign_in_failures: Arc<std::sync::Mutex<auth::Failures>>,
+    pub(crate) sign_in_failures: Arc<std::sync::Mutex<throttle::Failures>>,
     pub(crate) password_checks: Arc<tokio::sync::Semaphore>,
     /// Where this server listens (`http://addr`), once it does.
     pub(crate) listening: Arc<std::sync::OnceLock<String>>,

@@ -91,7 +91,7 @@ async fn health_and_readiness_answer() {
 async fn repeated_wrong_passwords_lock_the_account_name_for_a_while() {
     for_each_backend(|server| async move {
         let _admin = server.admin().await;
-        for _ in 0..elevate_server::app::auth::MAX_FAILURES {
+        for _ in 0..elevate_server::app::throttle::FREE_FAILURES {
             sign_in(&server, "wrong").await.expect(401);
         }
         // Even the right password is refused now, with a message saying when to retry.
@@ -107,7 +107,7 @@ async fn repeated_wrong_passwords_lock_the_account_name_for_a_while() {
             locked.text
         );
         // Unknown names are throttled the same way (no hint about which names exist).
-        for _ in 0..elevate_server::app::auth::MAX_FAILURES {
+        for _ in 0..elevate_server::app::throttle::FREE_FAILURES {
             server
                 .post(
                     None,
@@ -134,6 +134,62 @@ async fn repeated_wrong_passwords_lock_the_account_name_for_a_while() {
     .await;
 }
 
+/// A password try for `account` from `source` (another loopback address than the test's own).
+async fn try_from(
+    server: &elevate_testkit::TestServer,
+    source: &str,
+    account: &str,
+    password: &str,
+) -> u16 {
+    let client = reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    client
+        .post(format!("{}/v1/tokens", server.url))
+        .json(&json!({ "account": account, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Someone guessing an approver's password from one place slows that place down, by a delay
+/// that doubles with each further failure (seconds, not a quarter of an hour), and never locks
+/// the approver out from where they are; one place trying many accounts is slowed as well.
+#[tokio::test]
+async fn guessing_slows_the_guesser_and_never_locks_the_owner_out() {
+    for_each_backend(|server| async move {
+        let _admin = server.admin().await;
+        let right = elevate_testkit::PASSWORD;
+        for _ in 0..elevate_server::app::throttle::FREE_FAILURES {
+            assert_eq!(try_from(&server, "127.0.0.2", "admin", "guess").await, 401);
+        }
+        assert_eq!(try_from(&server, "127.0.0.2", "admin", right).await, 429);
+        // The approver, from where they are, is not slowed at all.
+        sign_in(&server, right).await.expect(201);
+        // The guesser waits a second, then two, not fifteen minutes.
+        server.clock.advance(jiff::SignedDuration::from_secs(1));
+        assert_eq!(try_from(&server, "127.0.0.2", "admin", "guess").await, 401);
+        assert_eq!(try_from(&server, "127.0.0.2", "admin", "guess").await, 429);
+        server.clock.advance(jiff::SignedDuration::from_secs(2));
+        assert_eq!(try_from(&server, "127.0.0.2", "admin", right).await, 201);
+
+        // Spraying: one place, twenty accounts, one wrong password each.
+        for n in 0..20 {
+            assert_eq!(
+                try_from(&server, "127.0.0.3", &format!("user{n}"), "x").await,
+                401
+            );
+        }
+        assert_eq!(try_from(&server, "127.0.0.3", "admin", right).await, 429);
+        sign_in(&server, right).await.expect(201);
+        server
+    })
+    .await;
+}
+
 async fn sign_in(server: &elevate_testkit::TestServer, password: &str) -> elevate_testkit::Answer {
     server
         .post(
@@ -155,7 +211,7 @@ async fn parallel_password_guesses_are_counted_before_they_are_checked() {
         let throttled = answers.iter().filter(|a| a.status == 429).count();
         assert_eq!(
             (checked, throttled),
-            (elevate_server::app::auth::MAX_FAILURES as usize, 15),
+            (elevate_server::app::throttle::FREE_FAILURES as usize, 15),
             "{:?}",
             answers.iter().map(|a| a.status).collect::<Vec<_>>()
         );

@@ -102,25 +102,10 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             login.starts_with("/portal/login?next=/portal/links/"),
             "{login}"
         );
-        let r = http
-            .post(format!("{}/portal/login", server.url))
-            .form(&[
-                ("account", "st1"),
-                ("password", PASSWORD),
-                ("next", link1.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let r = elevate_testkit::portal_login(&http, &server.url, "st1", PASSWORD, &link1).await;
         assert_eq!(r.status(), 303);
         assert_eq!(r.headers()["location"].to_str().unwrap(), link1);
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
+        let cookie = elevate_testkit::session_cookie(&r);
         let page = http
             .get(&approve1)
             .header("cookie", &cookie)

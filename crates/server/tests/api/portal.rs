@@ -16,18 +16,15 @@ fn browser() -> reqwest::Client {
 }
 
 async fn sign_in(server: &TestServer, http: &reqwest::Client, account: &str) -> String {
-    let r = http
-        .post(format!("{}/portal/login", server.url))
-        .form(&[
-            ("account", account),
-            ("password", PASSWORD),
-            ("next", "/portal/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = elevate_testkit::portal_login(http, &server.url, account, PASSWORD, "/portal/").await;
     assert_eq!(r.status(), 303, "sign-in should redirect");
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("elevate_session="))
+        .unwrap();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
@@ -83,12 +80,8 @@ async fn an_approver_signs_in_and_approves_through_the_form() {
             .unwrap()
             .starts_with("/portal/login?next=/portal/requests/"));
         // A wrong password.
-        let r = http
-            .post(format!("{}/portal/login", server.url))
-            .form(&[("account", "carol"), ("password", "wrong")])
-            .send()
-            .await
-            .unwrap();
+        let r =
+            elevate_testkit::portal_login(&http, &server.url, "carol", "wrong", "/portal/").await;
         assert_eq!(r.status(), 401);
         assert!(r
             .text()
@@ -363,5 +356,91 @@ async fn devices_list_the_standing_rights_that_need_a_person() {
         html.contains("by admin: its credential is refused"),
         "{html}"
     );
+    server.stop().await;
+}
+
+/// The sign-in form is tied to the browser it was shown to: a post without its token, or with
+/// another browser's, signs nobody in (no other site can sign a browser in to an account of its
+/// choosing). Over https every portal cookie is `Secure`.
+#[tokio::test]
+async fn the_sign_in_form_is_tied_to_its_browser_and_cookies_are_secure_over_https() {
+    let server = elevate_testkit::spawn(elevate_testkit::Db::Sqlite).await;
+    server.admin().await;
+    let sessions = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter(|c| c.to_str().unwrap().starts_with("elevate_session="))
+            .count()
+    };
+    let http = browser();
+    let bare = http
+        .post(format!("{}/portal/login", server.url))
+        .form(&[
+            ("account", "admin"),
+            ("password", PASSWORD),
+            ("next", "/portal/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((bare.status().as_u16(), sessions(&bare)), (403, 0));
+    assert!(bare.text().await.unwrap().contains("reload the page"));
+
+    // The token of a form shown to another browser, with this browser's own cookie.
+    let theirs = browser()
+        .get(format!("{}/portal/login", server.url))
+        .send()
+        .await
+        .unwrap();
+    let their_token = csrf_of(&theirs.text().await.unwrap());
+    let mine = http
+        .get(format!("{}/portal/login", server.url))
+        .send()
+        .await
+        .unwrap();
+    let my_cookie = mine.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(!my_cookie.contains("Secure"), "{my_cookie}");
+    let crossed = http
+        .post(format!("{}/portal/login", server.url))
+        .header("cookie", my_cookie.split(';').next().unwrap())
+        .form(&[
+            ("account", "admin"),
+            ("password", PASSWORD),
+            ("next", "/portal/"),
+            ("csrf", their_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((crossed.status().as_u16(), sessions(&crossed)), (403, 0));
+    let fine =
+        elevate_testkit::portal_login(&http, &server.url, "admin", PASSWORD, "/portal/").await;
+    assert_eq!((fine.status().as_u16(), sessions(&fine)), (303, 1));
+    server.stop().await;
+
+    // Served over https (its public URL): Secure on every cookie.
+    let server = elevate_testkit::spawn_with(
+        elevate_testkit::Db::Sqlite,
+        elevate_testkit::monday_morning(),
+        |s| s.public_url = Some("https://elevate.example".into()),
+    )
+    .await;
+    server.admin().await;
+    let form = http
+        .get(format!("{}/portal/login", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("; Secure"));
+    let signed =
+        elevate_testkit::portal_login(&http, &server.url, "admin", PASSWORD, "/portal/").await;
+    assert_eq!(signed.status(), 303);
+    for cookie in signed.headers().get_all("set-cookie") {
+        assert!(cookie.to_str().unwrap().contains("; Secure"), "{cookie:?}");
+    }
     server.stop().await;
 }

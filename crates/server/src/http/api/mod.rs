@@ -3,7 +3,7 @@
 //!
 //! Must never: hold a business rule; accept a body without `ApiJson` (which bounds and checks it).
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -107,10 +107,12 @@ async fn openapi() -> impl IntoResponse {
     responses((status = 201, body = TokenIssued), (status = 401, body = ErrorBody)))]
 pub async fn create_token(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenIssued>)> {
+    let label = body.label.as_deref();
     let (token, account, expires_at) = app
-        .issue_token(&body.account, &body.password, body.label.as_deref())
+        .issue_token(&body.account, &body.password, label, Some(peer.ip()))
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -11,7 +11,7 @@ use askama::Template;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use elevate_core::text::visible;
@@ -75,14 +75,35 @@ impl PortalUser {
 }
 
 fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, COOKIE)
+}
+
+/// The value of cookie `wanted` in a request's headers.
+fn named_cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
+}
+
+/// The cookie that ties a sign-in form to the browser it was shown to (double submit: the form
+/// carries the same random value), so no other site can sign a browser in to an account of its
+/// choosing.
+const LOGIN_COOKIE: &str = "elevate_login";
+
+/// A `Set-Cookie` value: HttpOnly and SameSite=Strict always, Secure when the portal is served
+/// over https (its public URL says so).
+fn set_cookie(app: &App, name: &str, value: &str, path: &str, max_age: u32) -> String {
+    let secure = if app.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 impl FromRequestParts<App> for PortalUser {
@@ -265,16 +286,23 @@ fn sign_in_again(path: &str) -> Response {
     Redirect::to(&format!("/portal/login?reauth=1&next={}", urlencode(path))).into_response()
 }
 
-async fn login_form(Query(q): Query<NextQuery>) -> Response {
-    page(LoginPage {
+/// The sign-in page, with a fresh form token in the form and in a cookie.
+async fn login_form(State(app): State<App>, Query(q): Query<NextQuery>) -> Response {
+    let token = crate::app::auth::new_token("");
+    let mut r = page(LoginPage {
         signed_in: None,
-        csrf: String::new(),
+        csrf: token.clone(),
         flash: q.reauth.map(|_| {
             "This request's rule needs a recent sign-in to decide it: please sign in again."
                 .to_string()
         }),
         next: safe_next(q.next.as_deref()),
-    })
+    });
+    let cookie = set_cookie(&app, LOGIN_COOKIE, &token, "/portal/login", 3600);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, value);
+    }
+    r
 }
 
 #[derive(Deserialize)]
@@ -282,20 +310,44 @@ struct LoginForm {
     account: String,
     password: String,
     next: Option<String>,
+    /// The form's token (`login_form`); must match the browser's `elevate_login` cookie.
+    #[serde(default)]
+    csrf: String,
 }
 
-async fn login(State(app): State<App>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(app): State<App>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let next = safe_next(f.next.as_deref());
-    match app.sign_in(&f.account, &f.password).await {
+    let shown = named_cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if f.csrf.is_empty() || !constant_time_eq(&f.csrf, &shown) {
+        // Not the form this browser was shown (another site posting, or an old page).
+        let mut r = page(LoginPage {
+            signed_in: None,
+            csrf: String::new(),
+            flash: Some("This sign-in form has expired: reload the page and sign in again.".into()),
+            next,
+        });
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
+    match app.sign_in(&f.account, &f.password, Some(peer.ip())).await {
         Ok((cookie, _csrf)) => {
-            let set =
-                format!("{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
-            ([(header::SET_COOKIE, set)], Redirect::to(&next)).into_response()
+            let set = set_cookie(&app, COOKIE, &cookie, "/", 43200);
+            let done = set_cookie(&app, LOGIN_COOKIE, "", "/portal/login", 0);
+            (
+                AppendHeaders([(header::SET_COOKIE, set), (header::SET_COOKIE, done)]),
+                Redirect::to(&next),
+            )
+                .into_response()
         }
         Err(AppError::Unauthenticated(m)) => {
             let mut r = page(LoginPage {
                 signed_in: None,
-                csrf: String::new(),
+                csrf: f.csrf,
                 flash: Some(m),
                 next,
             });
@@ -318,10 +370,7 @@ async fn logout(State(app): State<App>, SignedForm { user, .. }: SignedForm<Csrf
         return page_error(e);
     }
     (
-        [(
-            header::SET_COOKIE,
-            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-        )],
+        [(header::SET_COOKIE, set_cookie(&app, COOKIE, "", "/", 0))],
         Redirect::to("/portal/login"),
     )
         .into_response()
