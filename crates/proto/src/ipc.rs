@@ -296,6 +296,8 @@ pub enum Refusal {
     Audit,
     /// Approvers must decide, and the client cannot wait (`sudo -n`).
     ApprovalNeeded,
+    /// The server's approval does not carry a valid grant for this very request.
+    ApprovalUnverified,
     ServerUnreachable,
     /// The server can be reached (break glass is for when it cannot).
     ServerReachable,

@@ -7,6 +7,7 @@
 pub mod bundle;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod grant;
 pub mod ipc;
 pub mod limits;
 pub mod v1;

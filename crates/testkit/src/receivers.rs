@@ -195,3 +195,65 @@ impl Receiver {
         );
     }
 }
+
+/// How an `Interceptor` changes one answer: (method, path, the answer's JSON).
+pub type Rewrite = Arc<dyn Fn(&str, &str, &mut Value) + Send + Sync>;
+
+/// A man in the middle on loopback: forwards every request to `upstream` unchanged and lets
+/// `rewrite` change JSON answers, as a TLS-terminating proxy (or anyone holding a stolen
+/// credential) could.
+#[derive(Debug)]
+pub struct Interceptor {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Interceptor {
+    pub async fn start(upstream: &str, rewrite: Rewrite) -> Interceptor {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("a free port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::new();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (http, upstream, rewrite) = (http.clone(), upstream.clone(), rewrite.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, 16 << 20)
+                    .await
+                    .unwrap_or_default();
+                let mut out = http
+                    .request(parts.method.clone(), format!("{upstream}{}", parts.uri))
+                    .body(body);
+                for (name, value) in &parts.headers {
+                    if name != "host" && name != "content-length" {
+                        out = out.header(name, value);
+                    }
+                }
+                let answer = out.send().await.expect("the upstream answers");
+                let status = answer.status();
+                let mut bytes = answer.bytes().await.unwrap_or_default().to_vec();
+                if let Ok(mut json) = serde_json::from_slice::<Value>(&bytes) {
+                    rewrite(parts.method.as_str(), parts.uri.path(), &mut json);
+                    bytes = serde_json::to_vec(&json).expect("JSON");
+                }
+                axum::http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(bytes))
+                    .expect("a valid response")
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Interceptor { url, task }
+    }
+}
+
+impl Drop for Interceptor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use elevate_core::Channel;
+use elevate_proto::grant::{Expected, GrantError};
 use elevate_proto::ipc::{AgentFrame, ClientFrame, Refusal};
 use elevate_proto::v1::{NewRequest, RequestView, WireTarget};
 
@@ -102,11 +103,35 @@ async fn ask_with(
         }
     };
     conn.send(&decided(&view.id, &view.decision)).await;
-    wait(agent, conn, view).await
+    wait(agent, conn, view, new).await
+}
+
+/// The server's grant for approved request `view`, checked against the key this device pinned
+/// and against its own request (`new`); the limits the device applies are the grant's.
+fn verified(agent: &Agent, view: &mut RequestView, new: &NewRequest) -> Result<(), GrantError> {
+    let expected = Expected {
+        request_id: &view.id,
+        device: &agent.enrolment.name,
+        user: &new.user,
+        uid: new.uid,
+        target: &new.target,
+        now: jiff::Timestamp::now(),
+    };
+    let grant = view.grant.as_ref().ok_or(GrantError::Missing)?;
+    let p = grant.verify(&agent.key, &expected)?;
+    view.decision.session_max_secs = p.session_max_secs;
+    view.decision.keep_caller_cwd = p.keep_caller_cwd;
+    view.decision.continue_on_disconnect = p.continue_on_disconnect;
+    Ok(())
 }
 
 /// Waits for the approvers' word on `current`, telling the caller each step.
-async fn wait(agent: &Agent, conn: &mut Connection, mut current: RequestView) -> Option<Approved> {
+async fn wait(
+    agent: &Agent,
+    conn: &mut Connection,
+    mut current: RequestView,
+    new: &NewRequest,
+) -> Option<Approved> {
     let started = Instant::now();
     loop {
         // The approvers' last word, and whether they were asked at all (the server may have
@@ -120,6 +145,15 @@ async fn wait(agent: &Agent, conn: &mut Connection, mut current: RequestView) ->
         let request_id = current.id.clone();
         match current.state.as_str() {
             "approved" => {
+                // Whatever the response says, only the server's signature approves.
+                if let Err(e) = verified(agent, &mut current, new) {
+                    tracing::error!(error = %e, request = %current.id, "an approval that does not verify");
+                    // Withdrawn, so that nobody approves what will never run.
+                    let _ = agent.upstream.cancel(&current.id).await;
+                    let message = format!("{e}; nothing ran");
+                    conn.refuse(Refusal::ApprovalUnverified, message).await;
+                    return None;
+                }
                 if asked {
                     conn.send(&AgentFrame::Approved {
                         request_id,

@@ -859,3 +859,84 @@ fn a_revoked_device_gets_no_approval_and_says_why() {
         },
     );
 }
+
+/// Whoever sits between the agent and the server (a TLS-terminating proxy, or someone with the
+/// device's credential) can turn a pending request into an "approved" one, or give an approval
+/// for one command to another; only the server's signature over exactly this request approves,
+/// so nothing runs.
+#[test]
+fn an_approval_the_server_did_not_sign_runs_nothing() {
+    namespaced(
+        "attacks::an_approval_the_server_did_not_sign_runs_nothing",
+        || {
+            let mut world = World::new();
+            let prog = world.program("approve", "needs-approval", "#!/bin/sh\necho ran\n", 0o755);
+            let upstream = world.server().url.clone();
+            // Every pending answer becomes an approval.
+            let forge: elevate_testkit::Rewrite = std::sync::Arc::new(|method, path, json| {
+                if method == "POST" && path == "/v1/requests" && json["state"] == "pending" {
+                    json["state"] = "approved".into();
+                }
+            });
+            let proxy = world
+                .runtime
+                .block_on(elevate_testkit::Interceptor::start(&upstream, forge));
+            world.stop_agent();
+            let file = world.dir.join("agent/enrolment.json");
+            let mut enrolment: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            enrolment["server"] = proxy.url.clone().into();
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+            let out = world.elevate_as("bob", &[prog.to_str().unwrap()], &[]);
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("carries no grant signed by the server")
+                    && text(&out.stderr).contains("nothing ran"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(out.stdout.is_empty());
+
+            // A real, signed approval of another request, handed over for this one.
+            world.stop_agent();
+            enrolment["server"] = upstream.clone().into();
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+            let other = world.program("approve", "other", "#!/bin/sh\necho other\n", 0o755);
+            let child = world
+                .command_as("bob", &[other.to_str().unwrap()], &[])
+                .spawn()
+                .unwrap();
+            let id = world.pending_request();
+            let signed = world.approve(&id, serde_json::json!({}));
+            assert!(signed["grant"].is_object(), "{signed}");
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(text(&out.stdout), "other\n", "{}", text(&out.stderr));
+            let grant = std::sync::Arc::new(signed["grant"].clone());
+            let replay: elevate_testkit::Rewrite =
+                std::sync::Arc::new(move |method, path, json| {
+                    if method == "POST" && path == "/v1/requests" && json["state"] == "pending" {
+                        json["state"] = "approved".into();
+                        json["grant"] = (*grant).clone();
+                    }
+                });
+            let proxy2 = world
+                .runtime
+                .block_on(elevate_testkit::Interceptor::start(&upstream, replay));
+            world.stop_agent();
+            enrolment["server"] = proxy2.url.clone().into();
+            std::fs::write(&file, enrolment.to_string()).unwrap();
+            world.start_agent();
+            let out = world.elevate_as("bob", &[prog.to_str().unwrap()], &[]);
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("grant is for something else (another request)"),
+                "{}",
+                text(&out.stderr)
+            );
+            assert!(out.stdout.is_empty());
+            drop((proxy, proxy2));
+        },
+    );
+}

@@ -190,6 +190,10 @@ pub struct RequestView {
     /// Metrics: the channel of the deciding answer (`portal`, `api`, `slack`, `link`, `expiry`).
     #[serde(default)]
     pub decided_via: Option<String>,
+    /// Approved: what the server vouches for, signed with the key the device pinned; the agent
+    /// runs nothing on an approval without it (`proto::grant`).
+    #[serde(default)]
+    pub grant: Option<crate::grant::SignedGrant>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

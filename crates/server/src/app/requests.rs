@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use elevate_core::lifecycle::{RequestEvent, RequestState, Tally, TallyError, TallyStatus};
 use elevate_core::{decide, Mode, Outcome};
+use elevate_proto::grant::{self, target_digest, GrantPayload, SignedGrant};
 use elevate_proto::limits::{MAX_REASON, MAX_TEXT};
 use elevate_proto::v1::{ApprovalView, DecisionView, NewRequest, RequestView};
 use serde_json::json;
@@ -53,6 +54,7 @@ fn view(row: RequestRow, approvals: Vec<crate::store::ApprovalRow>) -> RequestVi
         first_viewed_at: row.first_viewed_at,
         decided_at: row.decided_at,
         decided_via: row.decided_via,
+        grant: None,
     }
 }
 
@@ -189,7 +191,29 @@ impl App {
         tx.insert_request(&row).await?;
         tx.commit().await?;
         self.announce_change();
-        Ok(view(row, vec![]))
+        Ok(self.vouched(view(row, vec![])))
+    }
+
+    /// An approved request's view with the grant its device checks before it runs anything:
+    /// what was approved, for whom and where, signed with the key the device pinned.
+    fn vouched(&self, mut v: RequestView) -> RequestView {
+        if v.state == RequestState::Approved.as_str() {
+            let now = self.now();
+            let payload = GrantPayload {
+                request_id: v.id.clone(),
+                device: v.device.clone(),
+                user: v.user.clone(),
+                uid: v.uid,
+                target_sha256: target_digest(&v.target),
+                session_max_secs: v.decision.session_max_secs,
+                keep_caller_cwd: v.decision.keep_caller_cwd,
+                continue_on_disconnect: v.decision.continue_on_disconnect,
+                issued_at: now,
+                expires_at: now + grant::VALIDITY,
+            };
+            v.grant = Some(SignedGrant::sign(&payload, &self.keys.signing));
+        }
+        v
     }
 
     /// Who may read a request: accounts with a role, and the device that made it.
@@ -237,7 +261,7 @@ impl App {
                 }
             }
         }
-        Ok(view(row, approvals))
+        Ok(self.vouched(view(row, approvals)))
     }
 
     /// Requests, newest first. Accounts see all (optionally of one `user`); a device sees only
@@ -293,7 +317,7 @@ impl App {
             Self::may_read(caller, &row)?;
             if row.state != RequestState::Pending || tokio::time::Instant::now() >= deadline {
                 let approvals = self.store.approvals(id).await?;
-                return Ok(view(row, approvals));
+                return Ok(self.vouched(view(row, approvals)));
             }
             // Another replica may decide: look again at least every second.
             let step = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
