@@ -5,6 +5,7 @@
 //! refused or the audit chain is broken, 2 for usage errors.
 
 mod commands;
+mod fleet;
 mod output;
 mod settings;
 
