@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub email: Option<crate::integrations::email::EmailConfig>,
     /// Microsoft Teams channels (`[teams.channels]`).
     pub teams: Option<crate::integrations::teams::TeamsConfig>,
+    /// Serve https from these PEM files (`tls_cert`, `tls_key`).
+    pub tls: Option<crate::app::TlsFiles>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             slack: None,
             email: None,
             teams: None,
+            tls: None,
         }
     }
 }
@@ -72,6 +75,8 @@ struct FileConfig {
     database_url: Option<String>,
     request_ttl: Option<String>,
     public_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<WebhookConfig>,
     slack: Option<SlackFileConfig>,
@@ -163,11 +168,13 @@ fn read_secret(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(secret.as_bytes().to_vec())
 }
 
-const ENV: [&str; 4] = [
+const ENV: [&str; 6] = [
     "ELEVATE_LISTEN",
     "ELEVATE_DATA_DIR",
     "ELEVATE_DATABASE_URL",
     "ELEVATE_REQUEST_TTL",
+    "ELEVATE_TLS_CERT",
+    "ELEVATE_TLS_KEY",
 ];
 
 /// Variables read elsewhere (logging, tests, benchmarks, the CLI): not configuration mistakes.
@@ -178,6 +185,18 @@ const OTHER_ENV: [&str; 5] = [
     "ELEVATE_TOKEN",
     "ELEVATE_BENCH_",
 ];
+
+/// Both TLS files or neither.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Option<crate::app::TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::app::TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => bail!("https needs both tls_cert and tls_key (ELEVATE_TLS_CERT and ELEVATE_TLS_KEY)"),
+    }
+}
 
 impl ServerConfig {
     /// Defaults, then the file (if given), then the environment.
@@ -205,6 +224,7 @@ impl ServerConfig {
                 http_url("public_url", &url)?;
                 config.public_url = Some(url.trim_end_matches('/').to_string());
             }
+            config.tls = tls_files(f.tls_cert, f.tls_key)?.or(config.tls);
             if let Some(slack) = f.slack {
                 let api_url = slack
                     .api_url
@@ -317,6 +337,8 @@ impl ServerConfig {
             var("ELEVATE_DATABASE_URL"),
             var("ELEVATE_REQUEST_TTL"),
         )?;
+        let (cert, key) = (var("ELEVATE_TLS_CERT"), var("ELEVATE_TLS_KEY"));
+        config.tls = tls_files(cert.map(PathBuf::from), key.map(PathBuf::from))?.or(config.tls);
         Ok(config)
     }
 
@@ -359,6 +381,26 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn https_needs_both_files() {
+        let half = ServerConfig::load(None, &env(&[("ELEVATE_TLS_CERT", "/etc/elevate/cert.pem")]))
+            .unwrap_err();
+        assert!(
+            format!("{half:#}").contains("both tls_cert and tls_key"),
+            "{half:#}"
+        );
+        let both = ServerConfig::load(
+            None,
+            &env(&[
+                ("ELEVATE_TLS_CERT", "/etc/elevate/cert.pem"),
+                ("ELEVATE_TLS_KEY", "/etc/elevate/key.pem"),
+            ]),
+        )
+        .unwrap();
+        let tls = both.tls.unwrap();
+        assert_eq!(tls.key, PathBuf::from("/etc/elevate/key.pem"));
     }
 
     #[test]

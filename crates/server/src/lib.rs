@@ -31,8 +31,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// `https://…` when it serves TLS, else `http://…`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.app
+            .listening
+            .get()
+            .cloned()
+            .unwrap_or_else(|| format!("http://{}", self.addr))
     }
 
     /// Stops accepting connections and waits for the server task.
@@ -64,6 +69,7 @@ pub async fn build_app(config: &ServerConfig, clock: app::Clock) -> anyhow::Resu
     settings.integrations.slack = config.slack.clone();
     settings.integrations.email = config.email.clone();
     settings.integrations.teams = config.teams.clone();
+    settings.tls = config.tls.clone();
     Ok(App::new(store, keys, clock, settings))
 }
 
@@ -73,12 +79,28 @@ pub async fn serve(app: App, listen: SocketAddr) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {listen}; is another server running there?"))?;
     let addr = listener.local_addr()?;
-    let _ = app.listening.set(format!("http://{addr}"));
+    // Read before anything is served: a bad certificate or key stops the start.
+    let tls = match &app.settings.tls {
+        Some(files) => Some(http::tls::config(&files.cert, &files.key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let app_for_http = app.clone();
+    let _ = app.listening.set(format!("{scheme}://{addr}"));
     let (shutdown, mut stopped) = tokio::sync::watch::channel(false);
     let jobs = jobs::spawn(app.clone(), shutdown.subscribe());
-    let served = http::serve(listener, app.clone(), async move {
+    let stop = async move {
         let _ = stopped.wait_for(|s| *s).await;
-    });
+    };
+    let served = async move {
+        match tls {
+            Some(config) => {
+                let listener = http::tls::TlsListener::new(listener, config)?;
+                http::serve(listener, app_for_http, stop).await
+            }
+            None => http::serve(listener, app_for_http, stop).await,
+        }
+    };
     let task = tokio::spawn(async move {
         if let Err(e) = served.await {
             tracing::error!(error = %e, "the HTTP server stopped");

@@ -61,6 +61,16 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Webhooks and other channels notifications go to.
     pub integrations: Integrations,
+    /// Serve https with this certificate chain and key (PEM files); plain http when absent
+    /// (behind a TLS-terminating reverse proxy, or on loopback).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Settings {
@@ -72,6 +82,7 @@ impl Settings {
             data_dir,
             public_url: None,
             integrations: Integrations::default(),
+            tls: None,
         }
     }
 }

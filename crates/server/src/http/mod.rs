@@ -9,6 +9,7 @@ mod error;
 pub mod openapi;
 mod portal;
 mod slack;
+pub mod tls;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -30,16 +31,42 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Serves the router on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// The address a connection came from, for handlers that count by source (`ConnectInfo`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// Serves the router on `listener` (plain TCP, or `tls::TlsListener`) until `shutdown`
+/// completes. The peer's address reaches handlers (`ConnectInfo<PeerAddr>`): sign-in
+/// throttling counts by source.
+pub async fn serve<L>(
+    listener: L,
     app: App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // The peer's address reaches handlers (`ConnectInfo`): sign-in throttling counts by source.
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    PeerAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(app).into_make_service_with_connect_info::<PeerAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

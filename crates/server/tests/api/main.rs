@@ -16,6 +16,7 @@ mod requests;
 mod routing;
 mod slack;
 mod teams;
+mod tls;
 mod webhooks;
 
 use elevate_testkit::{available, spawn, Db, TestServer, BACKENDS};

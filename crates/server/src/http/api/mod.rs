@@ -107,7 +107,7 @@ async fn openapi() -> impl IntoResponse {
     responses((status = 201, body = TokenIssued), (status = 401, body = ErrorBody)))]
 pub async fn create_token(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(super::PeerAddr(peer)): ConnectInfo<super::PeerAddr>,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenIssued>)> {
     let label = body.label.as_deref();

@@ -317,7 +317,7 @@ struct LoginForm {
 
 async fn login(
     State(app): State<App>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::extract::ConnectInfo(super::PeerAddr(peer)): axum::extract::ConnectInfo<super::PeerAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
