@@ -1,5 +1,5 @@
-//! Background jobs: escalate requests whose SLA passed, expire those whose time ran out, and
-//! send queued notifications.
+//! Background jobs: escalate requests whose SLA passed, expire those whose time ran out, sign
+//! audit checkpoints, and send queued notifications.
 //!
 //! Must never: stop the server when a run fails (it logs and tries again next tick), or let a
 //! slow notification receiver delay expiry (each job has its own task).
@@ -25,6 +25,9 @@ pub fn spawn(
                     }
                     if let Err(e) = app.expire_requests().await {
                         tracing::warn!(error = %e, "expiring requests failed; will retry");
+                    }
+                    if let Err(e) = app.checkpoint_audit().await {
+                        tracing::warn!(error = %e, "signing an audit checkpoint failed; will retry");
                     }
                 }
                 _ = shutdown.changed() => break,

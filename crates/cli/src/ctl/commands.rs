@@ -425,6 +425,15 @@ fn audit(cli: &Cli, client: &Client, c: &AuditCommand) -> anyhow::Result<ExitCod
                     "ok: {} records verified; head {}",
                     report.count, report.head
                 );
+                match report.checkpointed_to {
+                    Some(seq) => println!(
+                        "   {} signed checkpoints match; the newest covers record {seq}",
+                        report.checkpoints
+                    ),
+                    None => {
+                        println!("   no signed checkpoint yet (the server signs one every 15 s)")
+                    }
+                }
             }
             Ok(if report.ok {
                 ExitCode::SUCCESS

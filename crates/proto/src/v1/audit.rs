@@ -89,7 +89,8 @@ impl From<AuditRecord> for core::audit::ChainedRecord {
 pub struct ChainBreakView {
     pub seq: u64,
     pub event_id: Option<String>,
-    /// `edited`, `deleted`, `inserted`, `reordered`, `renumbered` or `truncated`.
+    /// `edited`, `deleted`, `inserted`, `reordered`, `renumbered`, `truncated`, or `checkpoint`
+    /// (the chain does not match what the server signed).
     pub kind: String,
     pub message: String,
 }
@@ -103,4 +104,10 @@ pub struct VerifyReport {
     pub head: String,
     #[serde(rename = "break")]
     pub first_break: Option<ChainBreakView>,
+    /// Signed checkpoints the chain was checked against (`checkpoint` breaks name a mismatch).
+    #[serde(default)]
+    pub checkpoints: u64,
+    /// The newest checkpoint's record: records after it are covered by the chain alone.
+    #[serde(default)]
+    pub checkpointed_to: Option<u64>,
 }

@@ -203,24 +203,39 @@ impl App {
     pub(crate) async fn verify_chain(&self) -> Result<VerifyReport> {
         let chain = self.store.audit_chain().await?;
         let count = chain.records.len() as u64;
-        Ok(match audit::verify(&chain.records, Some(&chain.head)) {
-            Ok(head) => VerifyReport {
+        let broken = |head: String, first: ChainBreakView| VerifyReport {
+            ok: false,
+            count,
+            head,
+            first_break: Some(first),
+            checkpoints: 0,
+            checkpointed_to: None,
+        };
+        let head = match audit::verify(&chain.records, Some(&chain.head)) {
+            Ok(head) => head,
+            Err(b) => {
+                return Ok(broken(
+                    chain.head.hash,
+                    ChainBreakView {
+                        seq: b.seq,
+                        event_id: b.event_id,
+                        kind: b.kind.as_str().to_string(),
+                        message: b.message,
+                    },
+                ))
+            }
+        };
+        // A consistent chain may still be a recomputed one: the signed checkpoints say.
+        Ok(match self.check_checkpoints(&chain.records).await? {
+            Ok(checked) => VerifyReport {
                 ok: true,
                 count,
                 head: head.hash,
                 first_break: None,
+                checkpoints: checked.count,
+                checkpointed_to: checked.last,
             },
-            Err(b) => VerifyReport {
-                ok: false,
-                count,
-                head: chain.head.hash,
-                first_break: Some(ChainBreakView {
-                    seq: b.seq,
-                    event_id: b.event_id,
-                    kind: b.kind.as_str().to_string(),
-                    message: b.message,
-                }),
-            },
+            Err(first) => broken(head.hash, first),
         })
     }
 }

@@ -8,6 +8,7 @@
 mod accounts;
 mod audit;
 pub mod auth;
+mod checkpoints;
 mod devices;
 mod email;
 mod keys;

@@ -9,11 +9,68 @@ use sqlx::any::AnyRow;
 
 use super::{get, ts, Backend, Result, Store, StoreError, Tx};
 
+/// A signed checkpoint of the chain: record `seq` had `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointRow {
+    pub seq: u64,
+    pub hash: String,
+    pub at: jiff::Timestamp,
+    /// Hex Ed25519 signature (`app::checkpoints`).
+    pub signature: String,
+}
+
 /// Everything needed to verify the chain.
 #[derive(Debug, Clone)]
 pub struct Chain {
     pub records: Vec<ChainedRecord>,
     pub head: Head,
+}
+
+impl Store {
+    /// The chain's head: how many records, and the last one's hash.
+    pub async fn audit_head(&self) -> Result<Head> {
+        let head = sqlx::query("SELECT count, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Head {
+            count: get::<i64>(&head, "count")? as u64,
+            hash: get(&head, "hash")?,
+        })
+    }
+
+    /// Keeps a signed checkpoint (once per `seq`).
+    pub async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at_ms, signature) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq as i64)
+        .bind(&c.hash)
+        .bind(c.at.as_millisecond())
+        .bind(&c.signature)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Every checkpoint, oldest first.
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>> {
+        let rows =
+            sqlx::query("SELECT seq, hash, at_ms, signature FROM audit_checkpoints ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckpointRow {
+                    seq: get::<i64>(r, "seq")? as u64,
+                    hash: get(r, "hash")?,
+                    at: ts(get(r, "at_ms")?)?,
+                    signature: get(r, "signature")?,
+                })
+            })
+            .collect()
+    }
 }
 
 impl Tx<'_> {

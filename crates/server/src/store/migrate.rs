@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_account_disabled.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_audit_checkpoints.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -48,6 +52,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../migrations/postgres/0006_account_disabled.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_audit_checkpoints.sql"),
     ),
 ];
 

@@ -20,7 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use accounts::{AccountRow, ApiTokenRow, SignInRow};
-pub use audit::Chain;
+pub use audit::{Chain, CheckpointRow};
 pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow, NotifyChannel};
 pub use devices::{DeviceRow, EnrolTokenRow};
 pub use policies::PolicyRow;

@@ -387,3 +387,107 @@ async fn ingest_limits_are_derived_from_the_agents_bounds() {
     assert_eq!(tests, 1);
     server.stop().await;
 }
+
+/// Whoever can write the database can rewrite a record and recompute the chain after it so
+/// that it is consistent again; the server's signed checkpoints (its key is not in the
+/// database) still give the rewrite away, and removing the checkpoints from the database is
+/// seen against the copy the server keeps beside its keys.
+#[tokio::test]
+async fn a_recomputed_chain_is_caught_by_the_signed_checkpoints() {
+    use elevate_core::audit::{self, AuditEvent, ChainedRecord, GENESIS};
+    for_each_backend(|server| async move {
+        let (admin, device) = super::ready(&server).await;
+        for n in 0..3 {
+            server
+                .post(
+                    Some(&device),
+                    "/v1/requests",
+                    &elevate_testkit::command_request("alice", &[], "/usr/bin/id", &[&n.to_string()]),
+                )
+                .await
+                .expect(201);
+        }
+        let signed = server.app.checkpoint_audit().await.unwrap().expect("a checkpoint");
+        assert_eq!(server.app.checkpoint_audit().await.unwrap(), None, "once per head");
+        let report = server.get(Some(&admin), "/v1/audit/verify").await.expect(200);
+        assert_eq!(report.body["ok"], true, "{}", report.text);
+        // (The jobs may have signed an earlier head as well.)
+        assert!(report.body["checkpoints"].as_u64().unwrap() >= 1, "{}", report.text);
+        assert_eq!(report.body["checkpointed_to"], signed.seq);
+
+        // The attacker's rewrite: record 2 gets another actor, every hash after it is redone.
+        let records = server.audit_records(&admin).await;
+        let mut prev = GENESIS.to_owned();
+        let mut rewritten = Vec::new();
+        for r in &records {
+            let mut event: AuditEvent = serde_json::from_value(json!({
+                "id": r["id"], "at": r["at"], "actor": r["actor"], "action": r["action"],
+                "subject": r["subject"], "data": r["data"] }))
+            .unwrap();
+            if r["seq"] == 2 {
+                event.actor = "account:nobody".into();
+            }
+            let hash = audit::event_hash(&prev, &event);
+            rewritten.push(ChainedRecord {
+                seq: r["seq"].as_u64().unwrap(),
+                prev_hash: prev.clone(),
+                hash: hash.clone(),
+                event,
+            });
+            prev = hash;
+        }
+        for r in &rewritten {
+            server
+                .sql(&format!(
+                    "UPDATE audit SET actor = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {}",
+                    r.event.actor, r.prev_hash, r.hash, r.seq
+                ))
+                .await;
+        }
+        server
+            .sql(&format!("UPDATE audit_head SET hash = '{prev}' WHERE id = 1"))
+            .await;
+        // The chain alone is consistent again ...
+        assert!(audit::verify(&rewritten, None).is_ok());
+        // ... and the checkpoint says otherwise.
+        let report = server.get(Some(&admin), "/v1/audit/verify").await.expect(200);
+        assert_eq!(report.body["ok"], false, "{}", report.text);
+        assert_eq!(report.body["break"]["kind"], "checkpoint");
+        // The first checkpoint at or after the rewritten record names it.
+        let at = report.body["break"]["seq"].as_u64().unwrap();
+        assert!((2..=signed.seq).contains(&at), "{}", report.text);
+        assert!(
+            report.body["break"]["message"].as_str().unwrap().contains("rewritten"),
+            "{}",
+            report.text
+        );
+
+        // Removing the checkpoints from the database is seen against the server's own copy.
+        server.sql("DELETE FROM audit_checkpoints").await;
+        let report = server.get(Some(&admin), "/v1/audit/verify").await.expect(200);
+        assert_eq!(report.body["ok"], false, "{}", report.text);
+        assert!(
+            report.body["break"]["message"].as_str().unwrap().contains("removed from the database"),
+            "{}",
+            report.text
+        );
+        // A checkpoint written into the database by someone without the key is refused too.
+        server
+            .sql(&format!(
+                "INSERT INTO audit_checkpoints (seq, hash, at_ms, signature) VALUES ({}, '{}', {}, '{}')",
+                signed.seq,
+                prev,
+                signed.at.as_millisecond(),
+                "00".repeat(64)
+            ))
+            .await;
+        let report = server.get(Some(&admin), "/v1/audit/verify").await.expect(200);
+        assert!(
+            report.body["break"]["message"].as_str().unwrap().contains("not signed by this server"),
+            "{}",
+            report.text
+        );
+        server
+    })
+    .await;
+}
