@@ -20,6 +20,19 @@ fn valid_tag(tag: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// A device as the API shows it.
+pub fn device_view(d: DeviceRow) -> elevate_proto::v1::Device {
+    elevate_proto::v1::Device {
+        id: d.id,
+        name: d.name,
+        tags: d.tags,
+        enrolled_at: d.enrolled_at,
+        last_seen_at: d.last_seen_at,
+        revoked_at: d.revoked.as_ref().map(|(at, _)| *at),
+        revoked_by: d.revoked.map(|(_, by)| by),
+    }
+}
+
 impl App {
     pub async fn create_enrol_token(
         &self,

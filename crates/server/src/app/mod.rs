@@ -32,6 +32,7 @@ use crate::store::{Store, StoreError};
 
 pub use accounts::AccountChange;
 pub use auth::{Principal, Role};
+pub use devices::device_view;
 pub use keys::Keys;
 pub use links::{ApprovalLink, LINK_TTL};
 pub use notify::{backoff, DeliveryDetail, Integrations};

@@ -66,7 +66,7 @@ impl App {
         let (challenge, devices, user) = self.inspect_challenge(caller, text).await?;
         Ok(OfflineChallengeView {
             challenge: challenge.encode(),
-            devices: devices.into_iter().map(device_view).collect(),
+            devices: devices.into_iter().map(super::device_view).collect(),
             uid: challenge.uid,
             user,
         })
@@ -225,18 +225,6 @@ fn names(devices: &[DeviceRow]) -> String {
         .map(|d| d.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn device_view(d: DeviceRow) -> elevate_proto::v1::Device {
-    elevate_proto::v1::Device {
-        id: d.id,
-        name: d.name,
-        tags: d.tags,
-        enrolled_at: d.enrolled_at,
-        last_seen_at: d.last_seen_at,
-        revoked_at: d.revoked.as_ref().map(|(at, _)| *at),
-        revoked_by: d.revoked.map(|(_, by)| by),
-    }
 }
 
 /// Whether an audit record was written by the server for a person (never uploaded by a

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiError, ApiJson, Caller};
-use crate::app::{AccountChange, App};
-use crate::store::{DeliveryRow, DeviceRow};
+use crate::app::{device_view, AccountChange, App};
+use crate::store::DeliveryRow;
 
 mod audit;
 mod policies;
@@ -268,18 +268,6 @@ pub async fn revoke_device(
 ) -> ApiResult<Json<Device>> {
     let device = app.revoke_device(&caller, &name, &body.reason).await?;
     Ok(Json(device_view(device)))
-}
-
-fn device_view(d: DeviceRow) -> Device {
-    Device {
-        id: d.id,
-        name: d.name,
-        tags: d.tags,
-        enrolled_at: d.enrolled_at,
-        last_seen_at: d.last_seen_at,
-        revoked_at: d.revoked.as_ref().map(|(at, _)| *at),
-        revoked_by: d.revoked.map(|(_, by)| by),
-    }
 }
 
 /// Whose offline challenge this is: the device(s) with its key and the user last seen with its
