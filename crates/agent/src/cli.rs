@@ -61,6 +61,10 @@ enum Command {
         /// offline-code secret then cross the network in clear; `elevate status` says so.
         #[arg(long)]
         insecure_http: bool,
+        /// The certificate authority (PEM) that issued the server's certificate, when it is
+        /// your organisation's own rather than one of the web's.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Show what the running agent is doing: server, policy, spool, and which collectors record
     /// elevation here (the elevate front door, the sudo plugin, Linux audit).
@@ -261,9 +265,16 @@ pub fn main() -> anyhow::Result<()> {
             token,
             name,
             insecure_http,
+            ca_file,
         } => {
             // Refused before the token is read or anything is sent.
             crate::enrolment::transport(&server, insecure_http)?;
+            let ca_pem = ca_file
+                .map(|f| {
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read the CA file {}", f.display()))
+                })
+                .transpose()?;
             let token = if token == "-" {
                 let mut t = String::new();
                 std::io::stdin().read_to_string(&mut t)?;
@@ -277,7 +288,10 @@ pub fn main() -> anyhow::Result<()> {
                 &token,
                 &name,
                 &cli.state_dir,
-                insecure_http,
+                crate::enrolment::Reach {
+                    insecure_http,
+                    ca_pem,
+                },
             ))?;
             println!(
                 "enrolled as {} ({}) with {}; start the agent with `elevated run`",

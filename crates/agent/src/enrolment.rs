@@ -27,6 +27,10 @@ pub struct Enrolment {
     /// (and `elevate status` says so).
     #[serde(default)]
     pub insecure_http: bool,
+    /// The certificate authority (PEM) the server's https certificate is checked against, when
+    /// it is not one of the web's (`--ca-file`, an organisation's own CA).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Enrolment {
@@ -117,18 +121,46 @@ pub fn transport(server: &str, insecure: bool) -> anyhow::Result<Transport> {
     }
 }
 
-/// Trades a one-time token for the device's credentials and saves them. `insecure`: a plain
-/// http server beyond this machine is allowed.
+/// An HTTP client for the server: the web's certificate authorities, and `ca_pem` besides when
+/// the organisation runs its own.
+pub fn http_client(
+    builder: reqwest::ClientBuilder,
+    ca_pem: Option<&str>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = builder;
+    if let Some(pem) = ca_pem {
+        let authorities = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .context("the CA file is not PEM certificates")?;
+        if authorities.is_empty() {
+            bail!("the CA file holds no certificate");
+        }
+        for ca in authorities {
+            builder = builder.add_root_certificate(ca);
+        }
+    }
+    builder.build().context("cannot set up the HTTP client")
+}
+
+/// How the device finds the server and checks who answers.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// A plain http server beyond this machine is allowed (`--insecure-http`).
+    pub insecure_http: bool,
+    /// PEM of the organisation's own certificate authority (`--ca-file`).
+    pub ca_pem: Option<String>,
+}
+
+/// Trades a one-time token for the device's credentials and saves them.
 pub async fn enrol(
     server: &str,
     token: &str,
     name: &str,
     dir: &Path,
-    insecure: bool,
+    reach: Reach,
 ) -> anyhow::Result<Enrolment> {
     let server = server.trim_end_matches('/').to_string();
-    transport(&server, insecure)?;
-    let http = reqwest::Client::new();
+    transport(&server, reach.insecure_http)?;
+    let http = http_client(reqwest::Client::builder(), reach.ca_pem.as_deref())?;
     let response = http
         .post(format!("{server}/v1/enrol"))
         .json(&EnrolRequest {
@@ -137,7 +169,16 @@ pub async fn enrol(
         })
         .send()
         .await
-        .with_context(|| format!("cannot reach the Elevate server at {server}"))?;
+        .map_err(|e| {
+            // The TLS failure itself (an unknown CA, a wrong name) is deep in the chain.
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            anyhow::anyhow!("cannot reach the Elevate server at {server} ({why}); if it has a certificate from your organisation's own CA, give that CA with --ca-file")
+        })?;
     if !response.status().is_success() {
         let status = response.status();
         let body: ErrorBody = response.json().await.unwrap_or(ErrorBody {
@@ -162,7 +203,8 @@ pub async fn enrol(
         credential: e.credential,
         device_secret: e.device_secret,
         policy_key: e.policy_key,
-        insecure_http: insecure,
+        insecure_http: reach.insecure_http,
+        ca_pem: reach.ca_pem,
     };
     enrolment.save(dir)?;
     Ok(enrolment)

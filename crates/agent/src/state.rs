@@ -150,7 +150,11 @@ impl Agent {
         let spool = Spool::open(&state_dir.join("spool"))
             .with_context(|| format!("cannot open the audit spool in {}", state_dir.display()))?;
         Ok(Agent {
-            upstream: Upstream::new(&enrolment.server, &enrolment.credential),
+            upstream: Upstream::new(
+                &enrolment.server,
+                &enrolment.credential,
+                enrolment.ca_pem.as_deref(),
+            )?,
             enrolment,
             key,
             state_dir: state_dir.to_path_buf(),

@@ -42,16 +42,17 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(server: &str, credential: &str) -> Upstream {
-        Upstream {
+    /// A client for `server`; `ca_pem`: the organisation's own certificate authority, besides
+    /// the web's.
+    pub fn new(server: &str, credential: &str, ca_pem: Option<&str>) -> anyhow::Result<Upstream> {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(90));
+        Ok(Upstream {
             server: server.trim_end_matches('/').to_string(),
             credential: credential.to_string(),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(90))
-                .build()
-                .expect("the HTTP client builds with static settings"),
-        }
+            http: crate::enrolment::http_client(builder, ca_pem)?,
+        })
     }
 
     pub fn server(&self) -> &str {

@@ -17,6 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+mod certificates;
 mod clock;
 mod portal;
 mod processes;
@@ -25,6 +26,7 @@ mod server;
 mod smtp;
 mod testdata;
 
+pub use certificates::*;
 pub use clock::*;
 pub use portal::*;
 pub use processes::*;

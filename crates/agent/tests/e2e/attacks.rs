@@ -940,3 +940,132 @@ fn an_approval_the_server_did_not_sign_runs_nothing() {
         },
     );
 }
+
+/// A server with a certificate from the organisation's own CA: enrolment without that CA is
+/// refused (and says to give it), with `--ca-file` it enrols, and the agent fetches its policy
+/// over https with it.
+#[test]
+fn a_server_with_its_own_ca_is_reached_over_https_given_the_ca() {
+    namespaced(
+        "attacks::a_server_with_its_own_ca_is_reached_over_https_given_the_ca",
+        || {
+            let world = World::new();
+            let (cert, key, ca) = elevate_testkit::tls_certificate();
+            let server = world.runtime.block_on(elevate_testkit::spawn_with(
+                elevate_testkit::Db::Sqlite,
+                jiff::Timestamp::now(),
+                |s| s.tls = Some(elevate_server::app::TlsFiles { cert, key }),
+            ));
+            assert!(server.url.starts_with("https://"), "{}", server.url);
+            // The admin's side, through a client that trusts the CA.
+            let token = world.runtime.block_on(async {
+                server
+                    .app
+                    .upsert_account(
+                        "admin",
+                        elevate_testkit::PASSWORD,
+                        &[elevate_server::app::Role::Admin],
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                let http = reqwest::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                    .build()
+                    .unwrap();
+                let post = |path: &str, token: Option<&str>, body: serde_json::Value| {
+                    let mut r = http.post(format!("{}{path}", server.url)).json(&body);
+                    if let Some(t) = token {
+                        r = r.bearer_auth(t);
+                    }
+                    let path = path.to_owned();
+                    async move {
+                        let answer = r.send().await.unwrap();
+                        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+                        answer.json::<serde_json::Value>().await.unwrap()
+                    }
+                };
+                let login = post(
+                    "/v1/tokens",
+                    None,
+                    serde_json::json!({ "account": "admin", "password": elevate_testkit::PASSWORD }),
+                )
+                .await;
+                let admin = login["token"].as_str().unwrap().to_owned();
+                post(
+                    "/v1/policies",
+                    Some(&admin),
+                    serde_json::json!({ "text": elevate_testkit::TEST_POLICY }),
+                )
+                .await;
+                let created = post("/v1/enrol-tokens", Some(&admin), serde_json::json!({})).await;
+                created["token"].as_str().unwrap().to_owned()
+            });
+            let ca_file = world.dir.join("org-ca.pem");
+            std::fs::write(&ca_file, &ca).unwrap();
+            let state = world.dir.join("tls-agent");
+            let elevated = elevate_testkit::cargo_bin("elevated");
+            let enrol = |extra: &[&std::ffi::OsStr]| {
+                std::process::Command::new(&elevated)
+                    .arg("--state-dir")
+                    .arg(&state)
+                    .args([
+                        "enrol",
+                        "--server",
+                        &server.url,
+                        "--token",
+                        &token,
+                        "--name",
+                        "tls-host",
+                    ])
+                    .args(extra)
+                    .output()
+                    .unwrap()
+            };
+            let untrusted = enrol(&[]);
+            assert!(!untrusted.status.success());
+            assert!(
+                text(&untrusted.stderr).contains("--ca-file"),
+                "{}",
+                text(&untrusted.stderr)
+            );
+            let enrolled = enrol(&["--ca-file".as_ref(), ca_file.as_os_str()]);
+            assert!(enrolled.status.success(), "{}", text(&enrolled.stderr));
+
+            // The agent reaches it over https with the CA it keeps.
+            let socket = state.join("agent.sock");
+            let mut agent = std::process::Command::new(&elevated)
+                .arg("--state-dir")
+                .arg(&state)
+                .args([
+                    "run",
+                    "--linux-audit",
+                    "off",
+                    "--refresh-secs",
+                    "1",
+                    "--socket",
+                ])
+                .arg(&socket)
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let status = loop {
+                let out = std::process::Command::new(&elevated)
+                    .args(["status", "--socket"])
+                    .arg(&socket)
+                    .output()
+                    .unwrap();
+                let shown = text(&out.stdout);
+                if shown.contains("policy:  version") || Instant::now() > deadline {
+                    break shown;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let _ = agent.kill();
+            let _ = agent.wait();
+            assert!(status.contains("policy:  version 1"), "{status}");
+            assert!(status.contains(&server.url), "{status}");
+            world.runtime.block_on(server.stop());
+        },
+    );
+}
