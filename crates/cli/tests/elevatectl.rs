@@ -466,3 +466,49 @@ async fn an_admin_revokes_tokens_accounts_and_devices() {
     assert!(Ctl::ok(&devices).contains("revoked"), "{}", devices.stdout);
     server.stop().await;
 }
+
+/// A server whose certificate comes from the organisation's own CA: login without that CA is
+/// refused, with `--ca-file` it works and the CA is remembered for later commands.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_reaches_a_server_with_its_own_ca() {
+    let (cert, key, ca) = elevate_testkit::tls_certificate();
+    let server = elevate_testkit::spawn_with(Db::Sqlite, elevate_testkit::monday_morning(), |s| {
+        s.tls = Some(elevate_server::app::TlsFiles { cert, key })
+    })
+    .await;
+    server
+        .app
+        .upsert_account("admin", PASSWORD, &[Role::Admin], &[])
+        .await
+        .unwrap();
+    let ctl = Ctl::new(&server);
+    let refused = ctl
+        .run(
+            &["login", "--account", "admin", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await;
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    let ca_file = ctl.file("org-ca.pem", std::str::from_utf8(&ca).unwrap());
+    let out = ctl
+        .run(
+            &[
+                "--ca-file",
+                &ca_file,
+                "login",
+                "--account",
+                "admin",
+                "--password-stdin",
+            ],
+            Some(PASSWORD),
+        )
+        .await;
+    assert!(Ctl::ok(&out).contains("signed in as admin"));
+    // Remembered: later commands need no flag.
+    assert!(Ctl::ok(&ctl.run(&["whoami"], None).await).contains("admin (roles: admin"));
+    let broken = ctl.file("not-a-ca.pem", "hello");
+    let bad = ctl.run(&["--ca-file", &broken, "whoami"], None).await;
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("not-a-ca.pem"), "{}", bad.stderr);
+    server.stop().await;
+}

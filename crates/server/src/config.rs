@@ -178,7 +178,8 @@ const ENV: [&str; 6] = [
 ];
 
 /// Variables read elsewhere (logging, tests, benchmarks, the CLI): not configuration mistakes.
-const OTHER_ENV: [&str; 5] = [
+const OTHER_ENV: [&str; 6] = [
+    "ELEVATE_CA_FILE",
     "ELEVATE_LOG",
     "ELEVATE_REQUIRE_POSTGRES",
     "ELEVATE_SERVER",

@@ -31,7 +31,19 @@ fn client(cli: &Cli, saved: &Settings) -> anyhow::Result<Client> {
             "no server given; run `elevatectl login --server URL --account NAME` or pass --server",
         )?;
     let token = cli.token.clone().or_else(|| saved.token.clone());
-    Ok(Client::new(&server, token))
+    trusting(Client::new(&server, token), cli, saved)
+}
+
+/// The client, trusting the CA file given or saved at login, if any.
+fn trusting(client: Client, cli: &Cli, saved: &Settings) -> anyhow::Result<Client> {
+    let Some(file) = cli.ca_file.as_ref().or(saved.ca_file.as_ref()) else {
+        return Ok(client);
+    };
+    let pem = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the CA file {}", file.display()))?;
+    client
+        .trusting(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
 /// Runs one command.
@@ -173,7 +185,7 @@ fn login(cli: &Cli, saved: &Settings, account: &str, from_stdin: bool) -> anyhow
         rpassword::prompt_password(format!("Password for {account}: "))?
     };
     let host = std::env::var("HOSTNAME").unwrap_or_default();
-    let issued: TokenIssued = Client::new(&server, None).post(
+    let issued: TokenIssued = trusting(Client::new(&server, None), cli, saved)?.post(
         "/v1/tokens",
         &TokenRequest {
             account: account.to_string(),
@@ -184,6 +196,7 @@ fn login(cli: &Cli, saved: &Settings, account: &str, from_stdin: bool) -> anyhow
     let path = Settings {
         server: Some(server),
         token: Some(issued.token),
+        ca_file: cli.ca_file.clone().or_else(|| saved.ca_file.clone()),
     }
     .save()?;
     println!(

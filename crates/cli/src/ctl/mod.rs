@@ -28,6 +28,10 @@ pub struct Cli {
     /// API token (default: the one saved by `login`, or ELEVATE_TOKEN).
     #[arg(long, global = true, env = "ELEVATE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The certificate authority (PEM) that issued the server's certificate, when it is your
+    /// organisation's own (default: the one saved by `login`, or ELEVATE_CA_FILE).
+    #[arg(long, global = true, env = "ELEVATE_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     pub server: Option<String>,
     pub token: Option<String>,
+    /// The organisation's own CA for the server's certificate (`--ca-file` at login).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Settings {
