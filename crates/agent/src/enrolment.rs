@@ -170,14 +170,9 @@ pub async fn enrol(
         .send()
         .await
         .map_err(|e| {
-            // The TLS failure itself (an unknown CA, a wrong name) is deep in the chain.
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why = format!("{why}: {s}");
-                source = s.source();
-            }
-            anyhow::anyhow!("cannot reach the Elevate server at {server} ({why}); if it has a certificate from your organisation's own CA, give that CA with --ca-file")
+            // `{:#}` names the TLS failure itself (an unknown CA, a wrong name), deep in the chain.
+            let why = anyhow::Error::from(e);
+            anyhow::anyhow!("cannot reach the Elevate server at {server} ({why:#}); if it has a certificate from your organisation's own CA, give that CA with --ca-file")
         })?;
     if !response.status().is_success() {
         let status = response.status();

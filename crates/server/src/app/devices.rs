@@ -151,11 +151,13 @@ impl App {
         let admin = caller.require(&[Role::Admin])?.name.clone();
         let reason = elevate_core::Reason::required(reason.trim().to_owned())
             .map_err(|e| AppError::BadRequest(format!("{e}: say why the device is revoked")))?;
-        let now = self.now();
-        let mut tx = self.store.begin().await?;
+        // Read before the write transaction opens (no second connection while it holds the
+        // writer); the conditional UPDATE below settles a race with another revocation.
         let Some(device) = self.store.device_by_name(name).await? else {
             return Err(AppError::NotFound(format!("no device is named {name:?}")));
         };
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
         if !tx.revoke_device(name, &admin, now).await? {
             return Err(AppError::Conflict(format!(
                 "device {name} is revoked already"

@@ -31,7 +31,8 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// The address a connection came from, for handlers that count by source (`ConnectInfo`).
+/// The address a connection came from, for handlers that count by source (`ConnectInfo`). One
+/// impl per listener: a generic one would overlap axum's own blanket impl.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 

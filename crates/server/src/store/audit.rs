@@ -54,6 +54,14 @@ impl Store {
         tx.commit().await
     }
 
+    /// The newest checkpoint's `seq`, if any.
+    pub async fn latest_checkpoint(&self) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT MAX(seq) AS seq FROM audit_checkpoints")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(get::<Option<i64>>(&row, "seq")?.map(|s| s as u64))
+    }
+
     /// Every checkpoint, oldest first.
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>> {
         let rows =
