@@ -185,7 +185,42 @@ async fn refresh_loop(agent: Arc<Agent>, every: Duration) {
         }
         crate::caller::end_disallowed(&agent).await;
         reconcile_rights(&agent).await;
+        report_users(&agent).await;
         tokio::time::sleep(every).await;
+    }
+}
+
+/// The check-in: tells the server this machine's human logins when they changed since the
+/// server last took them, so the helpdesk sees the name behind a challenge's uid.
+async fn report_users(agent: &Arc<Agent>) {
+    let passwd = match std::fs::read_to_string("/etc/passwd") {
+        Ok(text) => text,
+        Err(e) => return tracing::warn!(error = %e, "cannot read /etc/passwd for the check-in"),
+    };
+    let users = crate::users::human_logins(&passwd);
+    if agent
+        .reported_users
+        .lock()
+        .expect("reported users lock")
+        .as_ref()
+        == Some(&users)
+    {
+        return;
+    }
+    let body = elevate_proto::v1::DeviceUsersIn {
+        users: users
+            .iter()
+            .map(|(uid, login)| elevate_proto::v1::DeviceUser {
+                uid: *uid,
+                login: login.clone(),
+            })
+            .collect(),
+    };
+    match agent.upstream.report_users(&body).await {
+        Ok(_) => *agent.reported_users.lock().expect("reported users lock") = Some(users),
+        Err(e) => {
+            tracing::debug!(error = %e, "the check-in's logins were not taken; trying again later")
+        }
     }
 }
 

@@ -120,6 +120,8 @@ pub struct Agent {
     pub(crate) linux_audit: Mutex<LinuxAudit>,
     /// Standing-rights alerts already raised (each distinct problem once).
     pub(crate) rights_alerts: Mutex<std::collections::HashSet<String>>,
+    /// The human logins the server last accepted at check-in (sent again when they change).
+    pub(crate) reported_users: Mutex<Option<Vec<(u32, String)>>>,
     /// Commands sudo was just allowed to run (uid, path, when): Linux audit sees their
     /// execution too, and leaves it to the sudo plugin's record.
     front_door_execs: Mutex<std::collections::VecDeque<(u32, String, std::time::Instant)>>,
@@ -173,6 +175,7 @@ impl Agent {
             rights: crate::rights::Rights::system(state_dir),
             linux_audit: Mutex::default(),
             rights_alerts: Mutex::default(),
+            reported_users: Mutex::default(),
             front_door_execs: Mutex::default(),
         })
     }

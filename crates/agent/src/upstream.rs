@@ -108,6 +108,19 @@ impl Upstream {
             .await
     }
 
+    /// The check-in: this device's human logins.
+    pub async fn report_users(
+        &self,
+        users: &elevate_proto::v1::DeviceUsersIn,
+    ) -> Result<elevate_proto::v1::DeviceUsersOut, UpstreamError> {
+        self.call(
+            self.http
+                .put(format!("{}/v1/device-users", self.server))
+                .json(users),
+        )
+        .await
+    }
+
     pub async fn bundle(&self) -> Result<SignedBundle, UpstreamError> {
         self.get("/v1/policy-bundle").await
     }

@@ -40,6 +40,29 @@ impl GroupNames {
     }
 }
 
+/// The human logins of this machine's own user database (`/etc/passwd`): uids from 1000 to
+/// 60000 (login.defs' UID_MIN and UID_MAX), which the server shows the helpdesk behind a
+/// challenge's uid. Directory users (LDAP, SSSD) are not listed; the server learns them from
+/// their requests.
+pub fn human_logins(passwd: &str) -> Vec<(u32, String)> {
+    let mut users: Vec<(u32, String)> = passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid: u32 = fields.nth(1)?.parse().ok()?;
+            let plain = !name.is_empty()
+                && name.len() <= elevate_proto::v1::MAX_NAME
+                && !name.chars().any(|c| c.is_control() || c.is_whitespace());
+            ((1000..=60000).contains(&uid) && plain).then(|| (uid, name.to_owned()))
+        })
+        .collect();
+    users.sort();
+    users.dedup_by_key(|u| u.0);
+    users.truncate(elevate_proto::v1::MAX_DEVICE_USERS);
+    users
+}
+
 /// Looks a uid up.
 pub fn lookup(uid: u32, names: &mut GroupNames) -> anyhow::Result<Caller> {
     let user = User::from_uid(Uid::from_raw(uid))
@@ -96,6 +119,21 @@ pub fn gid_of(name: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn human_logins_are_the_uids_from_1000_to_60000_with_plain_names() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+            alice:x:1000:1000:Alice:/home/alice:/bin/bash\n\
+            nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+            bob:x:1001:1001::/home/bob:/bin/sh\n\
+            broken line\n\
+            bad\u{7}name:x:1002:1002::/:/bin/sh\n\
+            carol:x:notanumber:1:::\n";
+        assert_eq!(
+            super::human_logins(passwd),
+            vec![(1000, "alice".to_string()), (1001, "bob".to_string())]
+        );
+    }
+
     #[test]
     fn root_is_found_with_its_groups() {
         let mut names = super::GroupNames::default();

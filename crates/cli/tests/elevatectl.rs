@@ -512,3 +512,71 @@ async fn an_admin_reaches_a_server_with_its_own_ca() {
     assert!(bad.stderr.contains("not-a-ca.pem"), "{}", bad.stderr);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_imports_people_from_a_csv_file_after_a_dry_run() {
+    let server = spawn(Db::Sqlite).await;
+    server.admin().await;
+    server
+        .account("asmith", &[Role::Approver], &["helpdesk"])
+        .await;
+    let ctl = Ctl::new(&server);
+    Ctl::ok(
+        &ctl.run(
+            &["login", "--account", "admin", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await,
+    );
+    let file = ctl.home.join("people.csv");
+    std::fs::write(
+        &file,
+        "user_name,display_name,department,accounts,logins,groups\n\
+         alice,Alice Smith,Finance,asmith,alice; ops2@device:web-01,staff\n\
+         bob,Bob Jones,IT,,bob@tag:servers,\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    let dry = ctl
+        .run(&["directory", "import", file, "--dry-run"], None)
+        .await;
+    let text = Ctl::ok(&dry);
+    assert!(
+        text.contains("would create 2") && text.contains("nothing changed"),
+        "{text}"
+    );
+    let listed = ctl.run(&["people", "list"], None).await;
+    assert!(!Ctl::ok(&listed).contains("alice"), "a dry run wrote");
+
+    let done = ctl.run(&["directory", "import", file], None).await;
+    assert!(Ctl::ok(&done).contains("did create 2"));
+    let shown = ctl.run(&["people", "show", "alice"], None).await;
+    let text = Ctl::ok(&shown);
+    assert!(
+        text.contains("asmith") && text.contains("ops2@device:web-01"),
+        "{text}"
+    );
+
+    // A bad row sends nothing and names its line.
+    std::fs::write(
+        ctl.home.join("bad.csv"),
+        "user_name,department\ncarol,Sales\ndave,\"R&D\u{1b}[2J\"\n",
+    )
+    .unwrap();
+    let bad = ctl
+        .run(
+            &[
+                "directory",
+                "import",
+                ctl.home.join("bad.csv").to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("line 3"), "{}", bad.stderr);
+    let listed = ctl.run(&["people", "list"], None).await;
+    assert!(!Ctl::ok(&listed).contains("carol"), "half a file was sent");
+    server.stop().await;
+}

@@ -40,6 +40,39 @@ pub struct ApprovalRoute {
     pub expire: Option<SignedDuration>,
     /// An approver must have signed in within this long to decide.
     pub reauth: Option<SignedDuration>,
+    /// Who may approve when the people directory does not know the requester's login.
+    pub unknown_requester: UnknownRequester,
+}
+
+/// What approvals need when the people directory does not know who a login belongs to.
+///
+/// A known login is decided on people: nobody approves a request made under any of their own
+/// logins. An unknown one cannot be, so the policy says what to do (`unknown_requester`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum UnknownRequester {
+    /// `"compare-names"` (the default): any approver whose account name is not the login name.
+    #[default]
+    CompareNames,
+    /// `"refuse"`: nobody may approve until the directory says whose login it is.
+    Refuse,
+}
+
+impl UnknownRequester {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownRequester::CompareNames => "compare-names",
+            UnknownRequester::Refuse => "refuse",
+        }
+    }
+
+    /// The policy's word, as `as_str` writes it.
+    pub fn parse(word: &str) -> Option<UnknownRequester> {
+        match word {
+            "compare-names" => Some(UnknownRequester::CompareNames),
+            "refuse" => Some(UnknownRequester::Refuse),
+            _ => None,
+        }
+    }
 }
 
 /// What the policy says happens.

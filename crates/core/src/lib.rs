@@ -16,6 +16,6 @@ pub mod policy;
 pub mod request;
 pub mod text;
 
-pub use decision::{ApprovalRoute, Constraints, Decision, Mode, Outcome};
+pub use decision::{ApprovalRoute, Constraints, Decision, Mode, Outcome, UnknownRequester};
 pub use policy::{decide, Policy, PolicyError};
 pub use request::{AccessRequest, Channel, CommandSpec, Reason, ReasonError, Subject, Target};

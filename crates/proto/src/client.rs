@@ -95,6 +95,28 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body), path)
     }
 
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.http.put(self.url(path)).json(body), path)
+    }
+
+    /// A DELETE whose answer has no body (`204 No Content`).
+    pub fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let response = self
+            .authorize(self.http.delete(&url))
+            .send()
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        Self::check(response, &url)?;
+        Ok(())
+    }
+
     /// A POST without a body whose answer has none either (`204 No Content`).
     pub fn post_empty(&self, path: &str) -> Result<(), ClientError> {
         let url = self.url(path);

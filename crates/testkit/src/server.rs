@@ -217,6 +217,27 @@ impl TestServer {
         answer(rb.send().await.expect("request sent")).await
     }
 
+    pub async fn put<B: serde::Serialize>(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: &B,
+    ) -> Answer {
+        let mut rb = self.http.put(format!("{}{path}", self.url)).json(body);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        answer(rb.send().await.expect("request sent")).await
+    }
+
+    pub async fn delete(&self, token: Option<&str>, path: &str) -> Answer {
+        let mut rb = self.http.delete(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        answer(rb.send().await.expect("request sent")).await
+    }
+
     /// Posts raw bytes with a content type (for malformed-input tests).
     pub async fn post_raw(
         &self,

@@ -178,6 +178,7 @@ pub(super) fn stale_means_approval(agent: &Agent, policy: &CachedPolicy, decisio
             escalate: None,
             expire: None,
             reauth: None,
+            unknown_requester: policy.policy.default_unknown_requester(),
         });
         decision.explanation = format!("{}; {why}", decision.explanation);
     }

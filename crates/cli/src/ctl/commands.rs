@@ -10,8 +10,8 @@ use elevate_core::Channel;
 use elevate_proto::client::{Client, ClientError};
 use elevate_proto::v1::*;
 
-use super::fleet;
 use super::output::{self, table, terminal_safe};
+use super::{directory, fleet};
 use super::{
     AuditCommand, Cli, Command, OfflineCommand, PolicyCommand, PolicyTestArgs, RequestsCommand,
     Settings,
@@ -81,6 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::EnrolToken(c) => fleet::enrol_token(&cli, &client(&cli, &saved)?, c),
         Command::Tokens(c) => fleet::tokens(&cli, &client(&cli, &saved)?, c),
         Command::Accounts(c) => fleet::accounts(&client(&cli, &saved)?, c),
+        Command::Directory(c) => directory::directory(&cli, &client(&cli, &saved)?, c),
+        Command::People(c) => directory::people(&cli, &client(&cli, &saved)?, c),
         Command::Audit(c) => audit(&cli, &client(&cli, &saved)?, c),
         Command::Offline(c) => offline(&cli, &client(&cli, &saved)?, c),
     }

@@ -5,6 +5,7 @@
 //! refused or the audit chain is broken, 2 for usage errors.
 
 mod commands;
+mod directory;
 mod fleet;
 mod output;
 mod settings;
@@ -74,6 +75,12 @@ pub enum Command {
     /// One-time enrolment tokens for new devices.
     #[command(subcommand, name = "enrol-token")]
     EnrolToken(EnrolTokenCommand),
+    /// The people directory: import a CSV file (with a dry run).
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+    /// People in the directory: list, show, remove.
+    #[command(subcommand)]
+    People(PeopleCommand),
     /// The audit chain: verify, export.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -237,6 +244,33 @@ pub enum DevicesCommand {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Import people from a CSV file, all or nothing. The header names the columns:
+    /// user_name (required), display_name, email, department, manager, accounts, slack,
+    /// logins, groups, active. Lists are separated by `;`; a login is LOGIN (every device),
+    /// LOGIN@device:NAME or LOGIN@tag:TAG.
+    Import {
+        file: std::path::PathBuf,
+        /// Show what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove people the file does not name (never those an identity provider manages).
+        #[arg(long)]
+        remove_missing: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeopleCommand {
+    /// Everyone in the directory.
+    List,
+    /// One person with every account and login.
+    Show { user_name: String },
+    /// Remove a person from the directory (their accounts stay).
+    Remove { user_name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -44,6 +44,27 @@ pub(super) struct DefaultsDoc {
     pub offline_max_age: Option<Spanned<String>>,
     /// How many helpdesk members' codes open an emergency admin session offline.
     pub break_glass_codes: Option<Spanned<i64>>,
+    /// What approvals need when the directory does not know the requester's login.
+    pub unknown_requester: Option<UnknownRequesterDoc>,
+}
+
+/// `unknown_requester = "compare-names" | "refuse"`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub(super) enum UnknownRequesterDoc {
+    CompareNames,
+    Refuse,
+}
+
+impl TryFrom<String> for UnknownRequesterDoc {
+    type Error = String;
+    fn try_from(word: String) -> Result<Self, String> {
+        use UnknownRequesterDoc::*;
+        one_of(
+            &word,
+            &[("compare-names", CompareNames), ("refuse", Refuse)],
+        )
+    }
 }
 
 /// `unmatched = "approve" | "deny" | "auto"`.
@@ -221,6 +242,8 @@ pub(super) struct ApproveDoc {
     pub expire: Option<Spanned<String>>,
     /// Approvers must have signed in within this long to decide (high-risk rules).
     pub reauth: Option<Spanned<String>>,
+    /// What approvals need when the directory does not know the requester's login.
+    pub unknown_requester: Option<UnknownRequesterDoc>,
 }
 
 /// `action = "auto"`, `"approve"`, `{ approve = { .. } }` or `{ deny = "message" }`.
@@ -259,6 +282,7 @@ impl<'de> Visitor<'de> for ActionVisitor {
                 escalate: None,
                 expire: None,
                 reauth: None,
+                unknown_requester: None,
             })),
             "deny" => Err(E::custom(format!(
                 "a deny action needs a message for the requester; {ACTION_HINT}"

@@ -132,6 +132,12 @@ impl Policy {
     pub fn default_approvers(&self) -> &str {
         &self.defaults.approvers
     }
+
+    /// `[defaults] unknown_requester`: what approvals need for a login the directory does not
+    /// know, where a rule does not say.
+    pub fn default_unknown_requester(&self) -> crate::UnknownRequester {
+        self.defaults.unknown_requester
+    }
 }
 
 /// A policy text that cannot be used, with the place and the reason.

@@ -29,6 +29,8 @@ pub(super) struct Defaults {
     /// Codes from this many different helpdesk members open an emergency admin session on a
     /// device that cannot reach the server (`None`: break glass is off).
     pub break_glass_codes: Option<u8>,
+    /// What approvals need when the directory does not know the requester's login.
+    pub unknown_requester: crate::decision::UnknownRequester,
 }
 
 /// A rollout wave: the people in it get its mode.

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 mod audit;
+mod people;
 mod requests;
 pub use audit::*;
+pub use people::*;
 pub use requests::*;
 
 /// Error body of every non-2xx answer.

@@ -80,6 +80,11 @@ pub struct DecisionView {
     /// Approvers must have signed in within this many seconds to decide.
     #[serde(default)]
     pub reauth_secs: Option<u64>,
+    /// What approvals need when the people directory does not know the requester's login:
+    /// `compare-names` (any approver whose account name is not the login) or `refuse`.
+    /// Absent (decided before the setting existed) means `compare-names`.
+    #[serde(default)]
+    pub unknown_requester: Option<String>,
     /// Message for the requester when denied.
     pub message: Option<String>,
     pub reason_required: bool,
@@ -98,7 +103,7 @@ pub struct DecisionView {
 impl DecisionView {
     pub fn from_decision(d: &core::Decision, policy_version: u64) -> DecisionView {
         let secs = |d: Option<jiff::SignedDuration>| d.map(|s| s.as_secs().max(0) as u64);
-        let (approvers, needed, sla_secs, escalate, expire_secs, reauth_secs) =
+        let (approvers, needed, sla_secs, escalate, expire_secs, reauth_secs, unknown_requester) =
             match &d.policy_outcome {
                 core::Outcome::Approve(route) => (
                     Some(route.approvers.clone()),
@@ -107,8 +112,9 @@ impl DecisionView {
                     route.escalate.clone(),
                     secs(route.expire),
                     secs(route.reauth),
+                    Some(route.unknown_requester.as_str().to_owned()),
                 ),
-                _ => (None, 0, None, None, None, None),
+                _ => (None, 0, None, None, None, None, None),
             };
         let message = match &d.policy_outcome {
             core::Outcome::Deny { message } => Some(message.clone()),
@@ -126,6 +132,7 @@ impl DecisionView {
             escalate,
             expire_secs,
             reauth_secs,
+            unknown_requester,
             message,
             reason_required: d.constraints.reason_required,
             session_max_secs: d.constraints.session_max.as_secs().max(0) as u64,

@@ -123,7 +123,17 @@ impl App {
                 let Some(address) = account.email.as_deref() else {
                     continue;
                 };
-                if !may_decide || account.name == row.user {
+                if !may_decide
+                    || Self::separation(
+                        &mut tx.directory(),
+                        &account.name,
+                        &row.device,
+                        &row.user,
+                        super::requests::unknown_requester(row),
+                    )
+                    .await?
+                    .is_err()
+                {
                     continue;
                 }
                 let payload = json!({ "kind": "approval", "account": account.name,

@@ -131,7 +131,7 @@ impl App {
                 &link.request,
                 link.approve,
                 comment,
-                super::requests::Via::Link,
+                super::Via::Link,
                 Some(&link.nonce),
             )
             .await?;

@@ -9,12 +9,14 @@ mod accounts;
 mod audit;
 pub mod auth;
 mod checkpoints;
+mod decisions;
 mod devices;
 mod email;
 mod keys;
 mod links;
 mod notify;
 mod offline;
+mod people;
 mod policy;
 mod requests;
 mod routing;
@@ -32,12 +34,13 @@ use crate::store::{Store, StoreError};
 
 pub use accounts::AccountChange;
 pub use auth::{Principal, Role};
+pub use decisions::Via;
 pub use devices::device_view;
 pub use keys::Keys;
 pub use links::{ApprovalLink, LINK_TTL};
 pub use notify::{backoff, DeliveryDetail, Integrations};
 pub use policy::PolicyTestOutcome;
-pub use requests::{unusual_hour, RequestDetail, Via};
+pub use requests::{unusual_hour, RequestDetail};
 
 /// A source of the current time, so tests can move it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

@@ -6,7 +6,7 @@
 //! pick when the challenge fits several, or without the issuance in the audit log first.
 
 use elevate_core::offline::{device_key, Challenge, Scope};
-use elevate_core::{Reason, ReasonError};
+use elevate_core::{Reason, ReasonError, UnknownRequester};
 use elevate_proto::limits::MAX_REASON;
 use elevate_proto::v1::{OfflineChallengeView, OfflineRespondIn, OfflineResponseOut};
 
@@ -43,8 +43,14 @@ impl App {
         Ok((challenge, devices, user))
     }
 
-    /// The login name of `uid` on `device`, from the newest request that showed it.
+    /// The login name of `uid` on `device`: what the device reported at its last check-in, or
+    /// else the newest request that showed it.
     async fn user_seen(&self, device: &str, uid: u32) -> Result<Option<String>> {
+        if let Some(d) = self.store.device_by_name(device).await? {
+            if let Some(login) = self.store.device_user(&d.id, uid).await? {
+                return Ok(Some(login));
+            }
+        }
         let filter = RequestFilter {
             device: Some(device),
             ..Default::default()
@@ -130,10 +136,34 @@ impl App {
         if user.is_none() {
             user = self.user_seen(&device.name, challenge.uid).await?;
         }
-        // Nobody answers their own challenge (the offline twin of "never the requester").
-        if user.as_deref() == Some(helpdesk.as_str()) {
+        // Nobody answers their own challenge (the offline twin of "never the requester"),
+        // decided on people: any login of theirs, on the device's scope.
+        // Without a policy yet, the default (compare names).
+        let unknown = match self.current_policy().await {
+            Ok((_, policy)) => policy.default_unknown_requester(),
+            Err(AppError::Unavailable(_)) => UnknownRequester::default(),
+            Err(e) => return Err(e),
+        };
+        let own = match &user {
+            Some(login) => {
+                Self::separation(
+                    &mut self.store.directory().await?,
+                    &helpdesk,
+                    &device.name,
+                    login,
+                    unknown,
+                )
+                .await?
+            }
+            None if unknown == UnknownRequester::Refuse => Err(format!(
+                "nobody knows whose uid {} on {} is (the device has not reported its logins), and the policy refuses unknown requesters",
+                challenge.uid, device.name
+            )),
+            None => Ok(()),
+        };
+        if let Err(why) = own {
             return Err(AppError::Forbidden(format!(
-                "this challenge is {helpdesk}'s own (uid {} on {}); another member of the helpdesk must answer it",
+                "you cannot answer this challenge (uid {} on {}): {why}",
                 challenge.uid, device.name
             )));
         }
@@ -205,8 +235,11 @@ impl App {
                 members.push((by.to_owned(), n as u8));
             }
         }
-        if let Some((_, n)) = members.iter().find(|(by, _)| by == helpdesk) {
-            return Ok(*n);
+        // One person, one share, whichever of their accounts answers.
+        for (by, n) in &members {
+            if Self::same_person(&mut tx.directory(), by, helpdesk).await? {
+                return Ok(*n);
+            }
         }
         let next = members.iter().map(|(_, n)| *n).max().unwrap_or(0) + 1;
         if next > elevate_core::offline::MAX_SHARES {
@@ -377,7 +410,21 @@ impl App {
             .ok_or_else(|| {
                 AppError::NotFound("no break-glass session has this challenge".into())
             })?;
-        if used.issued_by.contains(&reviewer) || used.user == reviewer {
+        let mut dir = self.store.directory().await?;
+        let mut took_part = Self::separation(
+            &mut dir,
+            &reviewer,
+            &used.device,
+            &used.user,
+            UnknownRequester::CompareNames,
+        )
+        .await?
+        .is_err();
+        for by in &used.issued_by {
+            took_part = took_part || Self::same_person(&mut dir, by, &reviewer).await?;
+        }
+        drop(dir);
+        if took_part {
             return Err(AppError::Forbidden(format!(
                 "{reviewer} took part in this break-glass session; someone else must review it"
             )));

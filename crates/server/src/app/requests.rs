@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use elevate_core::lifecycle::{RequestEvent, RequestState, Tally, TallyError, TallyStatus};
+use elevate_core::lifecycle::{RequestEvent, RequestState};
 use elevate_core::{decide, Mode, Outcome};
 use elevate_proto::grant::{self, target_digest, GrantPayload, SignedGrant};
-use elevate_proto::limits::{MAX_REASON, MAX_TEXT};
+use elevate_proto::limits::MAX_TEXT;
 use elevate_proto::v1::{ApprovalView, DecisionView, NewRequest, RequestView};
 use serde_json::json;
 
@@ -21,6 +21,12 @@ use crate::store::{HistoryStats, RequestFilter, RequestRow, Tx};
 pub struct RequestDetail {
     pub view: RequestView,
     pub history: HistoryStats,
+    /// The people the directory says the requester's login belongs to (user names; empty
+    /// when it does not know).
+    pub requester: Vec<String>,
+    /// Why the caller may not decide it although routed to them (their own request, or an
+    /// unknown requester the rule refuses).
+    pub not_for_you: Option<String>,
 }
 
 fn view(row: RequestRow, approvals: Vec<crate::store::ApprovalRow>) -> RequestView {
@@ -58,41 +64,19 @@ fn view(row: RequestRow, approvals: Vec<crate::store::ApprovalRow>) -> RequestVi
     }
 }
 
-fn transition(state: RequestState, event: RequestEvent) -> Result<RequestState> {
+/// What the rule that decided `row` says of logins the directory does not know.
+pub(crate) fn unknown_requester(row: &RequestRow) -> elevate_core::UnknownRequester {
+    row.decision
+        .unknown_requester
+        .as_deref()
+        .and_then(elevate_core::UnknownRequester::parse)
+        .unwrap_or_default()
+}
+
+pub(super) fn transition(state: RequestState, event: RequestEvent) -> Result<RequestState> {
     state
         .apply(event)
         .map_err(|e| AppError::Conflict(e.to_string()))
-}
-
-fn check_comment(comment: Option<&str>) -> Result<()> {
-    match comment {
-        Some(c) if c.len() > MAX_REASON => Err(AppError::BadRequest(format!(
-            "a comment may be at most {MAX_REASON} bytes"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Where an approver's decision came from, as the audit trail and the request record it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Api,
-    Portal,
-    /// A button in a Slack message.
-    Slack,
-    /// A one-time approval link (e-mail, Teams).
-    Link,
-}
-
-impl Via {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Api => "api",
-            Via::Portal => "portal",
-            Via::Slack => "slack",
-            Via::Link => "link",
-        }
-    }
 }
 
 impl App {
@@ -232,7 +216,32 @@ impl App {
         let view = self.request_view(caller, id).await?;
         let mut history = self.store.history(&view.id, &view.target).await?;
         history.user_hours = self.store.user_hours(&view.id, &view.user).await?;
-        Ok(RequestDetail { view, history })
+        let mut dir = self.store.directory().await?;
+        let requester = Self::owners_of_login(&mut dir, &view.device, &view.user)
+            .await?
+            .into_iter()
+            .map(|o| o.user_name)
+            .collect();
+        let not_for_you = match caller {
+            Principal::Account(a) => {
+                let unknown = view
+                    .decision
+                    .unknown_requester
+                    .as_deref()
+                    .and_then(elevate_core::UnknownRequester::parse)
+                    .unwrap_or_default();
+                Self::separation(&mut dir, &a.name, &view.device, &view.user, unknown)
+                    .await?
+                    .err()
+            }
+            Principal::Device(_) => None,
+        };
+        Ok(RequestDetail {
+            view,
+            history,
+            requester,
+            not_for_you,
+        })
     }
 
     /// A request and its approvals, without the history queries (the API, and the answer to a
@@ -248,9 +257,20 @@ impl App {
         if let Principal::Account(a) = caller {
             let routed = |g: &Option<String>| g.as_ref().is_some_and(|g| a.groups.contains(g));
             let may_decide = (routed(&row.decision.approvers) || routed(&row.escalated_to))
-                && a.name != row.user
                 && (caller.has_role(Role::Approver) || caller.has_role(Role::Admin));
-            if row.state == RequestState::Pending && may_decide && row.first_viewed_at.is_none() {
+            if row.state == RequestState::Pending
+                && may_decide
+                && row.first_viewed_at.is_none()
+                && Self::separation(
+                    &mut self.store.directory().await?,
+                    &a.name,
+                    &row.device,
+                    &row.user,
+                    unknown_requester(&row),
+                )
+                .await?
+                .is_ok()
+            {
                 // A metric: a failure to note it must not fail the read.
                 let now = self.now();
                 match self.store.mark_first_view(&row.id, now).await {
@@ -323,143 +343,6 @@ impl App {
             let step = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
             let _ = tokio::time::timeout_at(step, changes.changed()).await;
         }
-    }
-
-    /// An approver approves (counts towards the needed number) or denies (ends it), through
-    /// `via`.
-    pub async fn decide_request(
-        &self,
-        caller: &Principal,
-        id: &str,
-        approve: bool,
-        comment: Option<&str>,
-        via: Via,
-    ) -> Result<RequestView> {
-        self.decide(caller, id, approve, comment, via, None).await
-    }
-
-    /// As `decide_request`; with `link`, that one-time link's nonce is used up in the same
-    /// transaction (a link used twice decides nothing the second time).
-    pub(crate) async fn decide(
-        &self,
-        caller: &Principal,
-        id: &str,
-        approve: bool,
-        comment: Option<&str>,
-        via: Via,
-        link: Option<&str>,
-    ) -> Result<RequestView> {
-        let account = caller.require(&[Role::Approver, Role::Admin])?;
-        check_comment(comment)?;
-        let now = self.now();
-        let mut tx = self.store.begin().await?;
-        let row = tx
-            .request_for_update(id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
-        if row.state == RequestState::Pending && row.expires_at.is_some_and(|at| at <= now) {
-            return Err(AppError::Gone(format!(
-                "this request expired at {}; nothing can be decided any more",
-                row.expires_at.map(|t| t.to_string()).unwrap_or_default()
-            )));
-        }
-        if let Some(secs) = row.decision.reauth_secs {
-            let limit = jiff::SignedDuration::from_secs(secs.min(i64::MAX as u64) as i64);
-            let fresh = account
-                .signed_in_at
-                .is_some_and(|at| now.duration_since(at) <= limit);
-            if !fresh {
-                return Err(AppError::Unauthenticated(format!(
-                    "the rule {} needs a sign-in within the last {} to decide; sign in to the portal again{}",
-                    row.decision.rule.as_deref().unwrap_or("(defaults)"),
-                    elevate_core::duration::format(limit),
-                    if via == Via::Slack { " and decide there" } else { "" }
-                )));
-            }
-        }
-        if let Some(nonce) = link {
-            if !tx.use_link(nonce, id, &account.name, now).await? {
-                return Err(AppError::Gone(
-                    "this approval link has been used already; open the request from the portal's queue".into(),
-                ));
-            }
-        }
-        if account.name == row.user {
-            return Err(AppError::Forbidden(
-                "you cannot decide your own request; another approver must".into(),
-            ));
-        }
-        let group = row.decision.approvers.clone().unwrap_or_default();
-        let escalated = row
-            .escalated_to
-            .as_ref()
-            .filter(|g| account.groups.contains(g));
-        if !account.groups.contains(&group) && escalated.is_none() {
-            return Err(AppError::Forbidden(match &row.escalated_to {
-                Some(e) => format!(
-                    "this request is routed to approver group {group:?} (escalated to {e:?}) and {} is in neither",
-                    account.name
-                ),
-                None => format!(
-                    "this request is routed to approver group {group:?} and {} is not in it",
-                    account.name
-                ),
-            }));
-        }
-        let group = escalated.cloned().unwrap_or(group);
-        let approvals = tx.approvals_in_tx(id).await?;
-        if approvals.iter().any(|a| a.approver == account.name) {
-            return Err(AppError::Conflict(format!(
-                "{} has already decided on this request",
-                account.name
-            )));
-        }
-        let subject = format!("request:{id}");
-        let verdict = if approve { "approve" } else { "deny" };
-        let new_state = if approve {
-            let mut tally = Tally::new(row.decision.needed.max(1));
-            for a in approvals.iter().filter(|a| a.verdict == "approve") {
-                let _earlier = tally
-                    .approve(&row.user, &a.approver, RequestState::Pending)
-                    .map_err(tally_error)?;
-            }
-            match tally
-                .approve(&row.user, &account.name, row.state)
-                .map_err(tally_error)?
-            {
-                TallyStatus::Complete => Some(transition(row.state, RequestEvent::Approve)?),
-                TallyStatus::Waiting { .. } => None,
-            }
-        } else {
-            Some(transition(row.state, RequestEvent::Deny)?)
-        };
-        let given = self.event(
-            caller.actor(),
-            if approve {
-                "request.approval_given"
-            } else {
-                "request.denial_given"
-            },
-            &subject,
-            json!({ "approver": account.name, "comment": comment, "group": group, "via": via.as_str() }),
-        );
-        self.record_request(&mut tx, &row, new_state.unwrap_or(row.state), given)
-            .await?;
-        tx.insert_approval(id, &account.name, verdict, comment, now)
-            .await?;
-        if let Some(state) = new_state {
-            tx.record_decided(id, now, via.as_str()).await?;
-            if state == RequestState::Approved {
-                // The rule's `expire` is how long approvers may take; once approved, the
-                // command must start within the server's usual time, however long the wait was.
-                tx.cap_expiry(id, now + self.settings.request_ttl).await?;
-            }
-            self.set_state(&mut tx, &row, state, None, "account", &account.name)
-                .await?;
-        }
-        tx.commit().await?;
-        self.announce_change();
-        self.request_view(caller, id).await
     }
 
     /// The requesting device cancels (the user pressed Ctrl-C, or gave up).
@@ -551,7 +434,7 @@ impl App {
         Ok(true)
     }
 
-    async fn set_state(
+    pub(super) async fn set_state(
         &self,
         tx: &mut Tx<'_>,
         row: &RequestRow,
@@ -574,13 +457,6 @@ impl App {
         tx.set_request_state(&row.id, state, self.now(), exit_code)
             .await?;
         Ok(())
-    }
-}
-
-fn tally_error(e: TallyError) -> AppError {
-    match e {
-        TallyError::SelfApproval => AppError::Forbidden(e.to_string()),
-        _ => AppError::Conflict(e.to_string()),
     }
 }
 

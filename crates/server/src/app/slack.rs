@@ -294,13 +294,11 @@ impl App {
         config: &slack::SlackConfig,
         press: &ButtonPress,
     ) -> std::result::Result<(), String> {
-        let Some(name) = config.users.get(&press.slack_user) else {
-            return Err(format!(
-                "your Slack account ({}) is not linked to an Elevate approver; ask an Elevate \
-                 admin to add it to the server's [slack.users]",
-                press.slack_user
-            ));
+        let name = match config.users.get(&press.slack_user) {
+            Some(name) => name.clone(),
+            None => self.slack_account(&press.slack_user).await?,
         };
+        let name = &name;
         let account = match self.store.account(name).await {
             Ok(Some(a)) => a,
             Ok(None) => {
@@ -318,5 +316,41 @@ impl App {
                 AppError::Unexpected(_) => "the server failed; try again or use the portal".into(),
                 other => other.to_string(),
             })
+    }
+
+    /// The Elevate account of the person the directory gives Slack id `slack_user` (when they
+    /// have exactly one); `Err` is what to tell them.
+    async fn slack_account(&self, slack_user: &str) -> std::result::Result<String, String> {
+        let unlinked = || {
+            format!(
+                "your Slack account ({slack_user}) is not linked to an Elevate approver; ask an \
+                 Elevate admin to add it to your entry in the people directory (or the server's \
+                 [slack.users])"
+            )
+        };
+        let person = match self.store.directory().await {
+            Ok(mut dir) => dir.person_linked("slack", slack_user).await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| format!("the server could not check your account ({e})"))?;
+        let Some((_, user_name)) = person else {
+            return Err(unlinked());
+        };
+        let accounts = self
+            .store
+            .person(&user_name)
+            .await
+            .map_err(|e| format!("the server could not check your account ({e})"))?
+            .map(|p| p.accounts)
+            .unwrap_or_default();
+        match accounts.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(unlinked()),
+            _ => Err(format!(
+                "you ({user_name}) have several Elevate accounts ({}); an admin must say which one \
+                 decides from Slack in the server's [slack.users]",
+                accounts.join(", ")
+            )),
+        }
     }
 }

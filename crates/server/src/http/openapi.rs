@@ -19,7 +19,8 @@ use super::api;
         api::show_request, api::wait_request, api::approve_request, api::deny_request, api::cancel_request,
         api::start_request, api::finish_request, api::audit_page, api::ingest_audit, api::verify_audit,
         api::export_audit, api::inspect_challenge, api::respond_offline, api::list_deliveries,
-        api::show_delivery,
+        api::show_delivery, api::list_people, api::show_person, api::put_person, api::remove_person,
+        api::import_directory, api::report_device_users,
     ),
     modifiers(&BearerAuth)
 )]

@@ -27,6 +27,7 @@ const SQLITE: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_audit_checkpoints.sql"),
     ),
+    (8, include_str!("../../migrations/sqlite/0008_people.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -57,6 +58,7 @@ const POSTGRES: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/postgres/0007_audit_checkpoints.sql"),
     ),
+    (8, include_str!("../../migrations/postgres/0008_people.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

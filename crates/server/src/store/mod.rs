@@ -10,6 +10,7 @@ mod audit;
 mod deliveries;
 mod devices;
 mod migrate;
+mod people;
 mod policies;
 mod requests;
 
@@ -23,6 +24,7 @@ pub use accounts::{AccountRow, ApiTokenRow, SignInRow};
 pub use audit::{Chain, CheckpointRow};
 pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow, NotifyChannel};
 pub use devices::{DeviceRow, EnrolTokenRow};
+pub use people::{Directory, LoginOwner, PersonRow};
 pub use policies::PolicyRow;
 pub use requests::{ApprovalRow, HistoryStats, NewRequestRow, RequestFilter, RequestRow};
 

@@ -10,6 +10,7 @@ mod email;
 mod enrolment;
 mod offline;
 mod openapi;
+mod people;
 mod portal;
 mod replicas;
 mod requests;

@@ -16,14 +16,14 @@ use toml::Spanned;
 mod rule;
 
 use super::document::{
-    CalendarDoc, DefaultsDoc, DisconnectDoc, Document, ModeDoc, ReasonDoc, UnmatchedDoc, WaveDoc,
-    WorkdirDoc,
+    CalendarDoc, DefaultsDoc, DisconnectDoc, Document, ModeDoc, ReasonDoc, UnknownRequesterDoc,
+    UnmatchedDoc, WaveDoc, WorkdirDoc,
 };
 use super::location::{key_offset, line_column};
 use super::model::{Defaults, Rule, Wave};
 use super::{Policy, PolicyError};
 use crate::calendar::{Calendar, DateRange, WeeklyWindow};
-use crate::{duration, ApprovalRoute, Mode, Outcome};
+use crate::{duration, ApprovalRoute, Mode, Outcome, UnknownRequester};
 
 /// Checks a deserialized document against the policy rules; `text` is the source, for positions.
 pub(super) fn validate(text: &str, doc: Document) -> Result<Policy, PolicyError> {
@@ -175,6 +175,9 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
         Some(m) => m.get_ref().trim().to_owned(),
         None => format!("no policy rule allows this request; ask {approvers} if you need it"),
     };
+    let unknown_requester = doc
+        .unknown_requester
+        .map_or(UnknownRequester::CompareNames, unknown_requester);
     let unmatched = match doc.unmatched.unwrap_or(UnmatchedDoc::Approve) {
         UnmatchedDoc::Approve => Outcome::Approve(ApprovalRoute {
             approvers: approvers.clone(),
@@ -183,6 +186,7 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
             escalate: None,
             expire: None,
             reauth: None,
+            unknown_requester,
         }),
         UnmatchedDoc::Deny => Outcome::Deny {
             message: deny_message,
@@ -218,7 +222,15 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
         keep_caller_cwd: doc.workdir.is_some_and(keep_caller_cwd),
         continue_on_disconnect: doc.on_disconnect.is_some_and(continue_on_disconnect),
         mode: doc.mode.map_or(Mode::Enforce, mode),
+        unknown_requester,
     })
+}
+
+pub(super) fn unknown_requester(doc: UnknownRequesterDoc) -> UnknownRequester {
+    match doc {
+        UnknownRequesterDoc::CompareNames => UnknownRequester::CompareNames,
+        UnknownRequesterDoc::Refuse => UnknownRequester::Refuse,
+    }
 }
 
 fn calendars(at: &Positions, docs: Vec<CalendarDoc>) -> Result<Vec<Calendar>, PolicyError> {

@@ -335,5 +335,8 @@ fn approve(
         escalate,
         expire,
         reauth,
+        unknown_requester: doc
+            .unknown_requester
+            .map_or(defaults.unknown_requester, super::unknown_requester),
     })
 }

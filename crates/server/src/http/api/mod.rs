@@ -6,7 +6,7 @@
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use elevate_proto::v1::*;
 use serde::Deserialize;
@@ -17,9 +17,11 @@ use crate::app::{device_view, AccountChange, App};
 use crate::store::DeliveryRow;
 
 mod audit;
+mod people;
 mod policies;
 mod requests;
 pub use audit::*;
+pub use people::*;
 pub use policies::*;
 pub use requests::*;
 
@@ -68,6 +70,16 @@ pub fn routes() -> Router<App> {
         )
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/export", get(export_audit))
+        .route("/v1/people", get(list_people))
+        .route(
+            "/v1/people/{user_name}",
+            get(show_person).put(put_person).delete(remove_person),
+        )
+        .route(
+            "/v1/directory/import",
+            post(import_directory).layer(DefaultBodyLimit::max(elevate_proto::v1::MAX_IMPORT_BODY)),
+        )
+        .route("/v1/device-users", put(report_device_users))
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/{id}", get(show_delivery))
 }

@@ -195,8 +195,8 @@ pub(super) async fn detail_page(
     let group = v.decision.approvers.clone().unwrap_or_default();
     let why_not = if v.state != "pending" {
         format!("This request is {}; nothing left to decide.", v.state)
-    } else if v.user == user.account.name {
-        "This is your own request: another approver must decide it.".to_string()
+    } else if let Some(why) = &d.not_for_you {
+        format!("You cannot decide this request: {why}.")
     } else if !user.account.groups.contains(&group)
         && !v
             .escalated_to
@@ -268,7 +268,10 @@ pub(super) async fn detail_page(
     let r = Detail {
         id: v.id.clone(),
         state: v.state.clone(),
-        user: visible(&v.user),
+        user: match d.requester.as_slice() {
+            [] => format!("{} (not in the people directory)", visible(&v.user)),
+            people => format!("{} ({})", visible(&v.user), visible(&people.join(" or "))),
+        },
         uid: v.uid,
         groups: visible(&v.groups.join(", ")),
         device: visible(&v.device),
