@@ -334,12 +334,14 @@ async fn the_helpdesk_answers_an_offline_challenge() {
         .account("helpdesk-kim", &[Role::Approver], &["helpdesk"])
         .await;
     let admin = server.admin().await;
+    server.apply_policy(&admin, TEST_POLICY).await.expect(201);
     let (_, enrolled) = server.enrol(&admin, "kiosk-3", &["field"]).await;
     let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
     let challenge = Challenge {
         device: device_key(enrolled["device_id"].as_str().unwrap()),
         uid: 1002,
         nonce: 77,
+        command: 0,
     };
     let ctl = Ctl::new(&server);
     Ctl::ok(
@@ -376,7 +378,7 @@ async fn the_helpdesk_answers_an_offline_challenge() {
     let code = Ctl::ok(&out).trim().to_string();
     let response = Response::parse(&code).unwrap();
     assert_eq!((response.scope, response.minutes), (Scope::Session, 45));
-    assert!(challenge.verify(&secret, &response));
+    assert!(challenge.verify(&secret, &response, None));
     assert!(
         out.stderr.contains("an admin session for 45 min"),
         "{}",

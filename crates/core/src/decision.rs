@@ -42,6 +42,18 @@ pub struct ApprovalRoute {
     pub reauth: Option<SignedDuration>,
     /// Who may approve when the people directory does not know the requester's login.
     pub unknown_requester: UnknownRequester,
+    /// Who may answer the helpdesk's offline challenges for this rule (`offline_responders`);
+    /// the approver group when not set.
+    pub offline_responders: Option<String>,
+}
+
+impl ApprovalRoute {
+    /// The group whose members may answer this rule's offline challenges.
+    pub fn responders(&self) -> &str {
+        self.offline_responders
+            .as_deref()
+            .unwrap_or(&self.approvers)
+    }
 }
 
 /// What approvals need when the people directory does not know who a login belongs to.

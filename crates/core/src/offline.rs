@@ -2,14 +2,16 @@
 //! vectors, is in `docs/offline-codes.md`).
 //!
 //! A device that cannot reach the server shows a **challenge** a person reads over the phone:
-//! which device (a 35-bit key derived from its id), which user (uid), and a fresh 30-bit nonce
-//! that names the pending request on the device. The helpdesk enters it, chooses the scope (this
-//! request, or an admin session) and a duration, and reads back a **response**: the scope and
-//! duration, and an HMAC-SHA-256 under the device's secret over all of it, truncated as in
-//! RFC 4226. Both are Crockford base32 in groups, with a Luhn mod 32 check character, so a
+//! which device (a 35-bit key derived from its id), which user (uid), a fresh 30-bit nonce
+//! that names the pending request on the device, and 20 bits of the command's digest (path,
+//! SHA-256, arguments). The helpdesk enters it with the command as the caller reads it, chooses
+//! the scope (this request, or an admin session) and a duration, and reads back a **response**:
+//! the scope and duration, and an HMAC-SHA-256 under the device's secret over all of it (for
+//! one request, the whole command digest too), truncated as in RFC 4226. Both are Crockford base32 in groups, with a Luhn mod 32 check character, so a
 //! mistyped character is caught before it counts as a wrong attempt.
 //!
-//! Must never: accept a response for another challenge, device, scope or duration; compare MACs
+//! Must never: accept a response for another challenge, device, command, scope or duration;
+//! compare MACs
 //! in a way that leaks timing; read a clock or draw randomness (the nonce is passed in).
 
 use hmac::{Hmac, Mac};
@@ -17,13 +19,16 @@ use sha2::Sha256;
 
 /// Crockford's base32 alphabet: no I, L, O, U.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-/// Bumped if the encoding ever changes (3 bits).
-pub const VERSION: u8 = 1;
+/// Bumped when the encoding changes (3 bits). Version 2 added the command.
+pub const VERSION: u8 = 2;
 /// The longest duration a response can carry, in minutes (one day).
 pub const MAX_MINUTES: u16 = 1440;
 /// The most break-glass shares a challenge can have (one per helpdesk member who answers it).
 pub const MAX_SHARES: u8 = 7;
-const DOMAIN: &[u8] = b"elevate-offline-v1\0";
+const DOMAIN: &[u8] = b"elevate-offline-v2\0";
+const COMMAND_DOMAIN: &[u8] = b"elevate-command-v1\0";
+/// How many bits of the command's digest a challenge carries.
+pub const COMMAND_BITS: u32 = 20;
 
 /// What the helpdesk grants with a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +61,7 @@ impl Scope {
     }
 }
 
-/// A challenge: device key, user, nonce.
+/// A challenge: device key, user, nonce, command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Challenge {
     /// The low 35 bits of SHA-256 of the device id (see [`device_key`]).
@@ -64,6 +69,30 @@ pub struct Challenge {
     pub uid: u32,
     /// 30 random bits from the device, naming the pending request there.
     pub nonce: u32,
+    /// The first 20 bits of the command's digest ([`command_digest`], [`command_bits`]); 0
+    /// when what is asked for is not a command (an admin session, break glass).
+    pub command: u32,
+}
+
+/// The digest of a command as the device will run it: its path, the SHA-256 of its bytes (64
+/// lowercase hex digits) and its arguments. A response for one request covers all of it.
+pub fn command_digest(path: &str, sha256: &str, args: &[String]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut d = Sha256::new();
+    d.update(COMMAND_DOMAIN);
+    for part in [path, &sha256.to_ascii_lowercase()]
+        .into_iter()
+        .chain(args.iter().map(String::as_str))
+    {
+        d.update((part.len() as u64).to_be_bytes());
+        d.update(part.as_bytes());
+    }
+    d.finalize().into()
+}
+
+/// The first [`COMMAND_BITS`] bits of a command digest, as a challenge carries them.
+pub fn command_bits(digest: &[u8; 32]) -> u32 {
+    u32::from_be_bytes(digest[..4].try_into().expect("4 bytes")) >> (32 - COMMAND_BITS)
 }
 
 /// A response: what was granted and the MAC over it.
@@ -95,6 +124,8 @@ pub enum CodeError {
     Duration,
     #[error("a break-glass share is numbered 1 to {MAX_SHARES}")]
     Share,
+    #[error("the challenge is for another command (or for no command at all): ask the caller to read the command again, exactly as the device shows it")]
+    Command,
 }
 
 /// The 35-bit key of a device id, as the challenge carries it.
@@ -105,123 +136,195 @@ pub fn device_key(device_id: &str) -> u64 {
 }
 
 impl Challenge {
-    /// The 100-bit value: version (3) | device (35) | uid (32) | nonce (30).
+    /// The 120-bit value: version (3) | device (35) | uid (32) | nonce (30) | command (20).
     fn value(&self) -> u128 {
-        (u128::from(VERSION) << 97)
-            | (u128::from(self.device & ((1 << 35) - 1)) << 62)
-            | (u128::from(self.uid) << 30)
-            | u128::from(self.nonce & ((1 << 30) - 1))
+        (u128::from(VERSION) << 117)
+            | (u128::from(self.device & ((1 << 35) - 1)) << 82)
+            | (u128::from(self.uid) << 50)
+            | (u128::from(self.nonce & ((1 << 30) - 1)) << 20)
+            | u128::from(self.command & ((1 << COMMAND_BITS) - 1))
     }
 
-    /// `XXXXX-XXXXX-XXXXX-XXXXX-C`: 20 characters and the check.
+    /// `XXXXX-XXXXX-XXXXX-XXXXX-XXXXC`: 24 characters and the check.
     pub fn encode(&self) -> String {
-        let digits = to_digits(self.value(), 20);
+        let digits = to_digits(self.value(), 24);
         group(&with_check(digits))
+    }
+
+    /// Whether a command with this digest is the one the challenge names (by its 20 bits: a
+    /// check for the helpdesk's typing; the response's MAC covers the whole digest).
+    pub fn names(&self, digest: &[u8; 32]) -> bool {
+        self.command == command_bits(digest)
     }
 
     /// Reads a challenge as a person typed it (case, dashes, spaces, I/L for 1 and O for 0 are
     /// forgiven).
     pub fn parse(text: &str) -> Result<Challenge, CodeError> {
-        let digits = checked_digits(text, 20, "challenge")?;
+        let digits = checked_digits(text, 24, "challenge")?;
         let v = from_digits(&digits);
-        let version = (v >> 97) as u8;
+        let version = (v >> 117) as u8;
         if version != VERSION {
             return Err(CodeError::Version(version));
         }
         Ok(Challenge {
-            device: ((v >> 62) as u64) & ((1 << 35) - 1),
-            uid: (v >> 30) as u32,
-            nonce: (v as u32) & ((1 << 30) - 1),
+            device: ((v >> 82) as u64) & ((1 << 35) - 1),
+            uid: (v >> 50) as u32,
+            nonce: ((v >> 20) as u32) & ((1 << 30) - 1),
+            command: (v as u32) & ((1 << COMMAND_BITS) - 1),
         })
     }
 
-    /// The message the response's MAC covers; a break-glass share's number follows.
-    fn message(&self, scope: Scope, minutes: u16, share: u8) -> Vec<u8> {
+    /// The message the response's MAC covers; for a break-glass share its number and how
+    /// many shares the server's policy needs (`extra`), for one request the command's whole
+    /// digest.
+    fn message(&self, scope: Scope, minutes: u16, extra: Extra) -> Vec<u8> {
         let mut m = DOMAIN.to_vec();
-        m.extend_from_slice(&self.value().to_be_bytes()[3..]); // 13 bytes hold 100 bits
+        m.extend_from_slice(&self.value().to_be_bytes()[1..]); // 15 bytes hold 120 bits
         m.push(scope.byte());
         m.extend_from_slice(&minutes.to_be_bytes());
-        if scope == Scope::BreakGlass {
-            m.push(share);
+        match (scope, extra) {
+            (Scope::BreakGlass, Extra::Share { share, needed }) => {
+                m.extend_from_slice(&[share, needed])
+            }
+            (Scope::Request, Extra::Command(digest)) => m.extend_from_slice(digest),
+            _ => {}
         }
         m
     }
 
-    fn mac(&self, secret: &[u8], scope: Scope, minutes: u16, share: u8) -> u32 {
-        truncate(&hmac_sha256(secret, &self.message(scope, minutes, share)))
+    fn mac(&self, secret: &[u8], scope: Scope, minutes: u16, extra: Extra) -> u32 {
+        truncate(&hmac_sha256(secret, &self.message(scope, minutes, extra)))
     }
 
-    /// The response the helpdesk reads back, under the device's secret (request or session;
-    /// break glass is [`Challenge::respond_share`]).
-    pub fn respond(
+    /// An admin session's response, under the device's secret (one request is
+    /// [`Challenge::respond_request`], break glass [`Challenge::respond_share`]).
+    pub fn respond_session(&self, secret: &[u8], minutes: u16) -> Result<Response, CodeError> {
+        if minutes == 0 || minutes > MAX_MINUTES {
+            return Err(CodeError::Duration);
+        }
+        Ok(Response {
+            scope: Scope::Session,
+            minutes,
+            mac: self.mac(secret, Scope::Session, minutes, Extra::None),
+        })
+    }
+
+    /// The response for the one request the challenge names, for the command with `digest`
+    /// ([`command_digest`]): refused when the challenge names another command.
+    pub fn respond_request(
         &self,
         secret: &[u8],
-        scope: Scope,
         minutes: u16,
+        digest: &[u8; 32],
     ) -> Result<Response, CodeError> {
         if minutes == 0 || minutes > MAX_MINUTES {
             return Err(CodeError::Duration);
         }
-        if scope == Scope::BreakGlass {
-            return Err(CodeError::Share);
+        if self.command == 0 || !self.names(digest) {
+            return Err(CodeError::Command);
         }
         Ok(Response {
-            scope,
+            scope: Scope::Request,
             minutes,
-            mac: self.mac(secret, scope, minutes, 0),
+            mac: self.mac(secret, Scope::Request, minutes, Extra::Command(digest)),
         })
     }
 
-    /// Helpdesk member number `share`'s break-glass code for this challenge.
+    /// Helpdesk member number `share`'s break-glass code for this challenge, where the server's
+    /// policy needs `needed` members' codes (the device asks for at least as many).
     pub fn respond_share(
         &self,
         secret: &[u8],
         share: u8,
+        needed: u8,
         minutes: u16,
     ) -> Result<Response, CodeError> {
         if minutes == 0 || minutes > MAX_MINUTES {
             return Err(CodeError::Duration);
         }
-        if !(1..=MAX_SHARES).contains(&share) {
+        if !(1..=MAX_SHARES).contains(&share) || !(2..=MAX_SHARES).contains(&needed) {
             return Err(CodeError::Share);
         }
         Ok(Response {
             scope: Scope::BreakGlass,
             minutes,
-            mac: self.mac(secret, Scope::BreakGlass, minutes, share),
+            mac: self.mac(
+                secret,
+                Scope::BreakGlass,
+                minutes,
+                Extra::Share { share, needed },
+            ),
         })
     }
 
-    /// Whether a request or session `response` was made for this challenge under `secret`
-    /// (constant time). A break-glass share is never a whole answer: see
+    /// Whether a request or session `response` was made for this challenge under `secret`; a
+    /// request's for the command with `digest` (what the device is about to run; `None` when
+    /// what is asked for is not a command). A break-glass share is never a whole answer: see
     /// [`Challenge::share_of`].
-    pub fn verify(&self, secret: &[u8], response: &Response) -> bool {
-        match response.scope {
-            Scope::BreakGlass => false,
-            scope => self.fits(secret, response, scope, 0),
+    pub fn verify(&self, secret: &[u8], response: &Response, digest: Option<&[u8; 32]>) -> bool {
+        match (response.scope, digest) {
+            (Scope::BreakGlass, _) | (Scope::Request, None) => false,
+            (Scope::Request, Some(d)) => {
+                self.names(d) && self.fits(secret, response, Extra::Command(d))
+            }
+            (Scope::Session, _) => self.fits(secret, response, Extra::None),
         }
     }
 
-    /// Which helpdesk member's share a break-glass `response` is (the number is not in the
-    /// code: the device tries each), or `None` when it is not one for this challenge.
-    pub fn share_of(&self, secret: &[u8], response: &Response) -> Option<u8> {
+    /// Which helpdesk member's share a break-glass `response` is, and how many shares the
+    /// server's policy needed when it was issued (neither is in the code: the device tries
+    /// each number, and each count from `at_least`, its own policy's, up), or `None` when it is
+    /// not one for this challenge. A count below the device's own is never tried, so a policy
+    /// that asks for more shares holds on a device that has not heard of it yet, and one that
+    /// asks for fewer waits until the device has.
+    pub fn share_of(&self, secret: &[u8], response: &Response, at_least: u8) -> Option<Share> {
         if response.scope != Scope::BreakGlass {
             return None;
         }
-        (1..=MAX_SHARES).find(|share| self.fits(secret, response, Scope::BreakGlass, *share))
+        (at_least.max(2)..=MAX_SHARES).find_map(|needed| {
+            (1..=MAX_SHARES)
+                .find(|share| {
+                    self.fits(
+                        secret,
+                        response,
+                        Extra::Share {
+                            share: *share,
+                            needed,
+                        },
+                    )
+                })
+                .map(|number| Share { number, needed })
+        })
     }
 
-    fn fits(&self, secret: &[u8], response: &Response, scope: Scope, share: u8) -> bool {
+    fn fits(&self, secret: &[u8], response: &Response, extra: Extra) -> bool {
         if response.minutes == 0 || response.minutes > MAX_MINUTES {
             return false;
         }
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-        mac.update(&self.message(scope, response.minutes, share));
+        mac.update(&self.message(response.scope, response.minutes, extra));
         let expected = truncate(&mac.finalize().into_bytes());
         // Constant time over the 31 bits.
         let diff = expected ^ response.mac;
         diff == 0
     }
+}
+
+/// What follows the common part of a MAC's message.
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    None,
+    Share { share: u8, needed: u8 },
+    Command(&'a [u8; 32]),
+}
+
+/// A break-glass share as the device reads it from a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// The helpdesk member's number (1 to 7).
+    pub number: u8,
+    /// How many members' shares the server's policy needed.
+    pub needed: u8,
 }
 
 impl Response {

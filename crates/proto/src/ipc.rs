@@ -180,6 +180,10 @@ pub enum AgentFrame {
         /// time (0: one code).
         #[serde(default)]
         codes_needed: u32,
+        /// The command as the helpdesk must type it (a code for one request covers it): the
+        /// program by the name it is invoked by, and the arguments, quoted for a shell.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
     },
     /// That code does not answer the challenge (or was misread): try again, or give up.
     CodeRefused { message: String, attempts_left: u32 },

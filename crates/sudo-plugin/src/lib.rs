@@ -349,11 +349,15 @@ fn exchange(
             AgentFrame::Challenge {
                 challenge,
                 attempts_left,
+                command,
                 ..
             } => {
                 waiting = true;
+                let command = command
+                    .map(|c| format!(" and this command, exactly: {c}"))
+                    .unwrap_or_default();
                 conv.info(&format!(
-                    "elevate: the server cannot be reached, so the helpdesk decides by phone; read them this challenge: {challenge} ({attempts_left} tries)"
+                    "elevate: the server cannot be reached, so the helpdesk decides by phone; read them this challenge: {challenge}{command} ({attempts_left} tries)"
                 ));
                 if let Err(e) = send_code(&mut stream, conv) {
                     return e;

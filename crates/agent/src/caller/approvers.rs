@@ -55,7 +55,7 @@ pub(super) async fn ask(
     conn: &mut Connection,
     new: &NewRequest,
 ) -> Option<RequestView> {
-    match ask_with(agent, conn, new, None).await? {
+    match ask_with(agent, conn, new, Err(String::new())).await? {
         Approved::Server(view) => Some(*view),
         Approved::Offline(_) => None,
     }
@@ -71,28 +71,41 @@ pub(super) async fn ask_or_helpdesk(
     decision: &elevate_core::Decision,
     session: bool,
 ) -> Option<Approved> {
-    let offline = decision.constraints.offline_codes.then_some(session);
+    let offline = match &decision.policy_outcome {
+        _ if decision.constraints.offline_codes => Ok(session),
+        elevate_core::Outcome::Approve(route) if route.count > 1 => Err(format!(
+            "the rule needs {} different approvers, and one helpdesk code cannot stand in for them",
+            route.count
+        )),
+        _ => Err("the rule takes no offline codes".to_owned()),
+    };
     ask_with(agent, conn, new, offline).await
 }
 
+/// `offline`: whether the helpdesk's codes may stand in when the server cannot be reached (for
+/// an admin session: `true`), or why not.
 async fn ask_with(
     agent: &Agent,
     conn: &mut Connection,
     new: &NewRequest,
-    offline_session: Option<bool>,
+    offline: Result<bool, String>,
 ) -> Option<Approved> {
     let view = match agent.upstream.create_request(new).await {
         Ok(v) => v,
         Err(e @ UpstreamError::Unreachable { .. }) => {
             agent.mark_online(false);
-            if let Some(session) = offline_session {
-                return offline::answer(agent, conn, new, offline::Want::One { session })
-                    .await
-                    .map(Approved::Offline);
-            }
+            let why = match offline {
+                Ok(session) => {
+                    return offline::answer(agent, conn, new, offline::Want::One { session })
+                        .await
+                        .map(Approved::Offline)
+                }
+                Err(why) if why.is_empty() => why,
+                Err(why) => format!("; {why}"),
+            };
             conn.refuse(
                 Refusal::ServerUnreachable,
-                format!("this needs an approver, and {e}; nothing ran"),
+                format!("this needs an approver, and {e}{why}; nothing ran"),
             )
             .await;
             return None;

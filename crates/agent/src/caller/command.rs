@@ -179,6 +179,7 @@ pub(super) fn stale_means_approval(agent: &Agent, policy: &CachedPolicy, decisio
             expire: None,
             reauth: None,
             unknown_requester: policy.policy.default_unknown_requester(),
+            offline_responders: None,
         });
         decision.explanation = format!("{}; {why}", decision.explanation);
     }

@@ -10,7 +10,7 @@
 //! challenge, a request-scope code for an admin session, or count a misread (check-character)
 //! failure as a wrong attempt; every challenge, use and refusal is spooled.
 
-use elevate_core::offline::{device_key, Challenge, Response, Scope};
+use elevate_core::offline::{command_bits, command_digest, device_key, Challenge, Response, Scope};
 use elevate_proto::ipc::{AgentFrame, ClientFrame, Refusal};
 use elevate_proto::v1::{AuditEventIn, NewRequest};
 
@@ -65,6 +65,29 @@ struct Asking<'a> {
     /// The challenge as the person reads it out.
     shown: String,
     secret: Vec<u8>,
+    /// The digest of the command asked for (`None`: an admin session or break glass), which a
+    /// code for this one request must cover.
+    command: Option<[u8; 32]>,
+}
+
+/// The digest of what `new` asks to run, as a response for this one request covers it: the
+/// program by the name it is invoked by (what the caller reads out, and what it will see as
+/// `argv[0]`), the SHA-256 of the bytes that will run, and the arguments.
+fn digest_of(new: &NewRequest) -> Option<[u8; 32]> {
+    match &new.target {
+        elevate_proto::v1::WireTarget::Command {
+            path,
+            invoked,
+            sha256: Some(sha256),
+            args,
+            ..
+        } => Some(command_digest(
+            invoked.as_deref().unwrap_or(path),
+            sha256,
+            args,
+        )),
+        _ => None,
+    }
 }
 
 /// Shows a challenge and reads codes until what `want` asks for verifies (`Some`), the person
@@ -77,8 +100,8 @@ pub(super) async fn answer(
 ) -> Option<Granted> {
     let asking = challenge(agent, conn, new, want).await?;
     let mut left = ATTEMPTS;
-    // Break glass: (share number, minutes) of each member's good code so far.
-    let mut held: Vec<(u8, u16)> = Vec::new();
+    // Break glass: (share number, minutes, shares needed) of each member's good code so far.
+    let mut held: Vec<(u8, u16, u8)> = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let response = next_code(conn, deadline, left).await?;
@@ -132,10 +155,15 @@ async fn challenge<'a>(
     };
     // 30 bits of a v7 UUID's random tail (its low 62 bits are drawn afresh each time).
     let nonce = (uuid::Uuid::now_v7().as_u128() & ((1 << 30) - 1)) as u32;
+    let command = match want {
+        Want::One { session: false } => digest_of(new),
+        _ => None,
+    };
     let challenge = Challenge {
         device: device_key(&agent.enrolment.device_id),
         uid: new.uid,
         nonce,
+        command: command.as_ref().map_or(0, command_bits),
     };
     let asking = Asking {
         agent,
@@ -144,6 +172,7 @@ async fn challenge<'a>(
         shown: challenge.encode(),
         challenge,
         secret,
+        command,
     };
     let (session, codes_needed) = match want {
         Want::One { session } => (session, 0),
@@ -163,11 +192,27 @@ async fn challenge<'a>(
         .await;
         return None;
     }
+    let command = match (&new.target, command) {
+        (
+            elevate_proto::v1::WireTarget::Command {
+                path,
+                invoked,
+                args,
+                ..
+            },
+            Some(_),
+        ) => Some(elevate_core::text::command_line(
+            invoked.as_deref().unwrap_or(path),
+            args,
+        )),
+        _ => None,
+    };
     conn.send(&AgentFrame::Challenge {
         request_id: asking.id.clone(),
         challenge: asking.shown.clone(),
         attempts_left: ATTEMPTS,
         codes_needed,
+        command,
     })
     .await;
     Some(asking)
@@ -233,7 +278,7 @@ impl Asking<'_> {
     }
 
     /// What one well-formed code does for what is wanted (`held`: break-glass shares so far).
-    fn verdict(&self, want: Want, response: &Response, held: &mut Vec<(u8, u16)>) -> Verdict {
+    fn verdict(&self, want: Want, response: &Response, held: &mut Vec<(u8, u16, u8)>) -> Verdict {
         match want {
             Want::One { session } => {
                 // A break-glass share is one member's part of an emergency session, never an
@@ -243,27 +288,35 @@ impl Asking<'_> {
                     Scope::Session => true,
                     Scope::Request => !session,
                 };
-                if fits && self.challenge.verify(&self.secret, response) {
+                if fits
+                    && self
+                        .challenge
+                        .verify(&self.secret, response, self.command.as_ref())
+                {
                     Verdict::Done
                 } else if response.scope == Scope::BreakGlass {
                     Verdict::Wrong("that is a break-glass share, which only `elevate break-glass` takes; this needs a request or session code from the helpdesk")
                 } else if !fits {
                     Verdict::Wrong("that code is for a single request; an admin session needs a session code from the helpdesk")
+                } else if response.scope == Scope::Request {
+                    Verdict::Wrong("that code does not answer this challenge for this command (another command, another challenge, another device, or a wrong code)")
                 } else {
                     Verdict::Wrong("that code does not answer this challenge (another challenge, another device, or a wrong code)")
                 }
             }
-            Want::Shares(m) => match self.challenge.share_of(&self.secret, response) {
-                Some(n) if held.iter().any(|(k, _)| *k == n) => Verdict::Again(
+            Want::Shares(m) => match self.challenge.share_of(&self.secret, response, m) {
+                Some(share) if held.iter().any(|(k, _, _)| *k == share.number) => Verdict::Again(
                     "that code comes from a member of the helpdesk whose code was already typed; the next must come from another member".into(),
                 ),
-                Some(n) => {
-                    held.push((n, response.minutes));
-                    if held.len() >= usize::from(m) {
+                Some(share) => {
+                    held.push((share.number, response.minutes, share.needed));
+                    // The server's policy may need more members than this device's older one.
+                    let needed = held.iter().map(|(_, _, n)| *n).max().unwrap_or(m).max(m);
+                    if held.len() >= usize::from(needed) {
                         Verdict::Done
                     } else {
                         Verdict::Again(format!(
-                            "code {} of {m} accepted; now a code from another member of the helpdesk",
+                            "code {} of {needed} accepted; now a code from another member of the helpdesk",
                             held.len()
                         ))
                     }
@@ -281,10 +334,10 @@ impl Asking<'_> {
         self,
         conn: &mut Connection,
         mut response: Response,
-        held: &[(u8, u16)],
+        held: &[(u8, u16, u8)],
     ) -> Option<Granted> {
-        let shares: Vec<u8> = held.iter().map(|(n, _)| *n).collect();
-        if let Some(shortest) = held.iter().map(|(_, minutes)| *minutes).min() {
+        let shares: Vec<u8> = held.iter().map(|(n, _, _)| *n).collect();
+        if let Some(shortest) = held.iter().map(|(_, minutes, _)| *minutes).min() {
             response.minutes = shortest;
         }
         let used = self.event(

@@ -367,6 +367,7 @@ fn the_agent_reports_its_human_logins_at_check_in() {
                 device: elevate_core::offline::device_key(enrolment["device_id"].as_str().unwrap()),
                 uid: crate::world::uid_of("bob"),
                 nonce: 1,
+                command: 0,
             }
             .encode();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

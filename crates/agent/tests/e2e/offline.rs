@@ -58,6 +58,12 @@ impl Screen {
         rest.split_whitespace().next().unwrap().to_string()
     }
 
+    /// The command the screen tells the caller to read out with the challenge.
+    fn command(&self) -> String {
+        let rest = self.wait_for("and this command, exactly: ", 0);
+        rest.lines().next().unwrap().trim().to_string()
+    }
+
     fn type_line(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
@@ -106,16 +112,29 @@ pub(crate) fn cut_off(world: &mut World, server: &str) {
     world.start_agent();
 }
 
-/// The helpdesk answers `challenge` through the server's API.
-fn helpdesk(world: &World, challenge: &str) -> String {
+/// The helpdesk answers `challenge` for `command` (as the caller read it out) through the
+/// server's API. The device never reached the server with this program, so the caller also
+/// reads out its SHA-256 (`sha256sum`).
+fn helpdesk(world: &World, challenge: &str, command: &str) -> String {
+    let program = command.split_whitespace().next().unwrap();
+    let sum = std::process::Command::new("sha256sum")
+        .arg(program)
+        .output()
+        .unwrap();
+    let sha256 = text(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     let answer = world
         .api(world.server().post(
             Some(&world.admin),
             "/v1/offline/responses",
             &serde_json::json!({ "challenge": challenge, "scope": "request", "minutes": 30,
-                "reason": "the office network is down" }),
+                "reason": "the office network is down", "command": command, "sha256": sha256 }),
         ))
         .expect(201);
+    assert_eq!(answer.body["command"], command, "{}", answer.text);
     answer.body["response"].as_str().unwrap().to_string()
 }
 
@@ -136,16 +155,32 @@ fn without_the_server_the_helpdesk_answers_by_phone_once() {
             // bob's whoami needs an approver: a challenge, a wrong code, then the right one.
             let mut screen = Screen::start(&world, "bob", "/usr/bin/whoami");
             let challenge = screen.challenge();
-            let code = helpdesk(&world, &challenge);
+            let command = screen.command();
+            assert_eq!(command, "/usr/bin/whoami");
+            // A code for another command is never issued for this challenge.
+            let refused = world
+                .api(world.server().post(
+                    Some(&world.admin),
+                    "/v1/offline/responses",
+                    &serde_json::json!({ "challenge": challenge, "scope": "request", "minutes": 30,
+                        "reason": "r", "command": "/usr/bin/id" }),
+                ))
+                .expect(409);
+            assert!(
+                refused.text.contains("not for /usr/bin/id"),
+                "{}",
+                refused.text
+            );
+            let code = helpdesk(&world, &challenge, &command);
             // A real code for another challenge (another nonce) does not fit this one.
             let other = {
                 let mut c = elevate_core::offline::Challenge::parse(&challenge).unwrap();
                 c.nonce ^= 1;
-                helpdesk(&world, &c.encode())
+                helpdesk(&world, &c.encode(), &command)
             };
             let mark = screen.len();
             screen.type_line(&other);
-            screen.wait_for("does not answer this challenge (another challenge", mark);
+            screen.wait_for("does not answer this challenge for this command (another command, another challenge", mark);
             screen.wait_for("4 tries left", mark);
             let mark = screen.len();
             screen.type_line(&code);
@@ -293,18 +328,22 @@ fn sudo_with_a_code(
     let err = sudo.stderr.take().unwrap();
     let (shown, reader) = collect(err);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let challenge = loop {
+    let (challenge, command) = loop {
         let text = shown.lock().unwrap().clone();
         if let Some(at) = text.find("read them this challenge: ") {
             let rest = &text[at + "read them this challenge: ".len()..];
-            if let Some(word) = rest.split_whitespace().next() {
-                break word.to_string();
+            let command = rest
+                .split_once("and this command, exactly: ")
+                .and_then(|(_, c)| c.split_once(" ("))
+                .map(|(c, _)| c.to_string());
+            if let (Some(word), Some(command)) = (rest.split_whitespace().next(), command) {
+                break (word.to_string(), command);
             }
         }
         assert!(Instant::now() < deadline, "no challenge from sudo:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let code = helpdesk(world, &challenge);
+    let code = helpdesk(world, &challenge, &command);
     deliver(&mut sudo, &code);
     drop(sudo.stdin.take());
     let mut out = String::new();
@@ -374,7 +413,7 @@ fn a_rule_may_refuse_the_helpdesks_codes() {
     namespaced("offline::a_rule_may_refuse_the_helpdesks_codes", || {
         let mut world = World::new();
         let policy = format!(
-                "{}\n[[rule]]\nname = \"payroll needs its own approvers\"\nwhat = {{ paths = [\"/opt/e2e/payroll/*\"] }}\noffline = false\naction = {{ approve = {{ approvers = \"finance\" }} }}\n",
+                "{}\n[[rule]]\nname = \"payroll needs its own approvers\"\nwhat = {{ paths = [\"/opt/e2e/payroll/*\"] }}\noffline = false\naction = {{ approve = {{ approvers = \"finance\" }} }}\n\n[[rule]]\nname = \"vaults need two\"\nwhat = {{ paths = [\"/opt/e2e/vault/*\"] }}\naction = {{ approve = {{ approvers = \"finance\", count = 2 }} }}\n",
                 crate::world::POLICY
             );
         world
@@ -391,6 +430,15 @@ fn a_rule_may_refuse_the_helpdesks_codes() {
             "{said}"
         );
         assert!(!said.contains("challenge"), "a code was offered: {said}");
+        // count = 2 is two people: one helpdesk code cannot stand in for them.
+        let vault = world.program("vault", "open", "#!/bin/sh\necho open\n", 0o755);
+        let out = world.elevate_as("bob", &[vault.to_str().unwrap()], &[]);
+        assert!(out.stdout.is_empty());
+        let said = text(&out.stderr);
+        assert!(
+            said.contains("needs 2 different approvers") && !said.contains("challenge"),
+            "{said}"
+        );
         // Other approvals still take a code (shown, then refused here for want of a terminal).
         let out = world.elevate_as("bob", &["/usr/bin/whoami"], &[]);
         assert!(

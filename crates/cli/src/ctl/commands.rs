@@ -128,6 +128,8 @@ fn offline(cli: &Cli, client: &Client, c: &OfflineCommand) -> anyhow::Result<Exi
             duration,
             reason,
             device,
+            command,
+            sha256,
         } => {
             let length = elevate_core::duration::parse(duration)
                 .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
@@ -144,12 +146,26 @@ fn offline(cli: &Cli, client: &Client, c: &OfflineCommand) -> anyhow::Result<Exi
                     minutes: minutes as u16,
                     reason: reason.clone(),
                     device: device.clone(),
+                    command: command.clone(),
+                    sha256: sha256.clone(),
                 },
             )?;
             if cli.json {
                 print_json(&answer)?;
             } else {
                 println!("{}", answer.response);
+                if let (Some(command), Some(sha256)) = (&answer.command, &answer.sha256) {
+                    eprintln!(
+                        "it covers {} only (SHA-256 {}, {}; rule {})",
+                        terminal_safe(command),
+                        &sha256[..16.min(sha256.len())],
+                        answer.package.as_deref().map_or_else(
+                            || "no package".into(),
+                            |p| format!("package {}", terminal_safe(p))
+                        ),
+                        terminal_safe(answer.rule.as_deref().unwrap_or("(the defaults)"))
+                    );
+                }
                 eprintln!(
                     "read it back to {} on {}: {} for {} min (recorded in the audit log)",
                     answer

@@ -113,6 +113,15 @@ pub enum OfflineCommand {
         /// The device's name, when the challenge fits more than one.
         #[arg(long)]
         device: Option<String>,
+        /// For `--scope request`: the command exactly as the caller reads it from their screen
+        /// (quote it as one argument: --command '/usr/bin/apt install htop'). The code covers
+        /// it; the device refuses it for any other command.
+        #[arg(long)]
+        command: Option<String>,
+        /// The program's SHA-256 (`sha256sum PROGRAM` on the device), when the server has
+        /// never seen it.
+        #[arg(long)]
+        sha256: Option<String>,
     },
 }
 

@@ -463,7 +463,7 @@ fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attem
                 return Attempt::Done(ExitCode::from(130));
             }
             AgentFrame::Error { message, .. } => return Attempt::Done(fail(&message)),
-            AgentFrame::Challenge { challenge, attempts_left, codes_needed, .. } => {
+            AgentFrame::Challenge { challenge, attempts_left, codes_needed, command, .. } => {
                 if status_line {
                     eprintln!();
                 }
@@ -473,6 +473,9 @@ fn attempt(socket: &std::path::Path, ask: &Ask, reason: Option<String>) -> Attem
                     eprintln!("elevate: the server cannot be reached, so the helpdesk decides by phone.");
                 }
                 eprintln!("elevate: read them this challenge: {}", visible(&challenge));
+                if let Some(command) = command {
+                    eprintln!("elevate: and this command, exactly: {}", visible(&command));
+                }
                 eprintln!("elevate: ({attempts_left} tries; Ctrl-C gives up)");
                 if let Err(e) = send_code(&stream) {
                     return Attempt::Done(fail(&e));

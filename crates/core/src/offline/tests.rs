@@ -13,83 +13,138 @@ const SECRET: [u8; 32] = {
     s
 };
 
-/// (device id, uid, nonce, challenge, [(scope, minutes, response)]).
+fn apt() -> [u8; 32] {
+    command_digest(
+        "/usr/bin/apt",
+        &"ab".repeat(32),
+        &["install".into(), "htop".into()],
+    )
+}
+
+fn systemctl() -> [u8; 32] {
+    command_digest(
+        "/usr/bin/systemctl",
+        &"00".repeat(32),
+        &["restart".into(), "cups".into()],
+    )
+}
+
+#[test]
+fn the_documented_command_digests_hold() {
+    assert_eq!(
+        hex::encode(apt()),
+        "75235850253fdafe63534f88ed2e578a8ceaf16928a6485f3e9834a86b0a2fa6"
+    );
+    assert_eq!(command_bits(&apt()), 479_797);
+    assert_eq!(
+        hex::encode(systemctl()),
+        "f2b3ba4eb2d2177da1ab29bff5a7d3d81a20159db11e2b4a576435a511642846"
+    );
+    assert_eq!(command_bits(&systemctl()), 994_107);
+    // Arguments are counted, not joined: ["a b"] is not ["a", "b"].
+    assert_ne!(
+        command_digest("/bin/x", "00", &["a b".into()]),
+        command_digest("/bin/x", "00", &["a".into(), "b".into()])
+    );
+}
+
+/// (device id, uid, nonce, command digest, challenge, [(scope, minutes, response)]).
 #[allow(clippy::type_complexity)]
-const VECTORS: &[(&str, u32, u32, &str, [(Scope, u16, &str); 3])] = &[
-    (
-        "01a21ba6-ff25-712a-b95c-69334d79d8ad",
-        1001,
-        0x234_5678,
-        "7CJYF-67C00-00Z91-38NKR-9",
-        [
-            (Scope::Request, 30, "01XQ3-K8JR1"),
-            (Scope::Session, 60, "43SEX-DJMGJ"),
-            (Scope::Session, 1440, "6T0FK-F5KA4"),
-        ],
-    ),
-    (
-        "web-01",
-        1000,
-        0,
-        "7CS37-M8W00-00Z80-00000-2",
-        [
-            (Scope::Request, 30, "01WGS-A2TPE"),
-            (Scope::Session, 60, "43S29-0V5AY"),
-            (Scope::Session, 1440, "6T1A5-B3K4R"),
-        ],
-    ),
-    (
-        "e2e-host",
-        4_294_967_294,
-        (1 << 30) - 1,
-        "4MHWV-B9FZZ-ZZZYZ-ZZZZZ-Z",
-        [
-            (Scope::Request, 30, "01WEF-C8CKB"),
-            (Scope::Session, 60, "43RVM-XYEC0"),
-            (Scope::Session, 1440, "6T0KC-W7E0Q"),
-        ],
-    ),
-];
+fn vectors() -> Vec<(
+    &'static str,
+    u32,
+    u32,
+    Option<[u8; 32]>,
+    &'static str,
+    Vec<(Scope, u16, &'static str)>,
+)> {
+    vec![
+        (
+            "01a21ba6-ff25-712a-b95c-69334d79d8ad",
+            1001,
+            0x234_5678,
+            Some(apt()),
+            "BCJYF-67C00-00Z91-38NKR-EMHNJ",
+            vec![
+                (Scope::Request, 30, "01XFD-PRAZB"),
+                (Scope::Session, 60, "43RAQ-63PZA"),
+                (Scope::Session, 1440, "6T1FT-ZJ072"),
+            ],
+        ),
+        (
+            "web-01",
+            1000,
+            0,
+            Some(systemctl()),
+            "BCS37-M8W00-00Z80-00000-YASVW",
+            vec![
+                (Scope::Request, 30, "01WPF-WBS23"),
+                (Scope::Session, 60, "43RAB-FWEP1"),
+                (Scope::Session, 1440, "6T18R-7161E"),
+            ],
+        ),
+        (
+            "e2e-host",
+            4_294_967_294,
+            (1 << 30) - 1,
+            None,
+            "8MHWV-B9FZZ-ZZZYZ-ZZZZZ-0000V",
+            vec![
+                (Scope::Session, 60, "43SP7-MQH26"),
+                (Scope::Session, 1440, "6T0XR-QGQKP"),
+            ],
+        ),
+    ]
+}
 
 #[test]
 fn the_documented_vectors_hold() {
-    for (device, uid, nonce, challenge_text, responses) in VECTORS {
+    for (device, uid, nonce, digest, challenge_text, responses) in vectors() {
         let challenge = Challenge {
             device: device_key(device),
-            uid: *uid,
-            nonce: *nonce,
+            uid,
+            nonce,
+            command: digest.as_ref().map_or(0, command_bits),
         };
-        assert_eq!(challenge.encode(), *challenge_text, "{device}");
+        assert_eq!(challenge.encode(), challenge_text, "{device}");
         assert_eq!(Challenge::parse(challenge_text), Ok(challenge));
         for (scope, minutes, response_text) in responses {
-            let response = challenge.respond(&SECRET, *scope, *minutes).unwrap();
+            let response = match scope {
+                Scope::Request => challenge
+                    .respond_request(&SECRET, minutes, digest.as_ref().unwrap())
+                    .unwrap(),
+                _ => challenge.respond_session(&SECRET, minutes).unwrap(),
+            };
             assert_eq!(
                 response.encode(),
-                *response_text,
+                response_text,
                 "{device} {scope:?} {minutes}"
             );
             let typed = Response::parse(response_text).unwrap();
             assert_eq!(typed, response);
-            assert!(challenge.verify(&SECRET, &typed));
+            assert!(challenge.verify(&SECRET, &typed, digest.as_ref()));
         }
     }
 }
 
-/// (challenge, share, minutes, response): break-glass shares (docs/offline-codes.md).
-const SHARES: &[(&str, u8, u16, &str)] = &[
-    ("7CJYF-67C00-00Z91-38NKR-9", 1, 60, "83SYD-SAX2M"),
-    ("7CJYF-67C00-00Z91-38NKR-9", 2, 60, "83SG4-KF5WK"),
-    ("7CJYF-67C00-00Z91-38NKR-9", 3, 240, "8F1X1-2T5CC"),
-    ("7CS37-M8W00-00Z80-00000-2", 1, 60, "83SW4-9JKA1"),
-    ("7CS37-M8W00-00Z80-00000-2", 2, 60, "83SR4-DKDA5"),
-    ("7CS37-M8W00-00Z80-00000-2", 3, 240, "8F0GC-61E03"),
+/// (challenge, codes needed, share, minutes, response): break-glass shares
+/// (docs/offline-codes.md).
+const SHARES: &[(&str, u8, u8, u16, &str)] = &[
+    ("BCS37-M8W00-00Z80-00000-YASVW", 2, 1, 60, "83SHJ-S5X3Y"),
+    ("BCS37-M8W00-00Z80-00000-YASVW", 2, 2, 60, "83RW9-1VME6"),
+    ("BCS37-M8W00-00Z80-00000-YASVW", 3, 3, 240, "8F18P-SFKSD"),
+    ("8MHWV-B9FZZ-ZZZYZ-ZZZZZ-0000V", 2, 1, 60, "83RP2-QS1FS"),
+    ("8MHWV-B9FZZ-ZZZYZ-ZZZZZ-0000V", 2, 2, 60, "83S71-2SDHC"),
+    ("8MHWV-B9FZZ-ZZZYZ-ZZZZZ-0000V", 3, 3, 240, "8F17X-4849K"),
 ];
 
 #[test]
 fn the_documented_break_glass_vectors_hold_and_name_their_share() {
-    for (challenge_text, share, minutes, response_text) in SHARES {
+    for (challenge_text, needed, share, minutes, response_text) in SHARES {
         let challenge = Challenge::parse(challenge_text).unwrap();
-        let response = challenge.respond_share(&SECRET, *share, *minutes).unwrap();
+        let response = challenge
+            .respond_share(&SECRET, *share, *needed, *minutes)
+            .unwrap();
         assert_eq!(
             response.encode(),
             *response_text,
@@ -98,50 +153,86 @@ fn the_documented_break_glass_vectors_hold_and_name_their_share() {
         let typed = Response::parse(response_text).unwrap();
         assert_eq!(typed, response);
         assert_eq!(typed.scope, Scope::BreakGlass);
-        assert_eq!(challenge.share_of(&SECRET, &typed), Some(*share));
+        let read = Share {
+            number: *share,
+            needed: *needed,
+        };
+        assert_eq!(challenge.share_of(&SECRET, &typed, 2), Some(read));
         assert!(
-            !challenge.verify(&SECRET, &typed),
+            !challenge.verify(&SECRET, &typed, None),
             "a share alone answers nothing"
         );
         // Not for another challenge, and not under another secret.
-        let other = Challenge::parse("4MHWV-B9FZZ-ZZZYZ-ZZZZZ-Z").unwrap();
-        assert_eq!(other.share_of(&SECRET, &typed), None);
-        assert_eq!(challenge.share_of(&[9; 32], &typed), None);
+        let other = Challenge::parse("BCJYF-67C00-00Z91-38NKR-EMHNJ").unwrap();
+        assert_eq!(other.share_of(&SECRET, &typed, 2), None);
+        assert_eq!(challenge.share_of(&[9; 32], &typed, 2), None);
     }
     // A share is never a session code, nor a session code a share.
-    let challenge = Challenge::parse("7CJYF-67C00-00Z91-38NKR-9").unwrap();
-    let session = challenge.respond(&SECRET, Scope::Session, 60).unwrap();
-    assert_eq!(challenge.share_of(&SECRET, &session), None);
-    let share = challenge.respond_share(&SECRET, 1, 60).unwrap();
+    let challenge = Challenge::parse("8MHWV-B9FZZ-ZZZYZ-ZZZZZ-0000V").unwrap();
+    let session = challenge.respond_session(&SECRET, 60).unwrap();
+    assert_eq!(challenge.share_of(&SECRET, &session, 2), None);
+    let share = challenge.respond_share(&SECRET, 1, 2, 60).unwrap();
     let as_session = Response {
         scope: Scope::Session,
         ..share
     };
-    assert!(!challenge.verify(&SECRET, &as_session));
+    assert!(!challenge.verify(&SECRET, &as_session, None));
+    for (number, needed) in [(MAX_SHARES + 1, 2), (0, 2), (1, 1), (1, MAX_SHARES + 1)] {
+        assert_eq!(
+            challenge.respond_share(&SECRET, number, needed, 60),
+            Err(CodeError::Share)
+        );
+    }
+}
+
+/// The number of shares is the server's: raised there, a device with an older policy asks for
+/// the new number; lowered there, the device's older (higher) number holds until it hears.
+#[test]
+fn a_share_carries_how_many_shares_the_server_needs() {
+    let challenge = Challenge::parse("8MHWV-B9FZZ-ZZZYZ-ZZZZZ-0000V").unwrap();
+    let three = challenge.respond_share(&SECRET, 1, 3, 60).unwrap();
     assert_eq!(
-        challenge.respond(&SECRET, Scope::BreakGlass, 60),
-        Err(CodeError::Share)
+        challenge.share_of(&SECRET, &three, 2),
+        Some(Share {
+            number: 1,
+            needed: 3
+        })
     );
-    assert_eq!(
-        challenge.respond_share(&SECRET, MAX_SHARES + 1, 60),
-        Err(CodeError::Share)
-    );
-    assert_eq!(
-        challenge.respond_share(&SECRET, 0, 60),
-        Err(CodeError::Share)
-    );
+    let two = challenge.respond_share(&SECRET, 1, 2, 60).unwrap();
+    assert_eq!(challenge.share_of(&SECRET, &two, 3), None);
 }
 
 #[test]
-fn a_response_fits_only_its_challenge_device_scope_and_duration() {
-    let challenge = Challenge::parse("7CJYF-67C00-00Z91-38NKR-9").unwrap();
-    let response = Response::parse("01XQ3-K8JR1").unwrap();
-    assert!(challenge.verify(&SECRET, &response));
+fn a_response_fits_only_its_challenge_device_command_scope_and_duration() {
+    let challenge = Challenge::parse("BCJYF-67C00-00Z91-38NKR-EMHNJ").unwrap();
+    let response = Response::parse("01XFD-PRAZB").unwrap();
+    assert!(challenge.verify(&SECRET, &response, Some(&apt())));
     // Another device's secret.
     let mut other_secret = SECRET;
     other_secret[0] ^= 1;
-    assert!(!challenge.verify(&other_secret, &response));
-    // Another challenge (nonce, user or device).
+    assert!(!challenge.verify(&other_secret, &response, Some(&apt())));
+    // Another command: refused on the device, and the helpdesk cannot make one for it.
+    assert!(!challenge.verify(&SECRET, &response, Some(&systemctl())));
+    assert!(!challenge.verify(&SECRET, &response, None));
+    assert_eq!(
+        challenge.respond_request(&SECRET, 30, &systemctl()),
+        Err(CodeError::Command)
+    );
+    // A command whose digest shares the challenge's 20 bits is still refused by the MAC.
+    let mut near = apt();
+    near[31] ^= 1;
+    assert!(challenge.names(&near));
+    assert!(!challenge.verify(&SECRET, &response, Some(&near)));
+    // No request code for a challenge that names no command (an admin session).
+    let session = Challenge {
+        command: 0,
+        ..challenge
+    };
+    assert_eq!(
+        session.respond_request(&SECRET, 30, &apt()),
+        Err(CodeError::Command)
+    );
+    // Another challenge (nonce, user, device or command bits).
     for other in [
         Challenge {
             nonce: challenge.nonce ^ 1,
@@ -155,8 +246,12 @@ fn a_response_fits_only_its_challenge_device_scope_and_duration() {
             device: challenge.device ^ 1,
             ..challenge
         },
+        Challenge {
+            command: challenge.command ^ 1,
+            ..challenge
+        },
     ] {
-        assert!(!other.verify(&SECRET, &response));
+        assert!(!other.verify(&SECRET, &response, Some(&apt())));
     }
     // The same MAC with a wider scope or a longer duration.
     for forged in [
@@ -169,25 +264,28 @@ fn a_response_fits_only_its_challenge_device_scope_and_duration() {
             ..response
         },
     ] {
-        assert!(!challenge.verify(&SECRET, &forged));
+        assert!(!challenge.verify(&SECRET, &forged, Some(&apt())));
     }
     assert_eq!(
-        challenge.respond(&SECRET, Scope::Request, 0),
+        challenge.respond_request(&SECRET, 0, &apt()),
         Err(CodeError::Duration)
     );
     assert_eq!(
-        challenge.respond(&SECRET, Scope::Request, MAX_MINUTES + 1),
+        challenge.respond_session(&SECRET, MAX_MINUTES + 1),
         Err(CodeError::Duration)
     );
 }
 
 #[test]
 fn typing_is_forgiving_but_misreadings_are_caught() {
-    let challenge = Challenge::parse("7CJYF-67C00-00Z91-38NKR-9").unwrap();
-    // Lower case, spaces, O for 0: the same challenge.
-    assert_eq!(Challenge::parse("7cjyf 67coo ooz91 38nkr 9"), Ok(challenge));
+    let challenge = Challenge::parse("BCJYF-67C00-00Z91-38NKR-EMHNJ").unwrap();
+    // Lower case, spaces, O for 0, L for 1: the same challenge.
+    assert_eq!(
+        Challenge::parse("bcjyf 67coo ooz9l 38nkr emhnj"),
+        Ok(challenge)
+    );
     // Every single misread character is caught by the check character.
-    let text: Vec<char> = "01XQ3K8JR1".chars().collect();
+    let text: Vec<char> = "01XFDPRAZB".chars().collect();
     for i in 0..text.len() {
         for c in ALPHABET.iter().map(|b| *b as char) {
             if c == text[i] {
@@ -200,7 +298,7 @@ fn typing_is_forgiving_but_misreadings_are_caught() {
         }
     }
     assert!(matches!(
-        Response::parse("01XQ3-K8JR"),
+        Response::parse("01XFD-PRAZ"),
         Err(CodeError::Length {
             want: 10,
             got: 9,
@@ -208,7 +306,7 @@ fn typing_is_forgiving_but_misreadings_are_caught() {
         })
     ));
     assert_eq!(
-        Response::parse("01XQ3-K8JU1"),
+        Response::parse("01XFD-PRAUB"),
         Err(CodeError::Character('U'))
     );
 }

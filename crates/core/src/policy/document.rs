@@ -244,13 +244,15 @@ pub(super) struct ApproveDoc {
     pub reauth: Option<Spanned<String>>,
     /// What approvals need when the directory does not know the requester's login.
     pub unknown_requester: Option<UnknownRequesterDoc>,
+    /// The group that may answer offline challenges for this rule (the approvers otherwise).
+    pub offline_responders: Option<Spanned<String>>,
 }
 
 /// `action = "auto"`, `"approve"`, `{ approve = { .. } }` or `{ deny = "message" }`.
 #[derive(Debug)]
 pub(super) enum ActionDoc {
     Auto,
-    Approve(ApproveDoc),
+    Approve(Box<ApproveDoc>),
     Deny(Spanned<String>),
 }
 
@@ -275,7 +277,7 @@ impl<'de> Visitor<'de> for ActionVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ActionDoc, E> {
         match v {
             "auto" => Ok(ActionDoc::Auto),
-            "approve" => Ok(ActionDoc::Approve(ApproveDoc {
+            "approve" => Ok(ActionDoc::Approve(Box::new(ApproveDoc {
                 approvers: None,
                 count: None,
                 sla: None,
@@ -283,7 +285,8 @@ impl<'de> Visitor<'de> for ActionVisitor {
                 expire: None,
                 reauth: None,
                 unknown_requester: None,
-            })),
+                offline_responders: None,
+            }))),
             "deny" => Err(E::custom(format!(
                 "a deny action needs a message for the requester; {ACTION_HINT}"
             ))),
@@ -300,7 +303,7 @@ impl<'de> Visitor<'de> for ActionVisitor {
             )));
         };
         let action = match key.as_str() {
-            "approve" => ActionDoc::Approve(map.next_value()?),
+            "approve" => ActionDoc::Approve(Box::new(map.next_value()?)),
             "deny" => ActionDoc::Deny(map.next_value()?),
             "auto" => {
                 return Err(de::Error::custom(format!(

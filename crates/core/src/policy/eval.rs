@@ -36,7 +36,7 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
         .iter()
         .find_map(|rule| rule_matches(policy, rule, request, now).map(|reasons| (rule, reasons)));
     let rule_name = matched.as_ref().map(|(rule, _)| rule.name.clone());
-    let (mut policy_outcome, mut explanation, constraints, source) = match matched {
+    let (mut policy_outcome, mut explanation, mut constraints, source) = match matched {
         Some((rule, reasons)) => (
             rule.action.clone(),
             format!("rule \"{}\" matched: {}", rule.name, clauses(&reasons)),
@@ -67,6 +67,10 @@ pub fn decide(policy: &Policy, request: &AccessRequest, now: Timestamp) -> Decis
             "the policy defaults".to_owned(),
         ),
     };
+    // `count = N` is N people: one helpdesk code cannot stand in for them.
+    if matches!(&policy_outcome, Outcome::Approve(route) if route.count > 1) {
+        constraints.offline_codes = false;
+    }
     if let Target::Session { duration: asked } = request.target {
         let max = constraints.session_max;
         let limit = duration::format(max);

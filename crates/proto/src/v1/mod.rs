@@ -262,8 +262,13 @@ pub struct OfflineChallengeView {
     pub devices: Vec<Device>,
     /// The requester's uid on the device.
     pub uid: u32,
-    /// The login name last seen for that uid on that device, if any request showed it.
+    /// The login name of that uid on that device, as the device reported it or a request
+    /// showed it.
     pub user: Option<String>,
+    /// Whether the challenge is for one command (answered for the pending request only with the
+    /// command typed as the caller reads it); otherwise for an admin session or break glass.
+    #[serde(default)]
+    pub names_command: bool,
 }
 
 /// The helpdesk's answer to a challenge.
@@ -280,6 +285,15 @@ pub struct OfflineRespondIn {
     /// The device's name, when the challenge could belong to more than one.
     #[serde(default)]
     pub device: Option<String>,
+    /// For `request`: the command exactly as the caller reads it from the device (program and
+    /// arguments, quoted as for a shell). The code covers it; a code for another command is
+    /// refused on the device.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// The SHA-256 of the program on the device, when the server has never seen it there
+    /// (`sha256sum PROGRAM`); otherwise the server finds it among the hashes devices sent.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// The response code to read back, and what it grants.
@@ -293,6 +307,16 @@ pub struct OfflineResponseOut {
     pub user: Option<String>,
     pub scope: String,
     pub minutes: u16,
+    /// For `request`: the command the code covers, its SHA-256 and package, and the rule that
+    /// decided who may answer.
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub package: Option<String>,
+    #[serde(default)]
+    pub rule: Option<String>,
 }
 
 // ---------------------------------------------------------------- policies

@@ -16,6 +16,7 @@ mod keys;
 mod links;
 mod notify;
 mod offline;
+mod offline_rules;
 mod people;
 mod policy;
 mod requests;

@@ -64,6 +64,24 @@ impl App {
             .map(|r| r.user))
     }
 
+    /// The groups `user` had on `device` when they last asked (the device decides on the groups
+    /// it reads; the server knows them only from requests).
+    pub(crate) async fn groups_seen(&self, device: &str, user: &str) -> Result<Vec<String>> {
+        let filter = RequestFilter {
+            device: Some(device),
+            user: Some(user),
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .requests(&filter, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|r| r.groups)
+            .unwrap_or_default())
+    }
+
     pub async fn view_challenge(
         &self,
         caller: &Principal,
@@ -75,6 +93,7 @@ impl App {
             devices: devices.into_iter().map(super::device_view).collect(),
             uid: challenge.uid,
             user,
+            names_command: challenge.command != 0,
         })
     }
 
@@ -105,9 +124,16 @@ impl App {
                 )))
             }
         };
-        if scope == Scope::BreakGlass
-            && self.current_policy().await?.1.break_glass_codes().is_none()
-        {
+        if body.minutes == 0 || body.minutes > elevate_core::offline::MAX_MINUTES {
+            return Err(AppError::BadRequest(
+                elevate_core::offline::CodeError::Duration.to_string(),
+            ));
+        }
+        let codes_needed = match scope {
+            Scope::BreakGlass => self.current_policy().await?.1.break_glass_codes(),
+            _ => None,
+        };
+        if scope == Scope::BreakGlass && codes_needed.is_none() {
             return Err(AppError::BadRequest(
                 "break glass is off in the policy; set `[defaults] break_glass_codes = 2` (or more) to allow emergency sessions from several helpdesk members' codes".into(),
             ));
@@ -136,37 +162,39 @@ impl App {
         if user.is_none() {
             user = self.user_seen(&device.name, challenge.uid).await?;
         }
-        // Nobody answers their own challenge (the offline twin of "never the requester"),
-        // decided on people: any login of theirs, on the device's scope.
-        // Without a policy yet, the default (compare names).
-        let unknown = match self.current_policy().await {
-            Ok((_, policy)) => policy.default_unknown_requester(),
-            Err(AppError::Unavailable(_)) => UnknownRequester::default(),
-            Err(e) => return Err(e),
+        // The rule that decides this on the device says who may answer (its responders, its
+        // reauth, never the requester); a code for one request covers the command.
+        let account = caller.require(&[Role::Approver, Role::Admin])?;
+        let answering = super::offline_rules::Answering {
+            helpdesk: account,
+            device: &device,
+            challenge: &challenge,
+            user: user.as_deref(),
+            reason: &reason,
         };
-        let own = match &user {
-            Some(login) => {
-                Self::separation(
-                    &mut self.store.directory().await?,
-                    &helpdesk,
-                    &device.name,
-                    login,
-                    unknown,
-                )
-                .await?
+        let (command, rule) = match scope {
+            Scope::Request => {
+                let bound = self
+                    .bound_command(&challenge, body.command.as_deref(), body.sha256.as_deref())
+                    .await?;
+                let rule = self.may_answer(&answering, bound.target.clone()).await?;
+                (Some(bound), rule)
             }
-            None if unknown == UnknownRequester::Refuse => Err(format!(
-                "nobody knows whose uid {} on {} is (the device has not reported its logins), and the policy refuses unknown requesters",
-                challenge.uid, device.name
-            )),
-            None => Ok(()),
+            Scope::Session => {
+                let asked = jiff::SignedDuration::from_mins(i64::from(body.minutes));
+                let rule = self
+                    .may_answer(
+                        &answering,
+                        elevate_core::Target::Session { duration: asked },
+                    )
+                    .await?;
+                (None, rule)
+            }
+            Scope::BreakGlass => {
+                self.may_break_glass(&answering).await?;
+                (None, None)
+            }
         };
-        if let Err(why) = own {
-            return Err(AppError::Forbidden(format!(
-                "you cannot answer this challenge (uid {} on {}): {why}",
-                challenge.uid, device.name
-            )));
-        }
         let secret = self.keys.device_secret(&device.id);
         let mut tx = self.store.begin().await?;
         // A break-glass share is numbered by who answers: the same member always gets the same
@@ -180,9 +208,15 @@ impl App {
             ),
             _ => None,
         };
-        let response = match share {
-            Some(n) => challenge.respond_share(&secret, n, body.minutes),
-            None => challenge.respond(&secret, scope, body.minutes),
+        let response = match (share, &command) {
+            (Some(n), _) => challenge.respond_share(
+                &secret,
+                n,
+                codes_needed.expect("checked above"),
+                body.minutes,
+            ),
+            (None, Some(c)) => challenge.respond_request(&secret, body.minutes, &c.digest),
+            (None, None) => challenge.respond_session(&secret, body.minutes),
         }
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
         let code = response.encode();
@@ -192,7 +226,9 @@ impl App {
             format!("device:{}", device.id),
             serde_json::json!({ "device": device.name, "uid": challenge.uid, "user": user,
                 "challenge": challenge.encode(), "nonce": challenge.nonce, "scope": scope.as_str(),
-                "minutes": body.minutes, "reason": reason, "by": helpdesk, "share": share }),
+                "minutes": body.minutes, "reason": reason, "by": helpdesk, "share": share,
+                "command": command.as_ref().map(|c| &c.line),
+                "sha256": command.as_ref().map(|c| &c.sha256), "rule": rule }),
         ))
         .await?;
         tx.commit().await?;
@@ -204,6 +240,10 @@ impl App {
             user,
             scope: scope.as_str().into(),
             minutes: body.minutes,
+            command: command.as_ref().map(|c| c.line.clone()),
+            sha256: command.as_ref().map(|c| c.sha256.clone()),
+            package: command.and_then(|c| c.package),
+            rule,
         })
     }
 }

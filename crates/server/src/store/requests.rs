@@ -283,6 +283,51 @@ impl Store {
     }
 
     /// Requests, newest first, optionally only in one state, from one device, of one user.
+    /// Commands devices asked to run that `program` names (by path or by the name invoked),
+    /// newest first, each SHA-256 once: what the helpdesk's typed command may be.
+    pub async fn known_commands(
+        &self,
+        program: &str,
+    ) -> Result<Vec<elevate_proto::v1::WireTarget>> {
+        use elevate_proto::v1::WireTarget;
+        // LIKE only narrows the search (its wildcards may match more); each row is checked.
+        let invoked = format!(
+            "%{}%",
+            serde_json::to_string(program).expect("a string serialises")
+        );
+        let rows = sqlx::query(
+            "SELECT target_json FROM requests WHERE path = $1 OR target_json LIKE $2 \
+             ORDER BY created_ms DESC LIMIT 1000",
+        )
+        .bind(program)
+        .bind(invoked)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found: Vec<WireTarget> = Vec::new();
+        for row in &rows {
+            let text: String = get(row, "target_json")?;
+            let Ok(target) = serde_json::from_str::<WireTarget>(&text) else {
+                continue;
+            };
+            if let WireTarget::Command {
+                path,
+                invoked,
+                sha256: Some(sha),
+                ..
+            } = &target
+            {
+                let named = invoked.as_deref().unwrap_or(path) == program;
+                let seen = found
+                    .iter()
+                    .any(|t| matches!(t, WireTarget::Command { sha256: Some(s), .. } if s == sha));
+                if named && !seen {
+                    found.push(target.clone());
+                }
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn requests(
         &self,
         filter: &RequestFilter<'_>,

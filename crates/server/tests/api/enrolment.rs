@@ -196,6 +196,7 @@ async fn a_revoked_device_is_refused_at_once_and_enrols_again_with_new_secrets()
             device: device_key(&old_id),
             uid: 1005,
             nonce: 7,
+            command: 0,
         };
         server
             .post(

@@ -2,7 +2,7 @@
 //! server names the device and the user; the answer is a response code under that device's
 //! secret, recorded before it is shown.
 
-use elevate_core::offline::{device_key, Challenge, Response, Scope};
+use elevate_core::offline::{command_bits, command_digest, device_key, Challenge, Response, Scope};
 use serde_json::json;
 
 use super::for_each_backend;
@@ -23,10 +23,13 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
             )
             .await
             .expect(201);
+        // The device asks for /usr/bin/id, whose bytes the server saw in alice's request.
+        let id = command_digest("/usr/bin/id", &"ab".repeat(32), &[]);
         let challenge = Challenge {
             device: device_key(device_id),
             uid: 1005,
             nonce: 0x123_4567,
+            command: command_bits(&id),
         };
         // As a person would type it from the phone.
         let typed = challenge.encode().to_lowercase().replace('-', " ");
@@ -45,15 +48,43 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
                 Some(&admin),
                 "/v1/offline/responses",
                 &json!({ "challenge": typed, "scope": "request", "minutes": 30,
-                         "reason": "printer driver, site visit" }),
+                         "reason": "printer driver, site visit", "command": "/usr/bin/id" }),
             )
             .await
             .expect(201);
         let code = answer.body["response"].as_str().unwrap();
         let response = Response::parse(code).unwrap();
         assert_eq!((response.scope, response.minutes), (Scope::Request, 30));
-        // The device, with its own secret and no network, accepts it.
-        assert!(challenge.verify(&secret, &response));
+        // The device, with its own secret and no network, accepts it for this command only.
+        assert!(challenge.verify(&secret, &response, Some(&id)));
+        let other = command_digest("/usr/bin/id", &"ab".repeat(32), &["-u".into()]);
+        assert!(!challenge.verify(&secret, &response, Some(&other)));
+        // The helpdesk saw what it covers: the command, its hash and package, and the rule.
+        assert_eq!(answer.body["command"], "/usr/bin/id", "{}", answer.text);
+        assert_eq!(answer.body["sha256"], "ab".repeat(32));
+        assert_eq!(answer.body["package"], "pkg");
+        // A code for another command is never made: the helpdesk typed what the caller did not
+        // read (or the caller read what the device does not run).
+        for (command, status, says) in [
+            ("/usr/bin/id -u", 409, "not for /usr/bin/id -u"),
+            ("/bin/bash", 409, "not for /bin/bash"),
+            ("id", 400, "not a full path"),
+            ("/usr/bin/id 'unclosed", 400, "quotes"),
+        ] {
+            let refused = server
+                .post(Some(&admin), "/v1/offline/responses",
+                      &json!({ "challenge": typed, "scope": "request", "minutes": 30,
+                               "reason": "r", "command": command }))
+                .await
+                .expect(status);
+            assert!(refused.text.contains(says), "{command}: {}", refused.text);
+        }
+        let untyped = server
+            .post(Some(&admin), "/v1/offline/responses",
+                  &json!({ "challenge": typed, "scope": "request", "minutes": 30, "reason": "r" }))
+            .await
+            .expect(400);
+        assert!(untyped.text.contains("exactly as the caller reads it"), "{}", untyped.text);
         assert_eq!(answer.body["device"], "web-01");
         assert_eq!(answer.body["user"], "alice");
 
@@ -107,7 +138,7 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
 
         // What is refused, and why.
         for (body, status, says) in [
-            (json!({ "challenge": typed, "scope": "request", "minutes": 30, "reason": " " }), 400, "reason is required"),
+            (json!({ "challenge": typed, "scope": "request", "minutes": 30, "reason": " ", "command": "/usr/bin/id" }), 400, "reason is required"),
             (json!({ "challenge": typed, "scope": "forever", "minutes": 30, "reason": "r" }), 400, "not one"),
             (json!({ "challenge": typed, "scope": "session", "minutes": 0, "reason": "r" }), 400, "between 1 and 1440"),
             (json!({ "challenge": typed, "scope": "session", "minutes": 30, "reason": "r", "device": "web-02" }), 400, "does not belong to web-02"),
@@ -171,6 +202,7 @@ async fn break_glass_shares_are_numbered_per_helpdesk_member() {
             device: device_key(enrolled["device_id"].as_str().unwrap()),
             uid: 1005,
             nonce: 42,
+            command: 0,
         };
         let ask = |token: String| {
             let server = &server;
@@ -202,7 +234,7 @@ async fn break_glass_shares_are_numbered_per_helpdesk_member() {
         let share = |answer: elevate_testkit::Answer| {
             let r = Response::parse(answer.body["response"].as_str().unwrap()).unwrap();
             assert_eq!(r.scope, Scope::BreakGlass);
-            challenge.share_of(&secret, &r)
+            challenge.share_of(&secret, &r, 2).map(|s| s.number)
         };
         assert_eq!(share(ask(admin.clone()).await.expect(201)), Some(1));
         assert_eq!(share(ask(hd2.clone()).await.expect(201)), Some(2));
@@ -222,6 +254,77 @@ async fn break_glass_shares_are_numbered_per_helpdesk_member() {
                 && html.contains("NOT REVIEWED"),
             "{html}"
         );
+        server
+    })
+    .await;
+}
+
+/// The rule that decides a challenge's command says who may answer it: its responder group, a
+/// fresh sign-in for `reauth`, and no code at all for `count = 2` or `offline = false`.
+#[tokio::test]
+async fn only_those_the_rule_names_answer_its_challenges() {
+    for_each_backend(|server| async move {
+        let (admin, device, enrolled) = super::ready_enrolled(&server).await;
+        let policy = format!(
+            "{}\n[[rule]]\nname = \"printers\"\nwhat = {{ paths = [\"/usr/sbin/lpadmin\"] }}\naction = {{ approve = {{ approvers = \"helpdesk\", offline_responders = \"field\" }} }}\n\n[[rule]]\nname = \"passwords\"\nwhat = {{ paths = [\"/usr/bin/passwd\"] }}\naction = {{ approve = {{ approvers = \"helpdesk\", reauth = \"15m\" }} }}\n\n[[rule]]\nname = \"payroll\"\nwhat = {{ paths = [\"/opt/payroll\"] }}\noffline = false\naction = {{ approve = {{ approvers = \"helpdesk\" }} }}\n",
+            elevate_testkit::TEST_POLICY
+        );
+        server.apply_policy(&admin, &policy).await.expect(201);
+        server.account("fieldtech", &[elevate_server::app::Role::Approver], &["field"]).await;
+        let fieldtech = server.token("fieldtech").await;
+        let device_id = enrolled["device_id"].as_str().unwrap();
+        let mut nonce = 0;
+        let mut challenge_for = |program: &str| {
+            nonce += 1;
+            Challenge {
+                device: device_key(device_id),
+                uid: 1005,
+                nonce,
+                command: command_bits(&command_digest(program, &"ab".repeat(32), &[])),
+            }
+            .encode()
+        };
+        for program in ["/usr/sbin/lpadmin", "/usr/sbin/fdisk", "/usr/bin/passwd", "/opt/payroll"] {
+            server
+                .post(Some(&device), "/v1/requests",
+                      &elevate_testkit::command_request("alice", &[], program, &[]))
+                .await
+                .expect(201);
+        }
+        let answer = |token: &str, challenge: String, program: &str| {
+            let body = json!({ "challenge": challenge, "scope": "request", "minutes": 30,
+                               "reason": "office offline", "command": program });
+            let token = token.to_owned();
+            let server = &server;
+            async move { server.post(Some(&token), "/v1/offline/responses", &body).await }
+        };
+
+        // offline_responders = "field": the helpdesk decides online, the field technicians
+        // answer by phone.
+        let printers = challenge_for("/usr/sbin/lpadmin");
+        let refused = answer(&admin, printers.clone(), "/usr/sbin/lpadmin").await.expect(403);
+        assert!(refused.text.contains("answered by group \\\"field\\\""), "{}", refused.text);
+        let given = answer(&fieldtech, printers, "/usr/sbin/lpadmin").await.expect(201);
+        assert_eq!(given.body["rule"], "printers", "{}", given.text);
+
+        // count = 2: one code cannot be two people.
+        let disks = challenge_for("/usr/sbin/fdisk");
+        let refused = answer(&admin, disks, "/usr/sbin/fdisk").await.expect(403);
+        assert!(refused.text.contains("needs 2 different approvers"), "{}", refused.text);
+
+        // offline = false.
+        let payroll = challenge_for("/opt/payroll");
+        let refused = answer(&admin, payroll, "/opt/payroll").await.expect(403);
+        assert!(refused.text.contains("takes no offline codes"), "{}", refused.text);
+
+        // reauth = "15m": a sign-in older than that answers nothing.
+        let passwords = challenge_for("/usr/bin/passwd");
+        answer(&admin, passwords.clone(), "/usr/bin/passwd").await.expect(201);
+        server.clock.advance(jiff::SignedDuration::from_mins(20));
+        let stale = answer(&admin, passwords.clone(), "/usr/bin/passwd").await.expect(401);
+        assert!(stale.text.contains("sign-in within the last 15m"), "{}", stale.text);
+        let fresh = server.token("admin").await;
+        answer(&fresh, passwords, "/usr/bin/passwd").await.expect(201);
         server
     })
     .await;

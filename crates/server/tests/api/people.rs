@@ -409,7 +409,7 @@ async fn the_helpdesk_sees_the_login_behind_a_uid_and_never_answers_its_own_chal
                 .expect(400);
         }
 
-        let challenge = Challenge { device: device_key(device_id), uid: 1000, nonce: 77 }.encode();
+        let challenge = Challenge { device: device_key(device_id), uid: 1000, nonce: 77, command: 0 }.encode();
         let seen = server
             .post(Some(&asmith), "/v1/offline/challenges", &json!({ "challenge": challenge }))
             .await
@@ -424,14 +424,14 @@ async fn the_helpdesk_sees_the_login_behind_a_uid_and_never_answers_its_own_chal
             .expect(200);
         let own = server
             .post(Some(&asmith), "/v1/offline/responses",
-                  &json!({ "challenge": challenge, "scope": "request", "minutes": 30, "reason": "my laptop" }))
+                  &json!({ "challenge": challenge, "scope": "session", "minutes": 30, "reason": "my laptop" }))
             .await
             .expect(403);
         assert!(message(&own).contains("a login of alice"), "{}", own.text);
         // Someone else may.
         server
             .post(Some(&admin), "/v1/offline/responses",
-                  &json!({ "challenge": challenge, "scope": "request", "minutes": 30, "reason": "her laptop" }))
+                  &json!({ "challenge": challenge, "scope": "session", "minutes": 30, "reason": "her laptop" }))
             .await
             .expect(201);
         server

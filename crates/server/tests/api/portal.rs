@@ -214,10 +214,12 @@ async fn the_helpdesk_answers_a_challenge_in_the_portal() {
             .await
             .expect(201);
         let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
+        let id = elevate_core::offline::command_digest("/usr/bin/id", &"ab".repeat(32), &[]);
         let challenge = elevate_core::offline::Challenge {
             device: elevate_core::offline::device_key(enrolled["device_id"].as_str().unwrap()),
             uid: 1005,
             nonce: 77,
+            command: elevate_core::offline::command_bits(&id),
         };
         let http = browser();
         let cookie = sign_in(&server, &http, "admin").await;
@@ -241,7 +243,8 @@ async fn the_helpdesk_answers_a_challenge_in_the_portal() {
             .form(&[
                 ("csrf", csrf.as_str()),
                 ("challenge", &challenge.encode()),
-                ("scope", "session"),
+                ("scope", "request"),
+                ("command", "/usr/bin/id"),
                 ("duration", "1h"),
                 ("reason", "site visit, network down"),
             ])
@@ -255,10 +258,13 @@ async fn the_helpdesk_answers_a_challenge_in_the_portal() {
         let response = elevate_core::offline::Response::parse(code).unwrap();
         assert_eq!(response.minutes, 60);
         assert!(
-            challenge.verify(&secret, &response),
-            "the device accepts it"
+            challenge.verify(&secret, &response, Some(&id)),
+            "the device accepts it for /usr/bin/id"
         );
-        assert!(html.contains("an admin session"), "{html}");
+        assert!(
+            html.contains("the pending request") && html.contains("It covers <code>/usr/bin/id"),
+            "{html}"
+        );
         // Without a reason, or with a stale form, nothing is issued.
         let r = http
             .post(format!("{}/portal/offline", server.url))

@@ -187,6 +187,7 @@ fn defaults(at: &Positions, doc: DefaultsDoc) -> Result<Defaults, PolicyError> {
             expire: None,
             reauth: None,
             unknown_requester,
+            offline_responders: None,
         }),
         UnmatchedDoc::Deny => Outcome::Deny {
             message: deny_message,

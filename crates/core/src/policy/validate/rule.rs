@@ -248,7 +248,7 @@ fn action(
             })
         }
         ActionDoc::Approve(doc) => {
-            approve(at, &format!("{field}.approve"), doc, defaults).map(Outcome::Approve)
+            approve(at, &format!("{field}.approve"), *doc, defaults).map(Outcome::Approve)
         }
     }
 }
@@ -338,5 +338,15 @@ fn approve(
         unknown_requester: doc
             .unknown_requester
             .map_or(defaults.unknown_requester, super::unknown_requester),
+        offline_responders: doc
+            .offline_responders
+            .map(|g| {
+                at.name(
+                    &g,
+                    &format!("{field}.offline_responders"),
+                    "the responder group",
+                )
+            })
+            .transpose()?,
     })
 }

@@ -11,6 +11,7 @@ pub(super) struct ChallengeView {
     several: bool,
     user: String,
     uid: u32,
+    names_command: bool,
 }
 
 pub(super) struct AnswerView {
@@ -19,6 +20,8 @@ pub(super) struct AnswerView {
     device: String,
     grants: String,
     minutes: u16,
+    /// What a code for one request covers: the command, its SHA-256, package and rule.
+    covers: Option<String>,
 }
 
 #[derive(Template)]
@@ -63,6 +66,7 @@ pub(super) async fn offline(
                     .as_deref()
                     .map_or_else(|| "not seen on this device yet".to_owned(), visible),
                 uid: v.uid,
+                names_command: v.names_command,
             }),
             Err(e) => return page_error(e),
         }
@@ -85,6 +89,7 @@ pub(super) struct RespondForm {
     duration: String,
     reason: String,
     device: Option<String>,
+    command: Option<String>,
 }
 
 with_csrf!(RespondForm);
@@ -107,6 +112,8 @@ pub(super) async fn respond_offline(
         minutes,
         reason: f.reason,
         device: f.device.filter(|d| !d.is_empty()),
+        command: f.command.filter(|c| !c.trim().is_empty()),
+        sha256: None,
     };
     let answer = match app.respond_offline(&user.principal(), &body).await {
         Ok(a) => a,
@@ -131,6 +138,19 @@ pub(super) async fn respond_offline(
                 _ => "the pending request".into(),
             },
             minutes: answer.minutes,
+            covers: match (&answer.command, &answer.sha256) {
+                (Some(c), Some(h)) => Some(format!(
+                    "{} (SHA-256 {}…, {}; rule {})",
+                    visible(c),
+                    &h[..16.min(h.len())],
+                    answer.package.as_deref().map_or_else(
+                        || "no package".into(),
+                        |p| format!("package {}", visible(p))
+                    ),
+                    visible(answer.rule.as_deref().unwrap_or("(the defaults)"))
+                )),
+                _ => None,
+            },
         }),
     })
 }
