@@ -12,6 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod integrations;
 pub mod jobs;
+pub mod scim;
 pub mod store;
 
 use std::net::SocketAddr;

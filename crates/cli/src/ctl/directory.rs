@@ -140,11 +140,32 @@ pub(super) fn directory(
     client: &Client,
     c: &DirectoryCommand,
 ) -> anyhow::Result<ExitCode> {
-    let DirectoryCommand::Import {
-        file,
-        dry_run,
-        remove_missing,
-    } = c;
+    let (file, dry_run, remove_missing) = match c {
+        DirectoryCommand::Import {
+            file,
+            dry_run,
+            remove_missing,
+        } => (file, dry_run, remove_missing),
+        DirectoryCommand::ScimToken { provider } => {
+            let made: ScimTokenOut = client.post(
+                "/v1/scim-tokens",
+                &ScimTokenIn {
+                    provider: provider.clone(),
+                },
+            )?;
+            if cli.json {
+                print_json(&made)?;
+            } else {
+                println!("{}", made.token);
+                eprintln!(
+                    "give {} this bearer token and the base URL {} (shown once; the provider's previous token no longer works)",
+                    terminal_safe(provider),
+                    made.base_url
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let people = read_people(&text).with_context(|| format!("{}", file.display()))?;

@@ -270,6 +270,9 @@ pub enum DirectoryCommand {
         #[arg(long)]
         remove_missing: bool,
     },
+    /// A SCIM bearer token for an identity provider (Okta, Entra ID, …) to provision people
+    /// at /scim/v2; its previous token stops working. Printed once.
+    ScimToken { provider: String },
 }
 
 #[derive(Debug, Subcommand)]

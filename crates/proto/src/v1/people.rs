@@ -142,6 +142,32 @@ pub struct DeviceUsersIn {
     pub users: Vec<DeviceUser>,
 }
 
+/// A SCIM bearer token for an identity provider.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScimTokenIn {
+    /// The provider's name (letters, digits, - and _), e.g. `okta` or `entra`.
+    pub provider: String,
+}
+
+/// The token, shown once; the provider's previous one stops working.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScimTokenOut {
+    pub provider: String,
+    pub token: String,
+    /// Where the provider sends SCIM requests.
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for ScimTokenOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimTokenOut")
+            .field("provider", &self.provider)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
 /// What the server kept of a device's check-in.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceUsersOut {

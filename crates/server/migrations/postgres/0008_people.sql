@@ -11,7 +11,8 @@ CREATE TABLE people (
     source         TEXT NOT NULL,         -- api | csv | scim:<provider>
     created_ms     BIGINT NOT NULL,
     updated_ms     BIGINT NOT NULL,
-    deactivated_ms BIGINT
+    deactivated_ms BIGINT,
+    scim_json      TEXT                   -- the resource as its SCIM provider last wrote it
 );
 -- What a person is known by. An account or chat id belongs to one person; a login name to one
 -- person per scope ('*' fleet-wide, 'device:<name>', 'tag:<tag>'; the narrowest scope wins).
@@ -44,4 +45,10 @@ CREATE TABLE device_users (
     login     TEXT NOT NULL,
     seen_ms   BIGINT NOT NULL,
     PRIMARY KEY (device_id, uid)
+);
+-- One bearer token per identity provider that provisions people over SCIM (only its hash).
+CREATE TABLE scim_tokens (
+    provider   TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_ms BIGINT NOT NULL
 );

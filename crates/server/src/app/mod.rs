@@ -21,6 +21,7 @@ mod people;
 mod policy;
 mod requests;
 mod routing;
+pub mod scim;
 mod slack;
 mod teams;
 pub mod throttle;

@@ -89,6 +89,7 @@ pub(crate) fn person_row(
             (false, Some(at)) => Some(at),
             (false, None) => Some(now),
         },
+        scim: None,
         accounts: p.accounts,
         slack: p.slack,
         logins: p.logins.into_iter().map(|l| (l.login, l.scope)).collect(),
@@ -98,7 +99,7 @@ pub(crate) fn person_row(
 
 /// Refuses a directory in which one account, Slack id, or login in one scope belongs to two
 /// people, naming both.
-fn check_unique(people: &[&PersonRow]) -> Result<()> {
+pub(crate) fn check_unique(people: &[&PersonRow]) -> Result<()> {
     let mut owner: HashMap<(&str, &str, &str), &str> = HashMap::new();
     for p in people {
         let links = p
@@ -265,6 +266,13 @@ impl App {
                 )));
             }
             let old = by_name.get(person.user_name.as_str()).copied();
+            if let Some(o) = old.filter(|o| o.source.starts_with("scim:") && o.source != source) {
+                return Err(AppError::Conflict(format!(
+                    "{} is managed by the identity provider {} (SCIM); change them there",
+                    o.user_name,
+                    o.source.trim_start_matches("scim:")
+                )));
+            }
             let row = person_row(person, old, source, None, now);
             match old {
                 Some(o) => {
@@ -356,7 +364,11 @@ impl App {
     }
 
     /// A person who left: their accounts stop working (each disabled, with an audit record).
-    async fn disable_accounts_of(&self, tx: &mut Tx<'_>, person: &PersonRow) -> Result<()> {
+    pub(crate) async fn disable_accounts_of(
+        &self,
+        tx: &mut Tx<'_>,
+        person: &PersonRow,
+    ) -> Result<()> {
         let now = self.now();
         for name in &person.accounts {
             let Some(account) = tx.account_in_tx(name).await? else {

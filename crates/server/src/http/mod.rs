@@ -8,6 +8,7 @@ pub mod api;
 mod error;
 pub mod openapi;
 mod portal;
+mod scim;
 mod slack;
 pub mod tls;
 
@@ -27,6 +28,7 @@ pub fn router(app: App) -> Router {
         .merge(api::routes())
         .merge(portal::routes())
         .merge(slack::routes())
+        .merge(scim::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }

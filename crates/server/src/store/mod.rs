@@ -24,7 +24,7 @@ pub use accounts::{AccountRow, ApiTokenRow, SignInRow};
 pub use audit::{Chain, CheckpointRow};
 pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow, NotifyChannel};
 pub use devices::{DeviceRow, EnrolTokenRow};
-pub use people::{Directory, LoginOwner, PersonRow};
+pub use people::{Directory, GroupRow, LoginOwner, PersonRow};
 pub use policies::PolicyRow;
 pub use requests::{ApprovalRow, HistoryStats, NewRequestRow, RequestFilter, RequestRow};
 

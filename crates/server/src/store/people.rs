@@ -22,12 +22,61 @@ pub struct PersonRow {
     pub created_at: jiff::Timestamp,
     pub updated_at: jiff::Timestamp,
     pub deactivated_at: Option<jiff::Timestamp>,
+    /// The SCIM resource as its provider last wrote it (people a provider manages).
+    pub scim: Option<String>,
     /// Sorted, as stored.
     pub accounts: Vec<String>,
     pub slack: Vec<String>,
     /// (login, scope), sorted.
     pub logins: Vec<(String, String)>,
     pub groups: Vec<String>,
+}
+
+/// A directory group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub source: String,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+    /// People's ids, sorted.
+    pub members: Vec<String>,
+}
+
+async fn read_groups(conn: &mut sqlx::AnyConnection) -> Result<Vec<GroupRow>> {
+    let rows = sqlx::query(
+        "SELECT id, display_name, external_id, source, created_ms, updated_ms \
+         FROM directory_groups ORDER BY display_name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut groups: Vec<GroupRow> = rows
+        .iter()
+        .map(|r| {
+            Ok(GroupRow {
+                id: get(r, "id")?,
+                display_name: get(r, "display_name")?,
+                external_id: get(r, "external_id")?,
+                source: get(r, "source")?,
+                created_at: ts(get(r, "created_ms")?)?,
+                updated_at: ts(get(r, "updated_ms")?)?,
+                members: vec![],
+            })
+        })
+        .collect::<Result<_>>()?;
+    let members =
+        sqlx::query("SELECT group_id, person_id FROM directory_members ORDER BY person_id")
+            .fetch_all(&mut *conn)
+            .await?;
+    for m in &members {
+        let group: String = get(m, "group_id")?;
+        if let Some(g) = groups.iter_mut().find(|g| g.id == group) {
+            g.members.push(get(m, "person_id")?);
+        }
+    }
+    Ok(groups)
 }
 
 /// A person some login on a device may belong to, with the scope that said so.
@@ -39,7 +88,7 @@ pub struct LoginOwner {
 }
 
 const PERSON_COLUMNS: &str = "id, user_name, display_name, email, department, manager, \
-     external_id, source, created_ms, updated_ms, deactivated_ms";
+     external_id, source, created_ms, updated_ms, deactivated_ms, scim_json";
 
 fn person(row: &AnyRow) -> Result<PersonRow> {
     Ok(PersonRow {
@@ -54,6 +103,7 @@ fn person(row: &AnyRow) -> Result<PersonRow> {
         created_at: ts(get(row, "created_ms")?)?,
         updated_at: ts(get(row, "updated_ms")?)?,
         deactivated_at: opt_ts(get(row, "deactivated_ms")?)?,
+        scim: get(row, "scim_json")?,
         accounts: vec![],
         slack: vec![],
         logins: vec![],
@@ -138,13 +188,14 @@ impl Tx<'_> {
     pub async fn put_person(&mut self, p: &PersonRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO people (id, user_name, display_name, email, department, manager, \
-             external_id, source, created_ms, updated_ms, deactivated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             external_id, source, created_ms, updated_ms, deactivated_ms, scim_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name, \
              display_name = excluded.display_name, email = excluded.email, \
              department = excluded.department, manager = excluded.manager, \
              external_id = excluded.external_id, source = excluded.source, \
-             updated_ms = excluded.updated_ms, deactivated_ms = excluded.deactivated_ms",
+             updated_ms = excluded.updated_ms, deactivated_ms = excluded.deactivated_ms, \
+             scim_json = excluded.scim_json",
         )
         .bind(&p.id)
         .bind(&p.user_name)
@@ -157,6 +208,7 @@ impl Tx<'_> {
         .bind(p.created_at.as_millisecond())
         .bind(p.updated_at.as_millisecond())
         .bind(p.deactivated_at.map(|t| t.as_millisecond()))
+        .bind(&p.scim)
         .execute(&mut *self.tx)
         .await?;
         sqlx::query("DELETE FROM person_links WHERE person_id = $1")
@@ -225,6 +277,69 @@ impl Tx<'_> {
         .execute(&mut *self.tx)
         .await?;
         Ok(id)
+    }
+
+    /// Writes a directory group and replaces its members (people's ids).
+    pub async fn put_group(&mut self, g: &GroupRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO directory_groups (id, display_name, external_id, source, created_ms, \
+             updated_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+             display_name = excluded.display_name, external_id = excluded.external_id, \
+             source = excluded.source, updated_ms = excluded.updated_ms",
+        )
+        .bind(&g.id)
+        .bind(&g.display_name)
+        .bind(&g.external_id)
+        .bind(&g.source)
+        .bind(g.created_at.as_millisecond())
+        .bind(g.updated_at.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("DELETE FROM directory_members WHERE group_id = $1")
+            .bind(&g.id)
+            .execute(&mut *self.tx)
+            .await?;
+        for person in &g.members {
+            sqlx::query("INSERT INTO directory_members (group_id, person_id) VALUES ($1, $2)")
+                .bind(&g.id)
+                .bind(person)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_group(&mut self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM directory_groups WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every directory group with its members, read inside this transaction.
+    pub async fn groups_in_tx(&mut self) -> Result<Vec<GroupRow>> {
+        read_groups(&mut self.tx).await
+    }
+
+    /// Gives `provider` a new SCIM token (its old one stops working).
+    pub async fn put_scim_token(
+        &mut self,
+        provider: &str,
+        token_hash: &str,
+        now: jiff::Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO scim_tokens (provider, token_hash, created_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (provider) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_ms = excluded.created_ms",
+        )
+        .bind(provider)
+        .bind(token_hash)
+        .bind(now.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     /// Removes a person (their links and memberships go with them).
@@ -348,6 +463,21 @@ impl Store {
     /// The directory, on a connection of the pool.
     pub async fn directory(&self) -> Result<Directory<'static>> {
         Ok(Directory(Conn::Pool(self.pool.acquire().await?)))
+    }
+
+    /// Every directory group with its members.
+    pub async fn groups(&self) -> Result<Vec<GroupRow>> {
+        let mut conn = self.pool.acquire().await?;
+        read_groups(&mut conn).await
+    }
+
+    /// The provider a SCIM token (its SHA-256, hex) belongs to.
+    pub async fn scim_provider(&self, token_hash: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT provider FROM scim_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| get(&r, "provider")).transpose()
     }
 
     /// Every person, by user_name.

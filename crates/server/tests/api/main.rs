@@ -15,6 +15,7 @@ mod portal;
 mod replicas;
 mod requests;
 mod routing;
+mod scim;
 mod slack;
 mod teams;
 mod tls;

@@ -80,6 +80,7 @@ pub fn routes() -> Router<App> {
             post(import_directory).layer(DefaultBodyLimit::max(elevate_proto::v1::MAX_IMPORT_BODY)),
         )
         .route("/v1/device-users", put(report_device_users))
+        .route("/v1/scim-tokens", post(create_scim_token))
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/{id}", get(show_delivery))
 }

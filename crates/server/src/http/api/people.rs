@@ -92,3 +92,22 @@ pub async fn report_device_users(
     let recorded = app.report_device_users(&caller, body).await?;
     Ok(Json(DeviceUsersOut { recorded }))
 }
+
+/// A SCIM bearer token for an identity provider (admin); its previous one stops working.
+#[utoipa::path(post, path = "/v1/scim-tokens", request_body = ScimTokenIn, security(("bearer" = [])),
+    responses((status = 201, body = ScimTokenOut), (status = 400, body = ErrorBody)))]
+pub async fn create_scim_token(
+    State(app): State<App>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<ScimTokenIn>,
+) -> ApiResult<(StatusCode, Json<ScimTokenOut>)> {
+    let token = app.create_scim_token(&caller, &body.provider).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ScimTokenOut {
+            provider: body.provider,
+            token,
+            base_url: format!("{}/scim/v2", app.public_url().trim_end_matches('/')),
+        }),
+    ))
+}
