@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub teams: Option<crate::integrations::teams::TeamsConfig>,
     /// Serve https from these PEM files (`tls_cert`, `tls_key`).
     pub tls: Option<crate::app::TlsFiles>,
+    /// Single sign-on (`[oidc]`), the client secret read from its file.
+    pub oidc: Option<crate::integrations::oidc::OidcConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -46,6 +48,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("slack", &self.slack)
             .field("email", &self.email)
             .field("teams", &self.teams)
+            .field("oidc", &self.oidc)
             .finish()
     }
 }
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
             email: None,
             teams: None,
             tls: None,
+            oidc: None,
         }
     }
 }
@@ -82,6 +86,26 @@ struct FileConfig {
     slack: Option<SlackFileConfig>,
     email: Option<EmailFileConfig>,
     teams: Option<TeamsFileConfig>,
+    oidc: Option<OidcFileConfig>,
+}
+
+/// `[oidc]`: the identity provider for the portal's single sign-on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcFileConfig {
+    issuer: String,
+    client_id: String,
+    client_secret_file: PathBuf,
+    /// What the sign-in button names ("Sign in with Okta").
+    name: Option<String>,
+    username_claim: Option<String>,
+    groups_claim: Option<String>,
+    /// Provider group → Elevate role (admin, approver, auditor).
+    #[serde(default)]
+    roles: std::collections::BTreeMap<String, String>,
+    /// Provider group → approver group.
+    #[serde(default)]
+    approver_groups: std::collections::BTreeMap<String, String>,
 }
 
 /// `[teams.channels]`: approver group (or `*`) → a file holding the channel's incoming webhook
@@ -199,6 +223,45 @@ fn tls_files(
     }
 }
 
+/// `[oidc]` checked: an https issuer (http only on loopback), roles that exist, a secret.
+fn oidc_config(
+    o: OidcFileConfig,
+    has_public_url: bool,
+) -> anyhow::Result<crate::integrations::oidc::OidcConfig> {
+    let loopback =
+        o.issuer.starts_with("http://127.0.0.1") || o.issuer.starts_with("http://localhost");
+    if !o.issuer.starts_with("https://") && !loopback {
+        bail!("[oidc] issuer must be an https:// URL (got {:?})", o.issuer);
+    }
+    if !has_public_url {
+        bail!("[oidc] the provider sends people back to the portal: set public_url");
+    }
+    for role in o.roles.values() {
+        if !["admin", "approver", "auditor"].contains(&role.as_str()) {
+            bail!("[oidc.roles] {role:?} is not a role; use admin, approver or auditor");
+        }
+    }
+    let secret = String::from_utf8(read_secret(
+        "[oidc] client_secret_file",
+        &o.client_secret_file,
+    )?)
+    .context("[oidc] the client secret is not text")?;
+    Ok(crate::integrations::oidc::OidcConfig {
+        display_name: o
+            .name
+            .unwrap_or_else(|| "your organisation's sign-in".into()),
+        issuer: o.issuer,
+        client_id: o.client_id,
+        client_secret: secret.trim().to_owned(),
+        username_claim: o
+            .username_claim
+            .unwrap_or_else(|| "preferred_username".into()),
+        groups_claim: o.groups_claim.unwrap_or_else(|| "groups".into()),
+        roles: o.roles,
+        approver_groups: o.approver_groups,
+    })
+}
+
 impl ServerConfig {
     /// Defaults, then the file (if given), then the environment.
     pub fn load(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<ServerConfig> {
@@ -284,6 +347,9 @@ impl ServerConfig {
                     password,
                     requester_domain: email.requester_domain,
                 });
+            }
+            if let Some(o) = f.oidc {
+                config.oidc = Some(oidc_config(o, config.public_url.is_some())?);
             }
             if let Some(t) = f.teams {
                 let mut teams = crate::integrations::teams::TeamsConfig::default();

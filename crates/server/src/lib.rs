@@ -71,6 +71,7 @@ pub async fn build_app(config: &ServerConfig, clock: app::Clock) -> anyhow::Resu
     settings.integrations.email = config.email.clone();
     settings.integrations.teams = config.teams.clone();
     settings.tls = config.tls.clone();
+    settings.oidc = config.oidc.clone();
     Ok(App::new(store, keys, clock, settings))
 }
 

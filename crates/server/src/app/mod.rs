@@ -17,6 +17,7 @@ mod links;
 mod notify;
 mod offline;
 mod offline_rules;
+mod oidc;
 mod people;
 mod policy;
 mod requests;
@@ -41,6 +42,7 @@ pub use devices::device_view;
 pub use keys::Keys;
 pub use links::{ApprovalLink, LINK_TTL};
 pub use notify::{backoff, DeliveryDetail, Integrations};
+pub use oidc::OidcStart;
 pub use policy::PolicyTestOutcome;
 pub use requests::{unusual_hour, RequestDetail};
 
@@ -71,6 +73,8 @@ pub struct Settings {
     /// Serve https with this certificate chain and key (PEM files); plain http when absent
     /// (behind a TLS-terminating reverse proxy, or on loopback).
     pub tls: Option<TlsFiles>,
+    /// Single sign-on with the organisation's identity provider (`[oidc]`).
+    pub oidc: Option<crate::integrations::oidc::OidcConfig>,
 }
 
 /// A certificate chain and its private key, PEM.
@@ -90,6 +94,7 @@ impl Settings {
             public_url: None,
             integrations: Integrations::default(),
             tls: None,
+            oidc: None,
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct App {
     pub(crate) http: reqwest::Client,
     /// This process's name among replicas (its own change notices are not news to it).
     pub(crate) replica: Arc<str>,
+    /// The identity provider's discovery document and keys, as last read.
+    pub(crate) oidc_cache: Arc<tokio::sync::Mutex<Option<oidc::ProviderCache>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -182,6 +189,7 @@ impl App {
             handshakes: Arc::default(),
             http: crate::integrations::webhook::client(),
             replica: Arc::from(uuid::Uuid::now_v7().to_string()),
+            oidc_cache: Arc::default(),
         }
     }
 

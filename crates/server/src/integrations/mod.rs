@@ -4,6 +4,7 @@
 //! in that channel (security invariant 8).
 
 pub mod email;
+pub mod oidc;
 pub mod slack;
 pub mod teams;
 pub mod webhook;

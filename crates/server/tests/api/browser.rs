@@ -20,12 +20,12 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// The oldest Node.js that the pinned playwright-core supports.
 const NODE_MAJOR_MIN: u32 = 20;
 
-fn browser_dir() -> PathBuf {
+pub(super) fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
 /// What this machine lacks to run the browser test, each with how to install it.
-fn missing_tools() -> Vec<String> {
+pub(super) fn missing_tools() -> Vec<String> {
     let mut missing = Vec::new();
     match Command::new("node").arg("--version").output() {
         Ok(out) if out.status.success() => {

@@ -17,6 +17,7 @@ mod requests;
 mod routing;
 mod scim;
 mod slack;
+mod sso;
 mod teams;
 mod tls;
 mod webhooks;

@@ -27,6 +27,7 @@ mod deliveries;
 mod devices;
 mod offline;
 mod requests;
+mod sso;
 
 use audit::audit;
 use break_glass::{break_glass, review_break_glass};
@@ -42,6 +43,8 @@ pub fn routes() -> Router<App> {
         .route("/", get(|| async { Redirect::to("/portal/") }))
         .route("/portal/style.css", get(style))
         .route("/portal/login", get(login_form).post(login))
+        .route("/portal/oidc/start", get(sso::start))
+        .route("/portal/oidc/callback", get(sso::callback))
         .route("/portal/logout", post(logout))
         .route("/portal/", get(queue))
         .route("/portal/requests", get(all_requests))
@@ -272,6 +275,10 @@ struct LoginPage {
     csrf: String,
     flash: Option<String>,
     next: String,
+    /// The identity provider's name, when single sign-on is on.
+    sso: Option<String>,
+    /// The rule wants a fresh sign-in (the provider is asked to authenticate again).
+    reauth: bool,
 }
 
 #[derive(Deserialize)]
@@ -292,11 +299,13 @@ async fn login_form(State(app): State<App>, Query(q): Query<NextQuery>) -> Respo
     let mut r = page(LoginPage {
         signed_in: None,
         csrf: token.clone(),
-        flash: q.reauth.map(|_| {
+        flash: q.reauth.as_ref().map(|_| {
             "This request's rule needs a recent sign-in to decide it: please sign in again."
                 .to_string()
         }),
         next: safe_next(q.next.as_deref()),
+        sso: app.oidc().map(|o| o.display_name.clone()),
+        reauth: q.reauth.is_some(),
     });
     let cookie = set_cookie(&app, LOGIN_COOKIE, &token, "/portal/login", 3600);
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -330,6 +339,8 @@ async fn login(
             csrf: String::new(),
             flash: Some("This sign-in form has expired: reload the page and sign in again.".into()),
             next,
+            sso: app.oidc().map(|o| o.display_name.clone()),
+            reauth: false,
         });
         *r.status_mut() = StatusCode::FORBIDDEN;
         return r;
@@ -350,6 +361,8 @@ async fn login(
                 csrf: f.csrf,
                 flash: Some(m),
                 next,
+                sso: app.oidc().map(|o| o.display_name.clone()),
+                reauth: false,
             });
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
