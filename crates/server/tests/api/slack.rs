@@ -272,11 +272,25 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
             json!([])
         );
 
-        // An unmapped Slack user, the requester, and an approver of another group: each told
-        // why, privately, and nothing is decided.
+        // Alice again, under another account: the directory links her Slack id W555 to her
+        // account st3 (a storage approver) and to the login alice that asked.
+        server.account("st3", &[Role::Approver], &["storage"]).await;
+        server
+            .put(
+                Some(&admin),
+                "/v1/people/alice.smith",
+                &json!({ "user_name": "alice.smith", "accounts": ["st3"], "slack": ["W555"],
+                         "logins": [{ "login": "alice" }] }),
+            )
+            .await
+            .expect(200);
+        // An unmapped Slack user, the requester (by name, and as a person under another
+        // account), and an approver of another group: each told why, privately, and nothing is
+        // decided.
         for (user, why) in [
             ("W999", "not linked to an Elevate approver"),
             ("W333", "cannot decide your own request"),
+            ("W555", "a login of alice.smith"),
             ("W444", "routed to approver group \"storage\""),
         ] {
             let before = slack.requests("POST").len();
@@ -304,7 +318,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
             .iter()
             .filter(|r| r["action"] == "request.decision_refused")
             .collect();
-        assert_eq!(refused.len(), 3);
+        assert_eq!(refused.len(), 4);
         assert_eq!(refused[0]["actor"], "slack:W999");
 
         // The first mapped approver: counted, via Slack, and the message says so.
@@ -312,7 +326,7 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
         let view = server.request_json(&admin, &id).await;
         assert_eq!(view["approvals"][0]["approver"], "st1");
         assert_eq!(view["state"], "pending");
-        let update = slack.wait_for("POST", 5).await.remove(4);
+        let update = slack.wait_for("POST", 6).await.remove(5);
         assert_eq!(update.path, "/api/chat.update");
         let update = update.json();
         assert_eq!(update["ts"], "1700000000.000100");
@@ -326,14 +340,14 @@ async fn slack_buttons_decide_only_for_mapped_approvers_and_the_message_follows(
 
         // The same person again is refused; a second approver completes it.
         assert_eq!(signed(&server, &approve("W111")).await, 200);
-        let again = slack.wait_for("POST", 6).await.remove(5);
+        let again = slack.wait_for("POST", 7).await.remove(6);
         assert!(again.json()["text"]
             .as_str()
             .unwrap()
             .contains("already decided"));
         assert_eq!(signed(&server, &approve("W222")).await, 200);
         assert_eq!(server.request_json(&admin, &id).await["state"], "approved");
-        let posts = slack.wait_for("POST", 8).await;
+        let posts = slack.wait_for("POST", 9).await;
         let last = posts.last().unwrap().json();
         let mut all = Vec::new();
         texts(&last["blocks"], &mut all);
