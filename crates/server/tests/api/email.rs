@@ -217,6 +217,16 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             "no decision links for the requester"
         );
 
+        // st2 turns out to be alice (the directory says so): her next request's approval mail
+        // goes to st1 alone, never to the requester under another name.
+        server
+            .put(
+                Some(&admin),
+                "/v1/people/alice",
+                &json!({ "user_name": "alice", "accounts": ["st2"], "logins": [{ "login": "alice" }] }),
+            )
+            .await
+            .expect(200);
         // A request nobody answers expires, and the requester hears that too.
         let id2 = server
             .post(
@@ -230,13 +240,18 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             .as_str()
             .unwrap()
             .to_string();
-        sink.wait_for(6).await;
+        let asked = sink.wait_for(5).await;
+        assert_eq!(asked[4].to, ["st1@example.com"]);
         server.clock.advance(SignedDuration::from_hours(25));
         // (The background job may get there first.)
         server.app.expire_requests().await.unwrap();
         // Both expire: the unanswered one, and the approved one that was never started.
-        let mails = sink.wait_for(8).await;
-        let mut expired: Vec<String> = mails[6..]
+        let mails = sink.wait_for(7).await;
+        assert!(
+            !mails[4..].iter().any(|m| m.to == ["st2@example.com"]),
+            "no approval mail to the requester's own account"
+        );
+        let mut expired: Vec<String> = mails[5..]
             .iter()
             .map(|m| {
                 assert_eq!(m.to, ["alice@example.com"]);
@@ -283,7 +298,7 @@ async fn approvers_get_one_time_links_by_mail_and_requesters_hear_the_outcome() 
             .iter()
             .filter(|d| d["channel"] == "email")
             .collect();
-        assert_eq!(emails.len(), 8);
+        assert_eq!(emails.len(), 7);
         assert!(emails
             .iter()
             .all(|d| d["state"] == "delivered" && d["attempts"] == 1));
