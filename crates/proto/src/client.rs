@@ -105,23 +105,23 @@ impl Client {
 
     /// A DELETE whose answer has no body (`204 No Content`).
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
-        let url = self.url(path);
-        let response = self
-            .authorize(self.http.delete(&url))
-            .send()
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        Self::check(response, &url)?;
-        Ok(())
+        self.without_body(self.http.delete(self.url(path)), path)
     }
 
     /// A POST without a body whose answer has none either (`204 No Content`).
     pub fn post_empty(&self, path: &str) -> Result<(), ClientError> {
+        self.without_body(self.http.post(self.url(path)), path)
+    }
+
+    /// Sends a request with no body and checks that its answer is a success (which has none).
+    fn without_body(
+        &self,
+        rb: reqwest::blocking::RequestBuilder,
+        path: &str,
+    ) -> Result<(), ClientError> {
         let url = self.url(path);
         let response = self
-            .authorize(self.http.post(&url))
+            .authorize(rb)
             .send()
             .map_err(|source| ClientError::Transport {
                 url: url.clone(),

@@ -102,17 +102,7 @@ pub(crate) fn person_row(
 pub(crate) fn check_unique(people: &[&PersonRow]) -> Result<()> {
     let mut owner: HashMap<(&str, &str, &str), &str> = HashMap::new();
     for p in people {
-        let links = p
-            .accounts
-            .iter()
-            .map(|a| ("account", a.as_str(), "*"))
-            .chain(p.slack.iter().map(|s| ("slack", s.as_str(), "*")))
-            .chain(
-                p.logins
-                    .iter()
-                    .map(|(l, s)| ("login", l.as_str(), s.as_str())),
-            );
-        for link in links {
+        for link in p.links() {
             if let Some(other) = owner.insert(link, &p.user_name) {
                 if other != p.user_name {
                     let (kind, value, scope) = link;
@@ -178,7 +168,7 @@ impl App {
         let name = person.user_name.clone();
         let actor = format!("account:{}", admin.name);
         let mut tx = self.store.begin().await?;
-        self.write_people(&mut tx, &actor, "api", vec![person], false)
+        self.write_people(&mut tx, &actor, "api", vec![person], false, false)
             .await?;
         tx.commit().await?;
         self.person(caller, &name).await
@@ -224,10 +214,16 @@ impl App {
         }
         let actor = format!("account:{}", admin.name);
         let mut tx = self.store.begin().await?;
-        let mut out = self
-            .write_people(&mut tx, &actor, "csv", import.people, import.remove_missing)
+        let out = self
+            .write_people(
+                &mut tx,
+                &actor,
+                "csv",
+                import.people,
+                import.remove_missing,
+                import.dry_run,
+            )
             .await?;
-        out.dry_run = import.dry_run;
         if !import.dry_run {
             tx.commit().await?;
         }
@@ -237,7 +233,7 @@ impl App {
     /// Writes `people` (each checked; the whole directory checked afterwards) with an audit
     /// record each, deactivates accounts of people who left, and with `remove_missing` removes
     /// the people `source`'s kind wrote that are not named. Nothing is written if any check
-    /// fails; the caller commits.
+    /// fails, nor on a `dry_run` (which says what would change); the caller commits.
     pub(crate) async fn write_people(
         &self,
         tx: &mut Tx<'_>,
@@ -245,6 +241,7 @@ impl App {
         source: &str,
         people: Vec<PersonIn>,
         remove_missing: bool,
+        dry_run: bool,
     ) -> Result<DirectoryImportOut> {
         let now = self.now();
         let existing = tx.people_in_tx().await?;
@@ -308,7 +305,7 @@ impl App {
             .collect();
         check_unique(&after)?;
         let mut out = DirectoryImportOut {
-            dry_run: false,
+            dry_run,
             created: 0,
             updated: 0,
             unchanged,
@@ -326,6 +323,9 @@ impl App {
                 change: if *new { "create" } else { "update" }.into(),
                 fields: fields.clone(),
             });
+            if dry_run {
+                continue;
+            }
             tx.put_person(row).await?;
             tx.append_audit(self.event(
                 actor,
@@ -351,6 +351,9 @@ impl App {
                 change: "remove".into(),
                 fields: vec![],
             });
+            if dry_run {
+                continue;
+            }
             tx.delete_person(&p.id).await?;
             tx.append_audit(self.event(
                 actor,

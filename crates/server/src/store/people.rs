@@ -32,6 +32,21 @@ pub struct PersonRow {
     pub groups: Vec<String>,
 }
 
+impl PersonRow {
+    /// What the person is known by: (kind, value, scope), as `person_links` keeps it.
+    pub fn links(&self) -> impl Iterator<Item = (&'static str, &str, &str)> {
+        self.accounts
+            .iter()
+            .map(|a| ("account", a.as_str(), "*"))
+            .chain(self.slack.iter().map(|s| ("slack", s.as_str(), "*")))
+            .chain(
+                self.logins
+                    .iter()
+                    .map(|(l, scope)| ("login", l.as_str(), scope.as_str())),
+            )
+    }
+}
+
 /// A directory group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRow {
@@ -215,17 +230,7 @@ impl Tx<'_> {
             .bind(&p.id)
             .execute(&mut *self.tx)
             .await?;
-        let links = p
-            .accounts
-            .iter()
-            .map(|a| ("account", a.as_str(), "*"))
-            .chain(p.slack.iter().map(|s| ("slack", s.as_str(), "*")))
-            .chain(
-                p.logins
-                    .iter()
-                    .map(|(l, scope)| ("login", l.as_str(), scope.as_str())),
-            );
-        for (kind, value, scope) in links {
+        for (kind, value, scope) in p.links() {
             sqlx::query(
                 "INSERT INTO person_links (person_id, kind, value, scope) VALUES ($1, $2, $3, $4)",
             )
