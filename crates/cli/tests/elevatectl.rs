@@ -335,7 +335,16 @@ async fn the_helpdesk_answers_an_offline_challenge() {
         .await;
     let admin = server.admin().await;
     server.apply_policy(&admin, TEST_POLICY).await.expect(201);
-    let (_, enrolled) = server.enrol(&admin, "kiosk-3", &["field"]).await;
+    let (device, enrolled) = server.enrol(&admin, "kiosk-3", &["field"]).await;
+    // The kiosk named its users at check-in.
+    server
+        .put(
+            Some(&device),
+            "/v1/device-users",
+            &serde_json::json!({ "users": [{ "uid": 1002, "login": "kiosk" }] }),
+        )
+        .await
+        .expect(200);
     let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
     let challenge = Challenge {
         device: device_key(enrolled["device_id"].as_str().unwrap()),

@@ -228,8 +228,15 @@ fn oidc_config(
     o: OidcFileConfig,
     has_public_url: bool,
 ) -> anyhow::Result<crate::integrations::oidc::OidcConfig> {
-    let loopback =
-        o.issuer.starts_with("http://127.0.0.1") || o.issuer.starts_with("http://localhost");
+    // Plain http only to this machine: the host exactly, not a name that starts like it.
+    let loopback = o.issuer.strip_prefix("http://").is_some_and(|rest| {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        ["127.0.0.1", "localhost", "[::1]"].contains(&host)
+    });
     if !o.issuer.starts_with("https://") && !loopback {
         bail!("[oidc] issuer must be an https:// URL (got {:?})", o.issuer);
     }

@@ -283,9 +283,11 @@ impl Asking<'_> {
             Want::One { session } => {
                 // A break-glass share is one member's part of an emergency session, never an
                 // answer on its own.
+                // A challenge for one command takes a code for that command only: a session
+                // code would skip the command's rule on the server.
                 let fits = match response.scope {
                     Scope::BreakGlass => false,
-                    Scope::Session => true,
+                    Scope::Session => session || self.command.is_none(),
                     Scope::Request => !session,
                 };
                 if fits
@@ -296,6 +298,8 @@ impl Asking<'_> {
                     Verdict::Done
                 } else if response.scope == Scope::BreakGlass {
                     Verdict::Wrong("that is a break-glass share, which only `elevate break-glass` takes; this needs a request or session code from the helpdesk")
+                } else if !fits && response.scope == Scope::Session {
+                    Verdict::Wrong("that code is for an admin session; this challenge is for one command, which the helpdesk answers for this request with the command")
                 } else if !fits {
                     Verdict::Wrong("that code is for a single request; an admin session needs a session code from the helpdesk")
                 } else if response.scope == Scope::Request {

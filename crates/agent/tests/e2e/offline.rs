@@ -103,6 +103,37 @@ fn collect(
 /// Restarts the agent talking to `server` (a dead address cuts it off; the server itself stays
 /// up for the helpdesk). It keeps its cached, signed policy.
 pub(crate) fn cut_off(world: &mut World, server: &str) {
+    // Once the server knows the device's users (the agent names them at check-in): the helpdesk
+    // answers only for a uid it can name.
+    let enrolment: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(world.dir.join("agent/enrolment.json")).unwrap(),
+    )
+    .unwrap();
+    let challenge = elevate_core::offline::Challenge {
+        device: elevate_core::offline::device_key(enrolment["device_id"].as_str().unwrap()),
+        uid: crate::world::uid_of("bob"),
+        nonce: 1,
+        command: 0,
+    }
+    .encode();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = world
+            .api(world.server().post(
+                Some(&world.admin),
+                "/v1/offline/challenges",
+                &serde_json::json!({ "challenge": challenge }),
+            ))
+            .expect(200);
+        if seen.body["user"] == "bob" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never learnt the device's users"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     world.stop_agent();
     let file = world.dir.join("agent/enrolment.json");
     let mut enrolment: serde_json::Value =

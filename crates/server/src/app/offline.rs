@@ -180,6 +180,11 @@ impl App {
                 let rule = self.may_answer(&answering, bound.target.clone()).await?;
                 (Some(bound), rule)
             }
+            Scope::Session if challenge.command != 0 => {
+                return Err(AppError::BadRequest(
+                    "this challenge is for one command: answer it for the request (scope \"request\" with the command as the caller reads it); an admin session is asked for with `elevate session`".into(),
+                ))
+            }
             Scope::Session => {
                 let asked = jiff::SignedDuration::from_mins(i64::from(body.minutes));
                 let rule = self

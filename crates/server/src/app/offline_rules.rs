@@ -221,7 +221,7 @@ impl App {
                 "nobody knows whose uid {} on {} is (the device has not reported its logins), and {named} refuses unknown requesters",
                 who.challenge.uid, who.device.name
             )),
-            None => Ok(()),
+            None => self.unknown_uid(who).await?,
         };
         own.map_err(|why| {
             AppError::Forbidden(format!(
@@ -252,7 +252,7 @@ impl App {
                 )
                 .await?
             }
-            None => Ok(()),
+            None => self.unknown_uid(who).await?,
         };
         own.map_err(|why| {
             AppError::Forbidden(format!(
@@ -260,6 +260,41 @@ impl App {
                 who.challenge.uid, who.device.name
             ))
         })
+    }
+}
+
+impl App {
+    /// A challenge whose uid nobody can name (the device never reported it, nobody asked
+    /// from it): the member answering could be that person, unless the directory says they
+    /// have no login on this device at all. Fails closed otherwise.
+    async fn unknown_uid(&self, who: &Answering<'_>) -> Result<std::result::Result<(), String>> {
+        let refused = Err(format!(
+            "nobody knows whose uid {} on {} is yet, so it could be yours; someone whose directory entry has no login on this device may answer (or the device names its logins once it reaches the server)",
+            who.challenge.uid, who.device.name
+        ));
+        let mut dir = self.store.directory().await?;
+        let Some((person, _)) = dir.person_linked("account", &who.helpdesk.name).await? else {
+            return Ok(refused);
+        };
+        let Some(p) = self
+            .store
+            .people()
+            .await?
+            .into_iter()
+            .find(|p| p.id == person)
+        else {
+            return Ok(refused);
+        };
+        let fits = |scope: &str| match scope.split_once(':') {
+            _ if scope == "*" => true,
+            Some(("device", d)) => d == who.device.name,
+            Some(("tag", t)) => who.device.tags.iter().any(|x| x == t),
+            _ => true,
+        };
+        if p.logins.iter().any(|(_, scope)| fits(scope)) {
+            return Ok(refused);
+        }
+        Ok(Ok(()))
     }
 }
 

@@ -21,8 +21,21 @@ const START_TTL_SECS: i64 = 600;
 /// Cached discovery document and keys are read again after this long (and at once when a
 /// token names a key they do not hold).
 const PROVIDER_TTL: std::time::Duration = std::time::Duration::from_secs(600);
-/// The password hash of an account made by single sign-on: no password matches it.
-pub(crate) const SSO_PASSWORD: &str = "!sso";
+/// Whether a password hash is that of an account single sign-on made (`!sso:` and the
+/// provider's subject, hashed): no password matches it.
+pub(crate) fn is_sso(password_hash: &str) -> bool {
+    password_hash == "!sso" || password_hash.starts_with("!sso:")
+}
+
+/// The password hash of the account of the provider's person `subject`: it binds the account
+/// to that person, so someone who takes the name at the provider later is not them.
+fn sso_hash(issuer: &str, subject: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "!sso:{}",
+        hex::encode(Sha256::digest(format!("{issuer}\n{subject}").as_bytes()))
+    )
+}
 
 /// What the start of a sign-in hands the browser: where to go, and the cookie to keep.
 #[derive(Debug)]
@@ -217,10 +230,20 @@ impl App {
         let cookie = super::auth::new_token(super::auth::SESSION_TOKEN);
         let csrf = super::auth::new_token("");
         let mut tx = self.store.begin().await?;
+        let bound = sso_hash(&config.issuer, &id.subject);
+        let local = || {
+            AppError::Forbidden(format!(
+                "{} is a local account of this server; single sign-on does not take it over (an admin removes or renames it first)",
+                id.username
+            ))
+        };
         if let Some(existing) = tx.account_in_tx(&id.username).await? {
-            if existing.password_hash != SSO_PASSWORD {
+            if !is_sso(&existing.password_hash) {
+                return Err(local());
+            }
+            if existing.password_hash != "!sso" && existing.password_hash != bound {
                 return Err(AppError::Forbidden(format!(
-                    "{} is a local account of this server; single sign-on does not take it over (an admin removes or renames it first)",
+                    "the account {} belongs to another person at the identity provider (another subject); an Elevate admin must look into it",
                     id.username
                 )));
             }
@@ -231,8 +254,12 @@ impl App {
                 )));
             }
         }
-        tx.upsert_account(&id.username, SSO_PASSWORD, &roles, &groups, now)
-            .await?;
+        if !tx
+            .upsert_sso_account(&id.username, &bound, &roles, &groups, now)
+            .await?
+        {
+            return Err(local());
+        }
         if let Some(email) = &id.email {
             tx.set_account_email(&id.username, Some(email)).await?;
         }

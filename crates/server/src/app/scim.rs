@@ -127,7 +127,14 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// The person a cleaned User resource describes (groups stay as they are: Groups own them).
-fn person_in(doc: &Value, groups: Vec<String>, people: &[PersonRow]) -> Result<PersonIn> {
+/// `link_account`: whether the person's userName names an Elevate account they may be linked
+/// to (never a local account: single sign-on and SCIM do not take those over).
+fn person_in(
+    doc: &Value,
+    groups: Vec<String>,
+    people: &[PersonRow],
+    link_account: bool,
+) -> Result<PersonIn> {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let emails = doc["emails"].as_array().cloned().unwrap_or_default();
     let email = emails
@@ -151,7 +158,11 @@ fn person_in(doc: &Value, groups: Vec<String>, people: &[PersonRow]) -> Result<P
         email,
         department: text(enterprise.get("department")),
         manager,
-        accounts: vec![user_name],
+        accounts: if link_account {
+            vec![user_name]
+        } else {
+            vec![]
+        },
         slack: strings(elevate.get("slack")),
         logins: strings(elevate.get("logins"))
             .iter()
@@ -368,7 +379,14 @@ impl App {
             .and_then(|s| serde_json::from_str(s).ok());
         let doc = make(stored.as_ref())?;
         let groups = old.map(|p| p.groups.clone()).unwrap_or_default();
-        let person = person_in(&doc, groups, &people)?;
+        let user_name = doc["userName"].as_str().unwrap_or_default();
+        // A local account (its own password: break glass, small installs) is never linked to a
+        // provider's person, so the provider cannot disable it or speak for it.
+        let local = tx
+            .account_in_tx(user_name)
+            .await?
+            .is_some_and(|a| !super::oidc::is_sso(&a.password_hash));
+        let person = person_in(&doc, groups, &people, !local)?;
         if let Some(other) = people
             .iter()
             .find(|p| p.user_name == person.user_name && Some(&p.id) != old.map(|o| &o.id))
@@ -376,10 +394,7 @@ impl App {
             return Err(ScimError {
                 status: 409,
                 scim_type: Some("uniqueness"),
-                detail: format!(
-                    "userName {} is taken (by a person {} manages)",
-                    other.user_name, other.source
-                ),
+                detail: format!("userName {} is taken", other.user_name),
             });
         }
         let external = doc["externalId"].as_str().map(str::to_owned);
@@ -460,7 +475,7 @@ impl App {
         let mut members: Vec<String> = Vec::new();
         for m in doc["members"].as_array().into_iter().flatten() {
             let value = m["value"].as_str().unwrap_or_default();
-            if !people.iter().any(|p| p.id == value) {
+            if !people.iter().any(|p| p.id == value && p.source == source) {
                 return Err(scim::invalid(
                     "invalidValue",
                     format!("no User {value:?} to be a member"),

@@ -220,11 +220,14 @@ async fn list_groups(
 }
 
 async fn search_users(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ScimResult {
+    // Who asks, before anything of the body is read.
+    provider(&app, &headers).await?;
     let p = search_params(&body)?;
     list(&app, &headers, Kind::User, p).await
 }
 
 async fn search_groups(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ScimResult {
+    provider(&app, &headers).await?;
     let p = search_params(&body)?;
     list(&app, &headers, Kind::Group, p).await
 }

@@ -90,6 +90,33 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Creates or updates an account single sign-on owns (`password_hash` starting `!sso`);
+    /// false, changing nothing, when the name is a local account's (even one made meanwhile).
+    pub async fn upsert_sso_account(
+        &mut self,
+        name: &str,
+        password_hash: &str,
+        roles: &[String],
+        groups: &[String],
+        now: jiff::Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO accounts (name, password_hash, roles, groups_json, created_ms) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, \
+             roles = excluded.roles, groups_json = excluded.groups_json \
+             WHERE accounts.password_hash LIKE '!sso%'",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(roles.join(","))
+        .bind(serde_json::to_string(groups).expect("strings serialise"))
+        .bind(now.as_millisecond())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn insert_api_token(
         &mut self,
         token_hash: &str,

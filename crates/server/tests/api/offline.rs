@@ -168,11 +168,41 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
             .post(
                 Some(&alice),
                 "/v1/offline/responses",
-                &json!({ "challenge": typed, "scope": "session", "minutes": 60, "reason": "me" }),
+                &json!({ "challenge": typed, "scope": "request", "minutes": 60, "reason": "me",
+                         "command": "/usr/bin/id" }),
             )
             .await
             .expect(403);
         assert!(own.text.contains("own"), "{}", own.text);
+        // A challenge for one command takes no session code: that would skip its rule.
+        let session = server
+            .post(
+                Some(&admin),
+                "/v1/offline/responses",
+                &json!({ "challenge": typed, "scope": "session", "minutes": 60, "reason": "r" }),
+            )
+            .await
+            .expect(400);
+        assert!(session.text.contains("for one command"), "{}", session.text);
+        // A uid nobody can name could be the answering member's own: refused, unless the
+        // directory says they have no login on this device.
+        let stranger = Challenge { uid: 4242, nonce: 9, command: 0, ..challenge }.encode();
+        let unknown = server
+            .post(Some(&admin), "/v1/offline/responses",
+                  &json!({ "challenge": stranger, "scope": "session", "minutes": 30, "reason": "r" }))
+            .await
+            .expect(403);
+        assert!(unknown.text.contains("could be yours"), "{}", unknown.text);
+        server
+            .put(Some(&admin), "/v1/people/admin",
+                 &json!({ "user_name": "admin", "accounts": ["admin"], "logins": [{ "login": "adm", "scope": "tag:laptops" }] }))
+            .await
+            .expect(200);
+        server
+            .post(Some(&admin), "/v1/offline/responses",
+                  &json!({ "challenge": stranger, "scope": "session", "minutes": 30, "reason": "r" }))
+            .await
+            .expect(201);
         // Only approvers and admins answer: not an auditor, not a device.
         server.account("audrey", &[elevate_server::app::Role::Auditor], &[]).await;
         let auditor = server.token("audrey").await;
@@ -196,8 +226,17 @@ async fn the_helpdesk_answers_a_challenge_for_the_device_and_user_it_names() {
 #[tokio::test]
 async fn break_glass_shares_are_numbered_per_helpdesk_member() {
     for_each_backend(|server| async move {
-        let (admin, _, enrolled) = super::ready_enrolled(&server).await;
+        let (admin, device, enrolled) = super::ready_enrolled(&server).await;
         let secret = hex::decode(enrolled["device_secret"].as_str().unwrap()).unwrap();
+        // The device names its users at check-in: uid 1005 is alice.
+        server
+            .put(
+                Some(&device),
+                "/v1/device-users",
+                &json!({ "users": [{ "uid": 1005, "login": "alice" }] }),
+            )
+            .await
+            .expect(200);
         let challenge = Challenge {
             device: device_key(enrolled["device_id"].as_str().unwrap()),
             uid: 1005,

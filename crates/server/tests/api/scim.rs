@@ -114,7 +114,9 @@ async fn a_provider_manages_only_its_own_people_and_those_it_removes_lose_their_
         assert_eq!(status, 201, "{created}");
         let id = created["id"].as_str().unwrap().to_owned();
         let person = server.get(Some(&admin), "/v1/people/alice").await.expect(200);
-        assert_eq!(person.body["accounts"], json!(["alice"]), "{}", person.text);
+        // alice is a local account of this server (a password of its own): a provider never
+        // takes it over, so the person is not linked to it.
+        assert_eq!(person.body["accounts"], json!([]), "{}", person.text);
         assert_eq!(person.body["source"], "scim:okta");
         assert_eq!(person.body["department"], "Finance");
         assert_eq!(person.body["logins"][1], json!({ "login": "ops2", "scope": "device:web-01" }));
@@ -140,13 +142,29 @@ async fn a_provider_manages_only_its_own_people_and_those_it_removes_lose_their_
         let (status, _) = scim(&alice, Method::GET, "/Users", None).await;
         assert_eq!(status, 401, "an API token is not a SCIM token");
 
-        // Entra ID deactivates with a PATCH: her account stops working at once.
-        server.get(Some(&alice), "/v1/whoami").await.expect(200);
+        // Deactivated with a PATCH (as Entra ID does): the local account is not the
+        // provider's to disable.
         let (status, patched) = scim(&okta, Method::PATCH, &format!("/Users/{id}"), Some(json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{ "op": "Replace", "value": { "active": false } }] }))).await;
         assert_eq!((status, patched["active"].clone()), (200, json!(false)), "{patched}");
-        server.get(Some(&alice), "/v1/whoami").await.expect(401);
+        server.get(Some(&alice), "/v1/whoami").await.expect(200);
+        // bob signs in with single sign-on: his person is linked to his account, and his
+        // deactivation stops it at once.
+        server
+            .sql("INSERT INTO accounts (name, password_hash, roles, groups_json, created_ms) VALUES ('bob', '!sso', 'approver', '[\"helpdesk\"]', 0)")
+            .await;
+        let (status, bob) = scim(&okta, Method::POST, "/Users", Some(json!({ "userName": "bob" }))).await;
+        assert_eq!(status, 201, "{bob}");
+        let linked = server.get(Some(&admin), "/v1/people/bob").await.expect(200);
+        assert_eq!(linked.body["accounts"], json!(["bob"]), "{}", linked.text);
+        let bob_id = bob["id"].as_str().unwrap();
+        let (status, _) = scim(&okta, Method::PATCH, &format!("/Users/{bob_id}"), Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{ "op": "replace", "path": "active", "value": false }] }))).await;
+        assert_eq!(status, 200);
+        let account = server.app.store().account("bob").await.unwrap().unwrap();
+        assert!(account.disabled_at.is_some(), "bob's account still works");
         // Deleted: gone from the directory; the audit log keeps who and why.
         let (status, _) = scim(&okta, Method::DELETE, &format!("/Users/{id}"), None).await;
         assert_eq!(status, 204);
