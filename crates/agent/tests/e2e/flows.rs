@@ -359,36 +359,7 @@ fn the_agent_reports_its_human_logins_at_check_in() {
         "flows::the_agent_reports_its_human_logins_at_check_in",
         || {
             let world = World::new();
-            let enrolment: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(world.dir.join("agent/enrolment.json")).unwrap(),
-            )
-            .unwrap();
-            let challenge = elevate_core::offline::Challenge {
-                device: elevate_core::offline::device_key(enrolment["device_id"].as_str().unwrap()),
-                uid: crate::world::uid_of("bob"),
-                nonce: 1,
-                command: 0,
-            }
-            .encode();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            loop {
-                let seen = world
-                    .api(world.server().post(
-                        Some(&world.admin),
-                        "/v1/offline/challenges",
-                        &serde_json::json!({ "challenge": challenge }),
-                    ))
-                    .expect(200);
-                if seen.body["user"] == "bob" {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the server never learnt bob's login: {}",
-                    seen.text
-                );
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+            crate::offline::server_names(&world, "bob");
         },
     );
 }

@@ -100,18 +100,16 @@ fn collect(
     (shown, reader)
 }
 
-/// Restarts the agent talking to `server` (a dead address cuts it off; the server itself stays
-/// up for the helpdesk). It keeps its cached, signed policy.
-pub(crate) fn cut_off(world: &mut World, server: &str) {
-    // Once the server knows the device's users (the agent names them at check-in): the helpdesk
-    // answers only for a uid it can name.
+/// Waits until the server names `user` behind their uid on this world's device, as the
+/// agent's check-in tells it (20 s at most).
+pub(crate) fn server_names(world: &World, user: &str) {
     let enrolment: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(world.dir.join("agent/enrolment.json")).unwrap(),
     )
     .unwrap();
     let challenge = elevate_core::offline::Challenge {
         device: elevate_core::offline::device_key(enrolment["device_id"].as_str().unwrap()),
-        uid: crate::world::uid_of("bob"),
+        uid: crate::world::uid_of(user),
         nonce: 1,
         command: 0,
     }
@@ -125,15 +123,24 @@ pub(crate) fn cut_off(world: &mut World, server: &str) {
                 &serde_json::json!({ "challenge": challenge }),
             ))
             .expect(200);
-        if seen.body["user"] == "bob" {
-            break;
+        if seen.body["user"] == user {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the server never learnt the device's users"
+            "the server never learnt {user}'s login: {}",
+            seen.text
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Restarts the agent talking to `server` (a dead address cuts it off; the server itself stays
+/// up for the helpdesk). It keeps its cached, signed policy.
+pub(crate) fn cut_off(world: &mut World, server: &str) {
+    // Once the server knows the device's users (the agent names them at check-in): the helpdesk
+    // answers only for a uid it can name.
+    server_names(world, "bob");
     world.stop_agent();
     let file = world.dir.join("agent/enrolment.json");
     let mut enrolment: serde_json::Value =

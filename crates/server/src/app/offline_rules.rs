@@ -273,23 +273,14 @@ impl App {
             who.challenge.uid, who.device.name
         ));
         let mut dir = self.store.directory().await?;
-        let Some((person, _)) = dir.person_linked("account", &who.helpdesk.name).await? else {
+        let Some((_, user_name)) = dir.person_linked("account", &who.helpdesk.name).await? else {
             return Ok(refused);
         };
-        let Some(p) = self
-            .store
-            .people()
-            .await?
-            .into_iter()
-            .find(|p| p.id == person)
-        else {
+        let Some(p) = self.store.person(&user_name).await? else {
             return Ok(refused);
         };
-        let fits = |scope: &str| match scope.split_once(':') {
-            _ if scope == "*" => true,
-            Some(("device", d)) => d == who.device.name,
-            Some(("tag", t)) => who.device.tags.iter().any(|x| x == t),
-            _ => true,
+        let fits = |scope: &str| {
+            super::people::scope_fit(scope, &who.device.name, &who.device.tags).is_some()
         };
         if p.logins.iter().any(|(_, scope)| fits(scope)) {
             return Ok(refused);

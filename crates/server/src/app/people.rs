@@ -124,15 +124,21 @@ pub(crate) fn check_unique(people: &[&PersonRow]) -> Result<()> {
 
 /// The owners of a login at the narrowest scope that fits a device with `name` and `tags`:
 /// the device's own, else its tags', else the fleet's.
+/// How closely a login's `scope` fits a device with `name` and `tags`: 2 named for the
+/// device, 1 for one of its tags, 0 fleet-wide; `None` when it does not fit.
+pub(crate) fn scope_fit(scope: &str, name: &str, tags: &[String]) -> Option<u8> {
+    match scope.split_once(':') {
+        _ if scope == "*" => Some(0),
+        Some(("device", d)) if d == name => Some(2),
+        Some(("tag", t)) if tags.iter().any(|x| x == t) => Some(1),
+        _ => None,
+    }
+}
+
+/// The owners of a login at the narrowest scope that fits a device with `name` and `tags`:
+/// the device's own, else its tags', else the fleet's.
 pub(crate) fn narrowest(owners: Vec<LoginOwner>, name: &str, tags: &[String]) -> Vec<LoginOwner> {
-    let level = |o: &LoginOwner| -> Option<u8> {
-        match o.scope.split_once(':') {
-            _ if o.scope == "*" => Some(0),
-            Some(("device", d)) if d == name => Some(2),
-            Some(("tag", t)) if tags.iter().any(|x| x == t) => Some(1),
-            _ => None,
-        }
-    };
+    let level = |o: &LoginOwner| scope_fit(&o.scope, name, tags);
     let best = owners.iter().filter_map(level).max();
     owners
         .into_iter()

@@ -75,6 +75,22 @@ fn not_found(kind: Kind, id: &str) -> ScimError {
     }
 }
 
+/// The person `id` among `people`, if `source` (a provider) manages them.
+fn own_person<'a>(people: &'a [PersonRow], id: &str, source: &str) -> Result<&'a PersonRow> {
+    people
+        .iter()
+        .find(|p| p.id == id && p.source == source)
+        .ok_or_else(|| not_found(Kind::User, id))
+}
+
+/// The group `id` among `groups`, if `source` (a provider) manages it.
+fn own_group<'a>(groups: &'a [GroupRow], id: &str, source: &str) -> Result<&'a GroupRow> {
+    groups
+        .iter()
+        .find(|g| g.id == id && g.source == source)
+        .ok_or_else(|| not_found(Kind::Group, id))
+}
+
 /// The identity provider a SCIM request comes from.
 #[derive(Debug, Clone)]
 pub struct Provider(pub String);
@@ -321,17 +337,11 @@ impl App {
         match kind {
             Kind::User => {
                 let people = self.store.people().await?;
-                let p = people
-                    .iter()
-                    .find(|p| p.id == id && p.source == source)
-                    .ok_or_else(|| not_found(kind, id))?;
+                let p = own_person(&people, id, &source)?;
                 Ok(self.user_resource(p, &groups))
             }
             Kind::Group => {
-                let g = groups
-                    .iter()
-                    .find(|g| g.id == id && g.source == source)
-                    .ok_or_else(|| not_found(kind, id))?;
+                let g = own_group(&groups, id, &source)?;
                 Ok(self.group_resource(g))
             }
         }
@@ -366,12 +376,7 @@ impl App {
         let now = self.now();
         let people = tx.people_in_tx().await?;
         let old = match id {
-            Some(id) => Some(
-                people
-                    .iter()
-                    .find(|p| p.id == id && p.source == source)
-                    .ok_or_else(|| not_found(Kind::User, id))?,
-            ),
+            Some(id) => Some(own_person(&people, id, &source)?),
             None => None,
         };
         let stored: Option<Value> = old
@@ -438,12 +443,7 @@ impl App {
         let now = self.now();
         let groups = tx.groups_in_tx().await?;
         let old = match id {
-            Some(id) => Some(
-                groups
-                    .iter()
-                    .find(|g| g.id == id && g.source == source)
-                    .ok_or_else(|| not_found(Kind::Group, id))?,
-            ),
+            Some(id) => Some(own_group(&groups, id, &source)?),
             None => None,
         };
         let stored = old.map(|g| {
@@ -514,10 +514,7 @@ impl App {
         match kind {
             Kind::User => {
                 let people = tx.people_in_tx().await?;
-                let p = people
-                    .iter()
-                    .find(|p| p.id == id && p.source == source)
-                    .ok_or_else(|| not_found(kind, id))?;
+                let p = own_person(&people, id, &source)?;
                 self.disable_accounts_of(&mut tx, p).await?;
                 tx.delete_person(id).await?;
                 tx.append_audit(self.event(
@@ -530,10 +527,7 @@ impl App {
             }
             Kind::Group => {
                 let groups = tx.groups_in_tx().await?;
-                let g = groups
-                    .iter()
-                    .find(|g| g.id == id && g.source == source)
-                    .ok_or_else(|| not_found(kind, id))?;
+                let g = own_group(&groups, id, &source)?;
                 tx.delete_group(id).await?;
                 tx.append_audit(self.event(
                     format!("scim:{}", provider.0),
