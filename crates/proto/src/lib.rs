@@ -10,6 +10,7 @@ pub mod client;
 pub mod grant;
 pub mod ipc;
 pub mod limits;
+pub mod linux_audit;
 pub mod v1;
 
 pub use bundle::{BundleError, BundlePayload, SignedBundle};

@@ -98,7 +98,8 @@ fn crates_depend_in_one_direction() {
         ("core", &[]),
         ("proto", &["elevate-core"]),
         ("server", &["elevate-core", "elevate-proto"]),
-        ("cli", &["elevate-core", "elevate-proto"]),
+        ("import", &["elevate-proto"]),
+        ("cli", &["elevate-core", "elevate-proto", "elevate-import"]),
         ("agent", &["elevate-core", "elevate-proto"]),
         ("sudo-plugin", &["elevate-core", "elevate-proto"]),
         // Dev-only: may use everything, and nothing may depend on it but tests.

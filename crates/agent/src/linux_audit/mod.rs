@@ -32,23 +32,16 @@ use anyhow::{bail, Context};
 use crate::os::netlink::Received;
 use crate::state::Agent;
 
-mod records;
-pub use records::{fields, parse_record, text, Assembler, Exec, Record};
+use elevate_proto::linux_audit::UNSET;
+pub use elevate_proto::linux_audit::{fields, parse_record, text, Assembler, Exec, Record};
 
 /// The rule's key; executions the kernel marks with it are ours to read.
 pub const KEY: &str = "elevate";
-const SYSCALL: u16 = 1300;
-const CWD: u16 = 1307;
-const EXECVE: u16 = 1309;
-const EOE: u16 = 1320;
 const FIRST_PERSON_UID: u32 = 1000;
-const UNSET: u32 = u32::MAX;
 /// At most this many events per window; a root shell running a build executes thousands.
 const MAX_PER_WINDOW: u32 = 500;
 /// Arguments beyond this many bytes are cut (with a count and a digest of all of them).
 const MAX_ARGV_BYTES: usize = 16 * 1024;
-/// Events being put together at once (records of several CPUs interleave).
-const MAX_PENDING: usize = 64;
 const WINDOW: Duration = Duration::from_secs(10);
 
 /// Whether `exec` is one of ours to record: a successful execution as root (real and effective
@@ -415,8 +408,8 @@ fn spool(agent: &Agent, action: &str, kind: &str, data: serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::records::is_exec_syscall;
     use super::*;
+    use elevate_proto::linux_audit::{is_exec_syscall, EOE, EXECVE, SYSCALL};
 
     /// Records as this machine's kernel sent them for `sh -c 'echo 1001 > /proc/self/loginuid;
     /// exec /usr/bin/id -u'` run as root, with the rule above (key `elevate-probe` then).

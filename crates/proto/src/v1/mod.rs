@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 mod audit;
+mod discovery;
 mod people;
 mod requests;
 pub use audit::*;
+pub use discovery::*;
 pub use people::*;
 pub use requests::*;
 

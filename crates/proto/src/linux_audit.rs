@@ -1,4 +1,5 @@
-//! Audit records as the kernel sends them, read and put back together into executions: the
+//! Linux audit records as the kernel sends them (to the agent's netlink socket, or as `auditd`
+//! writes them to `audit.log`), read and put back together into executions: the
 //! record's text (`audit(…): key=value …`), its fields (quoted as written, or hex-encoded by the
 //! kernel), and the records of one event (`SYSCALL`, `EXECVE`, `CWD`, … until `EOE`), which may
 //! interleave with other CPUs' events and split long arguments.
@@ -6,7 +7,26 @@
 //! Must never: trust a field's text as anything but what the kernel wrote, or keep more than
 //! `MAX_PENDING` events half put together.
 
-use super::{CWD, EOE, EXECVE, MAX_PENDING, SYSCALL, UNSET};
+/// Record types (`linux/audit.h`).
+pub const SYSCALL: u16 = 1300;
+pub const CWD: u16 = 1307;
+pub const EXECVE: u16 = 1309;
+pub const EOE: u16 = 1320;
+/// An id the kernel has not set (`auid` of a process outside any login).
+pub const UNSET: u32 = u32::MAX;
+/// The most events held half put together.
+pub const MAX_PENDING: usize = 64;
+
+/// A record type's number from its name in `audit.log` (`type=SYSCALL`).
+pub fn kind_named(name: &str) -> Option<u16> {
+    Some(match name {
+        "SYSCALL" => SYSCALL,
+        "CWD" => CWD,
+        "EXECVE" => EXECVE,
+        "EOE" => EOE,
+        _ => return None,
+    })
+}
 
 /// One audit record: its type, the event it belongs to and the text of its fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +129,7 @@ pub struct Assembler {
 }
 
 /// Whether `(arch, syscall)` is an execution: x86_64, i386 and aarch64.
-pub(super) fn is_exec_syscall(arch: &str, syscall: u64) -> bool {
+pub fn is_exec_syscall(arch: &str, syscall: u64) -> bool {
     match arch {
         "c000003e" => matches!(syscall, 59 | 322),
         "40000003" => matches!(syscall, 11 | 358),
