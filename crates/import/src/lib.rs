@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use elevate_proto::v1::{ImportSource, ObservationIn, Outcome, MAX_COMMAND};
+use elevate_proto::v1::{is_system, ImportSource, ObservationIn, Outcome, MAX_COMMAND};
 use jiff::{tz::TimeZone, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -245,12 +245,6 @@ pub fn name(text: &str) -> String {
     } else {
         cut(&clean, 256).trim().to_owned()
     }
-}
-
-/// Whether an action belongs to the system (a service account, a job with no terminal) rather
-/// than to a person at a terminal: no terminal, root itself, or an account below uid 1000.
-pub fn is_system(user: &str, uid: Option<u32>, tty: Option<&str>) -> bool {
-    tty.is_none() || user == "root" || uid.is_some_and(|u| u < 1000)
 }
 
 /// The parts every importer fills in; the rest start empty.

@@ -6,6 +6,7 @@
 
 mod commands;
 mod directory;
+mod discovery;
 mod fleet;
 mod output;
 mod settings;
@@ -81,6 +82,11 @@ pub enum Command {
     /// People in the directory: list, show, remove.
     #[command(subcommand)]
     People(PeopleCommand),
+    /// Import existing logs into discovery: sudo and su syslog lines (auth.log, secure),
+    /// sudo's JSON log, `journalctl -o json` exports, Linux audit logs, Windows EVTX files
+    /// and JSON exports (4688, Sysmon 1). Gzip is read as is. Importing a file again changes
+    /// nothing.
+    Import(ImportArgs),
     /// The audit chain: verify, export.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -253,6 +259,30 @@ pub enum DevicesCommand {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The files to import.
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// What the files are: auto (recognise each file), syslog, sudo-json, journald,
+    /// linux-audit, windows-evtx, windows-json.
+    #[arg(long, default_value = "auto")]
+    pub source: String,
+    /// The year of syslog timestamps that carry none (default: from the file's modification
+    /// time; a date after it is the year before).
+    #[arg(long)]
+    pub year: Option<i16>,
+    /// The host of lines that name none.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The time zone of timestamps without one, e.g. Europe/Berlin (default: this machine's).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Read the files and print what would be imported; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -160,6 +160,12 @@ pub struct ImportOut {
     pub duplicates: u64,
 }
 
+/// Whether an action belongs to the system (a service account, a job with no terminal) rather
+/// than to a person at a terminal: no terminal, root itself, or an account below uid 1000.
+pub fn is_system(user: &str, uid: Option<u32>, tty: Option<&str>) -> bool {
+    tty.is_none() || user == "root" || uid.is_some_and(|u| u < 1000)
+}
+
 fn check_text(what: &str, value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
         return Err(format!("{what} is {} bytes; at most {max}", value.len()));

@@ -88,11 +88,15 @@ impl App {
         let mut tx = self.store.begin().await?;
         let mut used = Vec::new();
         let mut queued = false;
+        let mut observed = Vec::new();
         for event in prepared {
             let code_used = event.action == "offline.code_used";
             let data = event.data.clone();
             let told = self.wants_device_event(&event).then(|| event.clone());
+            let discovery =
+                (event.action == super::discovery::DISCOVERY_COMMAND).then(|| event.clone());
             if tx.ingest_audit(event).await? {
+                observed.extend(discovery);
                 result.accepted += 1;
                 if let Some(event) = told {
                     self.queue_device_event(&mut tx, &device.name, &event)
@@ -106,6 +110,8 @@ impl App {
                 result.duplicates += 1;
             }
         }
+        self.observe_device_events(&mut tx, &device.name, &observed)
+            .await?;
         tx.commit().await?;
         if queued {
             self.deliveries_due.notify_one();

@@ -11,6 +11,7 @@ pub mod auth;
 mod checkpoints;
 mod decisions;
 mod devices;
+mod discovery;
 mod email;
 mod keys;
 mod links;

@@ -28,6 +28,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0007_audit_checkpoints.sql"),
     ),
     (8, include_str!("../../migrations/sqlite/0008_people.sql")),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_discovery.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -59,6 +63,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0007_audit_checkpoints.sql"),
     ),
     (8, include_str!("../../migrations/postgres/0008_people.sql")),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_discovery.sql"),
+    ),
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -17,10 +17,12 @@ use crate::app::{device_view, AccountChange, App};
 use crate::store::DeliveryRow;
 
 mod audit;
+mod discovery;
 mod people;
 mod policies;
 mod requests;
 pub use audit::*;
+pub use discovery::*;
 pub use people::*;
 pub use policies::*;
 pub use requests::*;
@@ -78,6 +80,12 @@ pub fn routes() -> Router<App> {
         .route(
             "/v1/directory/import",
             post(import_directory).layer(DefaultBodyLimit::max(elevate_proto::v1::MAX_IMPORT_BODY)),
+        )
+        .route(
+            "/v1/imports",
+            post(import_observations).layer(DefaultBodyLimit::max(
+                elevate_proto::v1::MAX_IMPORT_EVENTS_BODY,
+            )),
         )
         .route("/v1/device-users", put(report_device_users))
         .route("/v1/scim-tokens", post(create_scim_token))
