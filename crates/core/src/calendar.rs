@@ -56,6 +56,10 @@ impl Calendar {
         &self.name
     }
 
+    pub fn timezone(&self) -> &TimeZone {
+        &self.timezone
+    }
+
     /// True when `now`, read as wall-clock time in the calendar's time zone, falls in a weekly
     /// window and its local date is not a date off. A window that wraps past midnight
     /// (`sun 22:00-06:00`) belongs to the day it starts on, so Monday 03:00 is inside it.

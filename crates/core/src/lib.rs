@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod calendar;
 pub mod decision;
+pub mod discovery;
 pub mod duration;
 pub mod grant;
 pub mod lifecycle;

@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 
 pub mod journald;
 pub mod linux_audit;
+pub mod su;
 pub mod sudo_json;
+pub mod sudo_line;
 pub mod syslog;
 pub mod windows;
 

@@ -2,7 +2,8 @@
 
 use elevate_proto::v1::{ImportSource, ObservationIn, Outcome};
 
-use crate::syslog::{parse_su, parse_sudo, program_of, unescape};
+use crate::su::parse_su;
+use crate::sudo_line::{parse_sudo, program_of, unescape};
 use crate::{import_reader, Options, Tally};
 
 fn options() -> Options {

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 mod certificates;
 mod clock;
+pub mod discovery;
 mod portal;
 mod processes;
 mod receivers;

@@ -140,6 +140,54 @@ fn clauses(reasons: &[String]) -> String {
     }
 }
 
+/// How a policy covers a program someone ran, whoever they are and whenever: the rules whose
+/// `what` names it (by path, and by package and SHA-256 when those are known), in order, each
+/// with what it does and for whom; `None` for the default when no rule names it.
+pub fn covering(
+    policy: &Policy,
+    path: &str,
+    package: Option<&str>,
+    sha256: Option<&str>,
+) -> Vec<(Option<String>, String)> {
+    let command = CommandSpec {
+        path: path.to_owned(),
+        invoked: None,
+        sha256: sha256.map(str::to_owned),
+        package: package.map(str::to_owned),
+        args: Vec::new(),
+    };
+    let mut out: Vec<(Option<String>, String)> = policy
+        .rules
+        .iter()
+        .filter(|r| {
+            r.what.as_ref().is_some_and(|what| {
+                let deny = matches!(r.action, Outcome::Deny { .. });
+                command_matches(what, &command, deny).is_some()
+            })
+        })
+        .map(|r| {
+            let mut how = describe(&r.action);
+            if let Some(who) = &r.who {
+                let names: Vec<&str> = who
+                    .users
+                    .iter()
+                    .chain(&who.groups)
+                    .map(String::as_str)
+                    .collect();
+                how.push_str(&format!(" for {}", names.join(", ")));
+            }
+            if r.when.is_some() {
+                how.push_str(" at some times");
+            }
+            (Some(r.name.clone()), how)
+        })
+        .collect();
+    if out.is_empty() {
+        out.push((None, describe(&policy.defaults.unmatched)));
+    }
+    out
+}
+
 /// What an outcome does, for "the default is to ..." and "enforce mode would ...".
 fn describe(outcome: &Outcome) -> String {
     match outcome {

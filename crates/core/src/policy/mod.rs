@@ -17,7 +17,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{decide, holds_standing_admin, STANDING_ADMIN_GROUPS};
+pub use eval::{covering, decide, holds_standing_admin, STANDING_ADMIN_GROUPS};
 
 use crate::calendar::Calendar;
 use crate::{Mode, Subject};
@@ -39,6 +39,19 @@ impl Policy {
         let doc: document::Document =
             toml::from_str(text).map_err(|e| PolicyError::from_toml(text, &e))?;
         validate::validate(text, doc)
+    }
+
+    /// The calendar named `name`; with no name, the one called `business-hours`, else the
+    /// first (reports measure "after hours" by it).
+    pub fn calendar(&self, name: Option<&str>) -> Option<&Calendar> {
+        match name {
+            Some(n) => self.calendars.iter().find(|c| c.name() == n),
+            None => self
+                .calendars
+                .iter()
+                .find(|c| c.name() == "business-hours")
+                .or(self.calendars.first()),
+        }
     }
 
     /// The document's `version` (always 1 today).

@@ -228,3 +228,83 @@ impl ImportIn {
         Ok(())
     }
 }
+
+/// The reports over discovery (`GET /v1/reports/{name}`).
+pub const REPORTS: [(&str, &str); 8] = [
+    ("applications", "Applications run elevated"),
+    ("users", "Heaviest users"),
+    ("departments", "Departments by how varied their use is"),
+    ("system", "System dependencies"),
+    ("timing", "When elevation happens"),
+    ("attempts", "Failed and refused attempts"),
+    ("risky", "Risky programs run elevated"),
+    ("segments", "Segments: low, moderate and high frequency"),
+];
+
+/// A report's column: the key of its value in each row, and a heading for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReportColumn {
+    pub key: String,
+    pub label: String,
+}
+
+/// A report: rows of values under named columns, and the facts around them (totals,
+/// thresholds, the heatmap).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Report {
+    pub name: String,
+    pub title: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub since: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub until: Timestamp,
+    /// Days in the period.
+    pub days: u64,
+    /// Only this department's people, when asked.
+    pub department: Option<String>,
+    pub columns: Vec<ReportColumn>,
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    #[schema(value_type = Object)]
+    pub facts: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One stored observation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ObservationView {
+    pub id: String,
+    /// `device` (an enrolled device reported it) or `import`.
+    pub origin: String,
+    pub source: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub host: String,
+    pub user: String,
+    pub runas: String,
+    pub program: String,
+    pub command_line: String,
+    pub cwd: Option<String>,
+    pub tty: Option<String>,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    pub via: String,
+    pub system: bool,
+    pub elevation: Option<String>,
+    pub package: Option<String>,
+}
+
+/// What a person (or an unknown login) ran elevated in a period: the evidence behind their
+/// numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EvidenceView {
+    pub who: String,
+    /// The logins that are theirs (the directory's), or the login itself.
+    pub logins: Vec<String>,
+    pub department: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub since: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub until: Timestamp,
+    /// Newest first, at most 500.
+    pub observations: Vec<ObservationView>,
+}

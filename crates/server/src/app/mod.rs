@@ -21,6 +21,7 @@ mod offline_rules;
 mod oidc;
 mod people;
 mod policy;
+mod reports;
 mod requests;
 mod routing;
 pub mod scim;
@@ -45,6 +46,7 @@ pub use links::{ApprovalLink, LINK_TTL};
 pub use notify::{backoff, DeliveryDetail, Integrations};
 pub use oidc::OidcStart;
 pub use policy::PolicyTestOutcome;
+pub use reports::ReportParams;
 pub use requests::{unusual_hour, RequestDetail};
 
 /// A source of the current time, so tests can move it.

@@ -21,7 +21,7 @@ use super::api;
         api::export_audit, api::inspect_challenge, api::respond_offline, api::list_deliveries,
         api::show_delivery, api::list_people, api::show_person, api::put_person, api::remove_person,
         api::import_directory, api::report_device_users, api::create_scim_token,
-        api::import_observations,
+        api::import_observations, api::show_report, api::show_evidence,
     ),
     modifiers(&BearerAuth)
 )]

@@ -52,12 +52,13 @@ pub struct UsageRow {
     pub last: jiff::Timestamp,
 }
 
-/// Runs in one UTC hour (hours since the epoch).
+/// A login's elevations in one UTC hour (hours since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourRow {
     pub hour: i64,
-    pub system: bool,
-    pub outcome: String,
+    pub origin: String,
+    pub user_name: String,
+    pub host: String,
     pub runs: u64,
 }
 
@@ -79,6 +80,8 @@ const HOUR_MS: i64 = 3_600_000;
 
 type DayKey = (i64, String, String, String, String, String, bool);
 type HourKey = (i64, String, String, String, String, bool);
+/// Package, SHA-256, first and last milliseconds of a program in one batch.
+type ProgramAcc<'a> = (Option<&'a str>, Option<&'a str>, i64, i64);
 
 impl Tx<'_> {
     /// Stores the observations not stored before and counts them into the rollups. Returns
@@ -135,7 +138,7 @@ impl Tx<'_> {
     async fn roll_up(&mut self, new: &[&ObservationRow]) -> Result<()> {
         let mut days: BTreeMap<DayKey, (i64, i64, i64)> = BTreeMap::new();
         let mut hours: BTreeMap<HourKey, i64> = BTreeMap::new();
-        let mut programs: BTreeMap<&str, (Option<&str>, Option<&str>, i64, i64)> = BTreeMap::new();
+        let mut programs: BTreeMap<&str, ProgramAcc<'_>> = BTreeMap::new();
         for r in new {
             let ms = r.at.as_millisecond();
             let day = (
@@ -305,11 +308,13 @@ impl Store {
             .collect()
     }
 
-    /// Runs per UTC hour `since..until` (hours since the epoch), by system and outcome.
+    /// People's elevations that ran, per UTC hour `since..until` (hours since the epoch),
+    /// login and host.
     pub async fn hourly(&self, since_hour: i64, until_hour: i64) -> Result<Vec<HourRow>> {
         let rows = sqlx::query(
-            "SELECT hour, system, outcome, CAST(SUM(runs) AS BIGINT) AS runs FROM discovery_hourly \
-             WHERE hour >= $1 AND hour < $2 GROUP BY hour, system, outcome",
+            "SELECT hour, origin, user_name, host, CAST(SUM(runs) AS BIGINT) AS runs \
+             FROM discovery_hourly WHERE hour >= $1 AND hour < $2 AND system = 0 \
+             AND outcome = 'ran' GROUP BY hour, origin, user_name, host",
         )
         .bind(since_hour)
         .bind(until_hour)
@@ -319,8 +324,9 @@ impl Store {
             .map(|r| {
                 Ok(HourRow {
                     hour: get(r, "hour")?,
-                    system: get::<i64>(r, "system")? != 0,
-                    outcome: get(r, "outcome")?,
+                    origin: get(r, "origin")?,
+                    user_name: get(r, "user_name")?,
+                    host: get(r, "host")?,
                     runs: sum(r, "runs")?,
                 })
             })
@@ -367,7 +373,7 @@ impl Store {
                 out.push(observation(r)?);
             }
         }
-        out.sort_by(|a, b| b.at.cmp(&a.at));
+        out.sort_by_key(|o| std::cmp::Reverse(o.at));
         out.truncate(limit as usize);
         Ok(out)
     }

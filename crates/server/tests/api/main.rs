@@ -6,6 +6,7 @@ mod audit;
 mod bad_input;
 mod browser;
 mod demo;
+mod discovery;
 mod email;
 mod enrolment;
 mod offline;

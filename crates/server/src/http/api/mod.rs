@@ -87,6 +87,8 @@ pub fn routes() -> Router<App> {
                 elevate_proto::v1::MAX_IMPORT_EVENTS_BODY,
             )),
         )
+        .route("/v1/reports/people/{who}", get(show_evidence))
+        .route("/v1/reports/{name}", get(show_report))
         .route("/v1/device-users", put(report_device_users))
         .route("/v1/scim-tokens", post(create_scim_token))
         .route("/v1/deliveries", get(list_deliveries))
