@@ -591,3 +591,129 @@ async fn an_admin_imports_people_from_a_csv_file_after_a_dry_run() {
     assert!(!Ctl::ok(&listed).contains("carol"), "half a file was sent");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_imports_existing_logs_and_reads_the_reports() {
+    let (Some(loghub), Some(windows), Some(sysmon)) = (
+        elevate_testkit::testdata("linux/loghub_Linux_2k.log"),
+        elevate_testkit::testdata("windows/otrf_secds_process_creation.jsonl.gz"),
+        elevate_testkit::testdata("windows/evtxcrate_sysmon.evtx"),
+    ) else {
+        return;
+    };
+    let server = spawn(Db::Sqlite).await;
+    server.admin().await;
+    let ctl = Ctl::new(&server);
+    Ctl::ok(
+        &ctl.run(
+            &["login", "--account", "admin", "--password-stdin"],
+            Some(PASSWORD),
+        )
+        .await,
+    );
+    let (loghub, windows, sysmon) = (
+        loghub.to_str().unwrap(),
+        windows.to_str().unwrap(),
+        sysmon.to_str().unwrap(),
+    );
+    // A dry run reads and sends nothing.
+    let dry = ctl
+        .run(&["import", loghub, "--year", "2005", "--dry-run"], None)
+        .await;
+    let text = Ctl::ok(&dry);
+    assert!(
+        text.contains("found 86") && text.contains("dry run"),
+        "{text}"
+    );
+    assert!(text.contains("skipped 86: su session end"), "{text}");
+
+    // Each file's kind is recognised; the summary says what was read, imported and skipped.
+    let done = ctl
+        .run(
+            &[
+                "import",
+                loghub,
+                windows,
+                sysmon,
+                "--year",
+                "2005",
+                "--timezone",
+                "UTC",
+            ],
+            None,
+        )
+        .await;
+    let text = Ctl::ok(&done);
+    assert!(
+        text.contains("(syslog): read 2000, found 86, imported 86, duplicates 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(windows-json)") && text.contains("same process already counted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(windows-evtx)")
+            && text.contains("problem: ")
+            && text.contains("chunk number 9"),
+        "{text}"
+    );
+
+    // Again: nothing new.
+    let again = ctl
+        .run(&["import", loghub, "--year", "2005", "--json"], None)
+        .await;
+    let summary: serde_json::Value = serde_json::from_str(Ctl::ok(&again)).unwrap();
+    assert_eq!(
+        (
+            summary[0]["imported"].as_u64(),
+            summary[0]["duplicates"].as_u64()
+        ),
+        (Some(0), Some(86))
+    );
+
+    // The report as CSV: su was run by root's jobs (the system), on host combo.
+    let csv = ctl
+        .run(
+            &[
+                "report",
+                "system",
+                "--since",
+                "2005-06-01",
+                "--until",
+                "2005-08-01",
+                "--format",
+                "csv",
+            ],
+            None,
+        )
+        .await;
+    let text = Ctl::ok(&csv);
+    assert!(
+        text.starts_with("account,host,program,runs,per_day,days_seen,last"),
+        "{text}"
+    );
+    assert!(text.contains("root,combo,su,86,"), "{text}");
+    let apps = ctl
+        .run(
+            &[
+                "report",
+                "applications",
+                "--since",
+                "2005-06-01",
+                "--until",
+                "2005-08-01",
+            ],
+            None,
+        )
+        .await;
+    let text = Ctl::ok(&apps);
+    assert!(
+        text.contains("Applications run elevated") && text.contains("su"),
+        "{text}"
+    );
+    let unknown = ctl.run(&["report", "nonsense"], None).await;
+    assert_eq!(unknown.code, 1);
+    assert!(unknown.stderr.contains("segments"), "{}", unknown.stderr);
+    server.stop().await;
+}

@@ -85,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::People(c) => directory::people(&cli, &client(&cli, &saved)?, c),
         Command::Import(a) if a.dry_run => super::discovery::import(&cli, None, a),
         Command::Import(a) => super::discovery::import(&cli, Some(&client(&cli, &saved)?), a),
+        Command::Report(a) => super::report::report(&cli, &client(&cli, &saved)?, a),
         Command::Audit(c) => audit(&cli, &client(&cli, &saved)?, c),
         Command::Offline(c) => offline(&cli, &client(&cli, &saved)?, c),
     }

@@ -9,6 +9,7 @@ mod directory;
 mod discovery;
 mod fleet;
 mod output;
+mod report;
 mod settings;
 
 use std::process::ExitCode;
@@ -87,6 +88,9 @@ pub enum Command {
     /// and JSON exports (4688, Sysmon 1). Gzip is read as is. Importing a file again changes
     /// nothing.
     Import(ImportArgs),
+    /// Discovery reports: applications, users, departments, system, timing, attempts, risky,
+    /// segments; `evidence --who NAME` lists what one person ran.
+    Report(ReportArgs),
     /// The audit chain: verify, export.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -283,6 +287,40 @@ pub struct ImportArgs {
     /// Read the files and print what would be imported; send nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The report: applications, users, departments, system, timing, attempts, risky,
+    /// segments, or evidence (with --who).
+    pub name: String,
+    /// The first day, e.g. 2026-11-01 (default: 30 days before --until).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The end, excluded, e.g. 2026-12-01 (default: the end of today, UTC).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this department's people (`none`: people without one).
+    #[arg(long)]
+    pub department: Option<String>,
+    /// The policy calendar that says what "after hours" is (timing).
+    #[arg(long)]
+    pub calendar: Option<String>,
+    /// Segments: elevations per 30 days from which a person is moderate (default 5).
+    #[arg(long)]
+    pub moderate: Option<u64>,
+    /// Segments: elevations per 30 days from which a person is high (default 20).
+    #[arg(long)]
+    pub high: Option<u64>,
+    /// Only what enrolled devices reported (device) or only imports (import).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// The person (or login) whose evidence to list.
+    #[arg(long)]
+    pub who: Option<String>,
+    /// table, json or csv.
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
 
 #[derive(Debug, Subcommand)]

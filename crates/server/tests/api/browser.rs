@@ -150,3 +150,108 @@ async fn an_approver_approves_in_a_real_browser() {
     assert_eq!(approvals[0]["comment"], comment);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_discovery_pages_show_the_apis_numbers() {
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        let what = missing.join("; ");
+        if std::env::var("ELEVATE_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("the browser test is required (ELEVATE_REQUIRE_BROWSER=1) but this machine lacks: {what}");
+        }
+        eprintln!("SKIPPED browser test of the discovery pages: missing {what}");
+        return;
+    }
+    use elevate_testkit::discovery::{month, MONTH_END, MONTH_START};
+    let server = spawn(Db::Sqlite).await;
+    let admin = server.admin().await;
+    server
+        .apply_policy(&admin, super::discovery::POLICY)
+        .await
+        .expect(201);
+    let m = month(60, 3);
+    server
+        .post(Some(&admin), "/v1/directory/import", &m.directory)
+        .await
+        .expect(200);
+    server
+        .post(
+            Some(&admin),
+            "/v1/imports",
+            &json!({ "source": "syslog", "events": m.observations }),
+        )
+        .await
+        .expect(200);
+    let period = format!("since={MONTH_START}&until={MONTH_END}");
+    let mut reports = serde_json::Map::new();
+    for name in [
+        "applications",
+        "users",
+        "departments",
+        "system",
+        "timing",
+        "segments",
+    ] {
+        let r = server
+            .get(Some(&admin), &format!("/v1/reports/{name}?{period}"))
+            .await
+            .expect(200);
+        reports.insert(name.into(), r.body);
+    }
+    let who = reports["segments"]["rows"][0]["who"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let evidence = server
+        .get(Some(&admin), &format!("/v1/reports/people/{who}?{period}"))
+        .await
+        .expect(200);
+    let strict = server
+        .get(
+            Some(&admin),
+            &format!("/v1/reports/segments?{period}&moderate=2&high=8"),
+        )
+        .await
+        .expect(200);
+    let dir = std::env::temp_dir().join(format!("elevate-discovery-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let expected = dir.join("expected.json");
+    std::fs::write(
+        &expected,
+        json!({ "since": MONTH_START, "until": MONTH_END, "reports": reports,
+                "evidence": { "who": who, "count": evidence.body["observations"].as_array().unwrap().len() },
+                "strict_high": strict.body["facts"]["high"] })
+        .to_string(),
+    )
+    .unwrap();
+    let mut node = Command::new("node");
+    node.arg("discovery.mjs")
+        .current_dir(browser_dir())
+        .env("ELEVATE_URL", &server.url)
+        .env("ELEVATE_ACCOUNT", "admin")
+        .env("ELEVATE_PASSWORD", PASSWORD)
+        .env("ELEVATE_EXPECTED", &expected)
+        .env("SCREENSHOT_DIR", dir.join("shots"))
+        .env("CHROMIUM", CHROMIUM)
+        .env("FORCE_COLOR", "0");
+    let out = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .expect("the blocking task ran")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "discovery.mjs failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    eprintln!("{}", stdout.trim());
+    for shot in [
+        "discovery-segments.png",
+        "discovery-timing.png",
+        "discovery-evidence.png",
+    ] {
+        assert!(dir.join("shots").join(shot).exists(), "screenshot {shot}");
+    }
+    server.stop().await;
+}

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::for_each_backend;
 
 /// A policy with the business-hours calendar the generated month is measured by.
-const POLICY: &str = r#"
+pub(super) const POLICY: &str = r#"
 version = 1
 [defaults]
 unmatched = "approve"

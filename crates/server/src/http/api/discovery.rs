@@ -23,23 +23,23 @@ pub async fn import_observations(
 }
 
 /// What a report is asked for.
-#[derive(Debug, serde::Deserialize, IntoParams)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
 pub struct ReportQuery {
     /// The first day (`2026-11-01`) or instant; default 30 days before `until`.
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// The end, excluded (`2026-12-01`); default the end of today (UTC).
-    until: Option<String>,
+    pub(crate) until: Option<String>,
     /// Only this department's people (`none`: people without one).
-    department: Option<String>,
+    pub(crate) department: Option<String>,
     /// The policy calendar that says what "after hours" is (default `business-hours`, else the
     /// policy's first).
-    calendar: Option<String>,
+    pub(crate) calendar: Option<String>,
     /// Segments: elevations per 30 days from which a person is moderate (default 5).
-    moderate: Option<u64>,
+    pub(crate) moderate: Option<u64>,
     /// Segments: elevations per 30 days from which a person is high (default 20).
-    high: Option<u64>,
+    pub(crate) high: Option<u64>,
     /// Only `device` or only `import` observations.
-    origin: Option<String>,
+    pub(crate) origin: Option<String>,
 }
 
 /// `2026-11-01` (midnight UTC) or an RFC 3339 instant.
@@ -61,7 +61,7 @@ fn instant(what: &str, text: &Option<String>) -> Result<Option<jiff::Timestamp>,
 }
 
 impl ReportQuery {
-    fn params(&self) -> Result<ReportParams, AppError> {
+    pub(crate) fn params(&self) -> Result<ReportParams, AppError> {
         let defaults = elevate_core::discovery::Thresholds::default();
         Ok(ReportParams {
             since: instant("since", &self.since)?,

@@ -25,6 +25,7 @@ mod audit;
 mod break_glass;
 mod deliveries;
 mod devices;
+mod discovery;
 mod offline;
 mod requests;
 mod sso;
@@ -33,6 +34,7 @@ use audit::audit;
 use break_glass::{break_glass, review_break_glass};
 use deliveries::deliveries;
 use devices::devices;
+use discovery::{discovery, evidence};
 use offline::{offline, respond_offline};
 use requests::{all_requests, decide, decide_by_link, detail, open_link, queue};
 
@@ -58,6 +60,8 @@ pub fn routes() -> Router<App> {
         .route("/portal/offline", get(offline).post(respond_offline))
         .route("/portal/break-glass", get(break_glass))
         .route("/portal/devices", get(devices))
+        .route("/portal/discovery", get(discovery))
+        .route("/portal/discovery/people/{who}", get(evidence))
         .route("/portal/break-glass/{id}/review", post(review_break_glass))
 }
 
