@@ -39,6 +39,7 @@ use crate::store::{Store, StoreError};
 
 pub use accounts::AccountChange;
 pub use auth::{Principal, Role};
+pub use checkpoints::{Recent, FULL_EVERY};
 pub use decisions::Via;
 pub use devices::device_view;
 pub use keys::Keys;
@@ -125,6 +126,11 @@ pub struct App {
     pub(crate) replica: Arc<str>,
     /// The identity provider's discovery document and keys, as last read.
     pub(crate) oidc_cache: Arc<tokio::sync::Mutex<Option<oidc::ProviderCache>>>,
+    /// The head this replica last verified the chain up to, and when it last verified the
+    /// whole chain (the audit page verifies only what came after, and everything again every
+    /// `checkpoints::FULL_EVERY`).
+    pub(crate) verified_head:
+        Arc<tokio::sync::Mutex<Option<(elevate_core::audit::Head, Timestamp)>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -185,6 +191,7 @@ impl App {
             settings: Arc::new(settings),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
             policy_cache: Arc::new(std::sync::RwLock::new(None)),
+            verified_head: Arc::new(tokio::sync::Mutex::new(None)),
             sign_in_failures: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
             listening: Arc::default(),

@@ -62,6 +62,32 @@ impl Store {
         Ok(get::<Option<i64>>(&row, "seq")?.map(|s| s as u64))
     }
 
+    /// The newest checkpoint, if any.
+    pub async fn newest_checkpoint(&self) -> Result<Option<CheckpointRow>> {
+        let row = sqlx::query(
+            "SELECT seq, hash, at_ms, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(CheckpointRow {
+                seq: get::<i64>(&r, "seq")? as u64,
+                hash: get(&r, "hash")?,
+                at: ts(get(&r, "at_ms")?)?,
+                signature: get(&r, "signature")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The hash of record `seq`, if it is stored.
+    pub async fn audit_hash(&self, seq: u64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT hash FROM audit WHERE seq = $1")
+            .bind(seq as i64)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// Every checkpoint, oldest first.
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>> {
         let rows =

@@ -177,9 +177,44 @@ async fn the_audit_page_shows_the_chain_status() {
         assert_eq!(status, 200);
         assert!(html.contains("Chain intact"), "{html}");
         assert!(html.contains("policy.applied"));
+        let verified = server.audit_records(&_admin).await.len();
+        // A record written after the page verified the chain, then edited: the next view
+        // verifies what came after and sees it.
+        server.enrol(&_admin, "web-02", &[]).await;
+        server
+            .sql(&format!(
+                "UPDATE audit SET actor = actor || 'x' WHERE seq = {}",
+                verified + 1
+            ))
+            .await;
+        let (_, html) = page(&server, &http, &cookie, "/portal/audit").await;
+        assert!(html.contains("Chain BROKEN"), "{html}");
+        server
+            .sql(&format!(
+                "UPDATE audit SET actor = substr(actor, 1, length(actor) - 1) WHERE seq = {}",
+                verified + 1
+            ))
+            .await;
+        // Put right, the whole chain is verified again (a break sends the page back to whole
+        // verification), and views after that verify only what is new.
+        let (_, html) = page(&server, &http, &cookie, "/portal/audit").await;
+        assert!(html.contains("Chain intact"), "{html}");
+        let (_, html) = page(&server, &http, &cookie, "/portal/audit").await;
+        assert!(html.contains("verified now, the whole chain at"), "{html}");
+        // An old record edited in place is seen at the next whole verification, at most ten
+        // minutes later (elevatectl audit verify sees it at once).
         server
             .sql("UPDATE audit SET actor = 'system' WHERE seq = 2")
             .await;
+        server
+            .get(Some(&_admin), "/v1/audit/verify")
+            .await
+            .expect(200)
+            .body["ok"]
+            .as_bool()
+            .filter(|ok| !ok)
+            .expect("the API verifies every record");
+        server.clock.advance(jiff::SignedDuration::from_mins(11));
         let (_, html) = page(&server, &http, &cookie, "/portal/audit").await;
         assert!(html.contains("Chain BROKEN"), "{html}");
         // Signing out ends the session.

@@ -3,6 +3,7 @@
 //! Must never: show a record's text unescaped.
 
 use super::*;
+use crate::app::FULL_EVERY;
 
 pub(super) struct AuditRow {
     seq: u64,
@@ -26,7 +27,7 @@ pub(super) struct AuditPage {
 
 pub(super) async fn audit(State(app): State<App>, user: PortalUser) -> Response {
     let principal = user.principal();
-    let report = match app.verify_audit(&principal).await {
+    let (report, recent) = match app.verify_audit_recent(&principal).await {
         Ok(r) => r,
         Err(e) => return page_error(e),
     };
@@ -36,11 +37,22 @@ pub(super) async fn audit(State(app): State<App>, user: PortalUser) -> Response 
     };
     let (chain_status, chain_class) = match &report.first_break {
         None => (
-            format!(
-                "Chain intact: {} records verified; head {}",
-                report.count,
-                &report.head[..16]
-            ),
+            match recent.after {
+                None => format!(
+                    "Chain intact: {} records verified; head {}",
+                    report.count,
+                    &report.head[..16]
+                ),
+                Some(from) => format!(
+                    "Chain intact: {} records; those after record {from} verified now, the \
+                     whole chain at {} (again every {} minutes; elevatectl audit verify checks \
+                     every record now), and the newest signed checkpoint matches; head {}",
+                    report.count,
+                    when(recent.full_at),
+                    FULL_EVERY.as_mins(),
+                    &report.head[..16]
+                ),
+            },
             "ok",
         ),
         Some(b) => (format!("Chain BROKEN: {}", visible(&b.message)), "broken"),
