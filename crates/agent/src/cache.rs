@@ -19,6 +19,8 @@ pub struct CachedPolicy {
     pub version: u64,
     pub policy: Arc<Policy>,
     pub fetched_at: jiff::Timestamp,
+    /// Login → frequency segment, as the server measured it (when the policy names segments).
+    pub segments: std::collections::BTreeMap<String, String>,
 }
 
 fn path(dir: &Path) -> PathBuf {
@@ -38,6 +40,16 @@ pub fn accept(bundle: &SignedBundle, key: &VerifyingKey) -> anyhow::Result<Cache
         version: payload.version,
         policy: Arc::new(policy),
         fetched_at: payload.issued_at,
+        // Only what a segment can be: anything else is left out (the login gets none).
+        segments: payload
+            .segments
+            .into_iter()
+            .filter(|(login, s)| {
+                elevate_core::discovery::Segment::parse(s).is_some()
+                    && !login.is_empty()
+                    && login.len() <= 256
+            })
+            .collect(),
     })
 }
 
@@ -72,4 +84,36 @@ pub fn store(
     }
     crate::enrolment::write_private(&path(dir), serde_json::to_string(bundle)?.as_bytes())?;
     Ok(cached)
+}
+
+#[cfg(test)]
+mod tests {
+    use elevate_proto::bundle::{BundlePayload, SignedBundle, SigningKey};
+
+    /// The segments a bundle carries reach the cached policy, and only real segments do.
+    #[test]
+    fn a_bundles_segments_are_kept_when_they_are_segments() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let payload = BundlePayload {
+            version: 3,
+            sha256: {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(b"version = 1\n"))
+            },
+            issued_at: "2026-12-01T00:00:00Z".parse().unwrap(),
+            policy: "version = 1\n".into(),
+            segments: [("alice", "high"), ("bob", "root"), ("", "low")]
+                .into_iter()
+                .map(|(l, s)| (l.to_owned(), s.to_owned()))
+                .collect(),
+        };
+        let cached =
+            super::accept(&SignedBundle::sign(&payload, &key), &key.verifying_key()).unwrap();
+        let kept: Vec<(&str, &str)> = cached
+            .segments
+            .iter()
+            .map(|(l, s)| (l.as_str(), s.as_str()))
+            .collect();
+        assert_eq!(kept, [("alice", "high")]);
+    }
 }

@@ -291,6 +291,15 @@ impl Agent {
                 caller.groups.push(group);
             }
         }
+        // The frequency segment the server measured for this login, told to the policy as a
+        // group no real group can be (a group's name holds no `:`).
+        use elevate_core::policy::SEGMENT_GROUP;
+        caller.groups.retain(|g| !g.starts_with(SEGMENT_GROUP));
+        if let Some(p) = self.policy.read().expect("policy lock").as_ref() {
+            if let Some(segment) = p.segments.get(&caller.name) {
+                caller.groups.push(format!("{SEGMENT_GROUP}{segment}"));
+            }
+        }
         Ok(caller)
     }
 

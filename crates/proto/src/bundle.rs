@@ -22,6 +22,10 @@ pub struct BundlePayload {
     pub issued_at: jiff::Timestamp,
     /// The policy document (TOML).
     pub policy: String,
+    /// When the policy names frequency segments: the segment (`low`, `moderate`, `high`) of
+    /// each login on this device that is a person's, as the server measured it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub segments: std::collections::BTreeMap<String, String>,
 }
 
 /// A bundle as sent over the wire: the payload as JSON text, and a signature over its bytes.
@@ -105,6 +109,7 @@ mod tests {
     fn payload() -> BundlePayload {
         let policy = "version = 1\n".to_string();
         BundlePayload {
+            segments: Default::default(),
             version: 3,
             sha256: sha256_hex(&policy),
             issued_at: jiff::Timestamp::from_second(1_800_000_000).unwrap(),

@@ -27,6 +27,24 @@ pub(super) struct Document {
     pub rules: Vec<RuleDoc>,
     /// Accounts whose standing rights are never revoked (emergency access).
     pub break_glass: Option<Spanned<WhoDoc>>,
+    /// Where the frequency segments divide (`who = { segment = "low" }`).
+    pub segments: Option<SegmentsDoc>,
+}
+
+/// `[segments] moderate = 5, high = 20`: elevations per 30 days.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SegmentsDoc {
+    pub moderate: Option<Spanned<i64>>,
+    pub high: Option<Spanned<i64>>,
+}
+
+/// `segment = "low"` or `segment = ["low", "moderate"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +226,8 @@ pub(super) struct WhoDoc {
     pub users: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The people of a frequency segment, as discovery measured them.
+    pub segment: Option<OneOrMany>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -227,6 +227,9 @@ pub(super) fn who_matches(who: &Who, subject: &Subject) -> Option<String> {
         return Some(format!("{} is listed by name", subject.user));
     }
     let group = who.groups.iter().find(|g| subject.groups.contains(g))?;
+    if let Some(segment) = group.strip_prefix(super::SEGMENT_GROUP) {
+        return Some(format!("{} is in the {segment} segment", subject.user));
+    }
     Some(format!("{} is in group {group}", subject.user))
 }
 

@@ -31,7 +31,14 @@ pub struct Policy {
     calendars: Vec<Calendar>,
     rules: Vec<model::Rule>,
     break_glass: Option<model::Who>,
+    segments: crate::discovery::Thresholds,
 }
+
+/// Who is in a frequency segment is told to `decide` as a group of this prefix and the
+/// segment's name (`segment:low`): a real group's name cannot hold a `:` (it separates the
+/// fields of `/etc/group`), so none can pass for one, and requests' group lists are cleaned of
+/// it before the server's own measure is added.
+pub const SEGMENT_GROUP: &str = "segment:";
 
 impl Policy {
     /// Parses and validates a policy document.
@@ -52,6 +59,20 @@ impl Policy {
                 .find(|c| c.name() == "business-hours")
                 .or(self.calendars.first()),
         }
+    }
+
+    /// Where the frequency segments divide (`[segments]`).
+    pub fn segment_thresholds(&self) -> crate::discovery::Thresholds {
+        self.segments
+    }
+
+    /// Whether any rule, wave or break-glass entry names a segment (only then do devices need
+    /// to know who is in which).
+    pub fn uses_segments(&self) -> bool {
+        let named = |who: &model::Who| who.groups.iter().any(|g| g.starts_with(SEGMENT_GROUP));
+        self.rules.iter().filter_map(|r| r.who.as_ref()).any(named)
+            || self.waves.iter().any(|w| named(&w.who))
+            || self.break_glass.as_ref().is_some_and(named)
     }
 
     /// The document's `version` (always 1 today).

@@ -25,6 +25,7 @@ mod reports;
 mod requests;
 mod routing;
 pub mod scim;
+mod segments;
 mod slack;
 mod teams;
 pub mod throttle;
@@ -129,6 +130,8 @@ pub struct App {
     /// The head this replica last verified the chain up to, and when it last verified the
     /// whole chain (the audit page verifies only what came after, and everything again every
     /// `checkpoints::FULL_EVERY`).
+    /// Frequency segments as last measured (`segments`).
+    pub(crate) segment_cache: Arc<tokio::sync::Mutex<Option<segments::Measured>>>,
     pub(crate) verified_head:
         Arc<tokio::sync::Mutex<Option<(elevate_core::audit::Head, Timestamp)>>>,
 }
@@ -192,6 +195,7 @@ impl App {
             changes: Arc::new(tokio::sync::watch::channel(0).0),
             policy_cache: Arc::new(std::sync::RwLock::new(None)),
             verified_head: Arc::new(tokio::sync::Mutex::new(None)),
+            segment_cache: Arc::new(tokio::sync::Mutex::new(None)),
             sign_in_failures: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
             listening: Arc::default(),

@@ -126,11 +126,20 @@ impl App {
         version: Option<u64>,
     ) -> Result<SignedBundle> {
         let row = self.policy(caller, version).await?;
+        // A device gets the segments of its own logins, when the policy names segments.
+        let segments = match (caller, Policy::parse(&row.text)) {
+            (Principal::Device(d), Ok(p)) if p.uses_segments() => {
+                self.device_segments(&d.name, &d.tags, p.segment_thresholds())
+                    .await?
+            }
+            _ => Default::default(),
+        };
         let payload = BundlePayload {
             version: row.version,
             sha256: row.sha256,
             issued_at: self.now(),
             policy: row.text,
+            segments,
         };
         Ok(SignedBundle::sign(&payload, &self.keys.signing))
     }

@@ -12,7 +12,6 @@ use elevate_proto::v1::{EvidenceView, ObservationView, Outcome, Report, ReportCo
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
-use super::people::scope_fit;
 use super::{App, AppError, Principal, Result, Role};
 use crate::store::ObservationRow;
 
@@ -32,30 +31,6 @@ pub struct ReportParams {
     pub thresholds: Thresholds,
     /// Only `device` or only `import` observations.
     pub origin: Option<String>,
-}
-
-/// Who is behind a login on a host, from the directory.
-struct People {
-    /// login → (person, department, scope)
-    logins: HashMap<String, Vec<(String, Option<String>, String)>>,
-    /// person → department and their logins
-    people: HashMap<String, (Option<String>, Vec<String>)>,
-    tags: HashMap<String, Vec<String>>,
-}
-
-impl People {
-    /// (who, a person of the directory, department).
-    fn resolve(&self, login: &str, host: &str) -> (String, bool, Option<String>) {
-        let tags = self.tags.get(host).map_or(&[][..], Vec::as_slice);
-        let owners = self.logins.get(login).map_or(&[][..], Vec::as_slice);
-        let fit = |o: &&(String, Option<String>, String)| scope_fit(&o.2, host, tags);
-        let best = owners.iter().filter_map(|o| fit(&o)).max();
-        let mut at_best = owners.iter().filter(|o| best.is_some() && fit(o) == best);
-        match (at_best.next(), at_best.next()) {
-            (Some((person, dep, _)), None) => (person.clone(), true, dep.clone()),
-            _ => (login.to_owned(), false, None),
-        }
-    }
 }
 
 /// The period's UTC days: `since` rounded down, `until` up (default: the 30 days to today).
@@ -97,34 +72,6 @@ impl App {
             return Ok(None);
         }
         Ok(Some(self.current_policy().await?.1))
-    }
-
-    async fn directory_people(&self) -> Result<People> {
-        let mut logins: HashMap<String, Vec<(String, Option<String>, String)>> = HashMap::new();
-        let mut people = HashMap::new();
-        for p in self.store.people().await? {
-            for (login, scope) in &p.logins {
-                logins.entry(login.clone()).or_default().push((
-                    p.user_name.clone(),
-                    p.department.clone(),
-                    scope.clone(),
-                ));
-            }
-            let own = p.logins.iter().map(|(l, _)| l.clone()).collect();
-            people.insert(p.user_name.clone(), (p.department.clone(), own));
-        }
-        let tags = self
-            .store
-            .devices()
-            .await?
-            .into_iter()
-            .map(|d| (d.name, d.tags))
-            .collect();
-        Ok(People {
-            logins,
-            people,
-            tags,
-        })
     }
 
     /// A report over discovery (admins and auditors).

@@ -97,10 +97,11 @@ impl App {
             )));
         }
         // The reason's rule (blank is none, bounded) is core's, applied by `to_core`.
-        let request = new
+        let mut request = new
             .to_core(&device.name, &device.tags)
             .map_err(|e| AppError::BadRequest(e.0))?;
         let (version, policy) = self.current_policy().await?;
+        self.measured_groups(&policy, &mut request.subject).await?;
         let now = self.now();
         let decision = decide(&policy, &request, now);
         if decision.mode == Mode::Enforce

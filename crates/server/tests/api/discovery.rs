@@ -292,3 +292,76 @@ async fn devices_discovery_events_are_reported_apart_from_imports() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_rule_for_a_segment_follows_what_discovery_measured_of_the_person() {
+    for_each_backend(|server| async move {
+        let (admin, device) = super::ready(&server).await;
+        server
+            .apply_policy(
+                &admin,
+                r#"
+version = 1
+[defaults]
+unmatched = "approve"
+approvers = "helpdesk"
+[segments]
+moderate = 3
+high = 10
+[[rule]]
+name = "frequent admins restart services"
+who = { segment = "high" }
+what = { paths = ["/usr/bin/systemctl"] }
+action = "auto"
+"#,
+            )
+            .await
+            .expect(201);
+        // Alice's login is `ali` on every device; Bob is `bob`; `eve` is nobody the directory knows.
+        server
+            .post(
+                Some(&admin),
+                "/v1/directory/import",
+                &json!({ "people": [
+                    { "user_name": "alice", "logins": [{ "login": "ali" }] },
+                    { "user_name": "bob", "logins": [{ "login": "bob" }] } ] }),
+            )
+            .await
+            .expect(200);
+        // In the last 30 days: Alice elevated 12 times (high), Bob twice (low), eve 20 times.
+        let now = server.clock.now();
+        let mut events = Vec::new();
+        for (login, n) in [("ali", 12), ("bob", 2), ("eve", 20)] {
+            for k in 0..n {
+                let at = now - jiff::SignedDuration::from_hours(24 + k);
+                events.push(json!({ "id": format!("syslog:{login}-{k}"), "at": at.to_string(), "host": "web-01",
+                    "user": login, "runas": "root", "program": "/usr/bin/apt", "outcome": "ran", "via": "sudo", "tty": "pts/0" }));
+            }
+        }
+        server
+            .post(Some(&admin), "/v1/imports", &json!({ "source": "syslog", "events": events }))
+            .await
+            .expect(200);
+
+        let ask = |user: &str, groups: &[&str]| elevate_testkit::command_request(user, groups, "/usr/bin/systemctl", &["restart", "nginx"]);
+        let alice = server.post(Some(&device), "/v1/requests", &ask("ali", &["staff"])).await.expect(201);
+        assert_eq!(alice.body["decision"]["outcome"], "auto", "{}", alice.text);
+        assert!(alice.body["decision"]["explanation"].as_str().unwrap().contains("high segment"), "{}", alice.text);
+        // Bob is low; claiming the high segment as a group changes nothing: the server measures.
+        let bob = server.post(Some(&device), "/v1/requests", &ask("bob", &["staff", "segment:high"])).await.expect(201);
+        assert_eq!(bob.body["state"], "pending", "{}", bob.text);
+        // Eve is frequent but nobody the directory knows: no segment.
+        let eve = server.post(Some(&device), "/v1/requests", &ask("eve", &[])).await.expect(201);
+        assert_eq!(eve.body["state"], "pending", "{}", eve.text);
+
+        // The device's signed bundle carries its logins' segments; an admin's copy carries none.
+        let bundle = server.get(Some(&device), "/v1/policy-bundle").await.expect(200);
+        let payload: Value = serde_json::from_str(bundle.body["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload["segments"], json!({ "ali": "high", "bob": "low" }));
+        let admins = server.get(Some(&admin), "/v1/policy-bundle").await.expect(200);
+        let payload: Value = serde_json::from_str(admins.body["payload"].as_str().unwrap()).unwrap();
+        assert!(payload.get("segments").is_none());
+        server
+    })
+    .await;
+}

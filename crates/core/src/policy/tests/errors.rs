@@ -316,7 +316,7 @@ fn waves() {
         &wave("mode = \"enforce\"\nwho = {}"),
         5,
         "wave[1].who",
-        "add `users` or `groups`",
+        "add `users`, `groups` or `segment`",
     );
     check_error(
         &wave("mode = \"on\"\nwho = { users = [\"a\"] }"),

@@ -365,3 +365,90 @@ fn the_name_a_program_is_invoked_by() {
         );
     }
 }
+
+#[test]
+fn segment() {
+    let p = one_rule(r#"who = { segment = "low" }"#);
+    check(
+        &p,
+        MONDAY_NOON,
+        &req("alice:staff,segment:low", "/usr/bin/id"),
+        HIT,
+    );
+    check(
+        &p,
+        MONDAY_NOON,
+        &req("alice:segment:high", "/usr/bin/id"),
+        MISS,
+    );
+    check(&p, MONDAY_NOON, &req("alice:staff", "/usr/bin/id"), MISS);
+    let d = checked(
+        &p,
+        MONDAY_NOON,
+        &req("alice:segment:low", "/usr/bin/id"),
+        HIT,
+    );
+    assert!(
+        d.explanation.contains("alice is in the low segment"),
+        "{}",
+        d.explanation
+    );
+    let many = one_rule(r#"who = { groups = ["ops"], segment = ["low", "moderate"] }"#);
+    check(
+        &many,
+        MONDAY_NOON,
+        &req("bob:segment:moderate", "/usr/bin/id"),
+        HIT,
+    );
+    check(&many, MONDAY_NOON, &req("bob:ops", "/usr/bin/id"), HIT);
+    assert!(many.uses_segments());
+    assert!(!one_rule(r#"who = { groups = ["ops"] }"#).uses_segments());
+    assert_eq!(
+        many.segment_thresholds(),
+        crate::discovery::Thresholds::default()
+    );
+}
+
+#[test]
+fn segment_errors_and_thresholds() {
+    use super::check_error;
+    let head = "version = 1\n[[rule]]\nname = \"r\"\naction = \"auto\"\n";
+    check_error(
+        &format!("{head}who = {{ segment = \"often\" }}\n"),
+        5,
+        "rule[1].who.segment",
+        "is not a segment",
+    );
+    check_error(
+        &format!("{head}who = {{ groups = [\"segment:low\"] }}\n"),
+        5,
+        "rule[1].who.groups",
+        "segment = ",
+    );
+    check_error(
+        "version = 1\n[break_glass]\nsegment = \"low\"\n",
+        2,
+        "break_glass.segment",
+        "never measured",
+    );
+    check_error(
+        "version = 1\n[segments]\nmoderate = 9\nhigh = 3\n",
+        4,
+        "segments",
+        "moderate < high",
+    );
+    check_error(
+        "version = 1\n[segments]\nmoderate = -1\n",
+        3,
+        "segments.moderate",
+        "1 or more",
+    );
+    let p = policy("version = 1\n[segments]\nmoderate = 2\nhigh = 10\n");
+    assert_eq!(
+        p.segment_thresholds(),
+        crate::discovery::Thresholds {
+            moderate: 2,
+            high: 10
+        }
+    );
+}

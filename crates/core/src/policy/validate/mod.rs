@@ -55,7 +55,19 @@ pub(super) fn validate(text: &str, doc: Document) -> Result<Policy, PolicyError>
         None => None,
         Some(who) => {
             let span = who.span();
-            Some(rule::who(&at, span, "break_glass", who.into_inner())?)
+            let who = rule::who(&at, span.clone(), "break_glass", who.into_inner())?;
+            if who
+                .groups
+                .iter()
+                .any(|g| g.starts_with(super::SEGMENT_GROUP))
+            {
+                return Err(at.error(
+                    span,
+                    "break_glass.segment",
+                    "break-glass accounts are named, never measured: list `users` or `groups`",
+                ));
+            }
+            Some(who)
         }
     };
     let mut rules: Vec<Rule> = Vec::with_capacity(doc.rules.len());
@@ -73,6 +85,7 @@ pub(super) fn validate(text: &str, doc: Document) -> Result<Policy, PolicyError>
         }
         rules.push(rule::rule(&at, &field, raw, &defaults, &calendars)?);
     }
+    let segments = segments(&at, doc.segments)?;
     Ok(Policy {
         version,
         defaults,
@@ -80,7 +93,35 @@ pub(super) fn validate(text: &str, doc: Document) -> Result<Policy, PolicyError>
         calendars,
         rules,
         break_glass,
+        segments,
     })
+}
+
+/// `[segments]`: 0 < moderate < high (defaults 5 and 20).
+fn segments(
+    at: &Positions,
+    doc: Option<super::document::SegmentsDoc>,
+) -> Result<crate::discovery::Thresholds, PolicyError> {
+    let mut t = crate::discovery::Thresholds::default();
+    let Some(doc) = doc else { return Ok(t) };
+    let mut last = 0..0;
+    for (value, slot, name) in [
+        (doc.moderate, &mut t.moderate, "moderate"),
+        (doc.high, &mut t.high, "high"),
+    ] {
+        if let Some(v) = value {
+            last = v.span();
+            *slot = u64::try_from(*v.get_ref()).map_err(|_| {
+                at.error(
+                    v.span(),
+                    format!("segments.{name}"),
+                    "a number of elevations per 30 days is 1 or more",
+                )
+            })?;
+        }
+    }
+    t.check().map_err(|m| at.error(last, "segments", m))?;
+    Ok(t)
 }
 
 /// The source text, for turning spans into lines and columns.

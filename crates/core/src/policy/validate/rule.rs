@@ -9,10 +9,13 @@ use toml::Spanned;
 
 use super::{continue_on_disconnect, keep_caller_cwd, reason_required, Positions};
 use crate::calendar::Calendar;
-use crate::policy::document::{ActionDoc, ApproveDoc, RuleDoc, WhatDoc, WhereDoc, WhoDoc};
+use crate::policy::document::{
+    ActionDoc, ApproveDoc, OneOrMany, RuleDoc, WhatDoc, WhereDoc, WhoDoc,
+};
 use crate::policy::glob::{ArgPattern, Glob};
 use crate::policy::model::{Defaults, PackageMatch, Rule, What, When, Where, Who};
 use crate::policy::PolicyError;
+use crate::policy::SEGMENT_GROUP;
 use crate::{ApprovalRoute, Outcome};
 
 pub(super) fn rule(
@@ -69,12 +72,40 @@ pub(super) fn who(
     field: &str,
     doc: WhoDoc,
 ) -> Result<Who, PolicyError> {
-    let WhoDoc { users, groups } = doc;
+    let WhoDoc {
+        users,
+        mut groups,
+        segment,
+    } = doc;
+    if groups.iter().any(|g| g.starts_with(SEGMENT_GROUP)) {
+        return Err(at.error(
+            span.clone(),
+            format!("{field}.groups"),
+            "a group name holds no `:`; for a frequency segment write `segment = \"low\"`",
+        ));
+    }
+    let segments = match segment {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(list)) => list,
+    };
+    for s in segments {
+        let name = s.trim();
+        if crate::discovery::Segment::parse(name).is_none() {
+            return Err(at.error(
+                span.clone(),
+                format!("{field}.segment"),
+                format!("\"{name}\" is not a segment; use \"low\", \"moderate\" or \"high\""),
+            ));
+        }
+        groups.push(format!("{SEGMENT_GROUP}{name}"));
+    }
     if users.is_empty() && groups.is_empty() {
         return Err(at.error(
             span,
             field,
-            "`who` lists nobody; add `users` or `groups`, or leave `who` out to match everyone",
+            "`who` lists nobody; add `users`, `groups` or `segment`, or leave `who` out to \
+             match everyone",
         ));
     }
     Ok(Who { users, groups })

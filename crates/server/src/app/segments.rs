@@ -1,0 +1,167 @@
+//! Frequency segments as the policy uses them (`who = { segment = "low" }`): who is in which,
+//! measured over the 30 days to today with the policy's `[segments]` thresholds, and the
+//! logins of a device that are those people's. Also the directory's answer to "whose is this
+//! login on this host", which the reports share.
+//!
+//! Must never: give a segment to a login the directory does not tie to one person on that
+//! device (names decide nothing), or to a device that did not ask for its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use elevate_core::discovery::{self as analytics, Segment, Thresholds, Usage};
+use elevate_core::policy::SEGMENT_GROUP;
+use jiff::Timestamp;
+
+use super::people::scope_fit;
+use super::{App, Result};
+
+/// Measured segments are used this long before they are measured again.
+const FRESH_FOR: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+const DAY_MS: i64 = 86_400_000;
+
+/// Segments measured at a time with some thresholds: person → segment.
+pub(crate) type Measured = (Timestamp, Thresholds, Arc<HashMap<String, Segment>>);
+
+/// Who is behind a login on a host, from the directory.
+pub(crate) struct People {
+    /// login → (person, department, scope)
+    pub(crate) logins: HashMap<String, Vec<(String, Option<String>, String)>>,
+    /// person → department and their logins
+    pub(crate) people: HashMap<String, (Option<String>, Vec<String>)>,
+    pub(crate) tags: HashMap<String, Vec<String>>,
+}
+
+impl People {
+    /// (who, a person of the directory, department).
+    pub(crate) fn resolve(&self, login: &str, host: &str) -> (String, bool, Option<String>) {
+        let tags = self.tags.get(host).map_or(&[][..], Vec::as_slice);
+        let owners = self.logins.get(login).map_or(&[][..], Vec::as_slice);
+        let fit = |o: &&(String, Option<String>, String)| scope_fit(&o.2, host, tags);
+        let best = owners.iter().filter_map(|o| fit(&o)).max();
+        let mut at_best = owners.iter().filter(|o| best.is_some() && fit(o) == best);
+        match (at_best.next(), at_best.next()) {
+            (Some((person, dep, _)), None) => (person.clone(), true, dep.clone()),
+            _ => (login.to_owned(), false, None),
+        }
+    }
+}
+
+impl App {
+    pub(crate) async fn directory_people(&self) -> Result<People> {
+        let mut logins: HashMap<String, Vec<(String, Option<String>, String)>> = HashMap::new();
+        let mut people = HashMap::new();
+        for p in self.store.people().await? {
+            for (login, scope) in &p.logins {
+                logins.entry(login.clone()).or_default().push((
+                    p.user_name.clone(),
+                    p.department.clone(),
+                    scope.clone(),
+                ));
+            }
+            let own = p.logins.iter().map(|(l, _)| l.clone()).collect();
+            people.insert(p.user_name.clone(), (p.department.clone(), own));
+        }
+        let tags = self
+            .store
+            .devices()
+            .await?
+            .into_iter()
+            .map(|d| (d.name, d.tags))
+            .collect();
+        Ok(People {
+            logins,
+            people,
+            tags,
+        })
+    }
+
+    /// Every person of the directory who elevated in the 30 days to today, in a segment by the
+    /// thresholds (people who did not are low); measured again after `FRESH_FOR`.
+    async fn person_segments(
+        &self,
+        thresholds: Thresholds,
+    ) -> Result<Arc<HashMap<String, Segment>>> {
+        let now = self.now();
+        let mut cache = self.segment_cache.lock().await;
+        if let Some((at, t, measured)) = cache.as_ref() {
+            if *t == thresholds && now.duration_since(*at) < FRESH_FOR {
+                return Ok(measured.clone());
+            }
+        }
+        let today = now.as_millisecond().div_euclid(DAY_MS) + 1;
+        let directory = self.directory_people().await?;
+        let mut usage = Vec::new();
+        for r in self.store.usage(today - 30, today).await? {
+            let (who, person, department) = directory.resolve(&r.user_name, &r.host);
+            if person {
+                usage.push(Usage {
+                    who,
+                    person,
+                    department,
+                    login: r.user_name,
+                    host: r.host,
+                    program: r.program,
+                    outcome: r.outcome,
+                    system: r.system,
+                    runs: r.runs,
+                    days: r.days,
+                    first: r.first,
+                    last: r.last,
+                });
+            }
+        }
+        let measured: HashMap<String, Segment> = analytics::segments(&usage, thresholds, 30)
+            .into_iter()
+            .map(|s| (s.who, s.segment))
+            .collect();
+        let measured = Arc::new(measured);
+        *cache = Some((now, thresholds, measured.clone()));
+        Ok(measured)
+    }
+
+    /// The segment of each login on a device that the directory ties to one person there.
+    pub(crate) async fn device_segments(
+        &self,
+        device: &str,
+        tags: &[String],
+        thresholds: Thresholds,
+    ) -> Result<BTreeMap<String, String>> {
+        let measured = self.person_segments(thresholds).await?;
+        let mut directory = self.directory_people().await?;
+        directory.tags.insert(device.to_owned(), tags.to_vec());
+        let mut out = BTreeMap::new();
+        for login in directory.logins.keys() {
+            let (who, person, _) = directory.resolve(login, device);
+            if person {
+                let segment = measured.get(&who).copied().unwrap_or(Segment::Low);
+                out.insert(login.clone(), segment.as_str().to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// A request's groups as the policy sees them on the server: whatever segment the device
+    /// claimed is dropped, and the server's own measure is added.
+    pub(crate) async fn measured_groups(
+        &self,
+        policy: &elevate_core::Policy,
+        subject: &mut elevate_core::Subject,
+    ) -> Result<()> {
+        subject.groups.retain(|g| !g.starts_with(SEGMENT_GROUP));
+        if !policy.uses_segments() {
+            return Ok(());
+        }
+        let segments = self
+            .device_segments(
+                &subject.device,
+                &subject.device_tags,
+                policy.segment_thresholds(),
+            )
+            .await?;
+        if let Some(s) = segments.get(&subject.user) {
+            subject.groups.push(format!("{SEGMENT_GROUP}{s}"));
+        }
+        Ok(())
+    }
+}
