@@ -12,18 +12,19 @@ pub struct ServerProcess {
     pub url: String,
     listen: std::net::SocketAddr,
     dir: std::path::PathBuf,
+    /// PostgreSQL's URL (none: SQLite in `dir`), and the database to drop at the end.
+    database: Option<(String, String)>,
     child: Option<std::process::Child>,
 }
 
 impl TestServer {
     /// Stops the in-process server (its database stays) and serves the same database, keys and
-    /// address from an `elevate-server` process. SQLite only.
+    /// address from an `elevate-server` process.
     pub async fn into_process(mut self) -> ServerProcess {
-        assert_eq!(
-            self.db,
-            Db::Sqlite,
-            "a server process takes over SQLite servers only"
-        );
+        let database = self
+            .pg_database
+            .take()
+            .map(|name| (self.database_url_of(Some(&name)), name));
         let running = self.running.take().expect("the server runs");
         let listen = running.addr;
         running.stop().await;
@@ -44,6 +45,7 @@ impl TestServer {
             url: self.url.clone(),
             listen,
             dir: std::mem::take(&mut self.dir),
+            database,
             child: None,
         };
         process.start().await;
@@ -59,7 +61,11 @@ impl ServerProcess {
     /// Starts the server and waits until it answers.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "the server already runs");
-        let child = std::process::Command::new(cargo_bin("elevate-server"))
+        let mut command = std::process::Command::new(cargo_bin("elevate-server"));
+        if let Some((url, _)) = &self.database {
+            command.env("ELEVATE_DATABASE_URL", url);
+        }
+        let child = command
             .arg("--data-dir")
             .arg(&self.dir)
             .arg("--listen")
@@ -81,6 +87,11 @@ impl ServerProcess {
         panic!("elevate-server did not become ready at {}", self.url);
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// `kill -9`: no shutdown, requests in flight cut off.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -94,6 +105,12 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((_, name)) = self.database.take() {
+            let _ = std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+                .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .output();
+        }
     }
 }
 

@@ -299,7 +299,11 @@ impl TestServer {
 
     /// The database URL of this server (another replica can connect to it).
     pub fn database_url(&self) -> String {
-        match &self.pg_database {
+        self.database_url_of(self.pg_database.as_deref())
+    }
+
+    pub(crate) fn database_url_of(&self, pg_database: Option<&str>) -> String {
+        match pg_database {
             None => format!("sqlite://{}", self.dir.join("elevate.db").display()),
             Some(name) => format!("postgres://postgres@127.0.0.1:5432/{name}"),
         }

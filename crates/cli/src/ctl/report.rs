@@ -153,3 +153,15 @@ fn evidence(e: &EvidenceView, format: &str) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn report_csv_cells_are_defused() {
+        assert_eq!(super::csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(super::csv_cell("+1"), "'+1");
+        assert_eq!(super::csv_cell("-rf"), "'-rf");
+        assert_eq!(super::csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(super::csv_cell("/usr/bin/apt"), "/usr/bin/apt");
+    }
+}

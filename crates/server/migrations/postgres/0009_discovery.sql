@@ -36,7 +36,7 @@ CREATE TABLE discovery_daily (
     last_ms   BIGINT NOT NULL,
     PRIMARY KEY (day, origin, user_name, host, program, outcome, system)
 );
--- Per hour (UTC hours since the epoch): when elevation happens.
+-- Per hour (UTC hours since the epoch), login and host: when a department's people elevate.
 CREATE TABLE discovery_hourly (
     hour      BIGINT NOT NULL,
     origin    TEXT NOT NULL,
@@ -46,6 +46,15 @@ CREATE TABLE discovery_hourly (
     system    BIGINT NOT NULL,
     runs      BIGINT NOT NULL,
     PRIMARY KEY (hour, origin, user_name, host, outcome, system)
+);
+-- Per hour, all logins together: when elevation happens.
+CREATE TABLE discovery_hour_totals (
+    hour    BIGINT NOT NULL,
+    origin  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    system  BIGINT NOT NULL,
+    runs    BIGINT NOT NULL,
+    PRIMARY KEY (hour, origin, outcome, system)
 );
 -- Per program: the package and binary last seen for it.
 CREATE TABLE discovery_programs (

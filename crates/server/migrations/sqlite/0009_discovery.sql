@@ -22,7 +22,8 @@ CREATE TABLE observations (
     sha256       TEXT
 );
 CREATE INDEX observations_by_user ON observations (user_name, at_ms);
--- Per day (UTC days since the epoch) and who, where, what, how it ended.
+-- Per day (UTC days since the epoch) and who, where, what, how it ended. Rollups are kept in
+-- key order (WITHOUT ROWID): a period is one range scan.
 CREATE TABLE discovery_daily (
     day       INTEGER NOT NULL,
     origin    TEXT NOT NULL,
@@ -35,8 +36,8 @@ CREATE TABLE discovery_daily (
     first_ms  INTEGER NOT NULL,
     last_ms   INTEGER NOT NULL,
     PRIMARY KEY (day, origin, user_name, host, program, outcome, system)
-);
--- Per hour (UTC hours since the epoch): when elevation happens.
+) WITHOUT ROWID;
+-- Per hour (UTC hours since the epoch), login and host: when a department's people elevate.
 CREATE TABLE discovery_hourly (
     hour      INTEGER NOT NULL,
     origin    TEXT NOT NULL,
@@ -46,7 +47,16 @@ CREATE TABLE discovery_hourly (
     system    INTEGER NOT NULL,
     runs      INTEGER NOT NULL,
     PRIMARY KEY (hour, origin, user_name, host, outcome, system)
-);
+) WITHOUT ROWID;
+-- Per hour, all logins together: when elevation happens.
+CREATE TABLE discovery_hour_totals (
+    hour    INTEGER NOT NULL,
+    origin  TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    system  INTEGER NOT NULL,
+    runs    INTEGER NOT NULL,
+    PRIMARY KEY (hour, origin, outcome, system)
+) WITHOUT ROWID;
 -- Per program: the package and binary last seen for it.
 CREATE TABLE discovery_programs (
     program  TEXT PRIMARY KEY,

@@ -113,10 +113,20 @@ impl App {
                 )));
             }
             let mut hours: HashMap<i64, u64> = HashMap::new();
-            for h in self.store.hourly(since_day * 24, until_day * 24).await? {
-                let (_, _, dep) = directory.resolve(&h.user_name, &h.host);
-                if origin_ok(&h.origin) && wanted(&dep, &params.department) {
-                    *hours.entry(h.hour).or_default() += h.runs;
+            let (since_hour, until_hour) = (since_day * 24, until_day * 24);
+            if params.department.is_some() {
+                // A department's people: per login and host, resolved to people.
+                for h in self.store.hourly(since_hour, until_hour).await? {
+                    let (_, _, dep) = directory.resolve(&h.user_name, &h.host);
+                    if origin_ok(&h.origin) && wanted(&dep, &params.department) {
+                        *hours.entry(h.hour).or_default() += h.runs;
+                    }
+                }
+            } else {
+                for h in self.store.hour_totals(since_hour, until_hour).await? {
+                    if origin_ok(&h.origin) {
+                        *hours.entry(h.hour).or_default() += h.runs;
+                    }
                 }
             }
             let hours: Vec<(i64, u64)> = hours.into_iter().collect();

@@ -1,5 +1,6 @@
 //! The README's start command: `elevate-server demo` starts on SQLite with an admin whose
-//! password it prints once, a demo policy and demo requests, and prints the portal URL.
+//! password it prints once, a demo policy, demo requests and a month of discovery data, and
+//! prints the portal URL.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -83,6 +84,29 @@ async fn the_demo_starts_with_an_admin_a_policy_and_requests_waiting() {
         .await
         .unwrap();
     assert_eq!(policy.status(), 200);
+    // The discovery pages have a month of data: people in each segment, and system jobs.
+    let segments: serde_json::Value = http
+        .get(format!("{base}/v1/reports/segments"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for s in ["low", "moderate", "high"] {
+        assert!(segments["facts"][s].as_u64().unwrap() > 0, "{segments}");
+    }
+    let system: serde_json::Value = http
+        .get(format!("{base}/v1/reports/system"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(system["rows"].as_array().unwrap().len(), 2, "{system}");
     let login = http
         .get(format!("{base}/portal/login"))
         .send()

@@ -485,3 +485,52 @@ async fn the_sign_in_form_is_tied_to_its_browser_and_cookies_are_secure_over_htt
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn discovery_pages_show_imported_text_as_text() {
+    for_each_backend(|server| async move {
+        let admin = server.admin().await;
+        let hostile = "/tmp/<img src=x onerror=alert(1)>";
+        server
+            .post(
+                Some(&admin),
+                "/v1/imports",
+                &json!({ "source": "syslog", "events": [
+                    { "id": "syslog:h1", "at": "2026-10-05T10:00:00Z", "host": "<b>box</b>",
+                      "user": "<script>u</script>", "runas": "root", "program": hostile,
+                      "command_line": format!("{hostile} \u{1b}]0;pwned\u{7}"), "outcome": "ran",
+                      "via": "sudo", "tty": "pts/0" } ] }),
+            )
+            .await
+            .expect(200);
+        let http = browser();
+        let cookie = sign_in(&server, &http, "admin").await;
+        for report in ["applications", "users", "risky", "segments"] {
+            let (status, html) = page(
+                &server,
+                &http,
+                &cookie,
+                &format!("/portal/discovery?report={report}&since=2026-10-01&until=2026-10-31"),
+            )
+            .await;
+            assert_eq!(status, 200, "{html}");
+            assert!(!html.contains("<img src=x") && !html.contains("<script>u"), "{report}: {html}");
+            assert!(
+                html.contains("&#60;img src=x onerror=alert(1)&#62;")
+                    || html.contains("&#60;script&#62;u"),
+                "{report}: the text is there, escaped"
+            );
+        }
+        let (_, html) = page(
+            &server,
+            &http,
+            &cookie,
+            "/portal/discovery/people/%3Cscript%3Eu%3C%2Fscript%3E?since=2026-10-01&until=2026-10-31",
+        )
+        .await;
+        assert!(html.contains("&#60;script&#62;u"), "{html}");
+        assert!(!html.contains('\u{1b}') && !html.contains("<img src=x"), "{html}");
+        server
+    })
+    .await;
+}
