@@ -31,6 +31,8 @@ pub struct Expected {
     /// People's runs, and those outside business hours.
     pub runs: u64,
     pub after_hours: u64,
+    /// The same per department (people of the directory with one).
+    pub by_department: BTreeMap<&'static str, (u64, u64)>,
 }
 
 impl Expected {
@@ -91,6 +93,7 @@ pub fn month(people: usize, guests: usize) -> Month {
     let mut segments = BTreeMap::new();
     let mut directory = Vec::new();
     let (mut runs, mut after_hours) = (0, 0);
+    let mut by_department: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
     let mut add = |id: String,
                    at: jiff::Timestamp,
                    host: &str,
@@ -153,6 +156,11 @@ pub fn month(people: usize, guests: usize) -> Month {
             runs += 1;
             if late || weekend {
                 after_hours += 1;
+            }
+            if known && !dep_name.is_empty() {
+                let d = by_department.entry(dep_name).or_default();
+                d.0 += 1;
+                d.1 += u64::from(late || weekend);
             }
             let program = programs[k % programs.len()];
             add(
@@ -238,6 +246,7 @@ pub fn month(people: usize, guests: usize) -> Month {
             ],
             runs,
             after_hours,
+            by_department,
         },
     }
 }

@@ -34,18 +34,32 @@ CREATE TABLE discovery_daily (
     runs      BIGINT NOT NULL,
     first_ms  BIGINT NOT NULL,
     last_ms   BIGINT NOT NULL,
+    -- runs in each UTC hour of the day (h00 is 00:00-01:00 UTC): when a department elevates
+    h00      BIGINT NOT NULL DEFAULT 0,
+    h01      BIGINT NOT NULL DEFAULT 0,
+    h02      BIGINT NOT NULL DEFAULT 0,
+    h03      BIGINT NOT NULL DEFAULT 0,
+    h04      BIGINT NOT NULL DEFAULT 0,
+    h05      BIGINT NOT NULL DEFAULT 0,
+    h06      BIGINT NOT NULL DEFAULT 0,
+    h07      BIGINT NOT NULL DEFAULT 0,
+    h08      BIGINT NOT NULL DEFAULT 0,
+    h09      BIGINT NOT NULL DEFAULT 0,
+    h10      BIGINT NOT NULL DEFAULT 0,
+    h11      BIGINT NOT NULL DEFAULT 0,
+    h12      BIGINT NOT NULL DEFAULT 0,
+    h13      BIGINT NOT NULL DEFAULT 0,
+    h14      BIGINT NOT NULL DEFAULT 0,
+    h15      BIGINT NOT NULL DEFAULT 0,
+    h16      BIGINT NOT NULL DEFAULT 0,
+    h17      BIGINT NOT NULL DEFAULT 0,
+    h18      BIGINT NOT NULL DEFAULT 0,
+    h19      BIGINT NOT NULL DEFAULT 0,
+    h20      BIGINT NOT NULL DEFAULT 0,
+    h21      BIGINT NOT NULL DEFAULT 0,
+    h22      BIGINT NOT NULL DEFAULT 0,
+    h23      BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (day, origin, user_name, host, program, outcome, system)
-);
--- Per hour (UTC hours since the epoch), login and host: when a department's people elevate.
-CREATE TABLE discovery_hourly (
-    hour      BIGINT NOT NULL,
-    origin    TEXT NOT NULL,
-    user_name TEXT NOT NULL,
-    host      TEXT NOT NULL,
-    outcome   TEXT NOT NULL,
-    system    BIGINT NOT NULL,
-    runs      BIGINT NOT NULL,
-    PRIMARY KEY (hour, origin, user_name, host, outcome, system)
 );
 -- Per hour, all logins together: when elevation happens.
 CREATE TABLE discovery_hour_totals (

@@ -35,18 +35,32 @@ CREATE TABLE discovery_daily (
     runs      INTEGER NOT NULL,
     first_ms  INTEGER NOT NULL,
     last_ms   INTEGER NOT NULL,
+    -- runs in each UTC hour of the day (h00 is 00:00-01:00 UTC): when a department elevates
+    h00      INTEGER NOT NULL DEFAULT 0,
+    h01      INTEGER NOT NULL DEFAULT 0,
+    h02      INTEGER NOT NULL DEFAULT 0,
+    h03      INTEGER NOT NULL DEFAULT 0,
+    h04      INTEGER NOT NULL DEFAULT 0,
+    h05      INTEGER NOT NULL DEFAULT 0,
+    h06      INTEGER NOT NULL DEFAULT 0,
+    h07      INTEGER NOT NULL DEFAULT 0,
+    h08      INTEGER NOT NULL DEFAULT 0,
+    h09      INTEGER NOT NULL DEFAULT 0,
+    h10      INTEGER NOT NULL DEFAULT 0,
+    h11      INTEGER NOT NULL DEFAULT 0,
+    h12      INTEGER NOT NULL DEFAULT 0,
+    h13      INTEGER NOT NULL DEFAULT 0,
+    h14      INTEGER NOT NULL DEFAULT 0,
+    h15      INTEGER NOT NULL DEFAULT 0,
+    h16      INTEGER NOT NULL DEFAULT 0,
+    h17      INTEGER NOT NULL DEFAULT 0,
+    h18      INTEGER NOT NULL DEFAULT 0,
+    h19      INTEGER NOT NULL DEFAULT 0,
+    h20      INTEGER NOT NULL DEFAULT 0,
+    h21      INTEGER NOT NULL DEFAULT 0,
+    h22      INTEGER NOT NULL DEFAULT 0,
+    h23      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, origin, user_name, host, program, outcome, system)
-) WITHOUT ROWID;
--- Per hour (UTC hours since the epoch), login and host: when a department's people elevate.
-CREATE TABLE discovery_hourly (
-    hour      INTEGER NOT NULL,
-    origin    TEXT NOT NULL,
-    user_name TEXT NOT NULL,
-    host      TEXT NOT NULL,
-    outcome   TEXT NOT NULL,
-    system    INTEGER NOT NULL,
-    runs      INTEGER NOT NULL,
-    PRIMARY KEY (hour, origin, user_name, host, outcome, system)
 ) WITHOUT ROWID;
 -- Per hour, all logins together: when elevation happens.
 CREATE TABLE discovery_hour_totals (

@@ -116,7 +116,7 @@ impl App {
             let (since_hour, until_hour) = (since_day * 24, until_day * 24);
             if params.department.is_some() {
                 // A department's people: per login and host, resolved to people.
-                for h in self.store.hourly(since_hour, until_hour).await? {
+                for h in self.store.daily_hours(since_day, until_day).await? {
                     let (_, _, dep) = directory.resolve(&h.user_name, &h.host);
                     if origin_ok(&h.origin) && wanted(&dep, &params.department) {
                         *hours.entry(h.hour).or_default() += h.runs;

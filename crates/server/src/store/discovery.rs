@@ -86,7 +86,10 @@ const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 
 type DayKey = (i64, String, String, String, String, String, bool);
-type HourKey = (i64, String, String, String, String, bool);
+/// Runs, first and last milliseconds, and runs per UTC hour of the day.
+type DayAcc = (i64, i64, i64, [i64; 24]);
+const HOUR_COLUMNS: &str = "h00, h01, h02, h03, h04, h05, h06, h07, h08, h09, h10, h11, h12, \
+     h13, h14, h15, h16, h17, h18, h19, h20, h21, h22, h23";
 /// Package, SHA-256, first and last milliseconds of a program in one batch.
 type ProgramAcc<'a> = (Option<&'a str>, Option<&'a str>, i64, i64);
 
@@ -144,8 +147,7 @@ impl Tx<'_> {
     /// Adds new observations to the daily, hourly and program rollups (keys in sorted order,
     /// so that concurrent writers lock rows in one order).
     async fn roll_up(&mut self, new: &[&ObservationRow]) -> Result<()> {
-        let mut days: BTreeMap<DayKey, (i64, i64, i64)> = BTreeMap::new();
-        let mut hours: BTreeMap<HourKey, i64> = BTreeMap::new();
+        let mut days: BTreeMap<DayKey, DayAcc> = BTreeMap::new();
         let mut totals: BTreeMap<(i64, &str, &str, bool), i64> = BTreeMap::new();
         let mut programs: BTreeMap<&str, ProgramAcc<'_>> = BTreeMap::new();
         for r in new {
@@ -159,19 +161,11 @@ impl Tx<'_> {
                 r.outcome.clone(),
                 r.system,
             );
-            let d = days.entry(day).or_insert((0, ms, ms));
+            let d = days.entry(day).or_insert((0, ms, ms, [0; 24]));
             d.0 += 1;
             d.1 = d.1.min(ms);
             d.2 = d.2.max(ms);
-            let hour = (
-                ms.div_euclid(HOUR_MS),
-                r.origin.clone(),
-                r.user_name.clone(),
-                r.host.clone(),
-                r.outcome.clone(),
-                r.system,
-            );
-            *hours.entry(hour).or_default() += 1;
+            d.3[(ms.rem_euclid(DAY_MS) / HOUR_MS) as usize] += 1;
             *totals
                 .entry((
                     ms.div_euclid(HOUR_MS),
@@ -198,19 +192,24 @@ impl Tx<'_> {
         };
         let days: Vec<_> = days.into_iter().collect();
         for chunk in days.chunks(chunk(self.backend)) {
-            let mut sql = String::from(
+            let mut sql = format!(
                 "INSERT INTO discovery_daily (day, origin, user_name, host, program, outcome, \
-                 system, runs, first_ms, last_ms) VALUES ",
+                 system, runs, first_ms, last_ms, {HOUR_COLUMNS}) VALUES "
             );
-            placeholders(&mut sql, chunk.len(), 10);
+            placeholders(&mut sql, chunk.len(), 34);
             sql.push_str(&format!(
                 " ON CONFLICT (day, origin, user_name, host, program, outcome, system) DO UPDATE \
                  SET runs = discovery_daily.runs + excluded.runs, \
                  first_ms = {least}(discovery_daily.first_ms, excluded.first_ms), \
-                 last_ms = {greatest}(discovery_daily.last_ms, excluded.last_ms)"
+                 last_ms = {greatest}(discovery_daily.last_ms, excluded.last_ms), {}",
+                (0..24)
+                    .map(|h| format!("h{h:02} = discovery_daily.h{h:02} + excluded.h{h:02}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             let mut q = sqlx::query(&sql);
-            for ((day, origin, user, host, program, outcome, system), (runs, first, last)) in chunk
+            for ((day, origin, user, host, program, outcome, system), (runs, first, last, hours)) in
+                chunk
             {
                 q = q
                     .bind(*day)
@@ -223,30 +222,9 @@ impl Tx<'_> {
                     .bind(*runs)
                     .bind(*first)
                     .bind(*last);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        let hours: Vec<_> = hours.into_iter().collect();
-        for chunk in hours.chunks(chunk(self.backend)) {
-            let mut sql = String::from(
-                "INSERT INTO discovery_hourly (hour, origin, user_name, host, outcome, system, \
-                 runs) VALUES ",
-            );
-            placeholders(&mut sql, chunk.len(), 7);
-            sql.push_str(
-                " ON CONFLICT (hour, origin, user_name, host, outcome, system) DO UPDATE \
-                 SET runs = discovery_hourly.runs + excluded.runs",
-            );
-            let mut q = sqlx::query(&sql);
-            for ((hour, origin, user, host, outcome, system), runs) in chunk {
-                q = q
-                    .bind(*hour)
-                    .bind(origin)
-                    .bind(user)
-                    .bind(host)
-                    .bind(outcome)
-                    .bind(i64::from(*system))
-                    .bind(*runs);
+                for h in hours {
+                    q = q.bind(*h);
+                }
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -346,29 +324,36 @@ impl Store {
             .collect()
     }
 
-    /// People's elevations that ran, per UTC hour `since..until` (hours since the epoch),
-    /// login and host.
-    pub async fn hourly(&self, since_hour: i64, until_hour: i64) -> Result<Vec<HourRow>> {
-        let rows = sqlx::query(
-            "SELECT hour, origin, user_name, host, CAST(SUM(runs) AS BIGINT) AS runs \
-             FROM discovery_hourly WHERE hour >= $1 AND hour < $2 AND system = 0 \
-             AND outcome = 'ran' GROUP BY hour, origin, user_name, host",
-        )
-        .bind(since_hour)
-        .bind(until_hour)
+    /// People's elevations that ran on UTC days `since..until`, per day, login and host, with
+    /// their runs in each hour of the day (for a department's timing).
+    pub async fn daily_hours(&self, since_day: i64, until_day: i64) -> Result<Vec<HourRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT day, origin, user_name, host, {HOUR_COLUMNS} FROM discovery_daily \
+             WHERE day >= $1 AND day < $2 AND system = 0 AND outcome = 'ran'"
+        ))
+        .bind(since_day)
+        .bind(until_day)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HourRow {
-                    hour: get(r, "hour")?,
-                    origin: get(r, "origin")?,
-                    user_name: get(r, "user_name")?,
-                    host: get(r, "host")?,
-                    runs: sum(r, "runs")?,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for r in &rows {
+            let day: i64 = get(r, "day")?;
+            let (origin, user_name, host): (String, String, String) =
+                (get(r, "origin")?, get(r, "user_name")?, get(r, "host")?);
+            for h in 0..24 {
+                let runs = get::<i64>(r, &format!("h{h:02}"))?;
+                if runs > 0 {
+                    out.push(HourRow {
+                        hour: day * 24 + h,
+                        origin: origin.clone(),
+                        user_name: user_name.clone(),
+                        host: host.clone(),
+                        runs: runs as u64,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// People's elevations that ran, per UTC hour `since..until` and origin, all logins

@@ -188,6 +188,16 @@ async fn reports_over_a_generated_month_say_what_was_put_in() {
             m.expected.after_hours_percent()
         );
         assert_eq!(rows(&timing).len(), 7);
+        // One department's timing, its people resolved from their logins.
+        let (runs, late) = m.expected.by_department["Finance"];
+        let finance = report(&server, &admin, "timing", "&department=Finance").await;
+        assert_eq!(
+            (
+                finance["facts"]["total"].as_u64().unwrap(),
+                finance["facts"]["after_hours"].as_u64().unwrap()
+            ),
+            (runs, late)
+        );
 
         // One department only.
         let finance = report(&server, &admin, "users", "&department=Finance").await;
