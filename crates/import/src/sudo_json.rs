@@ -46,15 +46,7 @@ pub fn read(
     if starts_with_brace {
         let mut de = serde_json::Deserializer::from_reader(input);
         loop {
-            let r = Entries {
-                state: &mut state,
-                sink,
-            }
-            .deserialize(&mut de);
-            if let Some(e) = state.failed.take() {
-                return Err(e);
-            }
-            match r {
+            match entries(&mut state, sink, &mut de)? {
                 Ok(()) => {}
                 Err(e) if e.is_eof() => {
                     // A log still being written has no closing brace yet.
@@ -87,21 +79,27 @@ pub fn read(
                 continue;
             };
             let mut de = serde_json::Deserializer::from_str(&text[start..]);
-            let r = Entries {
-                state: &mut state,
-                sink,
-            }
-            .deserialize(&mut de);
-            if let Some(e) = state.failed.take() {
-                return Err(e);
-            }
-            if r.is_err() {
+            if entries(&mut state, sink, &mut de)?.is_err() {
                 state.tally.read += 1;
                 state.tally.skip("unreadable JSON");
             }
         }
     }
     Ok(state.tally)
+}
+
+/// Reads one JSON value's entries into the sink: the sink's error (which stops the read), else
+/// how the JSON read.
+fn entries<'de, D: Deserializer<'de>>(
+    state: &mut State<'_>,
+    sink: &mut Sink<'_>,
+    de: D,
+) -> Result<Result<(), D::Error>, Error> {
+    let r = Entries { state, sink }.deserialize(de);
+    match state.failed.take() {
+        Some(e) => Err(e),
+        None => Ok(r),
+    }
 }
 
 struct State<'o> {

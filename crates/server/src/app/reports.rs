@@ -138,30 +138,15 @@ impl App {
             facts.insert("timezone".into(), t.timezone.clone().into());
             timing_table(&t)
         } else {
-            let mut usage = Vec::new();
-            for r in self.store.usage(since_day, until_day).await? {
-                if !origin_ok(&r.origin) {
-                    continue;
-                }
-                let (who, person, department) = directory.resolve(&r.user_name, &r.host);
-                if !wanted(&department, &params.department) {
-                    continue;
-                }
-                usage.push(Usage {
-                    who,
-                    person,
-                    department,
-                    login: r.user_name,
-                    host: r.host,
-                    program: r.program,
-                    outcome: r.outcome,
-                    system: r.system,
-                    runs: r.runs,
-                    days: r.days,
-                    first: r.first,
-                    last: r.last,
-                });
-            }
+            let usage: Vec<Usage> = self
+                .store
+                .usage(since_day, until_day)
+                .await?
+                .into_iter()
+                .filter(|r| origin_ok(&r.origin))
+                .map(|r| directory.usage_of(r))
+                .filter(|u| wanted(&u.department, &params.department))
+                .collect();
             self.usage_table(name, &usage, days, params, &mut facts)
                 .await?
         };

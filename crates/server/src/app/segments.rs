@@ -34,6 +34,25 @@ pub(crate) struct People {
 
 impl People {
     /// (who, a person of the directory, department).
+    /// A rollup row as core's analytics take it, its login resolved to a person.
+    pub(crate) fn usage_of(&self, r: crate::store::UsageRow) -> Usage {
+        let (who, person, department) = self.resolve(&r.user_name, &r.host);
+        Usage {
+            who,
+            person,
+            department,
+            login: r.user_name,
+            host: r.host,
+            program: r.program,
+            outcome: r.outcome,
+            system: r.system,
+            runs: r.runs,
+            days: r.days,
+            first: r.first,
+            last: r.last,
+        }
+    }
+
     pub(crate) fn resolve(&self, login: &str, host: &str) -> (String, bool, Option<String>) {
         let tags = self.tags.get(host).map_or(&[][..], Vec::as_slice);
         let owners = self.logins.get(login).map_or(&[][..], Vec::as_slice);
@@ -91,26 +110,14 @@ impl App {
         }
         let today = now.as_millisecond().div_euclid(DAY_MS) + 1;
         let directory = self.directory_people().await?;
-        let mut usage = Vec::new();
-        for r in self.store.usage(today - 30, today).await? {
-            let (who, person, department) = directory.resolve(&r.user_name, &r.host);
-            if person {
-                usage.push(Usage {
-                    who,
-                    person,
-                    department,
-                    login: r.user_name,
-                    host: r.host,
-                    program: r.program,
-                    outcome: r.outcome,
-                    system: r.system,
-                    runs: r.runs,
-                    days: r.days,
-                    first: r.first,
-                    last: r.last,
-                });
-            }
-        }
+        let usage: Vec<Usage> = self
+            .store
+            .usage(today - 30, today)
+            .await?
+            .into_iter()
+            .map(|r| directory.usage_of(r))
+            .filter(|u| u.person)
+            .collect();
         let measured: HashMap<String, Segment> = analytics::segments(&usage, thresholds, 30)
             .into_iter()
             .map(|s| (s.who, s.segment))

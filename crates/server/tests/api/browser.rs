@@ -55,15 +55,24 @@ pub(super) fn missing_tools() -> Vec<String> {
     missing
 }
 
+/// Whether the browser tests can run here; saying what is missing when not, and failing under
+/// `ELEVATE_REQUIRE_BROWSER=1` (CI).
+pub(super) fn browser_here(what_test: &str) -> bool {
+    let missing = missing_tools();
+    if missing.is_empty() {
+        return true;
+    }
+    let what = missing.join("; ");
+    if std::env::var("ELEVATE_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("the browser test is required (ELEVATE_REQUIRE_BROWSER=1) but this machine lacks: {what}");
+    }
+    eprintln!("SKIPPED browser test of {what_test}: missing {what}");
+    false
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approver_approves_in_a_real_browser() {
-    let missing = missing_tools();
-    if !missing.is_empty() {
-        let what = missing.join("; ");
-        if std::env::var("ELEVATE_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("the browser test is required (ELEVATE_REQUIRE_BROWSER=1) but this machine lacks: {what}");
-        }
-        eprintln!("SKIPPED browser test of the portal: missing {what}");
+    if !browser_here("the portal") {
         return;
     }
 
@@ -153,13 +162,7 @@ async fn an_approver_approves_in_a_real_browser() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_discovery_pages_show_the_apis_numbers() {
-    let missing = missing_tools();
-    if !missing.is_empty() {
-        let what = missing.join("; ");
-        if std::env::var("ELEVATE_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("the browser test is required (ELEVATE_REQUIRE_BROWSER=1) but this machine lacks: {what}");
-        }
-        eprintln!("SKIPPED browser test of the discovery pages: missing {what}");
+    if !browser_here("the discovery pages") {
         return;
     }
     use elevate_testkit::discovery::{month, MONTH_END, MONTH_START};

@@ -60,16 +60,22 @@ async fn the_demo_starts_with_an_admin_a_policy_and_requests_waiting() {
         .as_str()
         .expect("the printed password works")
         .to_string();
-    let requests: Vec<serde_json::Value> = http
-        .get(format!("{base}/v1/requests"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get = |path: &str| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(&token);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let requests = get("/v1/requests").await;
     let states: Vec<&str> = requests
+        .as_array()
+        .unwrap()
         .iter()
         .map(|r| r["state"].as_str().unwrap())
         .collect();
@@ -85,27 +91,11 @@ async fn the_demo_starts_with_an_admin_a_policy_and_requests_waiting() {
         .unwrap();
     assert_eq!(policy.status(), 200);
     // The discovery pages have a month of data: people in each segment, and system jobs.
-    let segments: serde_json::Value = http
-        .get(format!("{base}/v1/reports/segments"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let segments = get("/v1/reports/segments").await;
     for s in ["low", "moderate", "high"] {
         assert!(segments["facts"][s].as_u64().unwrap() > 0, "{segments}");
     }
-    let system: serde_json::Value = http
-        .get(format!("{base}/v1/reports/system"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let system = get("/v1/reports/system").await;
     assert_eq!(system["rows"].as_array().unwrap().len(), 2, "{system}");
     let login = http
         .get(format!("{base}/portal/login"))
