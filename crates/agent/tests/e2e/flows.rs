@@ -363,3 +363,75 @@ fn the_agent_reports_its_human_logins_at_check_in() {
         },
     );
 }
+
+/// A rule for the high-frequency segment is decided on the device, from the segments the server
+/// measured and signed into the policy bundle: the person who elevates often runs the command at
+/// once; the one who rarely does is refused by the same cached policy.
+#[test]
+fn a_rule_for_a_segment_is_decided_on_the_device_from_the_servers_measure() {
+    namespaced(
+        "flows::a_rule_for_a_segment_is_decided_on_the_device_from_the_servers_measure",
+        || {
+            let world = World::new();
+            let (server, admin) = (world.server(), world.admin.clone());
+            world
+                .api(server.post(
+                    Some(&admin),
+                    "/v1/directory/import",
+                    &serde_json::json!({ "people": [
+                        { "user_name": "alice.smith", "logins": [{ "login": "alice" }] },
+                        { "user_name": "bob.jones", "logins": [{ "login": "bob" }] } ] }),
+                ))
+                .expect(200);
+            let now = server.clock.now();
+            let events: Vec<serde_json::Value> = (0..25)
+                .map(|k| ("alice", k))
+                .chain([("bob", 0)])
+                .map(|(login, k)| {
+                    serde_json::json!({ "id": format!("syslog:{login}-{k}"),
+                        "at": (now - jiff::SignedDuration::from_hours(k + 1)).to_string(),
+                        "host": "e2e-host", "user": login, "runas": "root", "program": "/usr/bin/apt",
+                        "outcome": "ran", "via": "sudo", "tty": "pts/0" })
+                })
+                .collect();
+            world
+                .api(server.post(
+                    Some(&admin),
+                    "/v1/imports",
+                    &serde_json::json!({ "source": "syslog", "events": events }),
+                ))
+                .expect(200);
+            world
+                .api(server.apply_policy(
+                    &admin,
+                    "version = 1\n[defaults]\nunmatched = \"deny\"\ndeny_message = \"not for you\"\n\
+                     [[rule]]\nname = \"frequent admins\"\nwho = { segment = \"high\" }\n\
+                     what = { paths = [\"/usr/bin/whoami\"] }\naction = \"auto\"\n",
+                ))
+                .expect(201);
+            // The agent refreshes its bundle every second.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !text(&world.elevate_as("root", &["status"], &[]).stdout).contains("version 2") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the agent did not take version 2"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            let alice = world.elevate_as("alice", &["/usr/bin/whoami"], &[]);
+            assert_eq!(
+                text(&alice.stdout),
+                "root\n",
+                "stderr: {}",
+                text(&alice.stderr)
+            );
+            let bob = world.elevate_as("bob", &["/usr/bin/whoami"], &[]);
+            assert!(!bob.status.success());
+            assert!(
+                text(&bob.stderr).contains("not for you"),
+                "{}",
+                text(&bob.stderr)
+            );
+        },
+    );
+}
