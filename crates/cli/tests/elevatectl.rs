@@ -715,5 +715,40 @@ async fn an_admin_imports_existing_logs_and_reads_the_reports() {
     let unknown = ctl.run(&["report", "nonsense"], None).await;
     assert_eq!(unknown.code, 1);
     assert!(unknown.stderr.contains("segments"), "{}", unknown.stderr);
+
+    // sudo writes control characters as #ooo; imported, they are text again, and what prints
+    // them to a terminal shows them, never sends them.
+    let log = ctl.home.join("auth.log");
+    std::fs::write(
+        &log,
+        "Nov 27 00:52:37 web1 sudo:    mallory : TTY=pts/0 ; PWD=/ ; USER=root ; \
+         COMMAND=/usr/bin/printf #033]0;pwned#007#033[2J\n",
+    )
+    .unwrap();
+    Ctl::ok(
+        &ctl.run(&["import", log.to_str().unwrap(), "--year", "2026"], None)
+            .await,
+    );
+    let evidence = ctl
+        .run(
+            &[
+                "report",
+                "evidence",
+                "--who",
+                "mallory",
+                "--since",
+                "2026-11-01",
+                "--until",
+                "2026-12-01",
+            ],
+            None,
+        )
+        .await;
+    let text = Ctl::ok(&evidence);
+    assert!(text.contains("/usr/bin/printf"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
     server.stop().await;
 }

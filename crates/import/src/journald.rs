@@ -93,7 +93,6 @@ fn entry_of(reader: &mut Reader<'_>, entry: &Value, sink: &mut Sink<'_>) -> Resu
         at,
         host: field("_HOSTNAME"),
         program,
-        facility: None,
         pid: field("_PID"),
         message: &message,
     };

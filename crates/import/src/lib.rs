@@ -75,16 +75,6 @@ impl Tally {
             self.problems.push(what);
         }
     }
-
-    /// Adds another file's counts.
-    pub fn add(&mut self, other: &Tally) {
-        self.read += other.read;
-        self.found += other.found;
-        for (k, v) in &other.skipped {
-            *self.skipped.entry(k.clone()).or_default() += v;
-        }
-        self.problems.extend(other.problems.iter().cloned());
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,17 +213,7 @@ impl Occurrences {
     }
 }
 
-/// Text cut to `max` bytes at a character boundary, marked with `…` when cut.
-pub fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
+pub use elevate_proto::v1::shorten as cut;
 
 /// A name as the server accepts it: control characters made visible, bounded, never empty.
 pub fn name(text: &str) -> String {

@@ -22,8 +22,6 @@ pub struct Line<'a> {
     pub host: Option<&'a str>,
     /// The tag's program (`sudo`, `su`), without `[pid]` or `(pam_unix)`.
     pub program: &'a str,
-    /// What the tag said in parentheses (`su(pam_unix)` → `pam_unix`).
-    pub facility: Option<&'a str>,
     pub pid: Option<&'a str>,
     pub message: &'a str,
 }
@@ -345,15 +343,12 @@ fn tagged(at: Timestamp, rest: &str) -> Option<Line<'_>> {
         Some((t, p)) => (t, Some(p.trim_end_matches(']'))),
         None => (tag, None),
     };
-    let (program, facility) = match tag.split_once('(') {
-        Some((p, f)) => (p, Some(f.trim_end_matches(')'))),
-        None => (tag, None),
-    };
+    // `su(pam_unix)`: the program is `su`.
+    let program = tag.split_once('(').map_or(tag, |(p, _)| p);
     Some(Line {
         at,
         host,
         program,
-        facility,
         pid,
         message: message.strip_prefix(' ').unwrap_or(message),
     })
@@ -398,7 +393,6 @@ fn rfc5424(rest: &str) -> Option<Line<'_>> {
         at,
         host,
         program,
-        facility: None,
         pid,
         message: message.strip_prefix('\u{feff}').unwrap_or(message),
     })

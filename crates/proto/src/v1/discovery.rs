@@ -166,6 +166,18 @@ pub fn is_system(user: &str, uid: Option<u32>, tty: Option<&str>) -> bool {
     tty.is_none() || user == "root" || uid.is_some_and(|u| u < 1000)
 }
 
+/// Text cut to `max` bytes at a character boundary, marked with `…` when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 fn check_text(what: &str, value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
         return Err(format!("{what} is {} bytes; at most {max}", value.len()));

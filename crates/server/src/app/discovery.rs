@@ -7,7 +7,7 @@
 //! not the one the device's event was made for.
 
 use elevate_core::audit::AuditEvent;
-use elevate_proto::v1::{is_system, ImportIn, ImportOut, ObservationIn};
+use elevate_proto::v1::{is_system, shorten, ImportIn, ImportOut, ObservationIn};
 
 use super::{App, AppError, Principal, Result, Role};
 use crate::store::{ObservationRow, Tx};
@@ -110,7 +110,7 @@ fn row_of_device_event(device: &str, e: &AuditEvent) -> Option<ObservationRow> {
         .strip_prefix("user:")?
         .strip_suffix(&format!("@{device}"))?;
     let data: serde_json::Value = serde_json::from_str(&e.data).ok()?;
-    let text = |v: &serde_json::Value| v.as_str().map(|s| cut(s, 4096));
+    let text = |v: &serde_json::Value| v.as_str().map(|s| shorten(s, 4096));
     let target = &data["target"];
     let program = text(&target["path"])?;
     let args: Vec<String> = match &target["args"] {
@@ -143,7 +143,7 @@ fn row_of_device_event(device: &str, e: &AuditEvent) -> Option<ObservationRow> {
         uid,
         runas: text(&data["runas"]).unwrap_or_else(|| "root".into()),
         program,
-        command_line: cut(&command_line, 4096),
+        command_line: shorten(&command_line, 4096),
         cwd: text(&data["cwd"]),
         tty,
         outcome: outcome.into(),
@@ -158,15 +158,4 @@ fn row_of_device_event(device: &str, e: &AuditEvent) -> Option<ObservationRow> {
         package: text(&target["package"]),
         sha256: text(&target["sha256"]),
     })
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }

@@ -122,8 +122,6 @@ pub(crate) fn check_unique(people: &[&PersonRow]) -> Result<()> {
     Ok(())
 }
 
-/// The owners of a login at the narrowest scope that fits a device with `name` and `tags`:
-/// the device's own, else its tags', else the fleet's.
 /// How closely a login's `scope` fits a device with `name` and `tags`: 2 named for the
 /// device, 1 for one of its tags, 0 fleet-wide; `None` when it does not fit.
 pub(crate) fn scope_fit(scope: &str, name: &str, tags: &[String]) -> Option<u8> {
@@ -138,7 +136,18 @@ pub(crate) fn scope_fit(scope: &str, name: &str, tags: &[String]) -> Option<u8> 
 /// The owners of a login at the narrowest scope that fits a device with `name` and `tags`:
 /// the device's own, else its tags', else the fleet's.
 pub(crate) fn narrowest(owners: Vec<LoginOwner>, name: &str, tags: &[String]) -> Vec<LoginOwner> {
-    let level = |o: &LoginOwner| scope_fit(&o.scope, name, tags);
+    narrowest_by(owners, |o| &o.scope, name, tags)
+}
+
+/// [`narrowest`] of any kind of owner, given where each one's scope is.
+pub(crate) fn narrowest_by<T>(
+    owners: impl IntoIterator<Item = T>,
+    scope: impl Fn(&T) -> &str,
+    name: &str,
+    tags: &[String],
+) -> Vec<T> {
+    let owners: Vec<T> = owners.into_iter().collect();
+    let level = |o: &T| scope_fit(scope(o), name, tags);
     let best = owners.iter().filter_map(level).max();
     owners
         .into_iter()

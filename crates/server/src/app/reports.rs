@@ -34,7 +34,7 @@ pub struct ReportParams {
 }
 
 /// The period's UTC days: `since` rounded down, `until` up (default: the 30 days to today).
-fn period(p: &ReportParams, now: Timestamp) -> Result<(i64, i64)> {
+pub(super) fn period(p: &ReportParams, now: Timestamp) -> Result<(i64, i64)> {
     let until = p.until.unwrap_or(now).as_millisecond();
     let until_day =
         until.div_euclid(DAY_MS) + i64::from(until.rem_euclid(DAY_MS) != 0 || p.until.is_none());

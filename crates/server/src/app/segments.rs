@@ -13,12 +13,11 @@ use elevate_core::discovery::{self as analytics, Segment, Thresholds, Usage};
 use elevate_core::policy::SEGMENT_GROUP;
 use jiff::Timestamp;
 
-use super::people::scope_fit;
-use super::{App, Result};
+use super::people::{narrowest, narrowest_by};
+use super::{App, ReportParams, Result};
 
 /// Measured segments are used this long before they are measured again.
 const FRESH_FOR: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
-const DAY_MS: i64 = 86_400_000;
 
 /// Segments measured at a time with some thresholds: person → segment.
 pub(crate) type Measured = (Timestamp, Thresholds, Arc<HashMap<String, Segment>>);
@@ -56,18 +55,30 @@ impl People {
     pub(crate) fn resolve(&self, login: &str, host: &str) -> (String, bool, Option<String>) {
         let tags = self.tags.get(host).map_or(&[][..], Vec::as_slice);
         let owners = self.logins.get(login).map_or(&[][..], Vec::as_slice);
-        let fit = |o: &&(String, Option<String>, String)| scope_fit(&o.2, host, tags);
-        let best = owners.iter().filter_map(|o| fit(&o)).max();
-        let mut at_best = owners.iter().filter(|o| best.is_some() && fit(o) == best);
-        match (at_best.next(), at_best.next()) {
-            (Some((person, dep, _)), None) => (person.clone(), true, dep.clone()),
+        match narrowest_by(owners, |o| o.2.as_str(), host, tags).as_slice() {
+            [(person, dep, _)] => (person.clone(), true, dep.clone()),
             _ => (login.to_owned(), false, None),
         }
     }
 }
 
 impl App {
+    /// The directory's logins and people, with every enrolled device's tags (for resolving
+    /// logins on any host).
     pub(crate) async fn directory_people(&self) -> Result<People> {
+        let mut directory = self.directory_logins().await?;
+        directory.tags = self
+            .store
+            .devices()
+            .await?
+            .into_iter()
+            .map(|d| (d.name, d.tags))
+            .collect();
+        Ok(directory)
+    }
+
+    /// The directory's logins and people, without devices' tags.
+    async fn directory_logins(&self) -> Result<People> {
         let mut logins: HashMap<String, Vec<(String, Option<String>, String)>> = HashMap::new();
         let mut people = HashMap::new();
         for p in self.store.people().await? {
@@ -81,17 +92,10 @@ impl App {
             let own = p.logins.iter().map(|(l, _)| l.clone()).collect();
             people.insert(p.user_name.clone(), (p.department.clone(), own));
         }
-        let tags = self
-            .store
-            .devices()
-            .await?
-            .into_iter()
-            .map(|d| (d.name, d.tags))
-            .collect();
         Ok(People {
             logins,
             people,
-            tags,
+            tags: HashMap::new(),
         })
     }
 
@@ -108,17 +112,18 @@ impl App {
                 return Ok(measured.clone());
             }
         }
-        let today = now.as_millisecond().div_euclid(DAY_MS) + 1;
+        let (since_day, until_day) = super::reports::period(&ReportParams::default(), now)?;
         let directory = self.directory_people().await?;
         let usage: Vec<Usage> = self
             .store
-            .usage(today - 30, today)
+            .usage(since_day, until_day)
             .await?
             .into_iter()
             .map(|r| directory.usage_of(r))
             .filter(|u| u.person)
             .collect();
-        let measured: HashMap<String, Segment> = analytics::segments(&usage, thresholds, 30)
+        let days = (until_day - since_day) as u64;
+        let measured: HashMap<String, Segment> = analytics::segments(&usage, thresholds, days)
             .into_iter()
             .map(|s| (s.who, s.segment))
             .collect();
@@ -135,7 +140,7 @@ impl App {
         thresholds: Thresholds,
     ) -> Result<BTreeMap<String, String>> {
         let measured = self.person_segments(thresholds).await?;
-        let mut directory = self.directory_people().await?;
+        let mut directory = self.directory_logins().await?;
         directory.tags.insert(device.to_owned(), tags.to_vec());
         let mut out = BTreeMap::new();
         for login in directory.logins.keys() {
@@ -159,15 +164,22 @@ impl App {
         if !policy.uses_segments() {
             return Ok(());
         }
-        let segments = self
-            .device_segments(
-                &subject.device,
-                &subject.device_tags,
-                policy.segment_thresholds(),
-            )
+        // Only the requester's login is looked up, as separation of duties does.
+        let owners = self
+            .store
+            .directory()
+            .await?
+            .login_owners(&subject.user)
             .await?;
-        if let Some(s) = segments.get(&subject.user) {
-            subject.groups.push(format!("{SEGMENT_GROUP}{s}"));
+        if let [owner] = narrowest(owners, &subject.device, &subject.device_tags).as_slice() {
+            let measured = self.person_segments(policy.segment_thresholds()).await?;
+            let segment = measured
+                .get(&owner.user_name)
+                .copied()
+                .unwrap_or(Segment::Low);
+            subject
+                .groups
+                .push(format!("{SEGMENT_GROUP}{}", segment.as_str()));
         }
         Ok(())
     }

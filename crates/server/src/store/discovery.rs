@@ -424,15 +424,6 @@ impl Store {
         out.truncate(limit as usize);
         Ok(out)
     }
-
-    /// How many observations are stored, by origin (for the import summary and tests).
-    pub async fn observation_count(&self, origin: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM observations WHERE origin = $1")
-            .bind(origin)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as u64)
-    }
 }
 
 /// A `SUM`, cast to BIGINT in the query (PostgreSQL would give NUMERIC).

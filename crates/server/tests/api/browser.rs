@@ -70,6 +70,31 @@ pub(super) fn browser_here(what_test: &str) -> bool {
     false
 }
 
+/// Runs a browser script to its end, failing with its output when it fails.
+async fn run_node(script: &str, node: Command) {
+    let started = Instant::now();
+    // The server runs on this runtime: block another thread, not it, while the browser works.
+    let out = tokio::task::spawn_blocking(move || {
+        let mut node = node;
+        node.output()
+    })
+    .await
+    .expect("the blocking task ran")
+    .expect("node starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    eprintln!(
+        "{} (browser run {:.1}s)",
+        stdout.trim(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approver_approves_in_a_real_browser() {
     if !browser_here("the portal") {
@@ -116,24 +141,7 @@ async fn an_approver_approves_in_a_real_browser() {
             command_request("dave", &["finance"], "/usr/bin/tee", &["<b>live</b>"]).to_string(),
         )
         .env("FORCE_COLOR", "0");
-    let started = Instant::now();
-    // The server runs on this runtime: block another thread, not it, while the browser works.
-    let out = tokio::task::spawn_blocking(move || node.output())
-        .await
-        .expect("the blocking task ran")
-        .expect("node starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "portal.mjs failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    eprintln!(
-        "{} (browser run {:.1}s)",
-        stdout.trim(),
-        started.elapsed().as_secs_f64()
-    );
+    run_node("portal.mjs", node).await;
     for shot in [
         "queue.png",
         "detail-pending.png",
@@ -237,18 +245,7 @@ async fn the_discovery_pages_show_the_apis_numbers() {
         .env("SCREENSHOT_DIR", dir.join("shots"))
         .env("CHROMIUM", CHROMIUM)
         .env("FORCE_COLOR", "0");
-    let out = tokio::task::spawn_blocking(move || node.output())
-        .await
-        .expect("the blocking task ran")
-        .expect("node starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "discovery.mjs failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    eprintln!("{}", stdout.trim());
+    run_node("discovery.mjs", node).await;
     for shot in [
         "discovery-segments.png",
         "discovery-timing.png",
