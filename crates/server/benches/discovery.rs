@@ -1,6 +1,7 @@
 //! Load benchmark of discovery at fleet scale, on SQLite and PostgreSQL, with the release
 //! `elevate-server` binary as its own process:
-//! (a) the 30-day reports over `ELEVATE_BENCH_EVENTS` events (default 10 million);
+//! (a) the 30-day reports over `ELEVATE_BENCH_EVENTS` events (default 10 million), and one
+//!     department's timing (which reads per-login hours);
 //! (b) import throughput (`POST /v1/imports`, 5,000 events a call, `ELEVATE_BENCH_CONCURRENCY`
 //!     calls in flight) against a raw batched insert of the same rows into a bare table in the
 //!     same database, in the same run;
@@ -237,13 +238,15 @@ async fn run(db: Db, n: u64, people: u64, concurrency: usize) -> Figures {
         "attempts",
         "risky",
         "segments",
+        "timing?department=dept-01&",
     ] {
         let mut times = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
             let r = http
                 .get(format!(
-                    "{url}/v1/reports/{name}?since=2026-10-01&until=2026-10-31"
+                    "{url}/v1/reports/{name}{}since=2026-10-01&until=2026-10-31",
+                    if name.contains('?') { "" } else { "?" }
                 ))
                 .bearer_auth(&admin)
                 .send()
@@ -275,8 +278,8 @@ async fn run(db: Db, n: u64, people: u64, concurrency: usize) -> Figures {
 }
 
 /// Seconds to insert the `n` rows in transactions of 5,000 in one connection, as many rows a
-/// statement as is fastest for the backend (SQLite 20, PostgreSQL 500: sqlx's SQLite driver
-/// slows down faster than linearly with a statement's parameters).
+/// statement as is fastest for the backend (`ELEVATE_BENCH_RAW_ROWS`; SQLite 200 with
+/// anonymous parameters, PostgreSQL 500 — docs/benchmarks.md has the sizes tried).
 async fn raw_insert(url: &str, n: u64, people: u64) -> f64 {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(url)
@@ -296,13 +299,14 @@ async fn raw_insert(url: &str, n: u64, people: u64) -> f64 {
     .execute(&mut conn)
     .await
     .expect("the table");
+    let sqlite = url.starts_with("sqlite");
+    let per_statement = env_or("ELEVATE_BENCH_RAW_ROWS", if sqlite { 200 } else { 500 });
     let started = Instant::now();
     let mut i = 0;
     while i < n {
         let end = (i + BATCH as u64).min(n);
         let mut tx = conn.begin().await.expect("a transaction");
         let rows: Vec<ObservationIn> = (i..end).map(|k| event(k, n, people)).collect();
-        let per_statement = if url.starts_with("sqlite") { 20 } else { 500 };
         for chunk in rows.chunks(per_statement) {
             let mut sql = String::from("INSERT INTO bench_raw VALUES ");
             let mut p = 0;
@@ -310,7 +314,14 @@ async fn raw_insert(url: &str, n: u64, people: u64) -> f64 {
                 sql.push_str(if r == 0 { "(" } else { ", (" });
                 for c in 0..17 {
                     p += 1;
-                    sql.push_str(&format!("{}${p}", if c == 0 { "" } else { ", " }));
+                    let sep = if c == 0 { "" } else { ", " };
+                    // SQLite binds anonymous parameters in order; numbered ones cost the
+                    // square of their number (see the store's `placeholders`).
+                    if sqlite {
+                        sql.push_str(&format!("{sep}?"));
+                    } else {
+                        sql.push_str(&format!("{sep}${p}"));
+                    }
                 }
                 sql.push(')');
             }
@@ -385,7 +396,7 @@ fn main() {
             println!("server RSS while importing (events sent: MiB): {}", rss.join(" "));
             println!("server peak RSS (VmHWM): {:.0} MiB", f.peak_mib);
             for (name, t) in &f.reports {
-                println!("report {name:<13} {:>7.1} ms (median of 3)", t.as_secs_f64() * 1000.0);
+                println!("report {name:<27} {:>7.1} ms (median of 3)", t.as_secs_f64() * 1000.0);
             }
         }
     });

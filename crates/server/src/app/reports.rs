@@ -114,9 +114,23 @@ impl App {
             }
             let mut hours: HashMap<i64, u64> = HashMap::new();
             let (since_hour, until_hour) = (since_day * 24, until_day * 24);
-            if params.department.is_some() {
-                // A department's people: per login and host, resolved to people.
-                for h in self.store.daily_hours(since_day, until_day).await? {
+            if let Some(department) = &params.department {
+                // A department's people: per login and host, resolved to people. Only their
+                // logins can be theirs; `none` (people without one, and logins the directory
+                // does not know) reads every login.
+                let logins: Option<Vec<String>> = (department != "none").then(|| {
+                    directory
+                        .people
+                        .values()
+                        .filter(|(dep, _)| dep.as_deref() == Some(department.as_str()))
+                        .flat_map(|(_, logins)| logins.iter().cloned())
+                        .collect()
+                });
+                for h in self
+                    .store
+                    .login_hours(since_day, until_day, logins.as_deref())
+                    .await?
+                {
                     let (_, _, dep) = directory.resolve(&h.user_name, &h.host);
                     if origin_ok(&h.origin) && wanted(&dep, &params.department) {
                         *hours.entry(h.hour).or_default() += h.runs;

@@ -14,6 +14,8 @@ mod migrate;
 mod people;
 mod policies;
 mod requests;
+mod rollups;
+mod usage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,10 +27,11 @@ pub use accounts::{AccountRow, ApiTokenRow, SignInRow};
 pub use audit::{Chain, CheckpointRow};
 pub use deliveries::{AttemptEnd, AttemptRow, DeliveryRow, NotifyChannel};
 pub use devices::{DeviceRow, EnrolTokenRow};
-pub use discovery::{HourRow, ObservationRow, ProgramRow, UsageRow};
+pub use discovery::ObservationRow;
 pub use people::{Directory, GroupRow, LoginOwner, PersonRow};
 pub use policies::PolicyRow;
 pub use requests::{ApprovalRow, HistoryStats, NewRequestRow, RequestFilter, RequestRow};
+pub use usage::{HourRow, ProgramRow, UsageRow};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,8 @@ pub struct Store {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// The database URL (PostgreSQL: for LISTEN; never printed, see `redact_url`).
     url: Arc<str>,
+    /// Discovery's dictionary of logins, hosts and programs, as committed.
+    names: Arc<rollups::Names>,
 }
 
 /// A write transaction (holding the SQLite writer lock when on SQLite).
@@ -67,6 +72,9 @@ pub struct Tx<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+    names: Arc<rollups::Names>,
+    /// Names this transaction added to the dictionary: known to all once it commits.
+    learned: Vec<(String, i64)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,6 +97,7 @@ impl std::fmt::Debug for Tx<'_> {
 impl Tx<'_> {
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        self.names.learn(self.learned);
         Ok(())
     }
 }
@@ -136,6 +145,7 @@ impl Store {
             backend,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             url: Arc::from(url),
+            names: Arc::default(),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -156,6 +166,8 @@ impl Store {
             tx,
             backend: self.backend,
             _guard: guard,
+            names: self.names.clone(),
+            learned: Vec::new(),
         })
     }
 

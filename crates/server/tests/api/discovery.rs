@@ -375,3 +375,136 @@ action = "auto"
     })
     .await;
 }
+
+#[tokio::test]
+async fn periods_across_and_inside_months_count_and_date_runs_exactly_and_concurrent_imports_agree()
+{
+    for_each_backend(|server| async move {
+        let admin = server.admin().await;
+        let ev = |id: &str, at: &str, program: &str| {
+            json!({ "id": id, "at": at, "host": "h1", "user": "bo", "runas": "root",
+                    "program": program, "outcome": "ran", "via": "sudo", "tty": "pts/0" })
+        };
+        let batch = |events: Vec<Value>| json!({ "source": "syslog", "events": events });
+        server
+            .post(
+                Some(&admin),
+                "/v1/imports",
+                &batch(vec![
+                    ev("syslog:m1", "2026-09-30T22:00:00Z", "/usr/bin/id"),
+                    ev("syslog:m2", "2026-10-05T10:00:00Z", "/usr/bin/id"),
+                    ev("syslog:m3", "2026-10-20T15:00:00Z", "/usr/bin/id"),
+                ]),
+            )
+            .await
+            .expect(200);
+        let app = |since: &'static str, until: &'static str| {
+            let server = &server;
+            let admin = admin.clone();
+            async move {
+                let r = server
+                    .get(
+                        Some(&admin),
+                        &format!("/v1/reports/applications?since={since}&until={until}"),
+                    )
+                    .await
+                    .expect(200);
+                let row = r.body["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["program"] == "/usr/bin/id")
+                    .cloned();
+                row.map(|r| {
+                    (
+                        r["runs"].as_u64().unwrap(),
+                        r["first"].as_str().unwrap().to_owned(),
+                        r["last"].as_str().unwrap().to_owned(),
+                    )
+                })
+            }
+        };
+        // Across two months: every run, first and last to the millisecond.
+        assert_eq!(
+            app("2026-09-30", "2026-10-21").await,
+            Some((
+                3,
+                "2026-09-30T22:00:00Z".into(),
+                "2026-10-20T15:00:00Z".into()
+            ))
+        );
+        // Beginning inside a month that had runs before: the first run is known to the day.
+        assert_eq!(
+            app("2026-10-10", "2026-10-21").await,
+            Some((
+                1,
+                "2026-10-20T00:00:00Z".into(),
+                "2026-10-20T15:00:00Z".into()
+            ))
+        );
+        // Ending inside a month that had runs after: the last run is known to the day.
+        assert_eq!(
+            app("2026-10-01", "2026-10-10").await,
+            Some((
+                1,
+                "2026-10-05T10:00:00Z".into(),
+                "2026-10-05T23:59:59.999Z".into()
+            ))
+        );
+        assert_eq!(app("2026-10-06", "2026-10-20").await, None);
+
+        // Two imports at once, each touching two programs on both sides of a midnight in
+        // opposite orders: both are stored (writers lock rollup rows in one order), every run
+        // counted.
+        for i in 0..10 {
+            let a = batch(vec![
+                ev(
+                    &format!("syslog:a{i}"),
+                    "2026-10-30T23:59:00Z",
+                    "/usr/bin/p1",
+                ),
+                ev(
+                    &format!("syslog:b{i}"),
+                    "2026-10-31T00:01:00Z",
+                    "/usr/bin/p2",
+                ),
+            ]);
+            let b = batch(vec![
+                ev(
+                    &format!("syslog:c{i}"),
+                    "2026-10-30T23:59:00Z",
+                    "/usr/bin/p2",
+                ),
+                ev(
+                    &format!("syslog:d{i}"),
+                    "2026-10-31T00:01:00Z",
+                    "/usr/bin/p1",
+                ),
+            ]);
+            let (ra, rb) = tokio::join!(
+                server.post(Some(&admin), "/v1/imports", &a),
+                server.post(Some(&admin), "/v1/imports", &b)
+            );
+            ra.expect(200);
+            rb.expect(200);
+        }
+        let r = server
+            .get(
+                Some(&admin),
+                "/v1/reports/applications?since=2026-10-30&until=2026-11-01",
+            )
+            .await
+            .expect(200);
+        for p in ["/usr/bin/p1", "/usr/bin/p2"] {
+            let row = r.body["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["program"] == p)
+                .unwrap();
+            assert_eq!(row["runs"], 20, "{p}");
+        }
+        server
+    })
+    .await;
+}

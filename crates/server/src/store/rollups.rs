@@ -1,0 +1,424 @@
+//! Discovery's rollups, written: what reports read (see `usage`) instead of single observations. Logins, hosts and
+//! programs are small integers of one dictionary (`discovery_names`); a key's use is kept per
+//! calendar month (UTC) with its runs on each day of the month, so that a 30-day report reads at
+//! most two months' rows however many events there were; people's runs per hour and login give
+//! a department's timing; the runs of all logins per hour give everyone's.
+//!
+//! Must never: hand out a dictionary id before the transaction that made it commits (another
+//! writer would store rows naming nothing), or lock rollup rows in an order another writer
+//! could take the other way round.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{get, Backend, Result, StoreError, Tx};
+use crate::store::ObservationRow;
+
+pub(super) const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+/// Names kept in memory at most (logins, hosts and programs; a device's user can invent
+/// programs): beyond, the cache starts again and misses are read from the database.
+const MAX_CACHED: usize = 200_000;
+/// Rows per statement (SQLite's parameters are anonymous: see `placeholders`).
+pub(super) fn chunk(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 200,
+        Backend::Postgres => 500,
+    }
+}
+
+/// The dictionary's committed entries, both ways.
+#[derive(Default)]
+pub struct Names {
+    maps: Mutex<NameMaps>,
+}
+
+#[derive(Default)]
+pub(super) struct NameMaps {
+    pub(super) ids: HashMap<String, i64>,
+    pub(super) names: HashMap<i64, Arc<str>>,
+}
+
+impl Names {
+    pub(super) fn lock(&self) -> MutexGuard<'_, NameMaps> {
+        // A panic while holding the lock leaves two maps that are still each valid.
+        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in the names a transaction made or read, once it has committed.
+    pub(super) fn learn(&self, learned: Vec<(String, i64)>) {
+        if learned.is_empty() {
+            return;
+        }
+        let mut m = self.lock();
+        if m.ids.len() + learned.len() > MAX_CACHED {
+            *m = NameMaps::default();
+        }
+        for (name, id) in learned {
+            m.names.insert(id, Arc::from(name.as_str()));
+            m.ids.insert(name, id);
+        }
+    }
+}
+
+/// `origin` as stored in the rollups.
+fn origin_code(origin: &str) -> i64 {
+    i64::from(origin != "device")
+}
+
+pub(super) fn origin_name(code: i64) -> &'static str {
+    if code == 0 {
+        "device"
+    } else {
+        "import"
+    }
+}
+
+fn outcome_code(outcome: &str) -> Result<i64> {
+    match outcome {
+        "ran" => Ok(0),
+        "failed" => Ok(1),
+        "refused" => Ok(2),
+        other => Err(StoreError::Corrupt(format!("outcome {other:?}"))),
+    }
+}
+
+pub(super) fn outcome_name(code: i64) -> Result<&'static str> {
+    match code {
+        0 => Ok("ran"),
+        1 => Ok("failed"),
+        2 => Ok("refused"),
+        other => Err(StoreError::Corrupt(format!("outcome code {other}"))),
+    }
+}
+
+/// The UTC calendar month (`year * 12 + month - 1`) and day of the month of a day since the
+/// epoch (H. Hinnant's `civil_from_days`).
+pub(super) fn month_of(day: i64) -> (i64, usize) {
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y * 12 + m - 1, d as usize)
+}
+
+/// The first day (since the epoch) of a month (`days_from_civil`).
+pub(super) fn month_start(month: i64) -> i64 {
+    let (y, m) = (month.div_euclid(12), month.rem_euclid(12) + 1);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Rollup key: (month, origin, user, host, program, outcome, system).
+type MonthKey = (i64, i64, i64, i64, i64, i64, i64);
+
+impl Tx<'_> {
+    /// The dictionary ids of `names`, adding those it lacks (in sorted order, so that
+    /// concurrent writers take the same locks in the same order).
+    async fn name_ids<'n>(&mut self, names: BTreeSet<&'n str>) -> Result<HashMap<&'n str, i64>> {
+        let mut out = HashMap::with_capacity(names.len());
+        let mut missing = Vec::new();
+        {
+            let cached = self.names.lock();
+            for n in names {
+                match cached.ids.get(n) {
+                    Some(id) => {
+                        out.insert(n, *id);
+                    }
+                    None => missing.push(n),
+                }
+            }
+        }
+        let size = chunk(self.backend);
+        for part in missing.chunks(size) {
+            let mut sql = String::from("INSERT INTO discovery_names (name) VALUES ");
+            placeholders(&mut sql, part.len(), 1, self.backend);
+            sql.push_str(" ON CONFLICT (name) DO NOTHING");
+            let mut q = sqlx::query(&sql).persistent(part.len() == size);
+            for n in part {
+                q = q.bind(*n);
+            }
+            q.execute(&mut *self.tx).await?;
+            let mut sql = String::from("SELECT id, name FROM discovery_names WHERE (name) IN ");
+            sql.push('(');
+            placeholders(&mut sql, part.len(), 1, self.backend);
+            sql.push(')');
+            let mut q = sqlx::query(&sql).persistent(part.len() == size);
+            for n in part {
+                q = q.bind(*n);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                let (id, name): (i64, String) = (get(&row, "id")?, get(&row, "name")?);
+                if let Some(n) = part.iter().find(|n| **n == name) {
+                    out.insert(*n, id);
+                    self.learned.push((name, id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds newly stored observations to the rollups (keys in sorted order, so that
+    /// concurrent writers lock rows in one order).
+    pub(super) async fn roll_up(&mut self, new: &[&ObservationRow]) -> Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let names: BTreeSet<&str> = new
+            .iter()
+            .flat_map(|r| [r.user_name.as_str(), r.host.as_str(), r.program.as_str()])
+            .collect();
+        let ids = self.name_ids(names).await?;
+        let id = |n: &str| {
+            ids.get(n)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("no dictionary id for {n:?}")))
+        };
+        // Runs, first and last milliseconds, and runs per day of the month.
+        let mut months: BTreeMap<MonthKey, (i64, i64, i64, BTreeMap<usize, i64>)> = BTreeMap::new();
+        // People's runs that ran per (login, host, day, origin): runs per hour of the day.
+        let mut login_days: BTreeMap<(i64, i64, i64, i64), BTreeMap<usize, i64>> = BTreeMap::new();
+        let mut totals: BTreeMap<(i64, &str, &str, bool), i64> = BTreeMap::new();
+        let mut programs: BTreeMap<&str, ProgramAcc<'_>> = BTreeMap::new();
+        for r in new {
+            let ms = r.at.as_millisecond();
+            let (month, dom) = month_of(ms.div_euclid(DAY_MS));
+            let (origin, user, host) = (origin_code(&r.origin), id(&r.user_name)?, id(&r.host)?);
+            let key = (
+                month,
+                origin,
+                user,
+                host,
+                id(&r.program)?,
+                outcome_code(&r.outcome)?,
+                i64::from(r.system),
+            );
+            let m = months
+                .entry(key)
+                .or_insert_with(|| (0, ms, ms, BTreeMap::new()));
+            m.0 += 1;
+            m.1 = m.1.min(ms);
+            m.2 = m.2.max(ms);
+            *m.3.entry(dom).or_default() += 1;
+            if !r.system && r.outcome == "ran" {
+                *login_days
+                    .entry((user, host, ms.div_euclid(DAY_MS), origin))
+                    .or_default()
+                    .entry((ms.rem_euclid(DAY_MS) / HOUR_MS) as usize)
+                    .or_default() += 1;
+            }
+            *totals
+                .entry((
+                    ms.div_euclid(HOUR_MS),
+                    r.origin.as_str(),
+                    r.outcome.as_str(),
+                    r.system,
+                ))
+                .or_default() += 1;
+            let p = programs
+                .entry(r.program.as_str())
+                .or_insert((None, None, ms, ms));
+            if r.package.is_some() && ms >= p.3 {
+                p.0 = r.package.as_deref();
+            }
+            if r.sha256.is_some() && ms >= p.3 {
+                p.1 = r.sha256.as_deref();
+            }
+            p.2 = p.2.min(ms);
+            p.3 = p.3.max(ms);
+        }
+        let (least, greatest) = extremes(self.backend);
+        let size = chunk(self.backend);
+        // Keys in one order across all statements (two writers never wait on each other in
+        // opposite orders); a statement updates the day columns its rows touched (one, or two
+        // across a midnight).
+        let months: Vec<_> = months.into_iter().collect();
+        for part in months.chunks(size) {
+            let doms: BTreeSet<usize> =
+                part.iter().flat_map(|(_, m)| m.3.keys().copied()).collect();
+            let mut sql = String::from(
+                "INSERT INTO discovery_monthly (month, origin, user_id, host_id, program_id, \
+                 outcome, system, runs, first_ms, last_ms",
+            );
+            for d in &doms {
+                sql.push_str(&format!(", d{d:02}"));
+            }
+            sql.push_str(") VALUES ");
+            placeholders(&mut sql, part.len(), 10 + doms.len(), self.backend);
+            sql.push_str(&format!(
+                " ON CONFLICT (month, origin, user_id, host_id, program_id, outcome, system) \
+                 DO UPDATE SET runs = discovery_monthly.runs + excluded.runs, \
+                 first_ms = {least}(discovery_monthly.first_ms, excluded.first_ms), \
+                 last_ms = {greatest}(discovery_monthly.last_ms, excluded.last_ms)"
+            ));
+            for d in &doms {
+                sql.push_str(&format!(
+                    ", d{d:02} = discovery_monthly.d{d:02} + excluded.d{d:02}"
+                ));
+            }
+            let mut q = sqlx::query(&sql).persistent(part.len() == size && doms.len() == 1);
+            for (
+                (month, origin, user, host, program, outcome, system),
+                (runs, first, last, per_day),
+            ) in part
+            {
+                q = q
+                    .bind(*month)
+                    .bind(*origin)
+                    .bind(*user)
+                    .bind(*host)
+                    .bind(*program)
+                    .bind(*outcome)
+                    .bind(*system)
+                    .bind(*runs)
+                    .bind(*first)
+                    .bind(*last);
+                for d in &doms {
+                    q = q.bind(per_day.get(d).copied().unwrap_or(0));
+                }
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        let login_days: Vec<_> = login_days.into_iter().collect();
+        for part in login_days.chunks(size) {
+            let hours: BTreeSet<usize> = part.iter().flat_map(|(_, h)| h.keys().copied()).collect();
+            let mut sql =
+                String::from("INSERT INTO discovery_login_days (user_id, host_id, day, origin");
+            for h in &hours {
+                sql.push_str(&format!(", h{h:02}"));
+            }
+            sql.push_str(") VALUES ");
+            placeholders(&mut sql, part.len(), 4 + hours.len(), self.backend);
+            let set: Vec<String> = hours
+                .iter()
+                .map(|h| format!("h{h:02} = discovery_login_days.h{h:02} + excluded.h{h:02}"))
+                .collect();
+            sql.push_str(&format!(
+                " ON CONFLICT (user_id, host_id, day, origin) DO UPDATE SET {}",
+                set.join(", ")
+            ));
+            let mut q = sqlx::query(&sql).persistent(part.len() == size && hours.len() == 1);
+            for ((user, host, day, origin), per_hour) in part {
+                q = q.bind(*user).bind(*host).bind(*day).bind(*origin);
+                for h in &hours {
+                    q = q.bind(per_hour.get(h).copied().unwrap_or(0));
+                }
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        let totals: Vec<_> = totals.into_iter().collect();
+        for part in totals.chunks(size) {
+            let mut sql = String::from(
+                "INSERT INTO discovery_hour_totals (hour, origin, outcome, system, runs) VALUES ",
+            );
+            placeholders(&mut sql, part.len(), 5, self.backend);
+            sql.push_str(
+                " ON CONFLICT (hour, origin, outcome, system) DO UPDATE \
+                 SET runs = discovery_hour_totals.runs + excluded.runs",
+            );
+            let mut q = sqlx::query(&sql).persistent(part.len() == size);
+            for ((hour, origin, outcome, system), runs) in part {
+                q = q
+                    .bind(*hour)
+                    .bind(*origin)
+                    .bind(*outcome)
+                    .bind(i64::from(*system))
+                    .bind(*runs);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        let programs: Vec<_> = programs.into_iter().collect();
+        for part in programs.chunks(size) {
+            let mut sql = String::from(
+                "INSERT INTO discovery_programs (program, package, sha256, first_ms, last_ms) \
+                 VALUES ",
+            );
+            placeholders(&mut sql, part.len(), 5, self.backend);
+            sql.push_str(&format!(
+                " ON CONFLICT (program) DO UPDATE SET \
+                 package = COALESCE(excluded.package, discovery_programs.package), \
+                 sha256 = COALESCE(excluded.sha256, discovery_programs.sha256), \
+                 first_ms = {least}(discovery_programs.first_ms, excluded.first_ms), \
+                 last_ms = {greatest}(discovery_programs.last_ms, excluded.last_ms)"
+            ));
+            let mut q = sqlx::query(&sql).persistent(part.len() == size);
+            for (program, (package, sha256, first, last)) in part {
+                q = q
+                    .bind(*program)
+                    .bind(*package)
+                    .bind(*sha256)
+                    .bind(*first)
+                    .bind(*last);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Package, SHA-256, first and last milliseconds of a program in one batch.
+type ProgramAcc<'a> = (Option<&'a str>, Option<&'a str>, i64, i64);
+
+pub(super) fn extremes(backend: Backend) -> (&'static str, &'static str) {
+    match backend {
+        Backend::Sqlite => ("MIN", "MAX"),
+        Backend::Postgres => ("LEAST", "GREATEST"),
+    }
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `per_row` values; on SQLite `(?, ?, …)`: SQLite
+/// looks a numbered parameter's name up in a list, so that binding `$n`s costs the square of
+/// their number (measured: a quarter of an import's time in `sqlite3_bind_parameter_name` at
+/// 20 rows a statement), while anonymous ones are bound in order at no cost.
+pub(super) fn placeholders(sql: &mut String, rows: usize, per_row: usize, backend: Backend) {
+    use std::fmt::Write as _;
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..per_row {
+            n += 1;
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = match backend {
+                Backend::Sqlite => write!(sql, "{sep}?"),
+                Backend::Postgres => write!(sql, "{sep}${n}"),
+            };
+        }
+        sql.push(')');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_days_agree_with_the_calendar() {
+        // Every day from 1900 to 2200 against jiff's civil dates, both ways.
+        let epoch = jiff::civil::date(1970, 1, 1);
+        for day in -25_567..84_000_i64 {
+            let date = epoch
+                .checked_add(jiff::Span::new().days(day))
+                .expect("a date");
+            let (month, dom) = month_of(day);
+            assert_eq!(
+                month,
+                i64::from(date.year()) * 12 + i64::from(date.month()) - 1,
+                "{date}"
+            );
+            assert_eq!(dom, date.day() as usize, "{date}");
+            if dom == 1 {
+                assert_eq!(month_start(month), day, "{date}");
+            }
+        }
+    }
+}
