@@ -13,7 +13,8 @@
 //! the system's jobs (root on the servers, eight jobs, no terminal); three in a hundred attempts
 //! fail; spread over 30 days.
 //!
-//! Run: `cargo bench -p elevate-server --bench discovery` (it builds the release binary first).
+//! Run: `cargo bench -p elevate-server --bench discovery` (it builds the release binary first;
+//! `ELEVATE_BENCH_BACKEND=sqlite|postgres` runs one backend).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -375,7 +376,11 @@ fn main() {
         .build()
         .expect("a runtime");
     rt.block_on(async {
+        let only = std::env::var("ELEVATE_BENCH_BACKEND").unwrap_or_default();
         for db in [Db::Sqlite, Db::Postgres] {
+            if !only.is_empty() && !format!("{db:?}").eq_ignore_ascii_case(&only) {
+                continue;
+            }
             if !available(db).await {
                 println!("{db:?}: not available here, skipped");
                 continue;

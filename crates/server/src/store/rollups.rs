@@ -240,33 +240,33 @@ impl Tx<'_> {
         let (least, greatest) = extremes(self.backend);
         let size = chunk(self.backend);
         // Keys in one order across all statements (two writers never wait on each other in
-        // opposite orders); a statement updates the day columns its rows touched (one, or two
-        // across a midnight).
+        // opposite orders); every day column in one statement text, so that each connection
+        // prepares and keeps one (measured: statements per touched day grew the server from
+        // 67 to 103 MiB over a month's import).
         let months: Vec<_> = months.into_iter().collect();
         for part in months.chunks(size) {
-            let doms: BTreeSet<usize> =
-                part.iter().flat_map(|(_, m)| m.3.keys().copied()).collect();
+            let doms = 1..=31_usize;
             let mut sql = String::from(
                 "INSERT INTO discovery_monthly (month, origin, user_id, host_id, program_id, \
                  outcome, system, runs, first_ms, last_ms",
             );
-            for d in &doms {
+            for d in doms.clone() {
                 sql.push_str(&format!(", d{d:02}"));
             }
             sql.push_str(") VALUES ");
-            placeholders(&mut sql, part.len(), 10 + doms.len(), self.backend);
+            placeholders(&mut sql, part.len(), 10 + 31, self.backend);
             sql.push_str(&format!(
                 " ON CONFLICT (month, origin, user_id, host_id, program_id, outcome, system) \
                  DO UPDATE SET runs = discovery_monthly.runs + excluded.runs, \
                  first_ms = {least}(discovery_monthly.first_ms, excluded.first_ms), \
                  last_ms = {greatest}(discovery_monthly.last_ms, excluded.last_ms)"
             ));
-            for d in &doms {
+            for d in doms.clone() {
                 sql.push_str(&format!(
                     ", d{d:02} = discovery_monthly.d{d:02} + excluded.d{d:02}"
                 ));
             }
-            let mut q = sqlx::query(&sql).persistent(part.len() == size && doms.len() == 1);
+            let mut q = sqlx::query(&sql).persistent(part.len() == size);
             for (
                 (month, origin, user, host, program, outcome, system),
                 (runs, first, last, per_day),
@@ -283,35 +283,35 @@ impl Tx<'_> {
                     .bind(*runs)
                     .bind(*first)
                     .bind(*last);
-                for d in &doms {
-                    q = q.bind(per_day.get(d).copied().unwrap_or(0));
+                for d in doms.clone() {
+                    q = q.bind(per_day.get(&d).copied().unwrap_or(0));
                 }
             }
             q.execute(&mut *self.tx).await?;
         }
         let login_days: Vec<_> = login_days.into_iter().collect();
         for part in login_days.chunks(size) {
-            let hours: BTreeSet<usize> = part.iter().flat_map(|(_, h)| h.keys().copied()).collect();
+            let hours = 0..24_usize;
             let mut sql =
                 String::from("INSERT INTO discovery_login_days (user_id, host_id, day, origin");
-            for h in &hours {
+            for h in hours.clone() {
                 sql.push_str(&format!(", h{h:02}"));
             }
             sql.push_str(") VALUES ");
-            placeholders(&mut sql, part.len(), 4 + hours.len(), self.backend);
+            placeholders(&mut sql, part.len(), 4 + 24, self.backend);
             let set: Vec<String> = hours
-                .iter()
+                .clone()
                 .map(|h| format!("h{h:02} = discovery_login_days.h{h:02} + excluded.h{h:02}"))
                 .collect();
             sql.push_str(&format!(
                 " ON CONFLICT (user_id, host_id, day, origin) DO UPDATE SET {}",
                 set.join(", ")
             ));
-            let mut q = sqlx::query(&sql).persistent(part.len() == size && hours.len() == 1);
+            let mut q = sqlx::query(&sql).persistent(part.len() == size);
             for ((user, host, day, origin), per_hour) in part {
                 q = q.bind(*user).bind(*host).bind(*day).bind(*origin);
-                for h in &hours {
-                    q = q.bind(per_hour.get(h).copied().unwrap_or(0));
+                for h in hours.clone() {
+                    q = q.bind(per_hour.get(&h).copied().unwrap_or(0));
                 }
             }
             q.execute(&mut *self.tx).await?;
