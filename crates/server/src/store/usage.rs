@@ -226,12 +226,7 @@ impl Store {
         }
         let ids: BTreeSet<i64> = by.keys().flat_map(|k| [k.1, k.2, k.3]).collect();
         let names = self.names_of(ids).await?;
-        let name = |id: &i64| {
-            names
-                .get(id)
-                .map(|n| n.to_string())
-                .ok_or_else(|| StoreError::Corrupt(format!("no name for dictionary id {id}")))
-        };
+        let name = |id: &i64| name_of(&names, *id);
         by.iter()
             .map(|((origin, user, host, program, outcome, system), acc)| {
                 Ok(UsageRow {
@@ -321,12 +316,7 @@ impl Store {
         let names = self
             .names_of(raw.iter().flat_map(|r| [r[0], r[1]]).collect())
             .await?;
-        let name = |id: &i64| {
-            names
-                .get(id)
-                .map(|n| n.to_string())
-                .ok_or_else(|| StoreError::Corrupt(format!("no name for dictionary id {id}")))
-        };
+        let name = |id: &i64| name_of(&names, *id);
         let mut out = Vec::new();
         for r in &raw {
             let (user, host) = (name(&r[0])?, name(&r[1])?);
@@ -384,4 +374,12 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The name of a dictionary id that rollup rows hold (every such id was committed with its name).
+fn name_of(names: &HashMap<i64, Arc<str>>, id: i64) -> Result<String> {
+    names
+        .get(&id)
+        .map(|n| n.to_string())
+        .ok_or_else(|| StoreError::Corrupt(format!("no name for dictionary id {id}")))
 }
