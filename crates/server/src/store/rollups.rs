@@ -149,18 +149,17 @@ impl Tx<'_> {
                 q = q.bind(*n);
             }
             q.execute(&mut *self.tx).await?;
-            let mut sql = String::from("SELECT id, name FROM discovery_names WHERE (name) IN ");
-            sql.push('(');
-            placeholders(&mut sql, part.len(), 1, self.backend);
-            sql.push(')');
+            let sql = select_names(part.len(), self.backend);
             let mut q = sqlx::query(&sql).persistent(part.len() == size);
             for n in part {
                 q = q.bind(*n);
             }
             for row in q.fetch_all(&mut *self.tx).await? {
                 let (id, name): (i64, String) = (get(&row, "id")?, get(&row, "name")?);
-                if let Some(n) = part.iter().find(|n| **n == name) {
-                    out.insert(*n, id);
+                // `part` is in sorted order (from the set).
+                if let Ok(i) = part.binary_search(&name.as_str()) {
+                    let n = part[i];
+                    out.insert(n, id);
                     self.learned.push((name, id));
                 }
             }
@@ -185,9 +184,9 @@ impl Tx<'_> {
                 .ok_or_else(|| StoreError::Corrupt(format!("no dictionary id for {n:?}")))
         };
         // Runs, first and last milliseconds, and runs per day of the month.
-        let mut months: BTreeMap<MonthKey, (i64, i64, i64, BTreeMap<usize, i64>)> = BTreeMap::new();
+        let mut months: BTreeMap<MonthKey, (i64, i64, i64, [i64; 31])> = BTreeMap::new();
         // People's runs that ran per (login, host, day, origin): runs per hour of the day.
-        let mut login_days: BTreeMap<(i64, i64, i64, i64), BTreeMap<usize, i64>> = BTreeMap::new();
+        let mut login_days: BTreeMap<(i64, i64, i64, i64), [i64; 24]> = BTreeMap::new();
         let mut totals: BTreeMap<(i64, &str, &str, bool), i64> = BTreeMap::new();
         let mut programs: BTreeMap<&str, ProgramAcc<'_>> = BTreeMap::new();
         for r in new {
@@ -203,19 +202,15 @@ impl Tx<'_> {
                 outcome_code(&r.outcome)?,
                 i64::from(r.system),
             );
-            let m = months
-                .entry(key)
-                .or_insert_with(|| (0, ms, ms, BTreeMap::new()));
+            let m = months.entry(key).or_insert((0, ms, ms, [0; 31]));
             m.0 += 1;
             m.1 = m.1.min(ms);
             m.2 = m.2.max(ms);
-            *m.3.entry(dom).or_default() += 1;
+            m.3[dom - 1] += 1;
             if !r.system && r.outcome == "ran" {
-                *login_days
+                login_days
                     .entry((user, host, ms.div_euclid(DAY_MS), origin))
-                    .or_default()
-                    .entry((ms.rem_euclid(DAY_MS) / HOUR_MS) as usize)
-                    .or_default() += 1;
+                    .or_insert([0; 24])[(ms.rem_euclid(DAY_MS) / HOUR_MS) as usize] += 1;
             }
             *totals
                 .entry((
@@ -245,12 +240,11 @@ impl Tx<'_> {
         // 67 to 103 MiB over a month's import).
         let months: Vec<_> = months.into_iter().collect();
         for part in months.chunks(size) {
-            let doms = 1..=31_usize;
             let mut sql = String::from(
                 "INSERT INTO discovery_monthly (month, origin, user_id, host_id, program_id, \
                  outcome, system, runs, first_ms, last_ms",
             );
-            for d in doms.clone() {
+            for d in 1..=31 {
                 sql.push_str(&format!(", d{d:02}"));
             }
             sql.push_str(") VALUES ");
@@ -261,7 +255,7 @@ impl Tx<'_> {
                  first_ms = {least}(discovery_monthly.first_ms, excluded.first_ms), \
                  last_ms = {greatest}(discovery_monthly.last_ms, excluded.last_ms)"
             ));
-            for d in doms.clone() {
+            for d in 1..=31 {
                 sql.push_str(&format!(
                     ", d{d:02} = discovery_monthly.d{d:02} + excluded.d{d:02}"
                 ));
@@ -283,24 +277,22 @@ impl Tx<'_> {
                     .bind(*runs)
                     .bind(*first)
                     .bind(*last);
-                for d in doms.clone() {
-                    q = q.bind(per_day.get(&d).copied().unwrap_or(0));
+                for runs in per_day {
+                    q = q.bind(*runs);
                 }
             }
             q.execute(&mut *self.tx).await?;
         }
         let login_days: Vec<_> = login_days.into_iter().collect();
         for part in login_days.chunks(size) {
-            let hours = 0..24_usize;
             let mut sql =
                 String::from("INSERT INTO discovery_login_days (user_id, host_id, day, origin");
-            for h in hours.clone() {
+            for h in 0..24 {
                 sql.push_str(&format!(", h{h:02}"));
             }
             sql.push_str(") VALUES ");
             placeholders(&mut sql, part.len(), 4 + 24, self.backend);
-            let set: Vec<String> = hours
-                .clone()
+            let set: Vec<String> = (0..24)
                 .map(|h| format!("h{h:02} = discovery_login_days.h{h:02} + excluded.h{h:02}"))
                 .collect();
             sql.push_str(&format!(
@@ -310,8 +302,8 @@ impl Tx<'_> {
             let mut q = sqlx::query(&sql).persistent(part.len() == size);
             for ((user, host, day, origin), per_hour) in part {
                 q = q.bind(*user).bind(*host).bind(*day).bind(*origin);
-                for h in hours.clone() {
-                    q = q.bind(per_hour.get(&h).copied().unwrap_or(0));
+                for runs in per_hour {
+                    q = q.bind(*runs);
                 }
             }
             q.execute(&mut *self.tx).await?;
@@ -366,6 +358,14 @@ impl Tx<'_> {
     }
 }
 
+/// `SELECT id, name` of `n` names given as parameters.
+pub(super) fn select_names(n: usize, backend: Backend) -> String {
+    let mut sql = String::from("SELECT id, name FROM discovery_names WHERE name IN (");
+    placeholders(&mut sql, n, 1, backend);
+    sql.push(')');
+    sql
+}
+
 /// Package, SHA-256, first and last milliseconds of a program in one batch.
 type ProgramAcc<'a> = (Option<&'a str>, Option<&'a str>, i64, i64);
 
@@ -400,6 +400,70 @@ pub(super) fn placeholders(sql: &mut String, rows: usize, per_row: usize, backen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn observation(id: &str, user: &str, host: &str, program: &str) -> ObservationRow {
+        ObservationRow {
+            id: id.into(),
+            origin: "import".into(),
+            source: "syslog".into(),
+            at: "2026-10-05T10:00:00Z".parse().unwrap(),
+            host: host.into(),
+            user_name: user.into(),
+            uid: None,
+            runas: "root".into(),
+            program: program.into(),
+            command_line: program.into(),
+            cwd: None,
+            tty: None,
+            outcome: "ran".into(),
+            detail: None,
+            via: "sudo".into(),
+            system: false,
+            elevation: None,
+            package: None,
+            sha256: None,
+        }
+    }
+
+    /// A name a rolled-back transaction added to the dictionary is not remembered: other names
+    /// take its id, and the next writer adds it again (remembering it would file zed's runs
+    /// under amy's names).
+    #[tokio::test]
+    async fn names_from_a_rolled_back_transaction_are_not_remembered() {
+        let path = std::env::temp_dir().join(format!("elevate-names-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = crate::store::Store::open_sqlite(&path).await.unwrap();
+        let zed = |id: &str| observation(id, "zed", "h1", "/usr/bin/id");
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_observations(&[zed("syslog:1")]).await.unwrap();
+        drop(tx);
+        let mut tx = store.begin().await.unwrap();
+        let amy = observation("syslog:2", "amy", "h0", "/bin/x");
+        tx.insert_observations(&[amy]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.insert_observations(&[zed("syslog:3")]).await.unwrap(), 1);
+        tx.commit().await.unwrap();
+        let usage = store.usage(20_727, 20_758).await.unwrap(); // October 2026
+        let mut got: Vec<(&str, &str, &str, u64)> = usage
+            .iter()
+            .map(|u| {
+                (
+                    u.user_name.as_str(),
+                    u.host.as_str(),
+                    u.program.as_str(),
+                    u.runs,
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [("amy", "h0", "/bin/x", 1), ("zed", "h1", "/usr/bin/id", 1)]
+        );
+        drop(store);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn months_and_days_agree_with_the_calendar() {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::rollups::{
-    chunk, extremes, month_of, month_start, origin_name, outcome_name, placeholders, DAY_MS,
+    chunk, extremes, month_of, month_start, origin_name, outcome_name, select_names, DAY_MS,
 };
 use super::{get, ts, Backend, Result, Store, StoreError};
 
@@ -260,9 +260,7 @@ impl Store {
         }
         let mut learned = Vec::new();
         for part in missing.chunks(chunk(self.backend)) {
-            let mut sql = String::from("SELECT id, name FROM discovery_names WHERE name IN (");
-            placeholders(&mut sql, part.len(), 1, self.backend);
-            sql.push(')');
+            let sql = select_names(part.len(), self.backend);
             let mut q = sqlx::query(&sql).persistent(false);
             for n in part {
                 q = q.bind(n.as_str());
