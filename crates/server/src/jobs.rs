@@ -1,5 +1,5 @@
 //! Background jobs: escalate requests whose SLA passed, expire those whose time ran out, sign
-//! audit checkpoints, and send queued notifications.
+//! audit checkpoints, send queued notifications, and roll up discovery's pending observations.
 //!
 //! Must never: stop the server when a run fails (it logs and tries again next tick), or let a
 //! slow notification receiver delay expiry (each job has its own task).
@@ -15,6 +15,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let deliveries = tokio::spawn(send_deliveries(app.clone(), shutdown.clone()));
     let listener = tokio::spawn(listen_for_changes(app.clone()));
+    let rollups = tokio::spawn(roll_up_discovery(app.clone(), shutdown.clone()));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(15));
         loop {
@@ -35,6 +36,7 @@ pub fn spawn(
         }
         deliveries.abort();
         listener.abort();
+        rollups.abort();
     })
 }
 
@@ -67,6 +69,20 @@ async fn send_deliveries(app: App, mut shutdown: tokio::sync::watch::Receiver<bo
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = app.deliveries_due.notified() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// Rolls up discovery's pending observations every second: a bulk import's batches are rolled
+/// up together, and reports rarely find much to roll up before they read.
+async fn roll_up_discovery(app: App, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = app.store().roll_up_pending().await {
+            tracing::warn!(error = %e, "rolling up discovery failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.changed() => break,
         }
     }

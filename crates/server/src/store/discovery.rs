@@ -1,16 +1,17 @@
-//! Discovery in SQL: observations appended (idempotently, by id) with their rollups (see
-//! `rollups`) updated in the same transaction, and one person's observations read back.
+//! Discovery in SQL: observations appended (idempotently, by id), each batch of new ones queued
+//! for the rollups (see `pending`) in the same transaction, and one person's observations read
+//! back through the evidence index.
 //!
-//! Must never: count an observation in a rollup that was not newly stored (a duplicate adds
-//! nothing), or have a report scan the observations table (reports read rollups; only one
-//! person's evidence reads observations, through its index).
+//! Must never: queue an observation that was not newly stored (a duplicate adds nothing), or
+//! have a report scan the observations table (reports read rollups; only one person's evidence
+//! reads observations, by id from the evidence index).
 
 use std::collections::HashSet;
 
 use sqlx::any::AnyRow;
 
 use super::rollups::{chunk, placeholders};
-use super::{get, ts, Result, Store, Tx};
+use super::{get, ts, Backend, Result, Store, StoreError, Tx};
 
 /// One observation as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,16 +43,41 @@ const COLUMNS: &str = "id, origin, source, at_ms, host, user_name, uid, runas, p
 const PER_ROW: usize = 19;
 
 impl Tx<'_> {
-    /// Stores the observations not stored before and counts them into the rollups. Returns
-    /// how many were new.
+    /// Stores the observations not stored before and queues them for the rollups. Returns how
+    /// many were new.
     pub async fn insert_observations(&mut self, rows: &[ObservationRow]) -> Result<u64> {
         let mut new: Vec<&ObservationRow> = Vec::with_capacity(rows.len());
         let size = chunk(self.backend);
         for chunk in rows.chunks(size) {
+            // SQLite: the ids already stored, asked first (there are rarely any, and sqlx's
+            // SQLite driver costs microseconds a returned row: `RETURNING id` of every new row
+            // took a fifth of an import's time). Under SQLite's one writer nothing can store
+            // an id between this question and the insert; the insert's count checks it.
+            let known: Option<HashSet<String>> = match self.backend {
+                Backend::Sqlite => {
+                    let mut sql = String::from("SELECT id FROM observations WHERE id IN (");
+                    placeholders(&mut sql, chunk.len(), 1, self.backend);
+                    sql.push(')');
+                    let mut q = sqlx::query(&sql).persistent(chunk.len() == size);
+                    for r in chunk {
+                        q = q.bind(&r.id);
+                    }
+                    let rows = q.fetch_all(&mut *self.tx).await?;
+                    Some(
+                        rows.iter()
+                            .map(|row| get(row, "id"))
+                            .collect::<Result<_>>()?,
+                    )
+                }
+                Backend::Postgres => None,
+            };
             let mut sql = format!("INSERT INTO observations ({COLUMNS}) VALUES ");
             placeholders(&mut sql, chunk.len(), PER_ROW, self.backend);
-            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let mut q = sqlx::query(&sql);
+            sql.push_str(" ON CONFLICT (id) DO NOTHING");
+            if known.is_none() {
+                sql.push_str(" RETURNING id");
+            }
+            let mut q = sqlx::query(&sql).persistent(chunk.len() == size);
             for r in chunk {
                 q = q
                     .bind(&r.id)
@@ -74,21 +100,40 @@ impl Tx<'_> {
                     .bind(&r.package)
                     .bind(&r.sha256);
             }
-            let stored: HashSet<String> = q
-                .fetch_all(&mut *self.tx)
-                .await?
-                .iter()
-                .map(|row| get::<String>(row, "id"))
-                .collect::<Result<_>>()?;
             // The same id twice in one batch is stored (and counted) once.
             let mut counted = HashSet::new();
-            new.extend(
-                chunk
-                    .iter()
-                    .filter(|r| stored.contains(&r.id) && counted.insert(r.id.as_str())),
-            );
+            let before = new.len();
+            match known {
+                Some(known) => {
+                    let stored = q.execute(&mut *self.tx).await?.rows_affected();
+                    new.extend(
+                        chunk
+                            .iter()
+                            .filter(|r| !known.contains(&r.id) && counted.insert(r.id.as_str())),
+                    );
+                    if stored != (new.len() - before) as u64 {
+                        return Err(StoreError::Corrupt(format!(
+                            "{stored} observations stored where {} were new",
+                            new.len() - before
+                        )));
+                    }
+                }
+                None => {
+                    let stored: HashSet<String> = q
+                        .fetch_all(&mut *self.tx)
+                        .await?
+                        .iter()
+                        .map(|row| get::<String>(row, "id"))
+                        .collect::<Result<_>>()?;
+                    new.extend(
+                        chunk
+                            .iter()
+                            .filter(|r| stored.contains(&r.id) && counted.insert(r.id.as_str())),
+                    );
+                }
+            }
         }
-        self.roll_up(&new).await?;
+        self.queue_rollup(&new).await?;
         Ok(new.len() as u64)
     }
 }
@@ -102,11 +147,15 @@ impl Store {
         until: jiff::Timestamp,
         limit: u32,
     ) -> Result<Vec<ObservationRow>> {
+        self.roll_up_pending().await?;
+        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
         let mut out = Vec::new();
         for user in users {
             let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM observations WHERE user_name = $1 AND at_ms >= $2 \
-                 AND at_ms < $3 ORDER BY at_ms DESC LIMIT $4"
+                "SELECT {} FROM discovery_evidence e JOIN observations o ON o.id = e.id \
+                 WHERE e.user_name = $1 AND e.at_ms >= $2 AND e.at_ms < $3 \
+                 ORDER BY e.at_ms DESC LIMIT $4",
+                columns.join(", ")
             ))
             .bind(user)
             .bind(since.as_millisecond())

@@ -36,6 +36,10 @@ const SQLITE: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_discovery_months.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_discovery_pending.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (
@@ -74,6 +78,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../migrations/postgres/0010_discovery_months.sql"),
+    ),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_discovery_pending.sql"),
     ),
 ];
 

@@ -11,6 +11,7 @@ mod deliveries;
 mod devices;
 mod discovery;
 mod migrate;
+mod pending;
 mod people;
 mod policies;
 mod requests;

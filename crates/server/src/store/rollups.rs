@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::pending::Observed;
 use super::{get, Backend, Result, StoreError, Tx};
-use crate::store::ObservationRow;
 
 pub(super) const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -62,7 +62,7 @@ impl Names {
 }
 
 /// `origin` as stored in the rollups.
-fn origin_code(origin: &str) -> i64 {
+pub(super) fn origin_code(origin: &str) -> i64 {
     i64::from(origin != "device")
 }
 
@@ -74,7 +74,7 @@ pub(super) fn origin_name(code: i64) -> &'static str {
     }
 }
 
-fn outcome_code(outcome: &str) -> Result<i64> {
+pub(super) fn outcome_code(outcome: &str) -> Result<i64> {
     match outcome {
         "ran" => Ok(0),
         "failed" => Ok(1),
@@ -169,13 +169,13 @@ impl Tx<'_> {
 
     /// Adds newly stored observations to the rollups (keys in sorted order, so that
     /// concurrent writers lock rows in one order).
-    pub(super) async fn roll_up(&mut self, new: &[&ObservationRow]) -> Result<()> {
+    pub(super) async fn roll_up(&mut self, new: &[Observed<String>]) -> Result<()> {
         if new.is_empty() {
             return Ok(());
         }
         let names: BTreeSet<&str> = new
             .iter()
-            .flat_map(|r| [r.user_name.as_str(), r.host.as_str(), r.program.as_str()])
+            .flat_map(|o| [o.2.as_str(), o.3.as_str(), o.4.as_str()])
             .collect();
         let ids = self.name_ids(names).await?;
         let id = |n: &str| {
@@ -187,47 +187,43 @@ impl Tx<'_> {
         let mut months: BTreeMap<MonthKey, (i64, i64, i64, [i64; 31])> = BTreeMap::new();
         // People's runs that ran per (login, host, day, origin): runs per hour of the day.
         let mut login_days: BTreeMap<(i64, i64, i64, i64), [i64; 24]> = BTreeMap::new();
-        let mut totals: BTreeMap<(i64, &str, &str, bool), i64> = BTreeMap::new();
+        let mut totals: BTreeMap<(i64, i64, i64, bool), i64> = BTreeMap::new();
         let mut programs: BTreeMap<&str, ProgramAcc<'_>> = BTreeMap::new();
-        for r in new {
-            let ms = r.at.as_millisecond();
+        for Observed(_, ms, user, host, program, origin, outcome, system, package, sha256) in new {
+            let (ms, origin, outcome, system) = (*ms, *origin, *outcome, *system);
+            outcome_name(outcome)?;
             let (month, dom) = month_of(ms.div_euclid(DAY_MS));
-            let (origin, user, host) = (origin_code(&r.origin), id(&r.user_name)?, id(&r.host)?);
+            let (user, host) = (id(user)?, id(host)?);
             let key = (
                 month,
                 origin,
                 user,
                 host,
-                id(&r.program)?,
-                outcome_code(&r.outcome)?,
-                i64::from(r.system),
+                id(program)?,
+                outcome,
+                i64::from(system),
             );
             let m = months.entry(key).or_insert((0, ms, ms, [0; 31]));
             m.0 += 1;
             m.1 = m.1.min(ms);
             m.2 = m.2.max(ms);
             m.3[dom - 1] += 1;
-            if !r.system && r.outcome == "ran" {
+            if !system && outcome == 0 {
                 login_days
                     .entry((user, host, ms.div_euclid(DAY_MS), origin))
                     .or_insert([0; 24])[(ms.rem_euclid(DAY_MS) / HOUR_MS) as usize] += 1;
             }
             *totals
-                .entry((
-                    ms.div_euclid(HOUR_MS),
-                    r.origin.as_str(),
-                    r.outcome.as_str(),
-                    r.system,
-                ))
+                .entry((ms.div_euclid(HOUR_MS), origin, outcome, system))
                 .or_default() += 1;
             let p = programs
-                .entry(r.program.as_str())
+                .entry(program.as_str())
                 .or_insert((None, None, ms, ms));
-            if r.package.is_some() && ms >= p.3 {
-                p.0 = r.package.as_deref();
+            if package.is_some() && ms >= p.3 {
+                p.0 = package.as_deref();
             }
-            if r.sha256.is_some() && ms >= p.3 {
-                p.1 = r.sha256.as_deref();
+            if sha256.is_some() && ms >= p.3 {
+                p.1 = sha256.as_deref();
             }
             p.2 = p.2.min(ms);
             p.3 = p.3.max(ms);
@@ -322,8 +318,8 @@ impl Tx<'_> {
             for ((hour, origin, outcome, system), runs) in part {
                 q = q
                     .bind(*hour)
-                    .bind(*origin)
-                    .bind(*outcome)
+                    .bind(origin_name(*origin))
+                    .bind(outcome_name(*outcome)?)
                     .bind(i64::from(*system))
                     .bind(*runs);
             }
@@ -400,6 +396,7 @@ pub(super) fn placeholders(sql: &mut String, rows: usize, per_row: usize, backen
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ObservationRow;
 
     fn observation(id: &str, user: &str, host: &str, program: &str) -> ObservationRow {
         ObservationRow {

@@ -1,6 +1,6 @@
 //! Discovery's rollups read back for reports: a period's use per key from at most two months'
 //! rows, a department's logins' hours, everyone's hours, and programs; dictionary ids turned
-//! back into names.
+//! back into names. Each read first rolls up what is pending (see `pending`).
 //!
 //! Must never: report a first or last time outside the period asked for, or build SQL from
 //! anything but column names and integers it formatted itself.
@@ -144,6 +144,7 @@ impl Store {
     /// (days since the epoch, `until` excluded): each month's rows, their days in the period
     /// summed in the database.
     pub async fn usage(&self, since_day: i64, until_day: i64) -> Result<Vec<UsageRow>> {
+        self.roll_up_pending().await?;
         let (least, _) = extremes(self.backend);
         let mut by: HashMap<(i64, i64, i64, i64, i64, i64), UsageAcc> = HashMap::new();
         let (since_ms, until_ms) = (since_day * DAY_MS, until_day * DAY_MS);
@@ -283,6 +284,7 @@ impl Store {
         until_day: i64,
         logins: Option<&[String]>,
     ) -> Result<Vec<HourRow>> {
+        self.roll_up_pending().await?;
         const FIELDS: [&str; 28] = [
             "user_id", "host_id", "day", "origin", "h00", "h01", "h02", "h03", "h04", "h05", "h06",
             "h07", "h08", "h09", "h10", "h11", "h12", "h13", "h14", "h15", "h16", "h17", "h18",
@@ -336,6 +338,7 @@ impl Store {
     /// People's elevations that ran, per UTC hour `since..until` and origin, all logins
     /// together.
     pub async fn hour_totals(&self, since_hour: i64, until_hour: i64) -> Result<Vec<HourRow>> {
+        self.roll_up_pending().await?;
         let rows = sqlx::query(
             "SELECT hour, origin, runs FROM discovery_hour_totals \
              WHERE hour >= $1 AND hour < $2 AND system = 0 AND outcome = 'ran'",
@@ -359,6 +362,7 @@ impl Store {
 
     /// The package and binary known for each program.
     pub async fn programs(&self) -> Result<Vec<ProgramRow>> {
+        self.roll_up_pending().await?;
         let rows = sqlx::query("SELECT program, package, sha256 FROM discovery_programs")
             .fetch_all(&self.pool)
             .await?;

@@ -1,0 +1,283 @@
+//! Discovery's rollups kept up to date: newly stored observations wait in `discovery_pending`
+//! (one row per batch, written in the transaction that stored them) until a roller adds them to
+//! the rollups (see `rollups`) and to the evidence index, many batches in one transaction. A
+//! batch of 5,000 rolled up on its own rewrote a page of each rollup and of the index for
+//! almost every login in it; ten batches together rewrite each page once. The server rolls up
+//! every second, and every read of the rollups first rolls up what was pending when it began.
+//!
+//! Must never: add a pending batch to the rollups twice or not at all (it is deleted, by its
+//! own sequence number, in the transaction that adds it), let two rollers take the same
+//! batches (SQLite's writer lock, and on PostgreSQL an advisory lock, serialise the rounds), or
+//! answer a read from rollups that lack a batch committed before the read began.
+
+use serde::{Deserialize, Serialize};
+
+use super::rollups::{chunk, origin_code, outcome_code, placeholders};
+use super::{get, Backend, Result, Store, StoreError, Tx};
+use crate::store::ObservationRow;
+
+/// Observations rolled up in one transaction at most (a round holds them, and their rollup
+/// keys, in memory: some tens of megabytes).
+const ROUND_EVENTS: i64 = 50_000;
+/// Batches looked at in one round at most.
+const ROUND_BATCHES: i64 = 1_000;
+/// PostgreSQL's advisory lock of the rollers (migrations use 7401).
+const ROLLER_LOCK: i64 = 7402;
+
+/// An observation as the rollups need it, stored as a JSON array: id, milliseconds, login,
+/// host, program, origin code, outcome code, system, package, SHA-256.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Observed<S>(
+    pub S,
+    pub i64,
+    pub S,
+    pub S,
+    pub S,
+    pub i64,
+    pub i64,
+    pub bool,
+    pub Option<S>,
+    pub Option<S>,
+);
+
+impl Tx<'_> {
+    /// Queues newly stored observations for the rollups, in this transaction.
+    pub(super) async fn queue_rollup(&mut self, new: &[&ObservationRow]) -> Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let observed = new
+            .iter()
+            .map(|r| {
+                Ok(Observed(
+                    r.id.as_str(),
+                    r.at.as_millisecond(),
+                    r.user_name.as_str(),
+                    r.host.as_str(),
+                    r.program.as_str(),
+                    origin_code(&r.origin),
+                    outcome_code(&r.outcome)?,
+                    r.system,
+                    r.package.as_deref(),
+                    r.sha256.as_deref(),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let text = serde_json::to_string(&observed)
+            .map_err(|e| StoreError::Corrupt(format!("pending observations: {e}")))?;
+        sqlx::query("INSERT INTO discovery_pending (events, observed) VALUES ($1, $2)")
+            .bind(new.len() as i64)
+            .bind(text)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds observations to the evidence index (one login's observations by time).
+    async fn add_evidence(&mut self, observed: &[Observed<String>]) -> Result<()> {
+        let mut keys: Vec<(&str, i64, &str)> = observed
+            .iter()
+            .map(|o| (o.2.as_str(), o.1, o.0.as_str()))
+            .collect();
+        keys.sort_unstable();
+        let size = chunk(self.backend);
+        for part in keys.chunks(size) {
+            let mut sql =
+                String::from("INSERT INTO discovery_evidence (user_name, at_ms, id) VALUES ");
+            placeholders(&mut sql, part.len(), 3, self.backend);
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let mut q = sqlx::query(&sql).persistent(part.len() == size);
+            for (user, at, id) in part {
+                q = q.bind(*user).bind(*at).bind(*id);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Rolls up every batch that was pending when called (in rounds of at most
+    /// `ROUND_EVENTS`). Returns how many observations it rolled up.
+    pub async fn roll_up_pending(&self) -> Result<u64> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM discovery_pending")
+            .fetch_one(&self.pool)
+            .await?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        loop {
+            match self.roll_round(last).await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// One round: the oldest pending batches up to `last`, rolled up and deleted in one
+    /// transaction. Returns how many observations they held (0: none were left).
+    async fn roll_round(&self, last: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ROLLER_LOCK)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        // Read after the lock: a round that ran meanwhile has deleted what it took.
+        let heads = sqlx::query(
+            "SELECT seq, events FROM discovery_pending WHERE seq <= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(last)
+        .bind(ROUND_BATCHES)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut taken = Vec::new();
+        let mut events = 0;
+        for row in &heads {
+            let (seq, n): (i64, i64) = (get(row, "seq")?, get(row, "events")?);
+            if !taken.is_empty() && events + n > ROUND_EVENTS {
+                break;
+            }
+            taken.push(seq);
+            events += n;
+        }
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let mut observed: Vec<Observed<String>> = Vec::with_capacity(events as usize);
+        let size = chunk(self.backend);
+        for part in taken.chunks(size) {
+            let mut sql =
+                String::from("SELECT seq, observed FROM discovery_pending WHERE seq IN (");
+            placeholders(&mut sql, part.len(), 1, self.backend);
+            sql.push(')');
+            let mut q = sqlx::query(&sql).persistent(false);
+            for seq in part {
+                q = q.bind(*seq);
+            }
+            for row in q.fetch_all(&mut *tx.tx).await? {
+                let (seq, text): (i64, String) = (get(&row, "seq")?, get(&row, "observed")?);
+                let batch: Vec<Observed<String>> = serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("pending discovery batch {seq}: {e}"))
+                })?;
+                observed.extend(batch);
+            }
+            let mut sql = String::from("DELETE FROM discovery_pending WHERE seq IN (");
+            placeholders(&mut sql, part.len(), 1, self.backend);
+            sql.push(')');
+            let mut q = sqlx::query(&sql).persistent(false);
+            for seq in part {
+                q = q.bind(*seq);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        tx.roll_up(&observed).await?;
+        tx.add_evidence(&observed).await?;
+        tx.commit().await?;
+        Ok(observed.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observation(id: &str, user: &str, at: &str) -> ObservationRow {
+        ObservationRow {
+            id: id.into(),
+            origin: "import".into(),
+            source: "syslog".into(),
+            at: at.parse().unwrap(),
+            host: "h1".into(),
+            user_name: user.into(),
+            uid: None,
+            runas: "root".into(),
+            program: "/usr/bin/id".into(),
+            command_line: "/usr/bin/id".into(),
+            cwd: None,
+            tty: None,
+            outcome: "ran".into(),
+            detail: None,
+            via: "sudo".into(),
+            system: false,
+            elevation: None,
+            package: None,
+            sha256: None,
+        }
+    }
+
+    async fn pending(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM discovery_pending")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Stored observations wait as one pending batch; the first read rolls them up (and their
+    /// evidence) exactly once, however often it is asked; duplicates queue nothing; a round
+    /// that fails leaves its batches pending.
+    #[tokio::test]
+    async fn pending_batches_are_rolled_up_once_before_any_read() {
+        let path = std::env::temp_dir().join(format!("elevate-pending-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = Store::open_sqlite(&path).await.unwrap();
+        let rows = [
+            observation("syslog:1", "amy", "2026-10-05T10:00:00Z"),
+            observation("syslog:2", "amy", "2026-10-06T11:00:00Z"),
+            observation("syslog:3", "bob", "2026-10-06T12:00:00Z"),
+        ];
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.insert_observations(&rows).await.unwrap(), 3);
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.insert_observations(&rows[..1]).await.unwrap(), 0);
+        tx.commit().await.unwrap();
+        assert_eq!(
+            pending(&store).await,
+            1,
+            "one batch, the duplicate queued nothing"
+        );
+
+        // A damaged batch stops the round, and nothing of it is counted or deleted.
+        sqlx::query("INSERT INTO discovery_pending (events, observed) VALUES (1, 'not json')")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.usage(20_727, 20_758).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(pending(&store).await, 2);
+        sqlx::query("DELETE FROM discovery_pending WHERE observed = 'not json'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+
+        let usage = store.usage(20_727, 20_758).await.unwrap(); // October 2026
+        let mut runs: Vec<(&str, u64)> = usage
+            .iter()
+            .map(|u| (u.user_name.as_str(), u.runs))
+            .collect();
+        runs.sort();
+        assert_eq!(runs, [("amy", 2), ("bob", 1)]);
+        assert_eq!(pending(&store).await, 0);
+        assert_eq!(store.roll_up_pending().await.unwrap(), 0);
+        let again = store.usage(20_727, 20_758).await.unwrap();
+        assert_eq!(again.iter().map(|u| u.runs).sum::<u64>(), 3);
+        let evidence = store
+            .observations_of(
+                &["amy".to_owned()],
+                "2026-10-01T00:00:00Z".parse().unwrap(),
+                "2026-11-01T00:00:00Z".parse().unwrap(),
+                10,
+            )
+            .await
+            .unwrap();
+        let ids: Vec<&str> = evidence.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["syslog:2", "syslog:1"], "newest first");
+        drop(store);
+        let _ = std::fs::remove_file(&path);
+    }
+}
