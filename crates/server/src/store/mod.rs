@@ -48,7 +48,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which database the store talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Backend {
     Sqlite,
     Postgres,
@@ -99,6 +99,13 @@ impl Tx<'_> {
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         self.names.learn(self.learned);
+        Ok(())
+    }
+
+    /// Ends the transaction now. (Dropped, it is rolled back only when its connection is next
+    /// used: until then, PostgreSQL keeps its locks, advisory ones included.)
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
         Ok(())
     }
 }

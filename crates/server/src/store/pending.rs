@@ -1,14 +1,16 @@
-//! Discovery's rollups kept up to date: newly stored observations wait in `discovery_pending`
-//! (one row per batch, written in the transaction that stored them) until a roller adds them to
-//! the rollups (see `rollups`) and to the evidence index, many batches in one transaction. A
-//! batch of 5,000 rolled up on its own rewrote a page of each rollup and of the index for
-//! almost every login in it; ten batches together rewrite each page once. The server rolls up
-//! every second, and every read of the rollups first rolls up what was pending when it began.
+//! Discovery's rollups kept up to date on SQLite: newly stored observations wait in
+//! `discovery_pending` (one row per batch, written in the transaction that stored them) until a
+//! roller adds them to the rollups (see `rollups`) and to the evidence index, many batches in
+//! one transaction. A batch of 5,000 rolled up on its own rewrote a page of each rollup and of
+//! the index for almost every login in it; ten batches together rewrite each page once. The
+//! server rolls up every second, and every read of the rollups first rolls up what was pending
+//! when it began. PostgreSQL rolls each batch up in the transaction that stores it (rounds were
+//! no faster there) and keeps evidence in an index on the observations.
 //!
 //! Must never: add a pending batch to the rollups twice or not at all (it is deleted, by its
 //! own sequence number, in the transaction that adds it), let two rollers take the same
-//! batches (SQLite's writer lock, and on PostgreSQL an advisory lock, serialise the rounds), or
-//! answer a read from rollups that lack a batch committed before the read began.
+//! batches (SQLite's writer lock serialises the rounds), or answer a read from rollups that
+//! lack a batch committed before the read began.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +23,6 @@ use crate::store::ObservationRow;
 const ROUND_EVENTS: i64 = 50_000;
 /// Batches looked at in one round at most.
 const ROUND_BATCHES: i64 = 1_000;
-/// PostgreSQL's advisory lock of the rollers (migrations use 7401).
-const ROLLER_LOCK: i64 = 7402;
 
 /// An observation as the rollups need it, stored as a JSON array: id, milliseconds, login,
 /// host, program, origin code, outcome code, system, package, SHA-256.
@@ -41,7 +41,8 @@ pub(super) struct Observed<S>(
 );
 
 impl Tx<'_> {
-    /// Queues newly stored observations for the rollups, in this transaction.
+    /// Queues newly stored observations for the rollups, in this transaction (PostgreSQL:
+    /// rolls them up at once).
     pub(super) async fn queue_rollup(&mut self, new: &[&ObservationRow]) -> Result<()> {
         if new.is_empty() {
             return Ok(());
@@ -63,6 +64,12 @@ impl Tx<'_> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        if self.backend == Backend::Postgres {
+            // PostgreSQL rolls up at once, and its evidence is an index on the observations
+            // (see the migration): there, rounds of many batches were no faster (27,300
+            // against 28,700 events/s at 2 million), where SQLite's went from 17,000 to 45,000.
+            return self.roll_up(&observed).await;
+        }
         let text = serde_json::to_string(&observed)
             .map_err(|e| StoreError::Corrupt(format!("pending observations: {e}")))?;
         sqlx::query("INSERT INTO discovery_pending (events, observed) VALUES ($1, $2)")
@@ -74,10 +81,10 @@ impl Tx<'_> {
     }
 
     /// Adds observations to the evidence index (one login's observations by time).
-    async fn add_evidence(&mut self, observed: &[Observed<String>]) -> Result<()> {
+    async fn add_evidence<S: AsRef<str>>(&mut self, observed: &[Observed<S>]) -> Result<()> {
         let mut keys: Vec<(&str, i64, &str)> = observed
             .iter()
-            .map(|o| (o.2.as_str(), o.1, o.0.as_str()))
+            .map(|o| (o.2.as_ref(), o.1, o.0.as_ref()))
             .collect();
         keys.sort_unstable();
         let size = chunk(self.backend);
@@ -100,12 +107,16 @@ impl Store {
     /// Rolls up every batch that was pending when called (in rounds of at most
     /// `ROUND_EVENTS`). Returns how many observations it rolled up.
     pub async fn roll_up_pending(&self) -> Result<u64> {
+        if self.backend == Backend::Postgres {
+            return Ok(0); // rolled up as stored
+        }
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM discovery_pending")
             .fetch_one(&self.pool)
             .await?;
         let Some(last) = last else {
             return Ok(0);
         };
+
         let mut total = 0;
         loop {
             match self.roll_round(last).await? {
@@ -119,13 +130,28 @@ impl Store {
     /// transaction. Returns how many observations they held (0: none were left).
     async fn roll_round(&self, last: i64) -> Result<u64> {
         let mut tx = self.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(ROLLER_LOCK)
-                .execute(&mut *tx.tx)
-                .await?;
+        // The transaction ends here, whatever happens (a dropped one ends only when its
+        // connection is next used).
+        match Self::round_in(&mut tx, last).await {
+            Ok(0) => {
+                tx.rollback().await?;
+                Ok(0)
+            }
+            Ok(n) => {
+                tx.commit().await?;
+                Ok(n)
+            }
+            Err(e) => {
+                if let Err(end) = tx.rollback().await {
+                    tracing::warn!(error = %end, "ending a failed roll-up round");
+                }
+                Err(e)
+            }
         }
-        // Read after the lock: a round that ran meanwhile has deleted what it took.
+    }
+
+    async fn round_in(tx: &mut Tx<'_>, last: i64) -> Result<u64> {
+        // Read under the writer lock: a round that ran meanwhile has deleted what it took.
         let heads = sqlx::query(
             "SELECT seq, events FROM discovery_pending WHERE seq <= $1 ORDER BY seq LIMIT $2",
         )
@@ -147,11 +173,11 @@ impl Store {
             return Ok(0);
         }
         let mut observed: Vec<Observed<String>> = Vec::with_capacity(events as usize);
-        let size = chunk(self.backend);
+        let size = chunk(tx.backend);
         for part in taken.chunks(size) {
             let mut sql =
                 String::from("SELECT seq, observed FROM discovery_pending WHERE seq IN (");
-            placeholders(&mut sql, part.len(), 1, self.backend);
+            placeholders(&mut sql, part.len(), 1, tx.backend);
             sql.push(')');
             let mut q = sqlx::query(&sql).persistent(false);
             for seq in part {
@@ -165,7 +191,7 @@ impl Store {
                 observed.extend(batch);
             }
             let mut sql = String::from("DELETE FROM discovery_pending WHERE seq IN (");
-            placeholders(&mut sql, part.len(), 1, self.backend);
+            placeholders(&mut sql, part.len(), 1, tx.backend);
             sql.push(')');
             let mut q = sqlx::query(&sql).persistent(false);
             for seq in part {
@@ -175,7 +201,6 @@ impl Store {
         }
         tx.roll_up(&observed).await?;
         tx.add_evidence(&observed).await?;
-        tx.commit().await?;
         Ok(observed.len() as u64)
     }
 }
