@@ -211,25 +211,8 @@ mod tests {
 
     fn observation(id: &str, user: &str, at: &str) -> ObservationRow {
         ObservationRow {
-            id: id.into(),
-            origin: "import".into(),
-            source: "syslog".into(),
             at: at.parse().unwrap(),
-            host: "h1".into(),
-            user_name: user.into(),
-            uid: None,
-            runas: "root".into(),
-            program: "/usr/bin/id".into(),
-            command_line: "/usr/bin/id".into(),
-            cwd: None,
-            tty: None,
-            outcome: "ran".into(),
-            detail: None,
-            via: "sudo".into(),
-            system: false,
-            elevation: None,
-            package: None,
-            sha256: None,
+            ..super::super::rollups::tests::observation(id, user, "h1", "/usr/bin/id")
         }
     }
 

@@ -419,11 +419,16 @@ fn write_placeholders(sql: &mut String, rows: usize, per_row: usize, backend: Ba
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::ObservationRow;
 
-    fn observation(id: &str, user: &str, host: &str, program: &str) -> ObservationRow {
+    pub(in crate::store) fn observation(
+        id: &str,
+        user: &str,
+        host: &str,
+        program: &str,
+    ) -> ObservationRow {
         ObservationRow {
             id: id.into(),
             origin: "import".into(),
