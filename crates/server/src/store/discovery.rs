@@ -100,41 +100,54 @@ impl Tx<'_> {
                     .bind(&r.package)
                     .bind(&r.sha256);
             }
-            // The same id twice in one batch is stored (and counted) once.
-            let mut counted = HashSet::new();
-            let before = new.len();
-            match known {
+            // Which of the chunk's ids the insert stored; the same id twice in one batch is
+            // stored (and counted) once.
+            let (stored, affected) = match known {
                 Some(known) => {
-                    let stored = q.execute(&mut *self.tx).await?.rows_affected();
-                    new.extend(
-                        chunk
-                            .iter()
-                            .filter(|r| !known.contains(&r.id) && counted.insert(r.id.as_str())),
-                    );
-                    if stored != (new.len() - before) as u64 {
-                        return Err(StoreError::Corrupt(format!(
-                            "{stored} observations stored where {} were new",
-                            new.len() - before
-                        )));
-                    }
+                    let affected = q.execute(&mut *self.tx).await?.rows_affected();
+                    (Stored::AllBut(known), Some(affected))
                 }
                 None => {
-                    let stored: HashSet<String> = q
+                    let ids = q
                         .fetch_all(&mut *self.tx)
                         .await?
                         .iter()
                         .map(|row| get::<String>(row, "id"))
                         .collect::<Result<_>>()?;
-                    new.extend(
-                        chunk
-                            .iter()
-                            .filter(|r| stored.contains(&r.id) && counted.insert(r.id.as_str())),
-                    );
+                    (Stored::Only(ids), None)
                 }
+            };
+            let mut counted = HashSet::new();
+            let before = new.len();
+            new.extend(
+                chunk
+                    .iter()
+                    .filter(|r| stored.has(&r.id) && counted.insert(r.id.as_str())),
+            );
+            if let Some(affected) = affected.filter(|n| *n != (new.len() - before) as u64) {
+                return Err(StoreError::Corrupt(format!(
+                    "{affected} observations stored where {} were new",
+                    new.len() - before
+                )));
             }
         }
-        self.queue_rollup(&new).await?;
+        self.add_to_rollups(&new).await?;
         Ok(new.len() as u64)
+    }
+}
+
+/// The ids an insert stored: all but those known before it (SQLite), or those it returned.
+enum Stored {
+    AllBut(HashSet<String>),
+    Only(HashSet<String>),
+}
+
+impl Stored {
+    fn has(&self, id: &str) -> bool {
+        match self {
+            Stored::AllBut(known) => !known.contains(id),
+            Stored::Only(ids) => ids.contains(id),
+        }
     }
 }
 

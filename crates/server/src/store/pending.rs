@@ -41,9 +41,9 @@ pub(super) struct Observed<S>(
 );
 
 impl Tx<'_> {
-    /// Queues newly stored observations for the rollups, in this transaction (PostgreSQL:
-    /// rolls them up at once).
-    pub(super) async fn queue_rollup(&mut self, new: &[&ObservationRow]) -> Result<()> {
+    /// Adds newly stored observations to the rollups in this transaction: queued on SQLite,
+    /// rolled up at once on PostgreSQL.
+    pub(super) async fn add_to_rollups(&mut self, new: &[&ObservationRow]) -> Result<()> {
         if new.is_empty() {
             return Ok(());
         }
@@ -81,10 +81,10 @@ impl Tx<'_> {
     }
 
     /// Adds observations to the evidence index (one login's observations by time).
-    async fn add_evidence<S: AsRef<str>>(&mut self, observed: &[Observed<S>]) -> Result<()> {
+    async fn add_evidence(&mut self, observed: &[Observed<String>]) -> Result<()> {
         let mut keys: Vec<(&str, i64, &str)> = observed
             .iter()
-            .map(|o| (o.2.as_ref(), o.1, o.0.as_ref()))
+            .map(|o| (o.2.as_str(), o.1, o.0.as_str()))
             .collect();
         keys.sort_unstable();
         let size = chunk(self.backend);
@@ -172,32 +172,30 @@ impl Store {
         if taken.is_empty() {
             return Ok(0);
         }
+        // Under the one writer the taken batches are exactly those up to the last taken.
+        let through = taken[taken.len() - 1];
         let mut observed: Vec<Observed<String>> = Vec::with_capacity(events as usize);
-        let size = chunk(tx.backend);
-        for part in taken.chunks(size) {
-            let mut sql =
-                String::from("SELECT seq, observed FROM discovery_pending WHERE seq IN (");
-            placeholders(&mut sql, part.len(), 1, tx.backend);
-            sql.push(')');
-            let mut q = sqlx::query(&sql).persistent(false);
-            for seq in part {
-                q = q.bind(*seq);
-            }
-            for row in q.fetch_all(&mut *tx.tx).await? {
-                let (seq, text): (i64, String) = (get(&row, "seq")?, get(&row, "observed")?);
-                let batch: Vec<Observed<String>> = serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Corrupt(format!("pending discovery batch {seq}: {e}"))
-                })?;
-                observed.extend(batch);
-            }
-            let mut sql = String::from("DELETE FROM discovery_pending WHERE seq IN (");
-            placeholders(&mut sql, part.len(), 1, tx.backend);
-            sql.push(')');
-            let mut q = sqlx::query(&sql).persistent(false);
-            for seq in part {
-                q = q.bind(*seq);
-            }
-            q.execute(&mut *tx.tx).await?;
+        let rows = sqlx::query("SELECT seq, observed FROM discovery_pending WHERE seq <= $1")
+            .bind(through)
+            .fetch_all(&mut *tx.tx)
+            .await?;
+        for row in &rows {
+            let (seq, text): (i64, String) = (get(row, "seq")?, get(row, "observed")?);
+            let batch: Vec<Observed<String>> = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("pending discovery batch {seq}: {e}")))?;
+            observed.extend(batch);
+        }
+        let deleted = sqlx::query("DELETE FROM discovery_pending WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+        if rows.len() != taken.len() || deleted != taken.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "a roll-up round took {} pending batches, read {} and deleted {deleted}",
+                taken.len(),
+                rows.len()
+            )));
         }
         tx.roll_up(&observed).await?;
         tx.add_evidence(&observed).await?;
