@@ -14,7 +14,8 @@
 //! fail; spread over 30 days.
 //!
 //! Run: `cargo bench -p elevate-server --bench discovery` (it builds the release binary first;
-//! `ELEVATE_BENCH_BACKEND=sqlite|postgres` runs one backend).
+//! `ELEVATE_BENCH_BACKEND=sqlite|postgres` runs one backend; `ELEVATE_BENCH_KEEP=DIR` keeps a
+//! copy of SQLite's database after the import, to serve it again and profile the reports).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -275,6 +276,9 @@ async fn run(db: Db, n: u64, people: u64, concurrency: usize) -> Figures {
         reports.push((name, times[1]));
     }
 
+    if let Ok(keep) = std::env::var("ELEVATE_BENCH_KEEP") {
+        keep_database(&database_url, std::path::Path::new(&keep)).await;
+    }
     // The baseline: the same rows, batched into a bare table of the same columns.
     let raw_secs = raw_insert(&database_url, n, people).await;
     drop(process);
@@ -291,6 +295,40 @@ async fn run(db: Db, n: u64, people: u64, concurrency: usize) -> Figures {
         peak_mib: peak as f64 / 1024.0,
         reports,
     }
+}
+
+/// A copy of the SQLite database and keys in the folder `keep`, to serve again with
+/// `elevate-server --data-dir` (account `admin`, the test kit's password) and profile its reports
+/// without importing anew.
+async fn keep_database(url: &str, keep: &std::path::Path) {
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        println!("ELEVATE_BENCH_KEEP: PostgreSQL's database is not copied");
+        return;
+    };
+    let from = std::path::Path::new(path)
+        .parent()
+        .expect("the data folder");
+    std::fs::create_dir_all(keep.join("keys")).expect("the folder to keep");
+    // The server refuses keys that others can read.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(keep.join("keys"), std::fs::Permissions::from_mode(0o700))
+        .expect("the key folder's mode");
+    for key in ["policy-signing.key", "device-master.key"] {
+        std::fs::copy(from.join("keys").join(key), keep.join("keys").join(key)).expect("a key");
+    }
+    let target = keep.join("elevate.db");
+    let _ = std::fs::remove_file(&target);
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("the database");
+    sqlx::query(&format!(
+        "VACUUM INTO '{}'",
+        target.display().to_string().replace('\'', "''")
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("a copy");
 }
 
 /// Seconds to insert the `n` rows in transactions of 5,000 in one connection, as many rows a

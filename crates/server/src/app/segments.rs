@@ -22,10 +22,13 @@ const FRESH_FOR: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
 /// Segments measured at a time with some thresholds: person → segment.
 pub(crate) type Measured = (Timestamp, Thresholds, Arc<HashMap<String, Segment>>);
 
+/// One owner of a login: person, department, and the scope where the login is theirs.
+pub(crate) type Owner = (Arc<str>, Option<Arc<str>>, String);
+
 /// Who is behind a login on a host, from the directory.
 pub(crate) struct People {
-    /// login → (person, department, scope)
-    pub(crate) logins: HashMap<String, Vec<(String, Option<String>, String)>>,
+    /// login → its owners
+    pub(crate) logins: HashMap<String, Vec<Owner>>,
     /// person → department and their logins
     pub(crate) people: HashMap<String, (Option<String>, Vec<String>)>,
     pub(crate) tags: HashMap<String, Vec<String>>,
@@ -35,7 +38,10 @@ impl People {
     /// (who, a person of the directory, department).
     /// A rollup row as core's analytics take it, its login resolved to a person.
     pub(crate) fn usage_of(&self, r: crate::store::UsageRow) -> Usage {
-        let (who, person, department) = self.resolve(&r.user_name, &r.host);
+        let (who, person, department) = match self.owner(&r.user_name, &r.host) {
+            Some((person, dep)) => (person.clone(), true, dep.clone()),
+            None => (r.user_name.clone(), false, None),
+        };
         Usage {
             who,
             person,
@@ -52,12 +58,20 @@ impl People {
         }
     }
 
-    pub(crate) fn resolve(&self, login: &str, host: &str) -> (String, bool, Option<String>) {
+    pub(crate) fn resolve(&self, login: &str, host: &str) -> (Arc<str>, bool, Option<Arc<str>>) {
+        match self.owner(login, host) {
+            Some((person, dep)) => (person.clone(), true, dep.clone()),
+            None => (login.into(), false, None),
+        }
+    }
+
+    /// The one person (and their department) whose `login` is on `host`, if one is.
+    fn owner(&self, login: &str, host: &str) -> Option<(&Arc<str>, &Option<Arc<str>>)> {
         let tags = self.tags.get(host).map_or(&[][..], Vec::as_slice);
-        let owners = self.logins.get(login).map_or(&[][..], Vec::as_slice);
+        let owners = self.logins.get(login)?;
         match narrowest_by(owners, |o| o.2.as_str(), host, tags).as_slice() {
-            [(person, dep, _)] => (person.clone(), true, dep.clone()),
-            _ => (login.to_owned(), false, None),
+            [(person, dep, _)] => Some((person, dep)),
+            _ => None,
         }
     }
 }
@@ -79,13 +93,13 @@ impl App {
 
     /// The directory's logins and people, without devices' tags.
     async fn directory_logins(&self) -> Result<People> {
-        let mut logins: HashMap<String, Vec<(String, Option<String>, String)>> = HashMap::new();
+        let mut logins: HashMap<String, Vec<Owner>> = HashMap::new();
         let mut people = HashMap::new();
         for p in self.store.people().await? {
             for (login, scope) in &p.logins {
                 logins.entry(login.clone()).or_default().push((
-                    p.user_name.clone(),
-                    p.department.clone(),
+                    Arc::from(p.user_name.as_str()),
+                    p.department.as_deref().map(Arc::from),
                     scope.clone(),
                 ));
             }
@@ -146,7 +160,7 @@ impl App {
         for login in directory.logins.keys() {
             let (who, person, _) = directory.resolve(login, device);
             if person {
-                let segment = measured.get(&who).copied().unwrap_or(Segment::Low);
+                let segment = measured.get(&*who).copied().unwrap_or(Segment::Low);
                 out.insert(login.clone(), segment.as_str().to_owned());
             }
         }

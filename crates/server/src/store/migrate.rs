@@ -169,10 +169,10 @@ mod tests {
             .iter()
             .map(|u| {
                 (
-                    u.origin.as_str(),
-                    u.user_name.as_str(),
-                    u.host.as_str(),
-                    u.outcome.as_str(),
+                    u.origin,
+                    &*u.user_name,
+                    &*u.host,
+                    u.outcome,
                     u.system,
                     u.runs,
                     u.days,
@@ -210,7 +210,7 @@ mod tests {
         );
         // Only the first day: its runs, and the last run known to the day.
         let first_day = store.usage(20_391, 20_392).await.unwrap();
-        let alice = first_day.iter().find(|u| u.user_name == "alice").unwrap();
+        let alice = first_day.iter().find(|u| &*u.user_name == "alice").unwrap();
         assert_eq!((alice.runs, alice.days), (3, 1));
         assert_eq!(alice.last.as_millisecond(), 20_392 * 86_400_000 - 1);
         let mut hours: Vec<(i64, u64)> = store

@@ -262,10 +262,7 @@ mod tests {
             .unwrap();
 
         let usage = store.usage(20_727, 20_758).await.unwrap(); // October 2026
-        let mut runs: Vec<(&str, u64)> = usage
-            .iter()
-            .map(|u| (u.user_name.as_str(), u.runs))
-            .collect();
+        let mut runs: Vec<(&str, u64)> = usage.iter().map(|u| (&*u.user_name, u.runs)).collect();
         runs.sort();
         assert_eq!(runs, [("amy", 2), ("bob", 1)]);
         assert_eq!(pending(&store).await, 0);

@@ -488,14 +488,7 @@ pub(super) mod tests {
         let usage = store.usage(20_727, 20_758).await.unwrap(); // October 2026
         let mut got: Vec<(&str, &str, &str, u64)> = usage
             .iter()
-            .map(|u| {
-                (
-                    u.user_name.as_str(),
-                    u.host.as_str(),
-                    u.program.as_str(),
-                    u.runs,
-                )
-            })
+            .map(|u| (&*u.user_name, &*u.host, &*u.program, u.runs))
             .collect();
         got.sort();
         assert_eq!(
