@@ -16,6 +16,7 @@ mod people;
 mod policies;
 mod requests;
 mod rollups;
+mod sums;
 mod usage;
 
 use std::path::Path;
@@ -62,6 +63,8 @@ pub struct Store {
     /// SQLite allows one writer: serialise write transactions in-process so that they queue
     /// instead of failing with SQLITE_BUSY. PostgreSQL uses row locks instead.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: one discovery roller at a time (see `pending`).
+    roller: Arc<tokio::sync::Mutex<()>>,
     /// The database URL (PostgreSQL: for LISTEN; never printed, see `redact_url`).
     url: Arc<str>,
     /// Discovery's dictionary of logins, hosts and programs, as committed.
@@ -152,6 +155,7 @@ impl Store {
             pool,
             backend,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            roller: Arc::new(tokio::sync::Mutex::new(())),
             url: Arc::from(url),
             names: Arc::default(),
         };

@@ -2,25 +2,30 @@
 //! `discovery_pending` (one row per batch, written in the transaction that stored them) until a
 //! roller adds them to the rollups (see `rollups`) and to the evidence index, many batches in
 //! one transaction. A batch of 5,000 rolled up on its own rewrote a page of each rollup and of
-//! the index for almost every login in it; ten batches together rewrite each page once. The
-//! server rolls up every second, and every read of the rollups first rolls up what was pending
-//! when it began. PostgreSQL rolls each batch up in the transaction that stores it (rounds were
-//! no faster there) and keeps evidence in an index on the observations.
+//! the index for almost every login in it; forty batches together rewrite each page once. A
+//! round adds its batches up before it takes the writer lock (imports go on meanwhile) and
+//! holds the lock only to write the sums, the evidence and the deletion. The server rolls up
+//! every second, and every read of the rollups first rolls up what was pending when it began.
+//! PostgreSQL rolls each batch up in the transaction that stores it (rounds were no faster
+//! there) and keeps evidence in an index on the observations.
 //!
 //! Must never: add a pending batch to the rollups twice or not at all (it is deleted, by its
-//! own sequence number, in the transaction that adds it), let two rollers take the same
-//! batches (SQLite's writer lock serialises the rounds), or answer a read from rollups that
-//! lack a batch committed before the read began.
+//! own sequence number, in the transaction that adds it, and that transaction checks it
+//! deleted exactly the batches it added up), let two rollers take the same batches (one
+//! roller at a time, `Store::roller`), or answer a read from rollups that lack a batch
+//! committed before the read began.
 
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::rollups::{chunk, origin_code, outcome_code, placeholders};
+use super::rollups::{origin_code, outcome_code};
+use super::sums::Sums;
 use super::{get, Backend, Result, Store, StoreError, Tx};
 use crate::store::ObservationRow;
 
-/// Observations rolled up in one transaction at most (a round holds them, and their rollup
-/// keys, in memory: some tens of megabytes).
-const ROUND_EVENTS: i64 = 50_000;
+/// Observations rolled up in one transaction at most (a round holds their sums in memory,
+/// some tens of megabytes, and one batch's observations at a time).
+const ROUND_EVENTS: i64 = 200_000;
 /// Batches looked at in one round at most.
 const ROUND_BATCHES: i64 = 1_000;
 
@@ -80,26 +85,20 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Adds observations to the evidence index (one login's observations by time).
-    async fn add_evidence(&mut self, observed: &[Observed<String>]) -> Result<()> {
-        let mut keys: Vec<(&str, i64, &str)> = observed
-            .iter()
-            .map(|o| (o.2.as_str(), o.1, o.0.as_str()))
-            .collect();
-        keys.sort_unstable();
-        let size = chunk(self.backend);
-        for part in keys.chunks(size) {
-            let mut sql =
-                String::from("INSERT INTO discovery_evidence (user_name, at_ms, id) VALUES ");
-            placeholders(&mut sql, part.len(), 3, self.backend);
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            let mut q = sqlx::query(&sql).persistent(part.len() == size);
-            for (user, at, id) in part {
-                q = q.bind(*user).bind(*at).bind(*id);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        Ok(())
+    /// Adds the observations of the pending batches up to `through` to the evidence index
+    /// (one login's observations by time), in login order, straight from their JSON.
+    async fn add_evidence(&mut self, through: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "INSERT INTO discovery_evidence (user_name, at_ms, id) \
+             SELECT json_extract(o.value, '$[2]'), json_extract(o.value, '$[1]'), \
+                    json_extract(o.value, '$[0]') \
+             FROM discovery_pending AS p, json_each(p.observed) AS o WHERE p.seq <= $1 \
+             ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING",
+        )
+        .bind(through)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
     }
 }
 
@@ -110,13 +109,15 @@ impl Store {
         if self.backend == Backend::Postgres {
             return Ok(0); // rolled up as stored
         }
+        // One roller at a time: only rollers delete pending batches, so what a round reads
+        // before it takes the writer lock is still pending when it has it.
+        let _roller = self.roller.lock().await;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM discovery_pending")
             .fetch_one(&self.pool)
             .await?;
         let Some(last) = last else {
             return Ok(0);
         };
-
         let mut total = 0;
         loop {
             match self.roll_round(last).await? {
@@ -126,20 +127,52 @@ impl Store {
         }
     }
 
-    /// One round: the oldest pending batches up to `last`, rolled up and deleted in one
-    /// transaction. Returns how many observations they held (0: none were left).
+    /// One round: the oldest pending batches up to `last`, added up without the writer lock
+    /// (imports go on meanwhile), then written to the rollups and deleted in one transaction.
+    /// Returns how many observations they held (0: none were left).
     async fn roll_round(&self, last: i64) -> Result<u64> {
+        let heads = sqlx::query(
+            "SELECT seq, events FROM discovery_pending WHERE seq <= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(last)
+        .bind(ROUND_BATCHES)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut taken = 0;
+        let mut through = None;
+        let mut events = 0;
+        for row in &heads {
+            let (seq, n): (i64, i64) = (get(row, "seq")?, get(row, "events")?);
+            if taken > 0 && events + n > ROUND_EVENTS {
+                break;
+            }
+            (taken, through, events) = (taken + 1, Some(seq), events + n);
+        }
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        // Batch by batch: a round holds its sums, not its observations.
+        let mut sums = Sums::default();
+        let mut read = 0;
+        let mut rows = sqlx::query("SELECT seq, observed FROM discovery_pending WHERE seq <= $1")
+            .bind(through)
+            .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let (seq, text): (i64, String) = (get(&row, "seq")?, get(&row, "observed")?);
+            let batch: Vec<Observed<String>> = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("pending discovery batch {seq}: {e}")))?;
+            sums.add(&batch)?;
+            read += 1;
+        }
+        drop(rows);
+        let rolled = sums.events;
         let mut tx = self.begin().await?;
         // The transaction ends here, whatever happens (a dropped one ends only when its
         // connection is next used).
-        match Self::round_in(&mut tx, last).await {
-            Ok(0) => {
-                tx.rollback().await?;
-                Ok(0)
-            }
-            Ok(n) => {
+        match Self::write_round(&mut tx, sums, through, taken, read).await {
+            Ok(()) => {
                 tx.commit().await?;
-                Ok(n)
+                Ok(rolled)
             }
             Err(e) => {
                 if let Err(end) = tx.rollback().await {
@@ -150,56 +183,31 @@ impl Store {
         }
     }
 
-    async fn round_in(tx: &mut Tx<'_>, last: i64) -> Result<u64> {
-        // Read under the writer lock: a round that ran meanwhile has deleted what it took.
-        let heads = sqlx::query(
-            "SELECT seq, events FROM discovery_pending WHERE seq <= $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(last)
-        .bind(ROUND_BATCHES)
-        .fetch_all(&mut *tx.tx)
-        .await?;
-        let mut taken = Vec::new();
-        let mut events = 0;
-        for row in &heads {
-            let (seq, n): (i64, i64) = (get(row, "seq")?, get(row, "events")?);
-            if !taken.is_empty() && events + n > ROUND_EVENTS {
-                break;
-            }
-            taken.push(seq);
-            events += n;
-        }
-        if taken.is_empty() {
-            return Ok(0);
-        }
-        // Under the one writer the taken batches are exactly those up to the last taken.
-        let through = taken[taken.len() - 1];
-        let mut observed: Vec<Observed<String>> = Vec::with_capacity(events as usize);
-        let rows = sqlx::query("SELECT seq, observed FROM discovery_pending WHERE seq <= $1")
-            .bind(through)
-            .fetch_all(&mut *tx.tx)
-            .await?;
-        for row in &rows {
-            let (seq, text): (i64, String) = (get(row, "seq")?, get(row, "observed")?);
-            let batch: Vec<Observed<String>> = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("pending discovery batch {seq}: {e}")))?;
-            observed.extend(batch);
-        }
+    /// Writes a round's sums and evidence and deletes its batches (all up to `through`).
+    async fn write_round(
+        tx: &mut Tx<'_>,
+        sums: Sums,
+        through: i64,
+        taken: usize,
+        read: usize,
+    ) -> Result<()> {
+        let events = sums.events;
+        tx.write_sums(sums).await?;
+        let evidence = tx.add_evidence(through).await?;
         let deleted = sqlx::query("DELETE FROM discovery_pending WHERE seq <= $1")
             .bind(through)
             .execute(&mut *tx.tx)
             .await?
             .rows_affected();
-        if rows.len() != taken.len() || deleted != taken.len() as u64 {
+        // Under the roller's lock nothing else deletes batches and imports add later ones:
+        // the batches deleted are the ones read.
+        if read != taken || deleted != taken as u64 || evidence > events {
             return Err(StoreError::Corrupt(format!(
-                "a roll-up round took {} pending batches, read {} and deleted {deleted}",
-                taken.len(),
-                rows.len()
+                "a roll-up round took {taken} pending batches, read {read} and deleted \
+                 {deleted}, with {evidence} new evidence for {events} observations"
             )));
         }
-        tx.roll_up(&observed).await?;
-        tx.add_evidence(&observed).await?;
-        Ok(observed.len() as u64)
+        Ok(())
     }
 }
 
@@ -280,6 +288,49 @@ mod tests {
             .unwrap();
         let ids: Vec<&str> = evidence.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["syslog:2", "syslog:1"], "newest first");
+        drop(store);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Rollers asked at once (the server's every second, and reads) add each batch once: a
+    /// round adds its batches up before it takes the writer lock, so two rounds could
+    /// otherwise both add up the same batches.
+    #[tokio::test]
+    async fn rollers_asked_at_once_add_each_batch_once() {
+        let path = std::env::temp_dir().join(format!("elevate-rollers-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = Store::open_sqlite(&path).await.unwrap();
+        for batch in 0..20 {
+            let rows: Vec<ObservationRow> = (0..50)
+                .map(|i| {
+                    observation(
+                        &format!("syslog:{batch}-{i}"),
+                        "amy",
+                        "2026-10-05T10:00:00Z",
+                    )
+                })
+                .collect();
+            let mut tx = store.begin().await.unwrap();
+            tx.insert_observations(&rows).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let (a, b, c) = tokio::join!(
+            store.roll_up_pending(),
+            store.roll_up_pending(),
+            store.usage(20_727, 20_758)
+        );
+        assert_eq!(
+            a.unwrap() + b.unwrap(),
+            1_000,
+            "each observation rolled up once"
+        );
+        assert_eq!(c.unwrap().iter().map(|u| u.runs).sum::<u64>(), 1_000);
+        let evidence: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM discovery_evidence")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(evidence, 1_000);
+        assert_eq!(pending(&store).await, 0);
         drop(store);
         let _ = std::fs::remove_file(&path);
     }

@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::pending::Observed;
+use super::sums::Sums;
 use super::{get, Backend, Result, StoreError, Tx};
 
 pub(super) const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 /// Names kept in memory at most (logins, hosts and programs; a device's user can invent
 /// programs): beyond, the cache starts again and misses are read from the database.
 const MAX_CACHED: usize = 200_000;
@@ -167,67 +168,71 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// Adds newly stored observations to the rollups (keys in sorted order, so that
-    /// concurrent writers lock rows in one order).
+    /// Adds newly stored observations to the rollups in this transaction.
     pub(super) async fn roll_up<S: AsRef<str>>(&mut self, new: &[Observed<S>]) -> Result<()> {
-        if new.is_empty() {
+        let mut sums = Sums::default();
+        sums.add(new)?;
+        self.write_sums(sums).await
+    }
+
+    /// Adds what `sums` added up to the rollups (keys in sorted order, so that concurrent
+    /// writers lock rows in one order).
+    pub(super) async fn write_sums(&mut self, sums: Sums) -> Result<()> {
+        if sums.events == 0 {
             return Ok(());
         }
-        let names: BTreeSet<&str> = new
+        let ids = self
+            .name_ids(sums.names.iter().map(String::as_str).collect())
+            .await?;
+        let id: Vec<i64> = sums
+            .names
             .iter()
-            .flat_map(|o| [o.2.as_ref(), o.3.as_ref(), o.4.as_ref()])
+            .map(|n| {
+                ids.get(n.as_str())
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("no dictionary id for {n:?}")))
+            })
+            .collect::<Result<_>>()?;
+        let months: BTreeMap<MonthKey, super::sums::MonthSums> = sums
+            .months
+            .into_iter()
+            .map(
+                |((month, origin, user, host, program, outcome, system), v)| {
+                    let (user, host, program) =
+                        (id[user as usize], id[host as usize], id[program as usize]);
+                    (
+                        (
+                            month,
+                            origin,
+                            user,
+                            host,
+                            program,
+                            outcome,
+                            i64::from(system),
+                        ),
+                        v,
+                    )
+                },
+            )
             .collect();
-        let ids = self.name_ids(names).await?;
-        let id = |n: &str| {
-            ids.get(n)
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt(format!("no dictionary id for {n:?}")))
-        };
-        // Runs, first and last milliseconds, and runs per day of the month.
-        let mut months: BTreeMap<MonthKey, (i64, i64, i64, [i64; 31])> = BTreeMap::new();
-        // People's runs that ran per (login, host, day, origin): runs per hour of the day.
-        let mut login_days: BTreeMap<(i64, i64, i64, i64), [i64; 24]> = BTreeMap::new();
-        let mut totals: BTreeMap<(i64, i64, i64, bool), i64> = BTreeMap::new();
-        let mut programs: BTreeMap<&str, ProgramAcc<'_>> = BTreeMap::new();
-        for Observed(_, ms, user, host, program, origin, outcome, system, package, sha256) in new {
-            let (ms, origin, outcome, system) = (*ms, *origin, *outcome, *system);
-            outcome_name(outcome)?;
-            let (month, dom) = month_of(ms.div_euclid(DAY_MS));
-            let (user, host) = (id(user.as_ref())?, id(host.as_ref())?);
-            let key = (
-                month,
-                origin,
-                user,
-                host,
-                id(program.as_ref())?,
-                outcome,
-                i64::from(system),
-            );
-            let m = months.entry(key).or_insert((0, ms, ms, [0; 31]));
-            m.0 += 1;
-            m.1 = m.1.min(ms);
-            m.2 = m.2.max(ms);
-            m.3[dom - 1] += 1;
-            if !system && outcome == 0 {
-                login_days
-                    .entry((user, host, ms.div_euclid(DAY_MS), origin))
-                    .or_insert([0; 24])[(ms.rem_euclid(DAY_MS) / HOUR_MS) as usize] += 1;
-            }
-            *totals
-                .entry((ms.div_euclid(HOUR_MS), origin, outcome, system))
-                .or_default() += 1;
-            let p = programs
-                .entry(program.as_ref())
-                .or_insert((None, None, ms, ms));
-            if package.is_some() && ms >= p.3 {
-                p.0 = package.as_ref().map(AsRef::as_ref);
-            }
-            if sha256.is_some() && ms >= p.3 {
-                p.1 = sha256.as_ref().map(AsRef::as_ref);
-            }
-            p.2 = p.2.min(ms);
-            p.3 = p.3.max(ms);
-        }
+        let login_days: BTreeMap<(i64, i64, i64, i64), [i32; 24]> = sums
+            .login_days
+            .into_iter()
+            .map(|((user, host, day, origin), v)| {
+                ((id[user as usize], id[host as usize], day, origin), v)
+            })
+            .collect();
+        let totals = sums.totals;
+        let programs: BTreeMap<&str, ProgramAcc<'_>> = sums
+            .programs
+            .iter()
+            .map(|(p, (package, sha256, first, last))| {
+                (
+                    sums.names[*p as usize].as_str(),
+                    (package.as_deref(), sha256.as_deref(), *first, *last),
+                )
+            })
+            .collect();
         let (least, greatest) = extremes(self.backend);
         let size = chunk(self.backend);
         // Keys in one order across all statements (two writers never wait on each other in
@@ -274,7 +279,7 @@ impl Tx<'_> {
                     .bind(*first)
                     .bind(*last);
                 for runs in per_day {
-                    q = q.bind(*runs);
+                    q = q.bind(i64::from(*runs));
                 }
             }
             q.execute(&mut *self.tx).await?;
@@ -299,7 +304,7 @@ impl Tx<'_> {
             for ((user, host, day, origin), per_hour) in part {
                 q = q.bind(*user).bind(*host).bind(*day).bind(*origin);
                 for runs in per_hour {
-                    q = q.bind(*runs);
+                    q = q.bind(i64::from(*runs));
                 }
             }
             q.execute(&mut *self.tx).await?;
