@@ -106,7 +106,7 @@ impl Tx<'_> {
     }
 
     /// Ends the transaction now. (Dropped, it is rolled back only when its connection is next
-    /// used: until then, PostgreSQL keeps its locks, advisory ones included.)
+    /// used: until then the database keeps its locks.)
     pub async fn rollback(self) -> Result<()> {
         self.tx.rollback().await?;
         Ok(())

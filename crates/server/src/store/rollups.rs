@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::pending::Observed;
-use super::sums::Sums;
+use super::sums::{MonthSums, Sums};
 use super::{get, Backend, Result, StoreError, Tx};
 
 pub(super) const DAY_MS: i64 = 86_400_000;
@@ -193,34 +193,22 @@ impl Tx<'_> {
                     .ok_or_else(|| StoreError::Corrupt(format!("no dictionary id for {n:?}")))
             })
             .collect::<Result<_>>()?;
-        let months: BTreeMap<MonthKey, super::sums::MonthSums> = sums
+        let at = |i: u32| id[i as usize];
+        let months: BTreeMap<MonthKey, MonthSums> = sums
             .months
             .into_iter()
             .map(
                 |((month, origin, user, host, program, outcome, system), v)| {
-                    let (user, host, program) =
-                        (id[user as usize], id[host as usize], id[program as usize]);
-                    (
-                        (
-                            month,
-                            origin,
-                            user,
-                            host,
-                            program,
-                            outcome,
-                            i64::from(system),
-                        ),
-                        v,
-                    )
+                    let system = i64::from(system);
+                    let (user, host, program) = (at(user), at(host), at(program));
+                    ((month, origin, user, host, program, outcome, system), v)
                 },
             )
             .collect();
         let login_days: BTreeMap<(i64, i64, i64, i64), [i32; 24]> = sums
             .login_days
             .into_iter()
-            .map(|((user, host, day, origin), v)| {
-                ((id[user as usize], id[host as usize], day, origin), v)
-            })
+            .map(|((user, host, day, origin), v)| ((at(user), at(host), day, origin), v))
             .collect();
         let totals = sums.totals;
         let programs: BTreeMap<&str, ProgramAcc<'_>> = sums

@@ -13,9 +13,11 @@ use super::rollups::{
 };
 use super::{get, ts, Backend, Result, Store, StoreError};
 
-/// How many parts a report's rows are read in at once: the machine's cores, at most four.
+/// How many parts a report's rows are read in at once: the machine's cores, at most four
+/// (asked once: on Linux the answer reads cgroup files).
 fn parts() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+    static PARTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PARTS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)))
 }
 
 /// A rollup summed over a period: one (origin, user, host, program, outcome, system).
@@ -63,8 +65,8 @@ impl Store {
     /// whose `user_id` has each remainder), each on a connection of its own: a month's rows at
     /// ten million events kept one core busy for half a second. (The parts are read as of
     /// moments a roll-up round apart at most: a report read during an import may count a
-    /// batch for some logins and not yet for others, as it would a moment later for all.) On SQLite the rows come back as one JSON
-    /// array per `group`: a report then reads a few thousand rows instead of hundreds of
+    /// batch for some logins and not yet for others, as it would a moment later for all.)
+    /// On SQLite the rows come back as one JSON array per `group`: a report then reads a few thousand rows instead of hundreds of
     /// thousands (sqlx's SQLite driver costs several microseconds a row, most of a report's
     /// time at ten million events otherwise); PostgreSQL's rows are cheap, and its `json_agg`
     /// is not (measured: 360 ms plain, 550 ms packed, for 118,000 rows).
@@ -255,7 +257,7 @@ impl Store {
         }
         let ids: BTreeSet<i64> = by.keys().flat_map(|k| [k.1, k.2, k.3]).collect();
         let names = self.names_of(ids).await?;
-        let name = |id: &i64| shared_name_of(&names, *id);
+        let name = |id: &i64| name_of(&names, *id);
         by.iter()
             .map(|((origin, user, host, program, outcome, system), acc)| {
                 Ok(UsageRow {
@@ -353,8 +355,8 @@ impl Store {
                     out.push(HourRow {
                         hour: r[2] * 24 + h as i64,
                         origin: origin_name(r[3]).to_owned(),
-                        user_name: user.clone(),
-                        host: host.clone(),
+                        user_name: user.to_string(),
+                        host: host.to_string(),
                         runs: *runs as u64,
                     });
                 }
@@ -407,11 +409,7 @@ impl Store {
 }
 
 /// The name of a dictionary id that rollup rows hold (every such id was committed with its name).
-fn name_of(names: &HashMap<i64, Arc<str>>, id: i64) -> Result<String> {
-    shared_name_of(names, id).map(|n| n.to_string())
-}
-
-fn shared_name_of(names: &HashMap<i64, Arc<str>>, id: i64) -> Result<Arc<str>> {
+fn name_of(names: &HashMap<i64, Arc<str>>, id: i64) -> Result<Arc<str>> {
     names
         .get(&id)
         .cloned()
